@@ -1,0 +1,267 @@
+"""`qa-assistant`: parses the command line and calls the library. No logic of its own.
+
+User errors print one line (`error: ...`) and exit with status 2; nothing
+else prints a traceback unless it is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from qa_assistant.errors import UserError
+
+log = logging.getLogger("qa_assistant")
+
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qa-assistant",
+        description="Train, evaluate, export and query a personal question-answering assistant.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model and evaluate it on held-out data")
+    train.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="config file; repeat to merge left to right",
+    )
+    train.add_argument(
+        "--train-data", metavar="F", help="CSV/TSV/JSONL file, builtin:chatterbot or tfds:NAME"
+    )
+    train.add_argument(
+        "--test-data", metavar="F", help="use this file as the test split (no random split of it)"
+    )
+    train.add_argument("--output", metavar="RUN_DIR", help="run directory (default: runs/<config>-<time>)")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. encoder.type=lstm",
+    )
+    train.add_argument(
+        "--restart", action="store_true", help="discard an existing run in RUN_DIR and start over"
+    )
+    train.add_argument("--name", help="also export the trained model as saved_models/NAME/<version>")
+    train.add_argument(
+        "--saved-models", default="saved_models", metavar="DIR", help="export root (default: ./saved_models)"
+    )
+
+    evaluate = commands.add_parser("evaluate", help="metrics of a run or an export on a data file")
+    evaluate.add_argument("--model", required=True, metavar="RUN_DIR_or_EXPORT")
+    evaluate.add_argument("--data", required=True, metavar="F")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    export = commands.add_parser("export", help="export a run as a SavedModel in TF Serving's layout")
+    export.add_argument("--run", required=True, metavar="RUN_DIR")
+    export.add_argument("--name", required=True, help="model name: saved_models/NAME/<version>")
+    export.add_argument(
+        "--saved-models", default="saved_models", metavar="DIR", help="export root (default: ./saved_models)"
+    )
+
+    ask = commands.add_parser("ask", help="answer questions from an export")
+    ask.add_argument(
+        "--model", required=True, metavar="PATH", help="saved_models/NAME or a version directory"
+    )
+    ask.add_argument("--top-k", type=int, default=None, metavar="K", help="also show the K best answers")
+    ask.add_argument("--json", action="store_true", help="print JSON, one object per question")
+    ask.add_argument("questions", nargs="+", metavar="QUESTION")
+
+    chat = commands.add_parser("chat", help="interactive questions and answers from an export")
+    chat.add_argument("--model", required=True, metavar="PATH")
+    chat.add_argument("--top-k", type=int, default=None, metavar="K")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        with _quiet_native_logs():
+            import tensorflow as tf
+
+            tf.config.list_logical_devices()
+        return _COMMANDS[args.command](args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _train(args: argparse.Namespace) -> int:
+    from qa_assistant.config import load_config
+    from qa_assistant.serving import export_run, validate_name
+    from qa_assistant.training.metrics import format_table
+    from qa_assistant.training.runner import train_run
+
+    overrides = list(args.overrides)
+    if args.train_data:
+        overrides.append(f"data.train={json.dumps(args.train_data)}")
+    if args.test_data:
+        overrides.append(f"data.test={json.dumps(args.test_data)}")
+    if args.name:
+        validate_name(args.name)
+    config = load_config(args.config, overrides)
+    output = args.output or _default_output(args.config)
+    result = train_run(config, output, restart=args.restart)
+    metrics = result.metrics
+    model_row = {k: v for k, v in metrics.items() if not k.startswith("baseline_")}
+    baseline_row = {k[len("baseline_") :]: v for k, v in metrics.items() if k.startswith("baseline_")}
+    keys = [k for k in model_row if k in baseline_row]
+    print(f"\nTest metrics ({metrics.get('num_test', '?')} held-out examples):")
+    print(
+        format_table({f"{config.encoder.type} {config.task.type}": model_row, "baseline": baseline_row}, keys)
+    )
+    print(f"\nrun directory:   {result.run_dir}")
+    print(f"metrics:         {result.run_dir / 'metrics.json'}")
+    print(f"TensorBoard:     tensorboard --logdir {result.run_dir / 'logs'}")
+    if args.name:
+        version = export_run(result.run_dir, args.name, args.saved_models)
+        print(f"exported:        {version}")
+    else:
+        print(f"export with:     qa-assistant export --run {result.run_dir} --name NAME")
+    return 0
+
+
+def _default_output(configs: list[str]) -> str:
+    stem = Path(configs[-1]).stem if configs else "default"
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return str(Path("runs") / f"{stem}-{stamp}")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from qa_assistant.training.evaluate import evaluate_path
+    from qa_assistant.training.metrics import format_table
+
+    metrics = evaluate_path(args.model, args.data)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(format_table({str(args.model): metrics}))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from qa_assistant.serving import export_run
+
+    version = export_run(args.run, args.name, args.saved_models)
+    print(version)
+    return 0
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from qa_assistant.serving import Assistant
+
+    _check_top_k(args.top_k)
+    assistant = Assistant(args.model)
+    for answer in assistant.ask_many(args.questions, top_k=args.top_k):
+        if args.json:
+            print(json.dumps(answer.as_dict(), ensure_ascii=False))
+        else:
+            _print_answer(
+                answer, args.top_k, prefix="" if len(args.questions) == 1 else f"Q: {answer.question}\nA: "
+            )
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from qa_assistant.serving import Assistant
+
+    _check_top_k(args.top_k)
+    assistant = Assistant(args.model)
+    print(f"chatting with {assistant.path} (empty line or Ctrl-D to quit)")
+    while True:
+        try:
+            question = input("you> ")
+        except EOFError:
+            print()
+            return 0
+        if not question.strip():
+            return 0
+        _print_answer(assistant.ask(question, top_k=args.top_k), args.top_k, prefix="assistant> ")
+
+
+def _check_top_k(top_k: int | None) -> None:
+    if top_k is not None and top_k < 1:
+        raise UserError(f"--top-k must be at least 1; got {top_k}")
+
+
+def _print_answer(answer: object, top_k: int | None, prefix: str = "") -> None:
+    print(f"{prefix}{answer.answer}")
+    if top_k:
+        for rank, (text, score) in enumerate(answer.alternatives, start=1):
+            print(f"  {rank}. [{score:.3f}] {text}")
+
+
+_COMMANDS = {"train": _train, "evaluate": _evaluate, "export": _export, "ask": _ask, "chat": _chat}
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {message}"
+        return message
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+    for noisy in ("absl", "tensorflow", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ notices; Python errors still raise
+
+
+@contextlib.contextmanager
+def _quiet_native_logs() -> Iterator[None]:
+    """Hides the C++ start-up chatter (oneDNN, CUDA probing) printed when TensorFlow loads.
+
+    Set `QA_ASSISTANT_TF_LOGS=1` to see it.
+    """
+    if os.environ.get("QA_ASSISTANT_TF_LOGS") or not _has_fileno(sys.stderr):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _has_fileno(stream: object) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,366 @@
+"""Typed run configuration: dataclasses, YAML loading, merging and overrides.
+
+A run is described by one `Config`. It is built from YAML files merged left to
+right, then `--set section.key=value` overrides, and validated before any data
+is read. Unknown keys and out-of-range values are `UserError`s that name the
+key, the value received and what is allowed. Every run writes its resolved
+config next to its results, so a run directory is self-describing.
+
+Example:
+
+>>> cfg = load_config([], overrides=["encoder.type=lstm", "train.epochs=3"])
+>>> cfg.encoder.type, cfg.train.epochs
+('lstm', 3)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qa_assistant.errors import UserError, closest
+
+
+def _choices(*values: str) -> dict[str, Any]:
+    return {"choices": values}
+
+
+def _at_least(low: float) -> dict[str, Any]:
+    return {"min": low}
+
+
+def _fraction(*, open_high: bool = True) -> dict[str, Any]:
+    return {"fraction": open_high}
+
+
+@dataclass
+class DataConfig:
+    """Where the question/answer pairs come from and how they are split.
+
+    Args:
+        train: a file (CSV, TSV, JSONL), `builtin:chatterbot` or `tfds:<name>`.
+        test: optional file used as the test split as-is (no random split).
+        question_column: column (or feature key) holding the question.
+        answer_column: column holding the answer (or label).
+        target: what a classifier predicts: `answer`, or another column such
+            as the builtin corpus's `category`.
+        validation_fraction: share of the data held out for early stopping.
+        test_fraction: share held out for the final, reported metrics.
+        deduplicate: drop repeated (question, answer) pairs after cleaning.
+    """
+
+    train: str = "builtin:chatterbot"
+    test: str | None = None
+    question_column: str = "question"
+    answer_column: str = "answer"
+    target: str = "answer"
+    validation_fraction: float = field(default=0.1, metadata=_fraction())
+    test_fraction: float = field(default=0.2, metadata=_fraction())
+    deduplicate: bool = True
+
+
+@dataclass
+class TextConfig:
+    """Cleaning and tokenisation, applied identically in training and export.
+
+    Args:
+        tokenizer: `word` (vocabulary of whole words).
+        lowercase: lower-case after cleaning.
+        normalize: `nfkc` (Unicode compatibility normalisation, needs
+            tensorflow-text when the export is loaded) or `none`.
+        strip_html: remove tags and decode character entities.
+        max_tokens: vocabulary size cap, reserved ids included.
+        min_count: minimum count in the training split for a word to be kept.
+        max_length: tokens kept per text; longer texts are truncated.
+        max_chars: characters of raw text read per input before cleaning.
+    """
+
+    tokenizer: str = field(default="word", metadata=_choices("word"))
+    lowercase: bool = True
+    normalize: str = field(default="nfkc", metadata=_choices("nfkc", "none"))
+    strip_html: bool = True
+    max_tokens: int = field(default=20000, metadata=_at_least(3))
+    min_count: int = field(default=1, metadata=_at_least(1))
+    max_length: int = field(default=32, metadata=_at_least(1))
+    max_chars: int = field(default=10000, metadata=_at_least(1))
+
+
+@dataclass
+class EmbeddingConfig:
+    """Token embedding.
+
+    Args:
+        dim: vector size.
+        pretrained: optional GloVe/word2vec text file used to initialise rows.
+        trainable: whether the embedding is updated during training.
+        dropout: drops whole word vectors during training (spatial dropout).
+    """
+
+    dim: int = field(default=100, metadata=_at_least(1))
+    pretrained: str | None = None
+    trainable: bool = True
+    dropout: float = field(default=0.0, metadata=_fraction())
+
+
+@dataclass
+class EncoderConfig:
+    """The sequence encoder, chosen by `type` from the encoder catalogue.
+
+    Args:
+        type: architecture name (`gru`, `lstm`).
+        units: hidden size per direction.
+        layers: stacked layers.
+        bidirectional: read the text in both directions.
+        dropout: dropout on layer inputs and on the pooled output.
+        recurrent_dropout: dropout on recurrent state (disables the fused
+            cuDNN kernel on GPU).
+        pooling: how a text vector is made from the token vectors: `last`
+            (final recurrent state), `mean` or `max` over real tokens.
+    """
+
+    type: str = "gru"
+    units: int = field(default=128, metadata=_at_least(1))
+    layers: int = field(default=1, metadata=_at_least(1))
+    bidirectional: bool = False
+    dropout: float = field(default=0.0, metadata=_fraction())
+    recurrent_dropout: float = field(default=0.0, metadata=_fraction())
+    pooling: str = field(default="last", metadata=_choices("last", "mean", "max"))
+
+
+@dataclass
+class TaskConfig:
+    """What the model learns to do.
+
+    Args:
+        type: `classify` (each distinct answer or label is a class).
+    """
+
+    type: str = "classify"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and the training loop.
+
+    Args:
+        epochs: maximum epochs.
+        batch_size: global batch size (summed over replicas).
+        learning_rate: Adam learning rate.
+        early_stopping: patience in epochs; `0` or `false` disables it.
+        monitor: the validation metric that early stopping and the best
+            checkpoint watch (`val_loss` or `val_accuracy`).
+        seed: seeds weights, shuffling and the data split.
+        strategy: `auto`, `default` or `mirrored`.
+        jit_compile: `auto` (XLA on CPU, where it is measured to be faster),
+            `true` or `false`.
+    """
+
+    epochs: int = field(default=100, metadata=_at_least(1))
+    batch_size: int = field(default=32, metadata=_at_least(1))
+    learning_rate: float = field(default=1e-3, metadata={"positive": True})
+    early_stopping: int = field(default=5, metadata={"min": 0, "false_is": 0, "true_is": 5})
+    monitor: str = field(default="val_loss", metadata=_choices("val_loss", "val_accuracy"))
+    seed: int = 42
+    strategy: str = field(default="auto", metadata=_choices("auto", "default", "mirrored"))
+    jit_compile: str = field(default="auto", metadata=_choices("auto", "true", "false"))
+
+
+@dataclass
+class ExportConfig:
+    """What the exported SavedModel returns.
+
+    Args:
+        top_k: alternatives returned with each answer.
+    """
+
+    top_k: int = field(default=10, metadata=_at_least(1))
+
+
+@dataclass
+class Config:
+    """The whole, resolved description of a run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict, suitable for YAML or JSON."""
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """`{"section.key": value}` for every leaf, e.g. for HParams."""
+        return {
+            f"{section}.{key}": value
+            for section, values in self.to_dict().items()
+            for key, value in values.items()
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Writes the resolved config as YAML."""
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def load_config(paths: list[str | Path], overrides: list[str] | None = None) -> Config:
+    """Builds a validated `Config` from YAML files and `key=value` overrides.
+
+    Args:
+        paths: YAML files merged left to right (later files win).
+        overrides: `section.key=value` strings; values are parsed as YAML.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        UserError: unreadable file, unknown key, wrong type or invalid value.
+    """
+    merged: dict[str, Any] = {}
+    for path in paths:
+        _deep_merge(merged, _read_yaml(Path(path)))
+    for item in overrides or []:
+        key, value = _parse_override(item)
+        _set_path(merged, key, value)
+    return from_dict(merged)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Converts a nested dict into a validated `Config`."""
+    if not isinstance(data, dict):
+        raise UserError(f"config must be a mapping of sections; got {type(data).__name__}")
+    return _build(Config, data, prefix="")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        what = "a directory" if path.is_dir() else "no such file"
+        raise UserError(f"config file '{path}' is {what}; expected a YAML file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise UserError(f"config file '{path}' is not valid YAML: {first_line}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config file '{path}' must hold a mapping of sections; got {type(data).__name__}")
+    return data
+
+
+def _deep_merge(into: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UserError(f"override '{item}' is not of the form section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UserError(f"override '{dotted}': '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in fields:
+            valid = ", ".join(sorted(fields))
+            where = f"section '{prefix[:-1]}'" if prefix else "the config"
+            hint = closest(str(key), sorted(fields))
+            raise UserError(f"unknown config key '{name}' in {where}{hint}; expected one of: {valid}")
+        hint_type = hints[key]
+        if dataclasses.is_dataclass(hint_type):
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise UserError(f"config section '{name}' must be a mapping; got {value!r}")
+            kwargs[key] = _build(hint_type, value, prefix=f"{name}.")
+        else:
+            kwargs[key] = _coerce(value, hint_type, fields[key].metadata, name)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, meta: Any, name: str) -> Any:
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise UserError(f"config key '{name}' needs a value; got null")
+    base = next(t for t in allowed if t is not type(None))
+    if isinstance(value, bool) and base is not bool:
+        if value is False and "false_is" in meta:
+            value = meta["false_is"]
+        elif value is True and "true_is" in meta:
+            value = meta["true_is"]
+        elif base is str:
+            value = "true" if value else "false"
+        else:
+            raise UserError(f"config key '{name}' expects {base.__name__}; got {value!r}")
+    converted = _convert(value, base, name)
+    _check_range(converted, meta, name)
+    return converted
+
+
+def _convert(value: Any, base: type, name: str) -> Any:
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"config key '{name}' expects true or false; got {value!r}")
+    if base is int:
+        if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+            return int(value)
+        raise UserError(f"config key '{name}' expects an integer; got {value!r}")
+    if base is float:
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            return float(value)
+        raise UserError(f"config key '{name}' expects a number; got {value!r}")
+    if base is str:
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        raise UserError(f"config key '{name}' expects a string; got {value!r}")
+    return value
+
+
+def _check_range(value: Any, meta: Any, name: str) -> None:
+    if "choices" in meta and value not in meta["choices"]:
+        raise UserError(
+            f"config key '{name}' got {value!r}{closest(str(value), meta['choices'])}; "
+            f"expected one of: {', '.join(meta['choices'])}"
+        )
+    if "min" in meta and value < meta["min"]:
+        raise UserError(f"config key '{name}' must be at least {meta['min']}; got {value!r}")
+    if meta.get("positive") and value <= 0:
+        raise UserError(f"config key '{name}' must be greater than 0; got {value!r}")
+    if "fraction" in meta and not 0.0 <= value < 1.0:
+        raise UserError(f"config key '{name}' must be in [0, 1); got {value!r}")

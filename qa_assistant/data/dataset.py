@@ -1,0 +1,93 @@
+"""From a config and file names to cleaned, split question/answer data."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from qa_assistant.config import Config
+from qa_assistant.data.prepare import CleanReport, clean_pairs
+from qa_assistant.data.sources import SourceInfo, load_pairs
+from qa_assistant.data.split import Splits, split_classification, split_grouped
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class QAData:
+    """Everything a task needs to know about its data.
+
+    Attributes:
+        splits: cleaned train/validation/test frames.
+        target: the column a classifier predicts (`answer` or e.g. `category`).
+        sources: what was read, with hashes of files.
+        reports: per source, row counts through cleaning.
+    """
+
+    splits: Splits
+    target: str
+    sources: list[SourceInfo] = field(default_factory=list)
+    reports: dict[str, CleanReport] = field(default_factory=dict)
+
+    def all_frames(self) -> pd.DataFrame:
+        s = self.splits
+        return pd.concat([s.train, s.validation, s.test], ignore_index=True)
+
+
+def load_qa_data(config: Config) -> QAData:
+    """Loads `config.data.train` (and `config.data.test`), cleans and splits them.
+
+    Raises:
+        UserError: for any problem with the inputs.
+    """
+    data = config.data
+    target = data.target
+    labels = () if target in ("answer", "question") else (target,)
+    frames: dict[str, pd.DataFrame] = {}
+    sources, reports = [], {}
+    for role, spec in (("train", data.train), ("test", data.test)):
+        if spec is None:
+            continue
+        raw, info = load_pairs(
+            spec,
+            question_column=data.question_column,
+            answer_column=data.answer_column,
+            extra_columns=labels,
+            default_split=role,
+        )
+        clean, report = clean_pairs(
+            raw,
+            config.text,
+            deduplicate=data.deduplicate,
+            label_columns=labels,
+            header=(data.question_column, data.answer_column),
+            source=spec,
+        )
+        if clean.empty:
+            from qa_assistant.errors import UserError
+
+            raise UserError(f"'{spec}' has no usable rows: every row had an empty question or answer")
+        frames[role], reports[spec] = clean, report
+        sources.append(info)
+        log.info("%s: %d rows read, %d kept after cleaning", spec, report.rows_read, report.rows_kept)
+    test_frame = frames.get("test")
+    if config.task.type == "classify":
+        splits = split_classification(
+            frames["train"],
+            target,
+            validation_fraction=data.validation_fraction,
+            test_fraction=data.test_fraction,
+            seed=config.train.seed,
+            test_frame=test_frame,
+        )
+    else:
+        splits = split_grouped(
+            frames["train"],
+            validation_fraction=data.validation_fraction,
+            test_fraction=data.test_fraction,
+            seed=config.train.seed,
+            test_frame=test_frame,
+        )
+    return QAData(splits=splits, target=target, sources=sources, reports=reports)

@@ -1,0 +1,110 @@
+"""Cleaning and de-duplicating loaded pairs, with counts of what was dropped.
+
+Questions are cleaned exactly as the exported model will clean a request
+(`TextConfig`), so that training and serving see the same text. Answers and
+labels are cleaned for display: the same steps but never lower-cased, since
+they are what the assistant says back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from qa_assistant.config import TextConfig
+from qa_assistant.text.cleaning import clean_text
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 50_000
+
+
+@dataclass
+class CleanReport:
+    """Row counts before and after each cleaning step."""
+
+    rows_read: int
+    dropped_repeated_header: int
+    dropped_empty: int
+    dropped_duplicates: int
+    rows_kept: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def clean_strings(values: list[str], text: TextConfig, *, for_display: bool = False) -> list[str]:
+    """Runs `clean_text` over a Python list in chunks; returns Python strings."""
+    out: list[str] = []
+    for start in range(0, len(values), _CHUNK):
+        cleaned = clean_text(
+            values[start : start + _CHUNK],
+            lowercase=text.lowercase and not for_display,
+            normalize=text.normalize,
+            strip_html=text.strip_html,
+            max_chars=None if for_display else text.max_chars,
+        )
+        out.extend(v.decode("utf-8") for v in np.asarray(cleaned.numpy()).reshape(-1))
+    return out
+
+
+def clean_pairs(
+    frame: pd.DataFrame,
+    text: TextConfig,
+    *,
+    deduplicate: bool = True,
+    label_columns: tuple[str, ...] = (),
+    header: tuple[str, str] = ("question", "answer"),
+    source: str = "data",
+) -> tuple[pd.DataFrame, CleanReport]:
+    """Cleans `question`, `answer` and label columns; drops empty and repeated rows.
+
+    Args:
+        frame: output of `load_pairs`.
+        text: cleaning options (applied to questions as the model sees them).
+        deduplicate: drop rows whose cleaned (question, answer, labels) repeat.
+        label_columns: other columns cleaned for display (e.g. `category`).
+        header: the source's original column names; rows repeating them (a
+            header pasted twice) are dropped.
+        source: name used in warnings.
+
+    Returns:
+        `(clean_frame, report)`; the frame is re-indexed from 0.
+    """
+    rows_read = len(frame)
+    is_header = (frame["question"].str.strip() == header[0]) & (frame["answer"].str.strip() == header[1])
+    frame = frame.loc[~is_header].copy()
+    frame["question"] = clean_strings(frame["question"].tolist(), text)
+    frame["answer"] = clean_strings(frame["answer"].tolist(), text, for_display=True)
+    columns = ["question", "answer"]
+    for column in label_columns:
+        if column not in columns:
+            frame[column] = clean_strings(frame[column].tolist(), text, for_display=True)
+            columns.append(column)
+    empty = (frame[columns] == "").any(axis=1)
+    frame = frame.loc[~empty]
+    before_dedup = len(frame)
+    if deduplicate:
+        frame = frame.drop_duplicates(subset=columns)
+    report = CleanReport(
+        rows_read=rows_read,
+        dropped_repeated_header=int(is_header.sum()),
+        dropped_empty=int(empty.sum()),
+        dropped_duplicates=before_dedup - len(frame),
+        rows_kept=len(frame),
+    )
+    if report.dropped_empty:
+        log.warning(
+            "%s: dropped %d of %d rows with an empty question or answer after cleaning",
+            source,
+            report.dropped_empty,
+            rows_read,
+        )
+    if report.dropped_repeated_header:
+        log.warning("%s: dropped %d repeated header rows", source, report.dropped_repeated_header)
+    if report.dropped_duplicates:
+        log.info("%s: dropped %d duplicate pairs", source, report.dropped_duplicates)
+    return frame.reset_index(drop=True), report

@@ -1,0 +1,239 @@
+"""Reading question/answer pairs from files, the builtin corpus and TFDS.
+
+Every source becomes a pandas DataFrame with string columns `question` and
+`answer` (renamed from the configured column names) plus any other columns the
+source has (the builtin corpus adds `category`). Problems with the input are
+`UserError`s that name the file, what was found and what was expected.
+
+Sources:
+    `path/to/file.csv|.tsv|.jsonl`  a file with a header / JSON objects;
+    `builtin:chatterbot`            the English chatterbot-corpus (offline);
+    `tfds:NAME[#SPLIT]`             a tensorflow-datasets dataset; NAME may
+                                    carry a config and version
+                                    (`glue/mrpc:2.0.0`); SPLIT defaults to
+                                    `train` (or `test` for `--test-data`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qa_assistant.errors import UserError
+
+log = logging.getLogger(__name__)
+
+FILE_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".ndjson": None}
+BUILTINS = ("chatterbot",)
+
+
+@dataclass
+class SourceInfo:
+    """What was read: for the run manifest and the log."""
+
+    source: str
+    rows: int
+    sha256: str | None = None
+
+
+def load_pairs(
+    spec: str,
+    *,
+    question_column: str = "question",
+    answer_column: str = "answer",
+    extra_columns: tuple[str, ...] = (),
+    default_split: str = "train",
+) -> tuple[pd.DataFrame, SourceInfo]:
+    """Loads one source as a DataFrame of strings.
+
+    Args:
+        spec: a file path, `builtin:NAME` or `tfds:NAME[#SPLIT]`.
+        question_column: the source's question column / feature key.
+        answer_column: the source's answer column / feature key.
+        extra_columns: further columns that must exist (e.g. a label column).
+        default_split: TFDS split when the spec names none.
+
+    Returns:
+        `(frame, info)`; the frame has `question` and `answer` columns; empty
+        cells are empty strings (counted and dropped later, in cleaning).
+
+    Raises:
+        UserError: missing/unreadable/empty file, missing columns, bad JSON.
+    """
+    if spec.startswith("builtin:"):
+        frame, info = _load_builtin(spec[len("builtin:") :])
+    elif spec.startswith("tfds:"):
+        frame, info = _load_tfds(spec[len("tfds:") :], question_column, answer_column, default_split)
+        question_column, answer_column = "question", "answer"
+    else:
+        frame, info = _load_file(Path(spec))
+    required = [question_column, answer_column, *extra_columns]
+    missing = [c for c in dict.fromkeys(required) if c not in frame.columns]
+    if missing:
+        raise UserError(_missing_columns_message(spec, missing, list(frame.columns)))
+    frame = frame.rename(columns={question_column: "question", answer_column: "answer"})
+    frame = frame.loc[:, ~frame.columns.duplicated()]
+    return frame.astype(object).fillna("").map(_as_text), info
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _missing_columns_message(spec: str, missing: list[str], found: list[str]) -> str:
+    shown = ", ".join(repr(c) for c in found[:20]) or "none"
+    hint = ""
+    if len(found) == 1 and any(sep in found[0] for sep in ";|\t,"):
+        hint = " (the header is a single column: is the delimiter right for this file type?)"
+    return (
+        f"'{spec}' has no column {', '.join(repr(c) for c in missing)}; columns found: {shown}{hint}; "
+        "set data.question_column / data.answer_column to use other names"
+    )
+
+
+def _load_file(path: Path) -> tuple[pd.DataFrame, SourceInfo]:
+    if not path.exists():
+        raise UserError(f"data file '{path}' does not exist; expected a CSV, TSV or JSONL file")
+    if path.is_dir():
+        raise UserError(f"data path '{path}' is a directory; expected a CSV, TSV or JSONL file")
+    suffix = path.suffix.lower()
+    if suffix not in FILE_FORMATS:
+        raise UserError(
+            f"data file '{path}' has extension '{suffix or '(none)'}'; expected one of: "
+            f"{', '.join(FILE_FORMATS)} (or builtin:chatterbot, tfds:NAME)"
+        )
+    raw = path.read_bytes()
+    text = _decode_utf8(raw, path)
+    if not text.strip():
+        raise UserError(f"data file '{path}' is empty; expected a header row and question/answer rows")
+    if FILE_FORMATS[suffix] is None:
+        frame = _read_jsonl(text, path)
+    else:
+        frame = _read_delimited(text, FILE_FORMATS[suffix], path)
+    if frame.empty:
+        raise UserError(f"data file '{path}' has a header but no rows")
+    return frame, SourceInfo(str(path), len(frame), hashlib.sha256(raw).hexdigest())
+
+
+def _decode_utf8(raw: bytes, path: Path) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        byte = raw[error.start : error.start + 1].hex()
+        raise UserError(
+            f"data file '{path}' is not UTF-8: undecodable byte 0x{byte} on line {line}; "
+            "expected UTF-8 text (re-save the file as UTF-8)"
+        ) from None
+
+
+def _read_delimited(text: str, sep: str, path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=True
+        )
+    except pd.errors.ParserError as error:
+        detail = str(error).strip().splitlines()[-1]
+        raise UserError(f"data file '{path}' could not be parsed as {_kind(sep)}: {detail}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _kind(sep: str) -> str:
+    return "CSV" if sep == "," else "TSV"
+
+
+def _read_jsonl(text: str, path: Path) -> pd.DataFrame:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UserError(
+                f"data file '{path}' line {number} is not valid JSON ({error.msg}); "
+                "expected one JSON object per line"
+            ) from None
+        if not isinstance(row, dict):
+            raise UserError(
+                f"data file '{path}' line {number} holds a JSON {type(row).__name__}; "
+                'expected a JSON object such as {"question": ..., "answer": ...}'
+            )
+        rows.append(row)
+    return pd.DataFrame(rows, dtype=object)
+
+
+def _load_builtin(name: str) -> tuple[pd.DataFrame, SourceInfo]:
+    if name not in BUILTINS:
+        raise UserError(f"unknown builtin data set '{name}'; expected one of: {', '.join(BUILTINS)}")
+    import tensorflow_datasets as tfds
+
+    import qa_assistant.data.chatterbot  # noqa: F401  (registers the builder)
+
+    tfds.disable_progress_bar()  # a one-second build of a bundled corpus needs no bar
+    dataset = tfds.load("chatterbot_corpus", split="train")
+    rows = [
+        {key: value.decode("utf-8") for key, value in example.items()} for example in tfds.as_numpy(dataset)
+    ]
+    frame = pd.DataFrame(rows, columns=["question", "answer", "category"], dtype=object)
+    return frame, SourceInfo(f"builtin:{name}", len(frame))
+
+
+def _load_tfds(
+    spec: str, question_key: str, answer_key: str, default_split: str
+) -> tuple[pd.DataFrame, SourceInfo]:
+    import tensorflow_datasets as tfds
+
+    name, _, split = spec.partition("#")
+    split = split or default_split
+    try:
+        dataset = tfds.load(name, split=split)
+    except Exception as error:  # tfds raises many types; all mean "cannot load this"
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"tfds:{spec} could not be loaded ({detail})") from None
+    rows = []
+    for example in tfds.as_numpy(dataset):
+        rows.append(
+            {
+                "question": _feature(example, question_key, spec),
+                "answer": _feature(example, answer_key, spec),
+            }
+        )
+    return pd.DataFrame(rows, columns=["question", "answer"], dtype=object), SourceInfo(
+        f"tfds:{name}#{split}", len(rows)
+    )
+
+
+def _feature(example: dict[str, Any], key: str, spec: str) -> str:
+    """Reads `a/b` nested keys; sequences (e.g. several reference answers) give their first item."""
+    value: Any = example
+    for part in key.split("/"):
+        if not isinstance(value, dict) or part not in value:
+            keys = ", ".join(sorted(_flat_keys(example)))
+            raise UserError(f"tfds:{spec} has no feature '{key}'; features found: {keys}")
+        value = value[part]
+    if hasattr(value, "shape") and getattr(value, "ndim", 0) > 0:
+        value = value[0] if len(value) else ""
+    return _as_text(value)
+
+
+def _flat_keys(example: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in example.items():
+        if isinstance(value, dict):
+            keys += _flat_keys(value, f"{prefix}{key}/")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys

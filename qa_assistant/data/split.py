@@ -1,0 +1,208 @@
+"""Seeded, honest train/validation/test splits.
+
+For classification a held-out question is only a fair test when its class was
+seen in training: in a personal FAQ most answers have a single phrasing, and a
+random split would test answers the model could never predict. Two methods:
+
+* `stratified` — every class has at least `MIN_PER_CLASS_FOR_STRATIFIED`
+  examples: scikit-learn's `StratifiedGroupKFold` (stratified by class,
+  grouped by question text so a question never sits on both sides).
+* `known-answer` — otherwise: only questions whose class keeps at least one
+  other phrasing in training are held out ("a new phrasing of a known
+  question"); the split reports how many such questions exist.
+
+For retrieval and generation the split is grouped by question text, at random.
+A user-given test file is used as-is; validation is then carved from the
+training data.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from qa_assistant.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MIN_PER_CLASS_FOR_STRATIFIED = 5
+
+
+@dataclass
+class Splits:
+    """The three splits and how they were made."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    method: str
+    notes: dict[str, int] = field(default_factory=dict)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+
+
+def split_classification(
+    frame: pd.DataFrame,
+    target: str,
+    *,
+    validation_fraction: float,
+    test_fraction: float,
+    seed: int,
+    test_frame: pd.DataFrame | None = None,
+) -> Splits:
+    """Splits for a classifier whose classes are the values of `target`.
+
+    Raises:
+        UserError: fewer than two classes, or no question can be held out.
+    """
+    classes = frame[target].unique()
+    if len(classes) < 2:
+        shown = repr(classes[0]) if len(classes) else "none"
+        raise UserError(
+            f"classification needs at least 2 distinct values of '{target}'; got {len(classes)} ({shown})"
+        )
+    fractions = [validation_fraction] if test_frame is not None else [test_fraction, validation_fraction]
+    if test_frame is None and test_fraction <= 0:
+        raise UserError("data.test_fraction is 0 and no --test-data was given; expected one of them")
+    counts = frame[target].value_counts()
+    if counts.min() >= MIN_PER_CLASS_FOR_STRATIFIED:
+        method, parts, notes = "stratified", _stratified(frame, target, fractions, seed), {}
+    else:
+        method = "known-answer"
+        parts, notes = _known_answer(frame, target, fractions, seed)
+        if test_frame is None and len(parts[1]) == 0:
+            raise UserError(
+                f"no question can be held out for testing: every '{target}' value has a single "
+                "phrasing; give a test file with --test-data, add phrasings, or classify a column "
+                "with repeated labels (e.g. data.target=category)"
+            )
+    train = frame.iloc[parts[0]].reset_index(drop=True)
+    if test_frame is not None:
+        validation = frame.iloc[parts[1]].reset_index(drop=True)
+        test = test_frame.reset_index(drop=True)
+        seen = set(train[target])
+        notes["unseen_test_labels"] = int((~test[target].isin(seen)).sum())
+        if notes["unseen_test_labels"]:
+            log.warning(
+                "%d of %d test examples have a '%s' never seen in training; "
+                "they cannot be predicted and count as errors",
+                notes["unseen_test_labels"],
+                len(test),
+                target,
+            )
+        _warn_overlap(train, test)
+    else:
+        test = frame.iloc[parts[1]].reset_index(drop=True)
+        validation = frame.iloc[parts[2]].reset_index(drop=True)
+    if len(validation) == 0:
+        log.warning("validation split is empty; early stopping will watch the training loss")
+    return Splits(train, validation, test, method, notes)
+
+
+def split_grouped(
+    frame: pd.DataFrame,
+    *,
+    validation_fraction: float,
+    test_fraction: float,
+    seed: int,
+    test_frame: pd.DataFrame | None = None,
+) -> Splits:
+    """Random split grouped by question text (retrieval, generation)."""
+    rng = np.random.default_rng(seed)
+    questions = np.asarray(frame["question"].unique(), dtype=object)
+    rng.shuffle(questions)
+    fractions = [validation_fraction] if test_frame is not None else [test_fraction, validation_fraction]
+    sizes = [round(f * len(questions)) for f in fractions]
+    bounds = np.cumsum([0, *sizes])
+    held = [set(questions[bounds[i] : bounds[i + 1]]) for i in range(len(sizes))]
+    masks = [frame["question"].isin(h).to_numpy() for h in held]
+    train = frame.loc[~np.logical_or.reduce(masks)].reset_index(drop=True)
+    parts = [frame.loc[m].reset_index(drop=True) for m in masks]
+    if test_frame is not None:
+        test, validation = test_frame.reset_index(drop=True), parts[0]
+        _warn_overlap(train, test)
+    else:
+        test, validation = parts
+    return Splits(train, validation, test, "grouped-random", {})
+
+
+def _warn_overlap(train: pd.DataFrame, test: pd.DataFrame) -> None:
+    overlap = int(test["question"].isin(set(train["question"])).sum())
+    if overlap:
+        log.warning(
+            "%d test questions also appear verbatim in the training data; "
+            "their metrics do not measure generalisation",
+            overlap,
+        )
+
+
+def _stratified(frame: pd.DataFrame, target: str, fractions: list[float], seed: int) -> list[np.ndarray]:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    remaining = np.arange(len(frame))
+    left = 1.0
+    parts = []
+    for fraction in fractions:
+        if fraction <= 0:
+            parts.append(np.array([], dtype=int))
+            continue
+        sub = frame.iloc[remaining]
+        # One fold is held out; a fold count above the smallest class would
+        # leave that class out of some folds, so cap it (holding out a bit more).
+        folds = max(2, min(round(left / fraction), int(sub[target].value_counts().min())))
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "least populated class" notices
+            keep, held = next(splitter.split(sub, sub[target], groups=sub["question"]))
+        parts.append(remaining[held])
+        remaining = remaining[keep]
+        left -= fraction
+    return [remaining, *parts]
+
+
+def _known_answer(
+    frame: pd.DataFrame, target: str, fractions: list[float], seed: int
+) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Holds out questions whose every class keeps another phrasing in training."""
+    labels_of = frame.groupby("question", sort=True)[target].agg(lambda s: sorted(set(s)))
+    phrasings = collections.Counter(label for labels in labels_of for label in labels)
+    eligible = int(sum(all(phrasings[lab] >= 2 for lab in labels) for labels in labels_of))
+    holdable = sum(n - 1 for n in phrasings.values())
+    wanted = [round(f * len(labels_of)) for f in fractions]
+    total_wanted = sum(wanted)
+    if total_wanted > holdable:
+        # Not enough phrasings for the requested fractions: share what there is.
+        wanted = [int(holdable * w / total_wanted) for w in wanted]
+        wanted[0] += holdable - sum(wanted)
+    order = np.random.default_rng(seed).permutation(len(labels_of))
+    assigned: list[list[str]] = [[] for _ in fractions]
+    for position in order:
+        question, labels = labels_of.index[position], labels_of.iloc[position]
+        if not all(phrasings[lab] >= 2 for lab in labels):
+            continue
+        behind = [i for i in range(len(fractions)) if len(assigned[i]) < wanted[i]]
+        if not behind:
+            break
+        part = min(behind, key=lambda i: len(assigned[i]) / max(wanted[i], 1))
+        assigned[part].append(question)
+        for lab in labels:
+            phrasings[lab] -= 1
+    held_sets = [set(a) for a in assigned]
+    held_all = set().union(*held_sets)
+    question = frame["question"]
+    parts = [np.flatnonzero(~question.isin(held_all).to_numpy())]
+    parts += [np.flatnonzero(question.isin(h).to_numpy()) for h in held_sets]
+    notes = {"eligible_questions": eligible, "holdable_questions": holdable}
+    log.info(
+        "known-answer split: %d of %d questions have an answer with another phrasing; held out %s",
+        eligible,
+        len(labels_of),
+        " + ".join(str(len(a)) for a in assigned),
+    )
+    return parts, notes

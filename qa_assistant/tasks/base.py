@@ -1,0 +1,116 @@
+"""What every task (classify, retrieve, generate) provides to the trainer and exporter.
+
+A task owns its preprocessing (tokenizer, label or answer vocabulary), builds
+its Keras model (token ids in, numbers out, so it can be XLA-compiled), knows
+its loss and metrics, evaluates itself on a held-out split, and writes the
+function that the SavedModel serves (raw text in, answer out).
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from qa_assistant.config import Config
+from qa_assistant.data.dataset import QAData
+from qa_assistant.data.split import Splits
+from qa_assistant.text.word_tokenizer import WordTokenizer
+
+log = logging.getLogger(__name__)
+
+
+class Task(abc.ABC):
+    """Base class of the task catalogue.
+
+    Args:
+        config: the run's resolved config.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.tokenizer: WordTokenizer | None = None
+
+    # -- preprocessing -------------------------------------------------------
+
+    @abc.abstractmethod
+    def prepare(self, data: QAData) -> None:
+        """Fits preprocessing (vocabularies) on the training split only."""
+
+    def build_tokenizer(self, texts: list[str], reserved_tokens: tuple[str, ...] = ()) -> WordTokenizer:
+        """A word tokenizer over already-cleaned training texts, per `config.text`."""
+        text = self.config.text
+        return WordTokenizer.from_texts(
+            texts,
+            max_tokens=text.max_tokens,
+            min_count=text.min_count,
+            reserved_tokens=reserved_tokens,
+            max_length=text.max_length,
+            lowercase=text.lowercase,
+            normalize=text.normalize,
+            strip_html=text.strip_html,
+            max_chars=text.max_chars,
+        )
+
+    def embedding_matrix(self) -> np.ndarray | None:
+        """Initial embedding from `embedding.pretrained`, or `None` for random."""
+        path = self.config.embedding.pretrained
+        if not path or self.tokenizer is None:
+            return None
+        from qa_assistant.embeddings import embedding_from_file
+
+        return embedding_from_file(
+            path, self.tokenizer.vocabulary, self.config.embedding.dim, seed=self.config.train.seed
+        )
+
+    # -- training ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def dataset(self, frame: pd.DataFrame, *, training: bool) -> tf.data.Dataset:
+        """Batches of `(inputs, targets)` for `fit`."""
+
+    @abc.abstractmethod
+    def build_model(self) -> keras.Model:
+        """The trainable model (call inside the strategy scope)."""
+
+    @abc.abstractmethod
+    def compile(self, model: keras.Model, *, jit_compile: bool) -> None:
+        """Optimizer, loss and metrics."""
+
+    # -- evaluation ----------------------------------------------------------
+
+    @abc.abstractmethod
+    def evaluate(self, model: keras.Model, frame: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
+        """Test metrics (keys as in DESIGN.md) and one row of predictions per example."""
+
+    @abc.abstractmethod
+    def baseline(self, splits: Splits) -> dict[str, float]:
+        """Metrics of a classical baseline fitted on the same training split."""
+
+    @abc.abstractmethod
+    def predict(self, model: keras.Model, questions: list[str], top_k: int) -> dict[str, np.ndarray]:
+        """In-process answers for raw questions, shaped like the export's outputs."""
+
+    # -- serving -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def serving_function(self, model: keras.Model, top_k: int) -> tuple[Any, list[Any]]:
+        """`(fn, trackables)`: fn maps `question` strings `[batch]` to named outputs."""
+
+    # -- persistence ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def save(self, directory: Path) -> None:
+        """Writes what the task needs besides the model (vocabularies, labels)."""
+
+    @abc.abstractmethod
+    def restore(self, directory: Path) -> None:
+        """Reads what `save` wrote."""

@@ -1,0 +1,170 @@
+"""Answer classification: every distinct answer (or label) is a class.
+
+This is the corrected form of the source article's head: a softmax over the
+known answers trained with sparse categorical cross-entropy, instead of
+`Dense(1, sigmoid)` + binary cross-entropy on token lists.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from qa_assistant.data.dataset import QAData
+from qa_assistant.data.split import Splits
+from qa_assistant.models.encoders import build_encoder
+from qa_assistant.tasks.base import Task
+from qa_assistant.text.word_tokenizer import WordTokenizer
+from qa_assistant.training.baseline import tfidf_logistic_regression
+from qa_assistant.training.metrics import classification_metrics, ranking_metrics, ranks_from_scores
+from qa_assistant.training.pipeline import as_targets, ids_dataset, make_dataset
+
+
+class ClassificationTask(Task):
+    """Softmax classifier over the answers (or `data.target` labels) seen in training."""
+
+    name = "classify"
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.labels: list[str] = []
+        self.target = config.data.target
+
+    # -- preprocessing -------------------------------------------------------
+
+    def prepare(self, data: QAData) -> None:
+        train = data.splits.train
+        self.tokenizer = self.build_tokenizer(train["question"].tolist())
+        self.labels = sorted(train[self.target].unique().tolist())
+
+    def label_ids(self, frame: pd.DataFrame) -> np.ndarray:
+        """Class id of each row's target; -1 for a label unseen in training."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        return np.asarray([index.get(v, -1) for v in frame[self.target]], dtype=np.int32)
+
+    def _ids(self, questions: list[str]) -> tf.RaggedTensor:
+        return self.tokenizer.tokenize(tf.constant(questions, dtype=tf.string))
+
+    # -- training ------------------------------------------------------------
+
+    def dataset(self, frame: pd.DataFrame, *, training: bool) -> tf.data.Dataset:
+        targets = self.label_ids(frame)
+        keep = targets >= 0  # unseen labels cannot be learned (validation never has them)
+        return make_dataset(
+            self._ids(frame["question"][keep].tolist()),
+            as_targets(targets[keep]),
+            batch_size=self.config.train.batch_size,
+            max_length=self.config.text.max_length,
+            shuffle=training,
+            seed=self.config.train.seed,
+        )
+
+    def build_model(self) -> keras.Model:
+        encoder = build_encoder(
+            self.config.encoder,
+            self.tokenizer.vocabulary_size,
+            self.config.embedding,
+            self.embedding_matrix(),
+        )
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        pooled = encoder(token_ids)["pooled_output"]
+        if self.config.encoder.dropout:
+            pooled = keras.layers.Dropout(self.config.encoder.dropout, name="head_dropout")(pooled)
+        logits = keras.layers.Dense(len(self.labels), dtype="float32", name="answer_logits")(pooled)
+        return keras.Model(token_ids, logits, name="classifier")
+
+    def compile(self, model: keras.Model, *, jit_compile: bool) -> None:
+        top_k = min(5, len(self.labels))
+        model.compile(
+            optimizer=keras.optimizers.Adam(self.config.train.learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[
+                keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name=f"top{top_k}_accuracy"),
+            ],
+            jit_compile=jit_compile,
+        )
+
+    # -- evaluation ----------------------------------------------------------
+
+    def scores(self, model: keras.Model, questions: list[str]) -> np.ndarray:
+        """Softmax probabilities `[n, classes]` for cleaned questions."""
+        if not questions:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        batches = ids_dataset(
+            self._ids(questions),
+            batch_size=max(64, self.config.train.batch_size),
+            max_length=self.config.text.max_length,
+        )
+        logits = model.predict(batches, verbose=0)
+        return keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+
+    def evaluate(self, model: keras.Model, frame: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
+        probabilities = self.scores(model, frame["question"].tolist())
+        target = self.label_ids(frame)
+        ranks = ranks_from_scores(probabilities, target)
+        best = probabilities.argmax(axis=1) if len(frame) else np.zeros(0, dtype=int)
+        predicted = [self.labels[i] for i in best]
+        references = frame[self.target].tolist()
+        metrics = {**classification_metrics(references, predicted), **ranking_metrics(ranks)}
+        predictions = pd.DataFrame(
+            {
+                "question": frame["question"].tolist(),
+                "reference": references,
+                "predicted": predicted,
+                "score": probabilities.max(axis=1) if len(frame) else [],
+                "rank": ranks,
+                "correct": [p == r for p, r in zip(predicted, references, strict=True)],
+            }
+        )
+        return metrics, predictions
+
+    def baseline(self, splits: Splits) -> dict[str, float]:
+        return tfidf_logistic_regression(
+            splits.train["question"].tolist(),
+            splits.train[self.target].tolist(),
+            splits.test["question"].tolist(),
+            splits.test[self.target].tolist(),
+            seed=self.config.train.seed,
+        )
+
+    def predict(self, model: keras.Model, questions: list[str], top_k: int) -> dict[str, np.ndarray]:
+        outputs = self.serving_function(model, top_k)[0](tf.constant(questions, dtype=tf.string))
+        return {k: v.numpy() for k, v in outputs.items()}
+
+    # -- serving -------------------------------------------------------------
+
+    def serving_function(self, model: keras.Model, top_k: int) -> tuple[Any, list[Any]]:
+        tokenizer = self.tokenizer
+        labels = tf.constant(self.labels)
+        k = min(top_k, len(self.labels))
+
+        def serve(question: tf.Tensor) -> dict[str, tf.Tensor]:
+            probabilities = tf.nn.softmax(model(tokenizer(question), training=False), axis=-1)
+            top = tf.math.top_k(probabilities, k=k)
+            return {
+                "answer": tf.gather(labels, top.indices[:, 0]),
+                "score": top.values[:, 0],
+                "top_k_answers": tf.gather(labels, top.indices),
+                "top_k_scores": top.values,
+            }
+
+        return serve, [model, tokenizer]
+
+    # -- persistence ---------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        self.tokenizer.save_assets(directory / "preprocessor")
+        (directory / "labels.json").write_text(
+            json.dumps(self.labels, ensure_ascii=False, indent=0), encoding="utf-8"
+        )
+
+    def restore(self, directory: Path) -> None:
+        self.tokenizer = WordTokenizer.load_assets(directory / "preprocessor")
+        self.labels = json.loads((directory / "labels.json").read_text(encoding="utf-8"))

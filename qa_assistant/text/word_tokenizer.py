@@ -1,0 +1,172 @@
+"""Word-level tokenizer: raw text -> cleaned text -> words -> integer ids.
+
+The vocabulary is built from the training split only. Id 0 is padding and id
+1 is the out-of-vocabulary token; reserved tokens (e.g. `[START]`, `[END]`
+for generation) follow, then words by descending count (ties broken
+alphabetically, so a vocabulary is reproducible).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from qa_assistant.text.cleaning import clean_text
+
+PAD = ""
+OOV = "[UNK]"
+
+
+def split_words(cleaned: tf.Tensor) -> tf.RaggedTensor:
+    """Splits cleaned text into words; punctuation and CJK ideographs are tokens of their own.
+
+    Apostrophes inside words stay ("don't"); other punctuation is split off.
+    RE2's `\\w` is ASCII-only, so letters are matched with Unicode classes.
+    """
+    x = tf.strings.regex_replace(cleaned, r"([^\p{L}\p{N}\p{M}\s'])", r" \1 ")
+    x = tf.strings.regex_replace(x, r"(\p{Han}|\p{Hiragana}|\p{Katakana})", r" \1 ")
+    x = tf.strings.regex_replace(x, r"(^|\s)'+|'+(\s|$)", r"\1 \2")
+    return tf.strings.split(x)
+
+
+@keras.saving.register_keras_serializable(package="qa_assistant")
+class WordTokenizer(keras.layers.Layer):
+    """Cleans raw strings and maps their words to ids, inside the TF graph.
+
+    Args:
+        vocabulary: tokens in id order, starting with `""` (padding) and
+            `"[UNK]"`.
+        max_length: ids kept per text.
+        lowercase, normalize, strip_html, max_chars: cleaning options, see
+            `qa_assistant.text.cleaning.clean_text`.
+
+    Example:
+
+    >>> tok = WordTokenizer.from_texts(["what is ai", "what is python"], max_length=4)
+    >>> tok.vocabulary
+    ['', '[UNK]', 'is', 'what', 'ai', 'python']
+    >>> tok(tf.constant(["What is AI?"])).numpy().tolist()
+    [[3, 2, 4, 1]]
+    """
+
+    def __init__(
+        self,
+        vocabulary: Sequence[str],
+        max_length: int = 32,
+        lowercase: bool = True,
+        normalize: str = "nfkc",
+        strip_html: bool = True,
+        max_chars: int | None = 10000,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("trainable", False)
+        kwargs.setdefault("dtype", "int32")
+        super().__init__(**kwargs)
+        vocabulary = list(vocabulary)
+        if vocabulary[:2] != [PAD, OOV]:
+            raise ValueError(f"vocabulary must start with {PAD!r}, {OOV!r}; got {vocabulary[:2]}")
+        self.vocabulary = vocabulary
+        self.max_length = int(max_length)
+        self.lowercase = lowercase
+        self.normalize = normalize
+        self.strip_html = strip_html
+        self.max_chars = max_chars
+        self._lookup = keras.layers.StringLookup(
+            vocabulary=vocabulary[2:], mask_token=PAD, oov_token=OOV, num_oov_indices=1
+        )
+        self._lookup.build(None)
+        self.built = True
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: Iterable[str],
+        *,
+        max_tokens: int = 20000,
+        min_count: int = 1,
+        reserved_tokens: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> WordTokenizer:
+        """Builds the vocabulary from already-cleaned texts (the training split)."""
+        words = split_words(tf.constant(list(texts), dtype=tf.string)).flat_values.numpy()
+        counts = collections.Counter(w.decode("utf-8") for w in words)
+        for token in reserved_tokens:
+            counts.pop(token, None)
+        ranked = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
+        room = max(0, max_tokens - 2 - len(reserved_tokens))
+        return cls([PAD, OOV, *reserved_tokens, *ranked[:room]], **kwargs)
+
+    @property
+    def vocabulary_size(self) -> int:
+        return len(self.vocabulary)
+
+    def clean(self, texts: tf.Tensor) -> tf.Tensor:
+        """The cleaning this tokenizer applies to raw text."""
+        return clean_text(
+            texts,
+            lowercase=self.lowercase,
+            normalize=self.normalize,
+            strip_html=self.strip_html,
+            max_chars=self.max_chars,
+        )
+
+    def tokenize(self, cleaned: tf.Tensor) -> tf.RaggedTensor:
+        """Ids `[batch, (length)]` of cleaned text `[batch]`, truncated to `max_length`.
+
+        An empty text becomes a single OOV id: a fully padded row would make
+        recurrent layers (and the fused cuDNN kernel) see no step at all.
+        """
+        cleaned = tf.reshape(tf.convert_to_tensor(cleaned, dtype=tf.string), [-1])
+        ids = tf.cast(self._lookup(split_words(cleaned)), tf.int32)
+        ids = ids[:, : self.max_length]
+        empty = tf.cast(tf.equal(ids.row_lengths(), 0), ids.row_splits.dtype)
+        filler = tf.RaggedTensor.from_row_lengths(tf.ones([tf.reduce_sum(empty)], dtype=tf.int32), empty)
+        return tf.concat([ids, filler], axis=-1)
+
+    def call(self, texts: tf.Tensor) -> tf.Tensor:
+        """Raw strings `[batch]` -> right-padded ids `[batch, longest]`."""
+        return self.tokenize(self.clean(texts)).to_tensor(default_value=0)
+
+    def detokenize(self, ids: tf.Tensor) -> tf.Tensor:
+        """Ids `[batch, length]` -> space-joined words, padding dropped."""
+        table = tf.constant(self.vocabulary)
+        words = tf.gather(table, tf.cast(ids, tf.int32))
+        words = tf.ragged.boolean_mask(words, tf.not_equal(ids, 0))
+        return tf.strings.reduce_join(words, axis=-1, separator=" ")
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            vocabulary=self.vocabulary,
+            max_length=self.max_length,
+            lowercase=self.lowercase,
+            normalize=self.normalize,
+            strip_html=self.strip_html,
+            max_chars=self.max_chars,
+        )
+        return config
+
+    def save_assets(self, directory: str | Path) -> None:
+        """Writes `vocab.txt` (one token per line, id = line number) and `tokenizer.json`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "vocab.txt").write_text("\n".join(self.vocabulary) + "\n", encoding="utf-8")
+        options = {k: v for k, v in self.get_config().items() if k in _OPTION_KEYS}
+        (directory / "tokenizer.json").write_text(json.dumps(options, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load_assets(cls, directory: str | Path) -> WordTokenizer:
+        """Inverse of `save_assets`."""
+        directory = Path(directory)
+        vocabulary = (directory / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        options = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
+        return cls(vocabulary, **{k: v for k, v in options.items() if k in _OPTION_KEYS})
+
+
+_OPTION_KEYS = ("max_length", "lowercase", "normalize", "strip_html", "max_chars")

@@ -1,0 +1,72 @@
+"""`qa-assistant evaluate`: metrics of a run directory or an export on a data file."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import yaml
+
+from qa_assistant.config import Config, from_dict
+from qa_assistant.data.prepare import clean_pairs
+from qa_assistant.data.sources import load_pairs
+from qa_assistant.training.metrics import classification_metrics, ranking_metrics, ranks_from_lists
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
+    """Evaluates a run directory (in-process model) or an export (its signature) on `data`.
+
+    For an export the ranking metrics only see the `top_k` answers it returns,
+    so `mrr` is MRR@top_k there; a run directory ranks every answer.
+
+    Raises:
+        UserError: not a run or export, or a bad data file.
+    """
+    model = Path(model)
+    if (model / "model.keras").is_file():
+        from qa_assistant.training.runner import load_run
+
+        config, task, keras_model = load_run(model)
+        frame = _load(config, data)
+        metrics, _ = task.evaluate(keras_model, frame)
+    else:
+        from qa_assistant.serving.assistant import Assistant
+
+        assistant = Assistant(model)
+        config = _export_config(assistant.path)
+        frame = _load(config, data)
+        target = config.data.target if config.task.type == "classify" else "answer"
+        out = assistant.raw(frame["question"].tolist())
+        ranked = [[a.decode("utf-8") for a in row] for row in out["top_k_answers"]]
+        predicted = [a.decode("utf-8") for a in out["answer"]]
+        references = frame[target].tolist()
+        metrics = {
+            **classification_metrics(references, predicted),
+            **ranking_metrics(ranks_from_lists(ranked, references)),
+        }
+    metrics["num_examples"] = len(frame)
+    return metrics
+
+
+def _export_config(path: Path) -> Config:
+    extra = path / "assets.extra" / "config.yaml"
+    if not extra.is_file():
+        log.warning("%s has no assets.extra/config.yaml; assuming default cleaning and columns", path)
+        return from_dict({})
+    return from_dict(yaml.safe_load(extra.read_text(encoding="utf-8")))
+
+
+def _load(config: Config, spec: str):
+    target = config.data.target
+    labels = () if config.task.type != "classify" or target in ("answer", "question") else (target,)
+    raw, _ = load_pairs(
+        spec,
+        question_column=config.data.question_column,
+        answer_column=config.data.answer_column,
+        extra_columns=labels,
+        default_split="test",
+    )
+    frame, _ = clean_pairs(raw, config.text, deduplicate=False, label_columns=labels, source=spec)
+    return frame

@@ -1,0 +1,110 @@
+"""tf.data input pipelines: token ids in, padded (bucketed) batches out.
+
+Texts are tokenised once, vectorised over the whole split, and sliced into a
+dataset; batches group texts of similar length (`bucket_by_sequence_length`)
+and are padded to a small set of lengths, so a batch is not padded to the
+longest text in the data and XLA compiles only a few shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def bucket_lengths(max_length: int) -> list[int]:
+    """Padded lengths used for batching: multiples of 8 up to 32, then powers of two.
+
+    >>> bucket_lengths(32)
+    [8, 16, 24, 32]
+    >>> bucket_lengths(100)
+    [8, 16, 24, 32, 64, 100]
+    """
+    lengths = [n for n in (8, 16, 24, 32) if n < max_length]
+    n = 64
+    while n < max_length:
+        lengths.append(n)
+        n *= 2
+    return [*lengths, max_length]
+
+
+def _dense(features: Any, targets: Any) -> tuple[Any, Any]:
+    # Slices of a RaggedTensor arrive as ragged_rank-0 values; make them plain tensors.
+    convert = tf.nest.map_structure
+    return convert(tf.convert_to_tensor, features), convert(tf.convert_to_tensor, targets)
+
+
+def _length(ids: tf.Tensor, _: Any) -> tf.Tensor:
+    return tf.shape(ids)[0]
+
+
+def make_dataset(
+    token_ids: tf.RaggedTensor,
+    targets: Any,
+    *,
+    batch_size: int,
+    max_length: int,
+    shuffle: bool = False,
+    seed: int | None = None,
+    bucket: bool = True,
+) -> tf.data.Dataset:
+    """A batched dataset of `(token_ids, targets)`.
+
+    Args:
+        token_ids: `[examples, (length)]` ids, 0 = padding.
+        targets: array or nested structure of arrays with one row per example;
+            variable-length rows may be ragged.
+        batch_size: examples per batch.
+        max_length: longest possible row (the tokenizer's `max_length`).
+        shuffle: reshuffle every epoch (seeded, so runs repeat exactly).
+        seed: shuffle seed.
+        bucket: group by length and pad to `bucket_lengths`; else keep order
+            and pad to the longest row of each batch.
+    """
+    count = int(token_ids.nrows())
+    ds = tf.data.Dataset.from_tensor_slices((token_ids, targets)).map(_dense)
+    ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    if bucket:
+        lengths = bucket_lengths(max_length)
+        ds = ds.bucket_by_sequence_length(
+            _length,
+            bucket_boundaries=[n + 1 for n in lengths],
+            bucket_batch_sizes=[batch_size] * (len(lengths) + 1),
+            pad_to_bucket_boundary=True,
+        )
+    else:
+        ds = ds.padded_batch(batch_size)
+    return ds.prefetch(AUTOTUNE)
+
+
+def ids_dataset(
+    token_ids: tf.RaggedTensor, *, batch_size: int, max_length: int | None = None
+) -> tf.data.Dataset:
+    """Batches of ids only, in order (for prediction).
+
+    With `max_length`, each batch is padded up to the next of
+    `bucket_lengths(max_length)`, so a compiled predict step sees few shapes.
+    """
+    ds = tf.data.Dataset.from_tensor_slices(token_ids).map(tf.convert_to_tensor)
+    ds = ds.padded_batch(batch_size)
+    if max_length is not None:
+        lengths = tf.constant(bucket_lengths(max_length))
+
+        def pad_to_bucket(ids: tf.Tensor) -> tf.Tensor:
+            width = tf.shape(ids)[1]
+            target = lengths[tf.argmax(tf.cast(lengths >= width, tf.int32))]
+            return tf.pad(ids, [[0, 0], [0, target - width]])
+
+        ds = ds.map(pad_to_bucket)
+    return ds.prefetch(AUTOTUNE)
+
+
+def as_targets(values: np.ndarray) -> tf.Tensor:
+    """Class ids as int32 (what sparse cross-entropy expects)."""
+    return tf.constant(np.asarray(values, dtype=np.int32))

@@ -1,0 +1,242 @@
+"""A training run, start to finish, and reading a finished run back.
+
+Run directory layout::
+
+    RUN_DIR/
+      config.yaml         resolved config
+      manifest.json       versions, seed, data hashes, row counts, split
+      data/               the exact train/validation/test splits (JSONL)
+      preprocessor/       vocab.txt + tokenizer.json
+      labels.json         (classification) class id -> answer text
+      model.keras         trained model, best validation epoch
+      checkpoints/        best weights and the resume backup
+      logs/train, logs/validation   TensorBoard
+      predictions.jsonl   one line per test example
+      metrics.json        test metrics; written last, marks the run finished
+
+Nothing is created before the data and config have been validated, and
+`metrics.json` only appears once everything else is in place, so a directory
+without it is an unfinished run (rerunning the same command resumes it).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from qa_assistant.config import Config, load_config
+from qa_assistant.data.dataset import QAData, load_qa_data
+from qa_assistant.errors import UserError
+from qa_assistant.manifest import build_manifest, write_json
+from qa_assistant.models.encoders import get_encoder_builder
+from qa_assistant.tasks import Task, get_task
+from qa_assistant.training.callbacks import LearningRateLogger
+from qa_assistant.training.strategy import make_strategy, resolve_jit_compile
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+MODEL_FILE = "model.keras"
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports."""
+
+    run_dir: Path
+    metrics: dict[str, float]
+    already_finished: bool = False
+
+
+def is_finished(run_dir: Path) -> bool:
+    """True when `run_dir` holds a completed run."""
+    return (run_dir / METRICS_FILE).is_file()
+
+
+def train_run(config: Config, output: str | Path, *, restart: bool = False) -> RunResult:
+    """Trains, evaluates on the test split, and writes a complete run directory.
+
+    Args:
+        config: resolved config (`data.train` / `data.test` name the inputs).
+        output: the run directory.
+        restart: delete an existing run in `output` and start over.
+
+    Returns:
+        The run's metrics (also in `RUN_DIR/metrics.json`).
+
+    Raises:
+        UserError: invalid inputs; nothing is written in that case.
+    """
+    run_dir = Path(output)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"output '{run_dir}' is a file; expected a directory for the run")
+    if restart and run_dir.exists():
+        shutil.rmtree(run_dir)
+    if is_finished(run_dir):
+        log.info("%s already holds a finished run; not retraining (use --restart to start over)", run_dir)
+        return RunResult(run_dir, _read_metrics(run_dir), already_finished=True)
+    get_encoder_builder(config.encoder.type)  # fail on a bad name before reading any data
+    task = get_task(config)
+    keras.utils.set_random_seed(config.train.seed)
+    data = load_qa_data(config)
+    _check_resumable(run_dir, config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_inputs(run_dir, config, data)
+    return _train_and_evaluate(task, data, run_dir)
+
+
+def _check_resumable(run_dir: Path, config: Config) -> None:
+    saved = run_dir / "config.yaml"
+    if saved.is_file() and load_config([saved]).to_dict() != config.to_dict():
+        raise UserError(
+            f"'{run_dir}' holds an unfinished run with a different config; "
+            "use another --output, or --restart to discard it"
+        )
+
+
+def _write_inputs(run_dir: Path, config: Config, data: QAData) -> None:
+    config.save(run_dir / "config.yaml")
+    split_dir = run_dir / "data"
+    split_dir.mkdir(exist_ok=True)
+    for name, frame in (
+        ("train", data.splits.train),
+        ("validation", data.splits.validation),
+        ("test", data.splits.test),
+    ):
+        frame.to_json(split_dir / f"{name}.jsonl", orient="records", lines=True, force_ascii=False)
+    write_json(
+        run_dir / "manifest.json",
+        build_manifest(
+            seed=config.train.seed,
+            config=config.to_dict(),
+            sources=[vars(s) for s in data.sources],
+            cleaning={k: v.as_dict() for k, v in data.reports.items()},
+            split={"method": data.splits.method, **data.splits.sizes(), **data.splits.notes},
+        ),
+    )
+
+
+def _train_and_evaluate(task: Task, data: QAData, run_dir: Path) -> RunResult:
+    config = task.config
+    splits = data.splits
+    log.info(
+        "split (%s): %d train, %d validation, %d test",
+        splits.method,
+        len(splits.train),
+        len(splits.validation),
+        len(splits.test),
+    )
+    task.prepare(data)
+    train_ds = task.dataset(splits.train, training=True)
+    val_ds = task.dataset(splits.validation, training=False) if len(splits.validation) else None
+    strategy = make_strategy(config.train.strategy)
+    jit = resolve_jit_compile(config.train.jit_compile)
+    with strategy.scope():
+        model = task.build_model()
+        task.compile(model, jit_compile=jit)
+    _log_first_batch(train_ds, model)
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        # Bucketed datasets have unknown length; Keras warns at each epoch's end.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        history = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.train.epochs,
+            shuffle=False,  # the dataset shuffles itself, seeded
+            callbacks=_callbacks(config, run_dir, config.train.monitor if val_ds is not None else "loss"),
+            verbose=_verbosity(),
+        )
+    train_seconds = time.perf_counter() - started
+    task.save(run_dir)
+    model.save(run_dir / MODEL_FILE)
+    metrics, predictions = task.evaluate(model, splits.test)
+    baseline = task.baseline(splits)
+    predictions.to_json(run_dir / "predictions.jsonl", orient="records", lines=True, force_ascii=False)
+    metrics.update(
+        num_train=len(splits.train),
+        num_validation=len(splits.validation),
+        num_test=len(splits.test),
+        train_seconds=round(train_seconds, 2),
+        epochs_run=len(history.history.get("loss", [])),
+        **{f"baseline_{k}": v for k, v in baseline.items()},
+    )
+    write_json(run_dir / METRICS_FILE, metrics)
+    return RunResult(run_dir, metrics)
+
+
+def _callbacks(config: Config, run_dir: Path, monitor: str) -> list[keras.callbacks.Callback]:
+    checkpoints = run_dir / "checkpoints"
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(str(checkpoints / "backup")),
+        LearningRateLogger(),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
+        keras.callbacks.ModelCheckpoint(
+            str(checkpoints / "best.weights.h5"),
+            monitor=monitor,
+            save_best_only=True,
+            save_weights_only=True,
+        ),
+    ]
+    if config.train.early_stopping > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor,
+                patience=config.train.early_stopping,
+                restore_best_weights=True,
+            )
+        )
+    return callbacks
+
+
+def _verbosity() -> int:
+    import sys
+
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _log_first_batch(dataset: tf.data.Dataset, model: keras.Model) -> None:
+    inputs, targets = next(iter(dataset))
+    shapes = tf.nest.map_structure(lambda t: tuple(t.shape), (inputs, targets))
+    log.info(
+        "first batch (inputs, targets) shapes: %s; model parameters: %s", shapes, f"{model.count_params():,}"
+    )
+
+
+def _read_metrics(run_dir: Path) -> dict[str, float]:
+    import json
+
+    return json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+
+
+def load_run(run_dir: str | Path) -> tuple[Config, Task, keras.Model]:
+    """Reads a finished run: its config, restored task and trained model.
+
+    The model is loaded with `safe_mode=True`: a model file that would need to
+    execute code (a `Lambda` layer) is refused.
+
+    Raises:
+        UserError: the directory is not a finished run.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / MODEL_FILE).is_file() or not (run_dir / "config.yaml").is_file():
+        raise UserError(f"'{run_dir}' is not a finished run directory (no {MODEL_FILE} / config.yaml)")
+    config = load_config([run_dir / "config.yaml"])
+    task = get_task(config)
+    task.restore(run_dir)
+    model = keras.saving.load_model(run_dir / MODEL_FILE, safe_mode=True, compile=False)
+    return config, task, model
+
+
+def summarize(metrics: dict[str, Any], keys: tuple[str, ...]) -> dict[str, float]:
+    """Picks `keys` (and their `baseline_` twins) for a printed table."""
+    return {k: float(np.round(metrics[k], 4)) for k in keys if k in metrics}

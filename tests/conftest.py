@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny generated Q/A files and tiny configs.
+
+Everything a test reads is generated here or comes from an installed package.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before TensorFlow / TFDS are imported: quiet C++ logs, and keep TFDS's cache
+# of the builtin corpus out of the user's ~/tensorflow_datasets.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TFDS_DATA_DIR", str(Path(tempfile.gettempdir()) / "qa_assistant_test_tfds"))
+
+import pandas as pd
+import pytest
+
+from tests.helpers import faq_rows
+
+
+@pytest.fixture
+def faq_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def faq_split_files(tmp_path: Path) -> tuple[Path, Path]:
+    """Train and test files with disjoint phrasings of the same answers."""
+    rows = faq_rows(seed=1, per_answer=10)
+    seen: dict[str, int] = {}
+    train, test = [], []
+    for row in rows:
+        seen[row["answer"]] = seen.get(row["answer"], 0) + 1
+        (test if seen[row["answer"]] <= 2 else train).append(row)
+    train_path, test_path = tmp_path / "train.csv", tmp_path / "test.csv"
+    pd.DataFrame(train).to_csv(train_path, index=False)
+    pd.DataFrame(test).to_csv(test_path, index=False)
+    return train_path, test_path

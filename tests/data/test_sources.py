@@ -1,0 +1,123 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from qa_assistant.data.sources import load_pairs
+from qa_assistant.errors import UserError
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_csv_tsv_jsonl_read_the_same(tmp_path: Path) -> None:
+    rows = [{"question": "q1", "answer": "a1"}, {"question": "q2", "answer": "a,2"}]
+    pd.DataFrame(rows).to_csv(tmp_path / "f.csv", index=False)
+    pd.DataFrame(rows).to_csv(tmp_path / "f.tsv", index=False, sep="\t")
+    write(tmp_path / "f.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    for name in ("f.csv", "f.tsv", "f.jsonl"):
+        frame, info = load_pairs(str(tmp_path / name))
+        assert frame[["question", "answer"]].to_dict("records") == rows
+        assert info.rows == 2
+        assert len(info.sha256) == 64
+
+
+def test_custom_column_names_are_renamed(tmp_path: Path) -> None:
+    path = write(tmp_path / "f.csv", "prompt,reply,topic\nhi,hello,greet\n")
+    frame, _ = load_pairs(
+        str(path), question_column="prompt", answer_column="reply", extra_columns=("topic",)
+    )
+    assert list(frame.columns) == ["question", "answer", "topic"]
+
+
+def test_bom_crlf_quoted_newlines_and_numbers(tmp_path: Path) -> None:
+    path = write(tmp_path / "f.csv", b'\xef\xbb\xbfquestion,answer\r\n"two\r\nlines",42\r\n7,8\r\n')
+    frame, _ = load_pairs(str(path))
+    assert frame["question"].tolist() == ["two\r\nlines", "7"]
+    assert frame["answer"].tolist() == ["42", "8"]
+
+
+def test_empty_cells_become_empty_strings(tmp_path: Path) -> None:
+    path = write(tmp_path / "f.csv", "question,answer\nq1,\n,a2\nq3,a3\n")
+    frame, _ = load_pairs(str(path))
+    assert frame["answer"].tolist() == ["", "a2", "a3"]
+    assert frame["question"].tolist() == ["q1", "", "q3"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.csv", None, "does not exist"),
+        ("empty.csv", "", "is empty"),
+        ("blank.csv", "\n\n  \n", "is empty"),
+        ("header.csv", "question,answer\n", "has a header but no rows"),
+        ("cols.csv", "q,a\nx,y\n", "has no column 'question', 'answer'; columns found: 'q', 'a'"),
+        ("semi.csv", "question;answer\nx;y\n", "is the delimiter right"),
+        ("latin1.csv", b"question,answer\ncaf\xe9,x\n", "not UTF-8: undecodable byte 0xe9 on line 2"),
+        ("broken.jsonl", '{"question": "a", "answer": "b"}\n{"question": \n', "line 2 is not valid JSON"),
+        ("list.jsonl", '["a", "b"]\n', "line 1 holds a JSON list"),
+        ("data.xlsx", "x", "has extension '.xlsx'; expected one of: .csv, .tsv, .jsonl"),
+        ("ragged.csv", 'question,answer\n"a","b","c"\n"x\n', "could not be parsed as CSV"),
+    ],
+)
+def test_bad_files_give_one_clear_error(tmp_path: Path, name: str, content, message: str) -> None:
+    path = tmp_path / name
+    if content is not None:
+        write(path, content)
+    with pytest.raises(UserError) as error:
+        load_pairs(str(path))
+    text = str(error.value)
+    assert message in text
+    assert "\n" not in text
+    assert str(path) in text
+
+
+def test_directory_instead_of_file(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="is a directory"):
+        load_pairs(str(tmp_path))
+
+
+def test_unknown_builtin_lists_known() -> None:
+    with pytest.raises(UserError, match="unknown builtin data set 'nope'; expected one of: chatterbot"):
+        load_pairs("builtin:nope")
+
+
+def test_builtin_chatterbot_loads_offline() -> None:
+    frame, info = load_pairs("builtin:chatterbot", extra_columns=("category",))
+    assert info.rows == len(frame) > 2000
+    assert {"question", "answer", "category"} <= set(frame.columns)
+    assert "ai" in set(frame["category"])
+    assert (frame["question"] == "What is AI?").any()
+
+
+def test_tfds_catalogue_dataset_through_mock_data() -> None:
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=7):
+        frame, info = load_pairs("tfds:squad/v1.1", answer_column="answers/text")
+    assert len(frame) == 7
+    assert info.source == "tfds:squad/v1.1#train"
+    assert frame["question"].map(type).eq(str).all()
+    assert frame["answer"].map(type).eq(str).all()
+
+
+def test_tfds_split_suffix_and_missing_feature() -> None:
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=3):
+        frame, info = load_pairs("tfds:squad/v1.1#validation", answer_column="answers/text")
+        assert info.source.endswith("#validation")
+        assert len(frame) == 3
+        with pytest.raises(UserError, match=r"has no feature 'reply'; features found: .*question"):
+            load_pairs("tfds:squad/v1.1", answer_column="reply")
+
+
+def test_tfds_unknown_dataset_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="tfds:no_such_dataset_xyz could not be loaded"):
+        load_pairs("tfds:no_such_dataset_xyz")

@@ -1,0 +1,137 @@
+"""The classification task end to end on a tiny FAQ: train -> evaluate -> export -> reload -> answer."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qa_assistant.serving import Assistant, export_run
+from qa_assistant.training.runner import load_run, train_run
+from tests.helpers import faq_rows, tiny_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("classify")
+    data = root / "faq.csv"
+    pd.DataFrame(faq_rows(per_answer=8)).to_csv(data, index=False)
+    config = tiny_config("train.epochs=25", "encoder.bidirectional=true", train=data)
+    result = train_run(config, root / "run")
+    return result.run_dir
+
+
+def test_run_directory_is_complete(trained: Path) -> None:
+    for name in (
+        "config.yaml",
+        "manifest.json",
+        "model.keras",
+        "labels.json",
+        "metrics.json",
+        "predictions.jsonl",
+    ):
+        assert (trained / name).is_file(), name
+    assert (trained / "preprocessor" / "vocab.txt").is_file()
+    for split in ("train", "validation", "test"):
+        assert (trained / "data" / f"{split}.jsonl").is_file()
+    assert list((trained / "logs" / "train").glob("events.out.tfevents.*"))
+    assert list((trained / "logs" / "validation").glob("events.out.tfevents.*"))
+
+
+def test_metrics_have_design_keys_and_learn_something(trained: Path) -> None:
+    metrics = json.loads((trained / "metrics.json").read_text())
+    for key in (
+        "accuracy",
+        "precision_macro",
+        "recall_macro",
+        "f1_macro",
+        "recall_at_1",
+        "recall_at_5",
+        "recall_at_10",
+        "mrr",
+        "num_train",
+        "num_test",
+        "train_seconds",
+        "baseline_accuracy",
+    ):
+        assert isinstance(metrics[key], (int, float)), key
+    assert metrics["accuracy"] == metrics["recall_at_1"]
+    assert metrics["num_test"] > 0
+    assert metrics["accuracy"] > 1 / 6  # better than chance over 6 answers
+
+
+def test_vocabulary_comes_from_training_split_only(trained: Path) -> None:
+    vocabulary = set((trained / "preprocessor" / "vocab.txt").read_text().splitlines())
+    train_words = {
+        w
+        for q in pd.read_json(trained / "data" / "train.jsonl", lines=True)["question"]
+        for w in q.replace("?", " ?").split()
+    }
+    assert vocabulary - {"", "[UNK]"} <= train_words
+
+
+def test_learning_rate_is_a_logged_metric(trained: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(trained / "logs" / "train"))
+    events.Reload()
+    tags = set(events.Tags()["tensors"]) | set(events.Tags()["scalars"])
+    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"} <= tags
+
+
+def test_reloaded_run_predicts_like_the_saved_predictions(trained: Path) -> None:
+    _, task, model = load_run(trained)
+    predictions = pd.read_json(trained / "predictions.jsonl", lines=True)
+    questions = predictions["question"].tolist()
+    out = task.predict(model, questions, top_k=3)
+    assert [a.decode() for a in out["answer"]] == predictions["predicted"].tolist()
+
+
+def test_export_reload_in_a_fresh_tensorflow_only_process(trained: Path, tmp_path: Path) -> None:
+    version = export_run(trained, "faq", tmp_path / "saved_models")
+    assert version == tmp_path / "saved_models" / "faq" / "1"
+    assert (version / "assets.extra" / "config.yaml").is_file()
+    script = (
+        "import json, sys, tensorflow as tf, tensorflow_text\n"
+        "f = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+        "out = f(question=tf.constant(['what is your price?', '']))\n"
+        "print(json.dumps({k: [x.decode() if isinstance(x, bytes) else float(x) for x in v.numpy().reshape(-1)]"
+        " for k, v in out.items()}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(version)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(out) == {"answer", "score", "top_k_answers", "top_k_scores"}
+    assert len(out["answer"]) == 2
+    assert len(out["top_k_answers"]) == 2 * 3
+    in_process = Assistant(version).ask("what is your price?")
+    assert out["answer"][0] == in_process.answer
+    assert out["score"][0] == pytest.approx(in_process.score, abs=1e-5)
+
+
+def test_signature_names_and_shapes(trained: Path, tmp_path: Path) -> None:
+    version = export_run(trained, "faq", tmp_path)
+    bot = Assistant(tmp_path / "faq")
+    assert bot.path == version
+    out = bot.raw(["a", "b", "c"])
+    assert out["answer"].shape == (3,)
+    assert out["score"].shape == (3,)
+    assert out["top_k_answers"].shape == (3, 3)
+    assert out["top_k_scores"].shape == (3, 3)
+    assert np.all(np.diff(out["top_k_scores"], axis=1) <= 0)
+    assert np.allclose(out["score"], out["top_k_scores"][:, 0])
+
+
+def test_versions_increment_and_never_overwrite(trained: Path, tmp_path: Path) -> None:
+    first = export_run(trained, "faq", tmp_path)
+    marker = first / "assets.extra" / "marker"
+    marker.write_text("keep")
+    second = export_run(trained, "faq", tmp_path)
+    assert (first.name, second.name) == ("1", "2")
+    assert marker.read_text() == "keep"
+    assert not [p for p in (tmp_path / "faq").iterdir() if p.name.startswith(".tmp")]

@@ -1,0 +1,133 @@
+"""The `qa-assistant` command as a user runs it: subprocesses, exit codes, output."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["text.max_length=8", "embedding.dim=8", "encoder.units=8", "train.epochs=3", "train.batch_size=8"]
+
+
+def cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "qa_assistant", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def assert_user_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_train_export_ask_evaluate(tmp_path: Path, faq_split_files: tuple[Path, Path]) -> None:
+    train, test = faq_split_files
+    run = tmp_path / "run"
+    done = cli(
+        "train",
+        "--config",
+        str(ROOT / "experiments/configs/article_gru.yaml"),
+        "--train-data",
+        str(train),
+        "--test-data",
+        str(test),
+        "--output",
+        str(run),
+        "--set",
+        *TINY,
+        "--name",
+        "mine",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["num_test"] == 12  # the given test file, as-is
+    assert "| gru classify |" in done.stdout
+    assert "| baseline |" in done.stdout
+    assert (tmp_path / "saved_models" / "mine" / "1" / "saved_model.pb").is_file()
+
+    again = cli(
+        "train",
+        "--config",
+        str(ROOT / "experiments/configs/article_gru.yaml"),
+        "--train-data",
+        str(train),
+        "--test-data",
+        str(test),
+        "--output",
+        str(run),
+        "--set",
+        *TINY,
+        cwd=tmp_path,
+    )
+    assert again.returncode == 0
+    assert "not retraining" in again.stderr
+
+    exported = cli("export", "--run", str(run), "--name", "mine", cwd=tmp_path)
+    assert exported.returncode == 0
+    assert exported.stdout.strip().endswith(str(Path("saved_models/mine/2")))
+
+    asked = cli(
+        "ask", "--model", "saved_models/mine", "--json", "--top-k", "2", "what is your price?", cwd=tmp_path
+    )
+    assert asked.returncode == 0, asked.stderr[-3000:]
+    answer = json.loads(asked.stdout)
+    assert answer["question"] == "what is your price?"
+    assert len(answer["top_k"]) == 2
+
+    plain = cli("ask", "--model", "saved_models/mine/1", "hello", cwd=tmp_path)
+    assert plain.returncode == 0
+    assert plain.stdout.strip()
+
+    for model in (str(run), "saved_models/mine"):
+        evaluated = cli("evaluate", "--model", model, "--data", str(test), "--json", cwd=tmp_path)
+        assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+        assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(metrics["accuracy"])
+
+    chat = subprocess.run(
+        [sys.executable, "-m", "qa_assistant", "chat", "--model", "saved_models/mine"],
+        input="what is your price?\n\n",
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert chat.returncode == 0
+    assert "assistant> " in chat.stdout
+
+
+def test_user_errors_are_one_line_and_write_nothing(tmp_path: Path) -> None:
+    (tmp_path / "onecol.csv").write_text("q,a\nx,y\n")
+    out = tmp_path / "run"
+    cases = [
+        (["train", "--train-data", "missing.csv", "--output", str(out)], ["missing.csv", "does not exist"]),
+        (
+            ["train", "--train-data", "onecol.csv", "--output", str(out)],
+            ["no column 'question'", "columns found"],
+        ),
+        (
+            ["train", "--output", str(out), "--set", "encoder.type=gur"],
+            ["unknown encoder 'gur'", "gru, lstm"],
+        ),
+        (["train", "--output", str(out), "--set", "encoder.nope=1"], ["unknown config key 'encoder.nope'"]),
+        (["train", "--output", str(out), "--name", "../evil"], ["model name '../evil' is not allowed"]),
+        (["ask", "--model", str(tmp_path), "hi"], ["is not an exported model"]),
+        (["export", "--run", str(tmp_path), "--name", "x"], ["is not a finished run directory"]),
+    ]
+    for args, fragments in cases:
+        assert_user_error(cli(*args, cwd=tmp_path), *fragments)
+    assert not out.exists()
+    assert not (tmp_path / "saved_models").exists()

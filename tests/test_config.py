@@ -1,0 +1,96 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qa_assistant.config import Config, from_dict, load_config
+from qa_assistant.errors import UserError
+
+
+def test_defaults_are_valid_and_round_trip(tmp_path: Path) -> None:
+    config = load_config([])
+    assert config.task.type == "classify"
+    assert config.encoder.type == "gru"
+    path = tmp_path / "c.yaml"
+    config.save(path)
+    assert load_config([path]) == config
+
+
+def test_files_merge_left_to_right_and_overrides_win(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("encoder: {type: lstm, units: 64}\ntrain: {epochs: 3}\n")
+    b.write_text("encoder: {units: 32}\n")
+    config = load_config([a, b], ["train.epochs=7", "encoder.bidirectional=true"])
+    assert (config.encoder.type, config.encoder.units, config.train.epochs) == ("lstm", 32, 7)
+    assert config.encoder.bidirectional is True
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("encoder.unit=3", "unknown config key 'encoder.unit' in section 'encoder'; did you mean 'units'?"),
+        ("nosuch.key=1", "unknown config key 'nosuch'"),
+        ("encoder.units=-3", "config key 'encoder.units' must be at least 1; got -3"),
+        ("train.batch_size=0", "config key 'train.batch_size' must be at least 1; got 0"),
+        ("encoder.dropout=1.0", "config key 'encoder.dropout' must be in [0, 1); got 1.0"),
+        ("encoder.units=abc", "config key 'encoder.units' expects an integer; got 'abc'"),
+        ("train.learning_rate=0", "must be greater than 0"),
+        ("text.normalize=nfc", "expected one of: nfkc, none"),
+        ("encoder.bidirectional=3", "expects true or false"),
+        ("novalue", "is not of the form section.key=value"),
+    ],
+)
+def test_bad_values_name_key_value_and_expectation(override: str, message: str) -> None:
+    with pytest.raises(UserError) as error:
+        load_config([], [override])
+    assert message in str(error.value)
+
+
+def test_unknown_key_lists_valid_keys() -> None:
+    with pytest.raises(UserError, match=r"expected one of: .*bidirectional.*units"):
+        load_config([], ["encoder.widht=3"])
+
+
+def test_early_stopping_accepts_false_and_true() -> None:
+    assert load_config([], ["train.early_stopping=false"]).train.early_stopping == 0
+    assert load_config([], ["train.early_stopping=true"]).train.early_stopping == 5
+    assert load_config([], ["train.early_stopping=0"]).train.early_stopping == 0
+
+
+def test_jit_compile_accepts_yaml_booleans() -> None:
+    assert load_config([], ["train.jit_compile=true"]).train.jit_compile == "true"
+    assert load_config([], ["train.jit_compile=false"]).train.jit_compile == "false"
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no such file"):
+        load_config([tmp_path / "missing.yaml"])
+    with pytest.raises(UserError, match="is a directory"):
+        load_config([tmp_path])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("encoder: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config([bad])
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(UserError, match="must hold a mapping"):
+        load_config([listy])
+
+
+def test_section_must_be_mapping() -> None:
+    with pytest.raises(UserError, match="config section 'encoder' must be a mapping"):
+        from_dict({"encoder": 3})
+
+
+def test_flat_view_lists_every_leaf() -> None:
+    flat = Config().flat()
+    assert flat["encoder.type"] == "gru"
+    assert flat["train.seed"] == 42
+
+
+def test_shipped_configs_load() -> None:
+    configs = sorted((Path(__file__).parents[1] / "experiments" / "configs").glob("*.yaml"))
+    assert configs, "experiments/configs is empty"
+    for path in configs:
+        load_config([path])
+        assert isinstance(yaml.safe_load(path.read_text()), dict)

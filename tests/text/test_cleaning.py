@@ -1,0 +1,77 @@
+import unicodedata
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qa_assistant.text.cleaning import clean_text
+
+
+def clean(text: str | bytes, **options) -> str:
+    return clean_text([text], **options).numpy()[0].decode("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("<p>Caf&eacute;&#33;</p>  \tOK?", "café! ok?"),
+        ("&lt;b&gt; &amp;lt; &quot;q&quot; &#39;s&#x27;", "<b> &lt; \"q\" 's'"),
+        ("A&#66;C &#x1F600; &NotEqualTilde; &unknown; & alone", "abc 😀 ≂̸ &unknown; & alone"),
+        ("&#0; &#xD800; &#1114112;", "\ufffd \ufffd \ufffd"),
+        ("ﬁ Ｈｅｌｌｏ ①", "fi hello 1"),
+        ("zero\u200bwidth\x00nul\x07bell", "zero width nul bell"),
+        ("line\r\nbreak\u2028sep", "line break sep"),
+        ("ÉCOLE Straße ΣΊΣΥΦΟΣ", "école straße σίσυφος"),
+        ("   ", ""),
+        ("", ""),
+    ],
+)
+def test_cleaning_cases(raw: str, expected: str) -> None:
+    assert clean(raw) == expected
+
+
+def test_invalid_utf8_becomes_replacement_characters() -> None:
+    assert clean(b"bad \xff\xfe bytes") == "bad \ufffd\ufffd bytes"
+
+
+def test_options_turn_steps_off() -> None:
+    assert clean("<b>A&amp;B</b>", lowercase=False, strip_html=False) == "<b>A&amp;B</b>"
+    assert clean("ﬁ", normalize="none") == "ﬁ"
+
+
+def test_max_chars_cuts_before_cleaning() -> None:
+    assert clean("abcdef", max_chars=3) == "abc"
+    assert clean("éèêë", max_chars=2) == "éè"  # characters, not bytes
+
+
+def test_any_shape_is_kept() -> None:
+    out = clean_text([["A", "B"], ["&#67;", "d"]])
+    assert out.shape == (2, 2)
+    assert out.numpy()[1, 0] == b"c"
+
+
+text = st.text(alphabet=st.characters(codec="utf-8"), max_size=60)
+
+
+@settings(max_examples=60, deadline=None)
+@given(text)
+def test_output_is_clean_normalised_lowercase_text(raw: str) -> None:
+    out = clean(raw)
+    assert out == out.strip()
+    assert "  " not in out
+    assert not any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in out)
+    assert all(not c.isspace() or c == " " for c in out)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_characters="&<"), max_size=60))
+def test_cleaning_is_idempotent_on_text_without_markup(raw: str) -> None:
+    once = clean(raw)
+    assert clean(once) == once
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(text, min_size=1, max_size=5))
+def test_batch_equals_elementwise(texts: list[str]) -> None:
+    batch = [v.decode("utf-8") for v in clean_text(texts).numpy()]
+    assert batch == [clean(t) for t in texts]

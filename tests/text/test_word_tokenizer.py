@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qa_assistant.text.word_tokenizer import OOV, PAD, WordTokenizer, split_words
+
+
+def words(text: str) -> list[str]:
+    return [w.decode("utf-8") for w in split_words(tf.constant([text])).to_list()[0]]
+
+
+def test_split_words_punctuation_apostrophes_cjk() -> None:
+    assert words("don't stop, 'quoted' café!") == ["don't", "stop", ",", "quoted", "café", "!"]
+    assert words("東京 tower") == ["東", "京", "tower"]
+
+
+def test_vocabulary_is_ranked_by_count_then_alphabetically() -> None:
+    tok = WordTokenizer.from_texts(["b a", "b c", "b a"], max_length=4)
+    assert tok.vocabulary == [PAD, OOV, "b", "a", "c"]
+
+
+def test_max_tokens_min_count_and_reserved_tokens() -> None:
+    tok = WordTokenizer.from_texts(["a a a b b c"], max_tokens=4, reserved_tokens=("[START]",))
+    assert tok.vocabulary == [PAD, OOV, "[START]", "a"]
+    tok = WordTokenizer.from_texts(["a a b"], min_count=2)
+    assert tok.vocabulary == [PAD, OOV, "a"]
+
+
+def test_ids_padding_oov_truncation_and_empty_rows() -> None:
+    tok = WordTokenizer.from_texts(["what is ai"], max_length=3)
+    ids = tok(tf.constant(["What is AI? really", "", "zzz"])).numpy().tolist()
+    assert tok.vocabulary == [PAD, OOV, "ai", "is", "what"]
+    assert ids == [[4, 3, 2], [1, 0, 0], [1, 0, 0]]  # cut at 3; empty and "zzz" -> one OOV
+    ragged = tok.tokenize(tf.constant(["what", "", "ai ?"]))
+    assert ragged.to_list() == [[4], [1], [2, 1]]
+
+
+def test_detokenize_drops_padding() -> None:
+    tok = WordTokenizer.from_texts(["what is ai"])
+    assert tok.detokenize(tf.constant([[4, 3, 0, 0]])).numpy().tolist() == [b"what is"]
+
+
+def test_config_round_trip_and_serialization() -> None:
+    tok = WordTokenizer.from_texts(["what is ai"], max_length=5, lowercase=False, normalize="none")
+    clone = WordTokenizer.from_config(tok.get_config())
+    assert clone.get_config() == tok.get_config()
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(tok))
+    data = tf.constant(["what is AI", "is what"])
+    assert (again(data).numpy() == tok(data).numpy()).all()
+
+
+def test_assets_round_trip(tmp_path: Path) -> None:
+    tok = WordTokenizer.from_texts(["what is ai", "ünïcödé words"], max_length=6, strip_html=False)
+    tok.save_assets(tmp_path)
+    assert (tmp_path / "vocab.txt").read_text(encoding="utf-8").splitlines()[:2] == ["", "[UNK]"]
+    loaded = WordTokenizer.load_assets(tmp_path)
+    without_name = [{k: v for k, v in t.get_config().items() if k != "name"} for t in (tok, loaded)]
+    assert without_name[0] == without_name[1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(max_size=200), min_size=1, max_size=4))
+def test_any_text_gives_valid_nonempty_bounded_ids(texts: list[str]) -> None:
+    tok = WordTokenizer.from_texts(["a b c"], max_length=8)
+    ids = tok.tokenize(tok.clean(tf.constant(texts)))
+    lengths = ids.row_lengths().numpy()
+    assert ((lengths >= 1) & (lengths <= 8)).all()
+    flat = ids.flat_values.numpy()
+    assert ((flat >= 1) & (flat < tok.vocabulary_size)).all()
