@@ -39,7 +39,7 @@ from qa_assistant.errors import UserError
 from qa_assistant.manifest import build_manifest, write_json
 from qa_assistant.models.encoders import get_encoder_builder
 from qa_assistant.tasks import Task, get_task
-from qa_assistant.training.callbacks import LearningRateLogger
+from qa_assistant.training.callbacks import BestCheckpoint, EarlyStopping, LearningRateLogger
 from qa_assistant.training.strategy import make_strategy, resolve_jit_compile
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def _callbacks(config: Config, run_dir: Path, monitor: str) -> list[keras.callba
         keras.callbacks.BackupAndRestore(str(checkpoints / "backup")),
         LearningRateLogger(),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
-        keras.callbacks.ModelCheckpoint(
+        BestCheckpoint(
             str(checkpoints / "best.weights.h5"),
             monitor=monitor,
             save_best_only=True,
@@ -189,7 +189,7 @@ def _callbacks(config: Config, run_dir: Path, monitor: str) -> list[keras.callba
     ]
     if config.train.early_stopping > 0:
         callbacks.append(
-            keras.callbacks.EarlyStopping(
+            EarlyStopping(
                 monitor=monitor,
                 patience=config.train.early_stopping,
                 restore_best_weights=True,
