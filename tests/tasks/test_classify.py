@@ -135,3 +135,34 @@ def test_versions_increment_and_never_overwrite(trained: Path, tmp_path: Path) -
     assert (first.name, second.name) == ("1", "2")
     assert marker.read_text() == "keep"
     assert not [p for p in (tmp_path / "faq").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_unseen_test_labels_count_as_errors_and_glove_initialises_the_embedding(tmp_path: Path) -> None:
+    train = tmp_path / "train.csv"
+    test = tmp_path / "test.csv"
+    pd.DataFrame(faq_rows(per_answer=6)).to_csv(train, index=False)
+    rows = [
+        *faq_rows(seed=5, per_answer=2)[:4],
+        {"question": "who are you", "answer": "An answer nobody trained."},
+    ]
+    pd.DataFrame(rows).to_csv(test, index=False)
+    vectors = tmp_path / "glove.txt"
+    vectors.write_text("price " + " ".join(["0.5"] * 8) + "\nhours " + " ".join(["-0.5"] * 8) + "\n")
+    config = tiny_config("train.epochs=1", f"embedding.pretrained={vectors}", train=train, test=test)
+    from qa_assistant.data import load_qa_data
+    from qa_assistant.tasks import get_task
+
+    data = load_qa_data(config)
+    assert data.splits.notes["unseen_test_labels"] == 1
+    task = get_task(config)
+    task.prepare(data)
+    model = task.build_model()
+    table = model.get_layer("encoder").get_layer("token_embedding").embeddings.numpy()
+    assert np.allclose(table[task.tokenizer.vocabulary.index("price")], 0.5)
+    assert np.allclose(table[task.tokenizer.vocabulary.index("hours")], -0.5)
+    task.compile(model, jit_compile=False)
+    metrics, predictions = task.evaluate(model, data.splits.test)
+    unseen = predictions["reference"] == "An answer nobody trained."
+    assert not predictions.loc[unseen, "correct"].any()
+    assert np.isinf(predictions.loc[unseen, "rank"]).all()
+    assert metrics["accuracy"] <= 4 / 5
