@@ -153,9 +153,10 @@ def _stratified(frame: pd.DataFrame, target: str, fractions: list[float], seed: 
             parts.append(np.array([], dtype=int))
             continue
         sub = frame.iloc[remaining]
-        # One fold is held out; a fold count above the smallest class would
-        # leave that class out of some folds, so cap it (holding out a bit more).
-        folds = max(2, min(round(left / fraction), int(sub[target].value_counts().min())))
+        # One fold is held out. scikit-learn refuses more folds than the
+        # largest class has members; classes smaller than the fold count are
+        # simply absent from some folds (they stay in training).
+        folds = max(2, min(round(left / fraction), int(sub[target].value_counts().max())))
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "least populated class" notices

@@ -37,6 +37,15 @@ def test_stratified_split_when_every_class_has_enough_examples() -> None:
     assert not set(splits.test["question"]) & set(splits.train["question"])
 
 
+def test_stratified_split_sizes_follow_the_fractions_with_small_classes() -> None:
+    data = faq([40, 30, 20, 10, 6, 5, 5])
+    splits = split_classification(data, "answer", validation_fraction=0.1, test_fraction=0.2, seed=0)
+    assert splits.method == "stratified"
+    sizes = splits.sizes()
+    assert abs(sizes["test"] - 0.2 * len(data)) <= 6
+    assert abs(sizes["validation"] - 0.1 * len(data)) <= 6
+
+
 def test_same_question_never_on_both_sides() -> None:
     rows = [("what is ai?", "a"), ("what is ai?", "b"), ("define ai", "a"), ("define ai", "b")]
     rows += [(f"x{i}", "a") for i in range(6)] + [(f"y{i}", "b") for i in range(6)]
