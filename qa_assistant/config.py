@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from qa_assistant.atomic import write_text
 from qa_assistant.errors import UserError, closest
 
 
@@ -156,7 +157,7 @@ class TrainConfig:
         early_stopping: patience in epochs; `0` or `false` disables it.
         monitor: the validation metric that early stopping and the best
             checkpoint watch (`val_loss` or `val_accuracy`).
-        seed: seeds weights, shuffling and the data split.
+        seed: seeds weights, shuffling and the data split (0 to 2**32 - 1).
         strategy: `auto`, `default` or `mirrored`.
         jit_compile: `auto` (XLA on CPU, where it is measured to be faster),
             `true` or `false`.
@@ -167,7 +168,7 @@ class TrainConfig:
     learning_rate: float = field(default=1e-3, metadata={"positive": True})
     early_stopping: int = field(default=5, metadata={"min": 0, "false_is": 0, "true_is": 5})
     monitor: str = field(default="val_loss", metadata=_choices("val_loss", "val_accuracy"))
-    seed: int = 42
+    seed: int = field(default=42, metadata={"min": 0, "max": 2**32 - 1})
     strategy: str = field(default="auto", metadata=_choices("auto", "default", "mirrored"))
     jit_compile: str = field(default="auto", metadata=_choices("auto", "true", "false"))
 
@@ -208,8 +209,8 @@ class Config:
         }
 
     def save(self, path: str | Path) -> None:
-        """Writes the resolved config as YAML."""
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        """Writes the resolved config as YAML (atomically)."""
+        write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 def load_config(paths: list[str | Path], overrides: list[str] | None = None) -> Config:
@@ -238,7 +239,19 @@ def from_dict(data: dict[str, Any]) -> Config:
     """Converts a nested dict into a validated `Config`."""
     if not isinstance(data, dict):
         raise UserError(f"config must be a mapping of sections; got {type(data).__name__}")
-    return _build(Config, data, prefix="")
+    config = _build(Config, data, prefix="")
+    _check_consistency(config)
+    return config
+
+
+def _check_consistency(config: Config) -> None:
+    """Rules that involve more than one key."""
+    data = config.data
+    if data.test is None and data.validation_fraction + data.test_fraction >= 1.0:
+        raise UserError(
+            f"data.validation_fraction + data.test_fraction must be below 1 (some data must be left to "
+            f"train on); got {data.validation_fraction} + {data.test_fraction}"
+        )
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -360,6 +373,8 @@ def _check_range(value: Any, meta: Any, name: str) -> None:
         )
     if "min" in meta and value < meta["min"]:
         raise UserError(f"config key '{name}' must be at least {meta['min']}; got {value!r}")
+    if "max" in meta and value > meta["max"]:
+        raise UserError(f"config key '{name}' must be at most {meta['max']}; got {value!r}")
     if meta.get("positive") and value <= 0:
         raise UserError(f"config key '{name}' must be greater than 0; got {value!r}")
     if "fraction" in meta and not 0.0 <= value < 1.0:

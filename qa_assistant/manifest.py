@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from qa_assistant.atomic import write_text
+
 _PACKAGES = ("qa-assistant", "tensorflow", "keras", "keras-hub", "tensorflow-text", "numpy", "pandas")
 
 
@@ -60,9 +62,7 @@ def build_manifest(**fields: Any) -> dict[str, Any]:
 
 def write_json(path: Path, data: Any) -> None:
     """Writes JSON atomically (temporary file + rename), so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_default) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=_default) + "\n")
 
 
 def _default(value: Any) -> Any:

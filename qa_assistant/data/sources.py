@@ -16,6 +16,7 @@ Sources:
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -78,9 +79,28 @@ def load_pairs(
     missing = [c for c in dict.fromkeys(required) if c not in frame.columns]
     if missing:
         raise UserError(_missing_columns_message(spec, missing, list(frame.columns)))
+    repeated = [c for c in dict.fromkeys(required) if c in frame.attrs.get("repeated_columns", ())]
+    if repeated:
+        raise UserError(
+            f"'{spec}' has the column {', '.join(repr(c) for c in repeated)} more than once in its header; "
+            "expected each column name once (rename or delete the extra column)"
+        )
+    _check_scalars(frame, list(dict.fromkeys(required)), spec)
     frame = frame.rename(columns={question_column: "question", answer_column: "answer"})
     frame = frame.loc[:, ~frame.columns.duplicated()]
     return frame.astype(object).fillna("").map(_as_text), info
+
+
+def _check_scalars(frame: pd.DataFrame, columns: list[str], spec: str) -> None:
+    """JSON objects or lists in a used column are an error (they have no text form to learn)."""
+    for column in columns:
+        nested = frame[column].map(lambda v: isinstance(v, (dict, list))).to_numpy()
+        if nested.any():
+            row = int(nested.argmax())
+            lines = frame.attrs.get("line_numbers")
+            where = f"line {lines[row]}" if lines else f"row {row + 1}"
+            kind = "object" if isinstance(frame[column].iloc[row], dict) else "list"
+            raise UserError(f"'{spec}' {where}: '{column}' holds a JSON {kind}; expected text or a number")
 
 
 def _as_text(value: Any) -> str:
@@ -96,6 +116,8 @@ def _missing_columns_message(spec: str, missing: list[str], found: list[str]) ->
     hint = ""
     if len(found) == 1 and any(sep in found[0] for sep in ";|\t,"):
         hint = " (the header is a single column: is the delimiter right for this file type?)"
+    elif len(missing) == len(found) or all(c.replace(".", "").isdigit() for c in found):
+        hint = " (the first row is read as the header: does the file have one?)"
     return (
         f"'{spec}' has no column {', '.join(repr(c) for c in missing)}; columns found: {shown}{hint}; "
         "set data.question_column / data.answer_column to use other names"
@@ -126,7 +148,21 @@ def _load_file(path: Path) -> tuple[pd.DataFrame, SourceInfo]:
     return frame, SourceInfo(str(path), len(frame), hashlib.sha256(raw).hexdigest())
 
 
+_UTF16_32_BOMS = {
+    b"\xff\xfe\x00\x00": "UTF-32",
+    b"\x00\x00\xfe\xff": "UTF-32",
+    b"\xff\xfe": "UTF-16",
+    b"\xfe\xff": "UTF-16",
+}
+
+
 def _decode_utf8(raw: bytes, path: Path) -> str:
+    for bom, name in _UTF16_32_BOMS.items():
+        if raw.startswith(bom):
+            raise UserError(
+                f"data file '{path}' is {name} text (byte-order mark {bom.hex()}); "
+                "expected UTF-8 (re-save the file as UTF-8)"
+            )
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -147,6 +183,13 @@ def _read_delimited(text: str, sep: str, path: Path) -> pd.DataFrame:
         detail = str(error).strip().splitlines()[-1]
         raise UserError(f"data file '{path}' could not be parsed as {_kind(sep)}: {detail}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    # pandas renames a repeated header name to "name.1"; remember which were repeated.
+    try:
+        header = next(csv.reader(io.StringIO(text, newline=""), delimiter=sep), [])
+    except csv.Error:  # pandas parsed it; a stricter reader's complaint adds nothing
+        header = []
+    names = [name.strip() for name in header]
+    frame.attrs["repeated_columns"] = sorted({n for n in names if names.count(n) > 1})
     return frame
 
 
@@ -155,16 +198,22 @@ def _kind(sep: str) -> str:
 
 
 def _read_jsonl(text: str, path: Path) -> pd.DataFrame:
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    rows, numbers = [], []
+    # Only "\n" ends a line: str.splitlines() would also split at U+2028 or
+    # U+0085, which JSON allows unescaped inside strings.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line, object_pairs_hook=_object_once)
         except json.JSONDecodeError as error:
             raise UserError(
                 f"data file '{path}' line {number} is not valid JSON ({error.msg}); "
                 "expected one JSON object per line"
+            ) from None
+        except _RepeatedKeyError as repeated:
+            raise UserError(
+                f"data file '{path}' line {number} has the key '{repeated}' twice; expected each key once"
             ) from None
         if not isinstance(row, dict):
             raise UserError(
@@ -172,7 +221,22 @@ def _read_jsonl(text: str, path: Path) -> pd.DataFrame:
                 'expected a JSON object such as {"question": ..., "answer": ...}'
             )
         rows.append(row)
-    return pd.DataFrame(rows, dtype=object)
+        numbers.append(number)
+    frame = pd.DataFrame(rows, dtype=object)
+    frame.attrs["line_numbers"] = numbers
+    return frame
+
+
+class _RepeatedKeyError(Exception):
+    pass
+
+
+def _object_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    row = dict(pairs)
+    if len(row) != len(pairs):
+        keys = [key for key, _ in pairs]
+        raise _RepeatedKeyError(next(k for k in keys if keys.count(k) > 1))
+    return row
 
 
 def _load_builtin(name: str) -> tuple[pd.DataFrame, SourceInfo]:

@@ -2,24 +2,32 @@
 
 `saved_models/NAME/<version>/` holds a SavedModel whose `serving_default`
 signature takes `question` (`tf.string`, shape `[None]`) and returns at least
-`answer`, `score`, `top_k_answers` and `top_k_scores`. Cleaning and
-tokenisation run inside the graph, so clients send raw text. `assets.extra/`
-carries the run's config and manifest.
+`answer` and `score` (the classifier adds `top_k_answers` / `top_k_scores`;
+other tasks add their own outputs). Cleaning and tokenisation run inside the
+graph, so clients send raw text. `assets.extra/` carries the run's config and
+manifest and TF Serving's warmup requests (`serving/warmup.py`).
 
-A version is written to a hidden temporary directory beside its final place,
-reloaded, checked against the in-process model, and only then renamed into
-place: TF Serving (which watches `saved_models/NAME/`) never sees a partial
-version, and an existing version is never overwritten.
+A version is written to a hidden temporary directory beside its final place
+(`.tmp-<host>-<pid>-...`, which TF Serving ignores), reloaded, checked, flushed
+to disk and only then renamed to the next free integer: TF Serving (which
+watches `saved_models/NAME/`) never sees a partial version, an existing
+version is never overwritten, and concurrent exports of one name get distinct
+versions. The check, at every export: the reloaded SavedModel's outputs on
+validation questions and on hostile ones (empty, control characters, 20,000
+characters, ...) equal the in-process model's — strings and integers exactly,
+floats within `SCORE_TOLERANCE` — and every warmup record replays. Any
+failure, including a full disk, aborts with one clear line and publishes
+nothing; leftovers of a killed export are removed by the next one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +36,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from qa_assistant.atomic import fsync_dir, fsync_tree, remove, remove_stale, temporary_name
 from qa_assistant.errors import UserError
 from qa_assistant.manifest import build_manifest, write_json
+from qa_assistant.serving.warmup import WARMUP_FILE, read_warmup, warmup_batches, write_warmup
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +47,15 @@ SIGNATURE = "serving_default"
 INPUT_NAME = "question"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SCORE_TOLERANCE = 1e-4
+# Hostile but valid requests: every export must answer them exactly like the in-process model.
+HOSTILE_QUESTIONS = (
+    "",
+    "   ",
+    "?",
+    "\x00\x07ctrl\u200b\u202e chars\r\n",
+    "emoji 😀🤖 中文問題 مرحبا שלום",
+    "word " * 4000,
+)
 
 
 def validate_name(name: str) -> str:
@@ -47,6 +66,21 @@ def validate_name(name: str) -> str:
             "starting with a letter or digit (no path separators)"
         )
     return name
+
+
+def model_directory(saved_models: str | Path, name: str) -> Path:
+    """`saved_models/NAME` for a valid `name`; refuses one that leads outside `saved_models` (a symlink).
+
+    Raises:
+        UserError: a bad name, or `saved_models/NAME` resolving elsewhere.
+    """
+    root = Path(saved_models)
+    model_dir = root / validate_name(name)
+    if model_dir.is_symlink() or (model_dir.exists() and model_dir.resolve().parent != root.resolve()):
+        raise UserError(
+            f"'{model_dir}' leads outside '{root}' (a symbolic link?); expected a plain directory there"
+        )
+    return model_dir
 
 
 def version_numbers(model_dir: Path) -> list[int]:
@@ -76,27 +110,54 @@ def export_run(
         The new version directory.
 
     Raises:
-        UserError: bad name, unfinished run, or an export that fails its check.
+        UserError: bad name, unfinished run, an export that fails its check,
+            or a write error (disk full); nothing is published then.
     """
     from qa_assistant.training.runner import load_run
 
-    validate_name(name)
+    model_dir = model_directory(saved_models, name)
     run_dir = Path(run_dir)
     config, task, model = load_run(run_dir)
-    model_dir = Path(saved_models) / name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    staging = model_dir / f".tmp-{uuid.uuid4().hex}"
     try:
-        write_savedmodel(task, model, staging, top_k=config.export.top_k)
-        _write_extra(staging, run_dir, name)
-        questions = _sample_questions(run_dir, parity_questions)
-        check_parity(staging, task.predict(model, questions, config.export.top_k), questions)
-        version_dir = _publish(staging, model_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        for stale in remove_stale(model_dir):
+            log.info("removed %s, left behind by an interrupted export", stale)
+        staging = model_dir / temporary_name("export")
+        try:
+            _stage(task, model, staging, run_dir, name, config.export.top_k, parity_questions)
+            version_dir = _publish(staging, model_dir)
+        finally:
+            remove(staging)
+    except (OSError, tf.errors.OpError) as error:
+        raise UserError(
+            f"export to '{model_dir}' failed ({_reason(error)}); nothing was published and "
+            "existing versions are untouched"
+        ) from None
     log.info("exported %s -> %s", run_dir, version_dir)
     return version_dir
+
+
+def _stage(
+    task: Any, model: keras.Model, staging: Path, run_dir: Path, name: str, top_k: int, count: int
+) -> None:
+    """Writes and checks a complete version in `staging`."""
+    write_savedmodel(task, model, staging, top_k=top_k)
+    _write_extra(staging, run_dir, name)
+    questions = _sample_questions(run_dir, count)
+    write_warmup(staging / "assets.extra" / WARMUP_FILE, name, warmup_batches(questions))
+    checked = [*questions, *HOSTILE_QUESTIONS]
+    serve = load_signature(staging)
+    check_parity(serve, task.predict(model, checked, top_k), checked)
+    replay_warmup(serve, staging / "assets.extra" / WARMUP_FILE)
+    fsync_tree(staging)
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, OSError):
+        where = f": {error.filename}" if error.filename else ""
+        return f"{error.strerror or error}{where}"
+    text = str(getattr(error, "message", "") or error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 def write_savedmodel(task: Any, model: keras.Model, path: Path, *, top_k: int) -> None:
@@ -117,8 +178,6 @@ def _write_extra(staging: Path, run_dir: Path, name: str) -> None:
     shutil.copy2(run_dir / "config.yaml", extra / "config.yaml")
     run_manifest = {}
     if (run_dir / "manifest.json").is_file():
-        import json
-
         run_manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     write_json(
         extra / "manifest.json",
@@ -134,35 +193,73 @@ def _sample_questions(run_dir: Path, count: int) -> list[str]:
             questions += pd.read_json(path, lines=True, dtype=False)["question"].astype(str).tolist()
         if len(questions) >= count:
             break
-    # Hostile-but-valid inputs belong in every parity check.
-    return [*questions[:count], "", "   ", "?"]
+    return questions[:count]
 
 
-def check_parity(export_dir: Path, expected: dict[str, np.ndarray], questions: list[str]) -> None:
-    """Reloads `export_dir` and compares its answers with the in-process ones.
+def check_parity(serve: Any, expected: dict[str, np.ndarray], questions: list[str]) -> None:
+    """Compares a reloaded signature's outputs with the in-process model's, output by output.
 
-    Answers must be identical and scores equal within `SCORE_TOLERANCE`.
+    Generic over outputs: every output the in-process model returns must
+    exist in the export with the same shape; strings, integers and booleans
+    must be identical, floats equal within `SCORE_TOLERANCE` (absolute).
+
+    Args:
+        serve: the export's `serving_default` (`load_signature(path)`).
+        expected: in-process outputs for `questions` (`task.predict`).
+        questions: the raw questions both were given.
 
     Raises:
         UserError: the export disagrees with the model it came from.
     """
-    loaded = load_signature(export_dir)
-    got = {k: v.numpy() for k, v in loaded(**{INPUT_NAME: tf.constant(questions)}).items()}
-    for key, want in expected.items():
-        have = got.get(key)
-        if have is None:
-            raise UserError(f"export check failed: the SavedModel has no output '{key}'")
-        if want.dtype.kind in "OSU":
-            if not np.array_equal(have, want):
-                bad = int(np.argmax(np.any(np.atleast_2d(have != want).reshape(len(questions), -1), axis=1)))
-                raise UserError(
-                    f"export check failed: output '{key}' differs for question {questions[bad]!r}"
-                )
-        elif not np.allclose(have, want, atol=SCORE_TOLERANCE, rtol=0):
-            diff = float(np.max(np.abs(have - want)))
+    got = {k: v.numpy() for k, v in serve(**{INPUT_NAME: tf.constant(questions, dtype=tf.string)}).items()}
+    for key in sorted(expected):
+        want = np.asarray(expected[key])
+        if key not in got:
             raise UserError(
-                f"export check failed: output '{key}' differs by {diff:.2e} (tolerance {SCORE_TOLERANCE})"
+                f"export check failed: the SavedModel has no output '{key}' (it has: {', '.join(sorted(got))})"
             )
+        have = got[key]
+        if have.shape != want.shape:
+            raise UserError(
+                f"export check failed: output '{key}' has shape {have.shape}; the in-process model gives {want.shape}"
+            )
+        if want.dtype.kind in "fc":
+            bad = ~np.isclose(have, want, atol=SCORE_TOLERANCE, rtol=0, equal_nan=True)
+            how = f"differs by {float(np.nanmax(np.abs(have - want))):.2e} (tolerance {SCORE_TOLERANCE})"
+        else:
+            bad = np.asarray(have != want)
+            how = "differs"
+        if bad.any():
+            rows = bad.reshape(len(bad), -1).any(axis=1) if bad.ndim else np.array([True])
+            question = questions[int(np.argmax(rows))] if bad.ndim and len(bad) == len(questions) else "?"
+            raise UserError(f"export check failed: output '{key}' {how} for question {_shown(question)}")
+
+
+def replay_warmup(serve: Any, path: Path) -> int:
+    """Sends every warmup request to `serve`; returns how many there were.
+
+    Raises:
+        UserError: a request names another signature or input, or an output
+            does not have one row per question.
+    """
+    requests = read_warmup(path)
+    for request in requests:
+        if request.signature != SIGNATURE or set(request.inputs) != {INPUT_NAME}:
+            raise UserError(
+                f"warmup file '{path}' holds a request for {request.signature}({', '.join(request.inputs)}); "
+                f"expected {SIGNATURE}({INPUT_NAME})"
+            )
+        batch = len(request.inputs[INPUT_NAME])
+        for key, value in serve(**{INPUT_NAME: tf.constant(request.inputs[INPUT_NAME])}).items():
+            if value.shape[:1] != (batch,):
+                raise UserError(
+                    f"warmup replay failed: output '{key}' has shape {tuple(value.shape)} for {batch} questions"
+                )
+    return len(requests)
+
+
+def _shown(question: str) -> str:
+    return repr(question if len(question) <= 60 else f"{question[:57]}...")
 
 
 def load_signature(export_dir: str | Path) -> Any:
@@ -183,5 +280,6 @@ def _publish(staging: Path, model_dir: Path) -> Path:
             if version_dir.exists():
                 continue
             raise
+        fsync_dir(model_dir)
         return version_dir
     raise UserError(f"could not find a free version number under '{model_dir}'")

@@ -130,8 +130,14 @@ class WordTokenizer(keras.layers.Layer):
         return tf.concat([ids, filler], axis=-1)
 
     def call(self, texts: tf.Tensor) -> tf.Tensor:
-        """Raw strings `[batch]` -> right-padded ids `[batch, longest]`."""
-        return self.tokenize(self.clean(texts)).to_tensor(default_value=0)
+        """Raw strings `[batch]` -> right-padded ids `[batch, longest]` (at least one column).
+
+        Every text has at least one id, so only an empty batch would have
+        no column; a zero-length sequence breaks recurrent layers, so it
+        gets one padding column (`[0, 1]`).
+        """
+        ids = self.tokenize(self.clean(texts)).to_tensor(default_value=0)
+        return tf.pad(ids, [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])
 
     def detokenize(self, ids: tf.Tensor) -> tf.Tensor:
         """Ids `[batch, length]` -> space-joined words, padding dropped."""

@@ -9,21 +9,23 @@ Run directory layout::
       preprocessor/       vocab.txt + tokenizer.json
       labels.json         (classification) class id -> answer text
       model.keras         trained model, best validation epoch
-      checkpoints/        best weights and the resume backup
+      checkpoints/        best weights and the resume state (training/resume.py)
       logs/train, logs/validation   TensorBoard
       predictions.jsonl   one line per test example
       metrics.json        test metrics; written last, marks the run finished
 
 Nothing is created before the data and config have been validated, and
 `metrics.json` only appears once everything else is in place, so a directory
-without it is an unfinished run (rerunning the same command resumes it).
+without it is an unfinished run (rerunning the same command resumes it from
+the last completed epoch). Files are written atomically (`qa_assistant.atomic`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import shutil
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,19 +35,29 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from qa_assistant.atomic import replacing, write_text
 from qa_assistant.config import Config, load_config
 from qa_assistant.data.dataset import QAData, load_qa_data
 from qa_assistant.errors import UserError
 from qa_assistant.manifest import build_manifest, write_json
 from qa_assistant.models.encoders import get_encoder_builder
+from qa_assistant.models.loading import load_keras_model
 from qa_assistant.tasks import Task, get_task
-from qa_assistant.training.callbacks import BestCheckpoint, EarlyStopping, LearningRateLogger
+from qa_assistant.training.callbacks import BestCheckpoint, EarlyStopping, LearningRateLogger, TensorBoard
+from qa_assistant.training.resume import (
+    TrainingState,
+    advance_shuffle,
+    count_batches,
+    discard_snapshots,
+    latest_snapshot,
+)
 from qa_assistant.training.strategy import make_strategy, resolve_jit_compile
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
+RUN_MARKER = ".qa-assistant-run"  # written first: marks a directory this package may resume or --restart
 
 
 @dataclass
@@ -74,11 +86,19 @@ def train_run(config: Config, output: str | Path, *, restart: bool = False) -> R
         The run's metrics (also in `RUN_DIR/metrics.json`).
 
     Raises:
-        UserError: invalid inputs; nothing is written in that case.
+        UserError: invalid inputs; nothing is written in that case. A
+            directory this call created is removed again if it fails before
+            the first epoch has been saved.
     """
     run_dir = Path(output)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"output '{run_dir}' is a file; expected a directory for the run")
+    if run_dir.exists() and not _is_run_dir(run_dir):
+        raise UserError(
+            f"output '{run_dir}' is a directory that holds other files, not a run; "
+            f"expected a new or empty directory, or a run directory (with {RUN_MARKER})"
+            + ("; --restart only deletes run directories" if restart else "")
+        )
     if restart and run_dir.exists():
         shutil.rmtree(run_dir)
     if is_finished(run_dir):
@@ -88,18 +108,61 @@ def train_run(config: Config, output: str | Path, *, restart: bool = False) -> R
     task = get_task(config)
     keras.utils.set_random_seed(config.train.seed)
     data = load_qa_data(config)
-    _check_resumable(run_dir, config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_inputs(run_dir, config, data)
-    return _train_and_evaluate(task, data, run_dir)
+    _check_resumable(run_dir, config, data)
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / RUN_MARKER, "qa-assistant run directory\n")
+        _write_inputs(run_dir, config, data)
+        return _train_and_evaluate(task, data, run_dir)
+    except (tf.errors.ResourceExhaustedError, MemoryError) as error:
+        _discard_if_new(run_dir, created)
+        raise UserError(_out_of_memory(error)) from None
+    except UserError:
+        _discard_if_new(run_dir, created)
+        raise
 
 
-def _check_resumable(run_dir: Path, config: Config) -> None:
+def _discard_if_new(run_dir: Path, created: bool) -> None:
+    """Removes a run directory this call created when no epoch was saved: nothing to resume."""
+    if created and latest_snapshot(run_dir / "checkpoints") is None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _out_of_memory(error: BaseException) -> str:
+    shape = re.search(r"shape\s*\[([0-9, ]+)\]", str(error))
+    what = f"a tensor of shape [{shape[1]}] did not fit" if shape else type(error).__name__
+    return (
+        f"out of memory while training ({what}); reduce train.batch_size, encoder.units, "
+        "embedding.dim, text.max_tokens or text.max_length"
+    )
+
+
+def _is_run_dir(path: Path) -> bool:
+    """An empty directory, or one this package made (a marker, or a config and a manifest)."""
+    names = {p.name for p in path.iterdir()}
+    return not names or RUN_MARKER in names or {"config.yaml", "manifest.json"} <= names
+
+
+def _check_resumable(run_dir: Path, config: Config, data: QAData) -> None:
     saved = run_dir / "config.yaml"
     if saved.is_file() and load_config([saved]).to_dict() != config.to_dict():
         raise UserError(
             f"'{run_dir}' holds an unfinished run with a different config; "
             "use another --output, or --restart to discard it"
+        )
+    manifest = run_dir / "manifest.json"
+    if not manifest.is_file():
+        return
+    before = {
+        s["source"]: s.get("sha256") for s in json.loads(manifest.read_text(encoding="utf-8"))["sources"]
+    }
+    now = {s.source: s.sha256 for s in data.sources}
+    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    if changed:
+        raise UserError(
+            f"'{run_dir}' holds an unfinished run made from other data ({', '.join(changed)} changed "
+            "since it started); use another --output, or --restart to discard it"
         )
 
 
@@ -112,7 +175,8 @@ def _write_inputs(run_dir: Path, config: Config, data: QAData) -> None:
         ("validation", data.splits.validation),
         ("test", data.splits.test),
     ):
-        frame.to_json(split_dir / f"{name}.jsonl", orient="records", lines=True, force_ascii=False)
+        with replacing(split_dir / f"{name}.jsonl") as tmp:
+            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
     write_json(
         run_dir / "manifest.json",
         build_manifest(
@@ -144,58 +208,73 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path) -> RunResult:
         model = task.build_model()
         task.compile(model, jit_compile=jit)
     _log_first_batch(train_ds, model)
-    started = time.perf_counter()
+    # One iterator per epoch, made by tf.data: the shuffle order of epoch k is
+    # then the k-th draw however often Keras or a restart makes iterators.
+    steps = count_batches(train_ds)
+    monitor = config.train.monitor if val_ds is not None else "loss"
+    callbacks, state = _callbacks(config, run_dir, monitor, steps)
+    advance_shuffle(train_ds, state.epochs_done)
     with warnings.catch_warnings():
-        # Bucketed datasets have unknown length; Keras warns at each epoch's end.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        history = model.fit(
-            train_ds,
+        model.fit(
+            train_ds.repeat(),
+            steps_per_epoch=steps,
             validation_data=val_ds,
             epochs=config.train.epochs,
+            initial_epoch=state.initial_epoch(config.train.epochs),
             shuffle=False,  # the dataset shuffles itself, seeded
-            callbacks=_callbacks(config, run_dir, config.train.monitor if val_ds is not None else "loss"),
+            callbacks=callbacks,
             verbose=_verbosity(),
         )
-    train_seconds = time.perf_counter() - started
     task.save(run_dir)
-    model.save(run_dir / MODEL_FILE)
+    with replacing(run_dir / MODEL_FILE) as tmp:
+        model.save(tmp)
     metrics, predictions = task.evaluate(model, splits.test)
     baseline = task.baseline(splits)
-    predictions.to_json(run_dir / "predictions.jsonl", orient="records", lines=True, force_ascii=False)
+    with replacing(run_dir / "predictions.jsonl") as tmp:
+        predictions.to_json(tmp, orient="records", lines=True, force_ascii=False)
     metrics.update(
         num_train=len(splits.train),
         num_validation=len(splits.validation),
         num_test=len(splits.test),
-        train_seconds=round(train_seconds, 2),
-        epochs_run=len(history.history.get("loss", [])),
+        train_seconds=round(state.train_seconds, 2),
+        epochs_run=len(state.history),
         **{f"baseline_{k}": v for k, v in baseline.items()},
     )
     write_json(run_dir / METRICS_FILE, metrics)
+    discard_snapshots(run_dir / "checkpoints")
     return RunResult(run_dir, metrics)
 
 
-def _callbacks(config: Config, run_dir: Path, monitor: str) -> list[keras.callbacks.Callback]:
+def _callbacks(
+    config: Config, run_dir: Path, monitor: str, steps_per_epoch: int
+) -> tuple[list[keras.callbacks.Callback], TrainingState]:
     checkpoints = run_dir / "checkpoints"
-    callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(str(checkpoints / "backup")),
-        LearningRateLogger(),
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
+    stateful: list[keras.callbacks.Callback] = [
         BestCheckpoint(
-            str(checkpoints / "best.weights.h5"),
+            checkpoints / "best.weights.h5",
             monitor=monitor,
             save_best_only=True,
             save_weights_only=True,
         ),
     ]
     if config.train.early_stopping > 0:
-        callbacks.append(
+        stateful.append(
             EarlyStopping(
                 monitor=monitor,
                 patience=config.train.early_stopping,
                 restore_best_weights=True,
             )
         )
-    return callbacks
+    # Last, so it saves after the others have updated and restores after they reset.
+    state = TrainingState(checkpoints, steps_per_epoch, stateful=stateful, logs_dir=run_dir / "logs")
+    callbacks = [
+        LearningRateLogger(),
+        TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
+        *stateful,
+        state,
+    ]
+    return callbacks, state
 
 
 def _verbosity() -> int:
@@ -213,27 +292,29 @@ def _log_first_batch(dataset: tf.data.Dataset, model: keras.Model) -> None:
 
 
 def _read_metrics(run_dir: Path) -> dict[str, float]:
-    import json
-
     return json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
 
 
 def load_run(run_dir: str | Path) -> tuple[Config, Task, keras.Model]:
     """Reads a finished run: its config, restored task and trained model.
 
-    The model is loaded with `safe_mode=True`: a model file that would need to
-    execute code (a `Lambda` layer) is refused.
+    The model goes through `load_keras_model` (safe mode): a model file that
+    would need to execute code (a `Lambda` layer) is refused.
 
     Raises:
-        UserError: the directory is not a finished run.
+        UserError: the directory is not a finished run, or its model is unsafe.
     """
     run_dir = Path(run_dir)
     if not (run_dir / MODEL_FILE).is_file() or not (run_dir / "config.yaml").is_file():
         raise UserError(f"'{run_dir}' is not a finished run directory (no {MODEL_FILE} / config.yaml)")
+    if not is_finished(run_dir):
+        raise UserError(
+            f"'{run_dir}' is an unfinished run (no {METRICS_FILE}); rerun its train command to finish it"
+        )
     config = load_config([run_dir / "config.yaml"])
     task = get_task(config)
     task.restore(run_dir)
-    model = keras.saving.load_model(run_dir / MODEL_FILE, safe_mode=True, compile=False)
+    model = load_keras_model(run_dir / MODEL_FILE)
     return config, task, model
 
 
