@@ -1,0 +1,127 @@
+"""`kill -9` at any point, rerun the same command: the run ends exactly as if never interrupted."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from qa_assistant.models.loading import load_keras_model
+from tests.training.conftest import ROOT, cli_env, run_cli, train_args
+
+SLOW = "tests.training.slow_cli"
+
+
+def start_slow(args: list[str], **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", SLOW, *args],
+        env=cli_env(QA_TEST_EPOCH_SLEEP="0.3", **env),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def kill_when(process: subprocess.Popen, ready, what: str) -> None:
+    deadline = time.monotonic() + 300
+    while not ready():
+        assert process.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+
+
+def events(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar event in the event files, in file order: tag -> [(step, value)]."""
+    found: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(log_dir.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                number = (
+                    float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
+                )
+                found.setdefault(value.tag, []).append((event.step, number))
+    return found
+
+
+def test_kill_9_mid_save_then_resume_matches_the_uninterrupted_run(
+    uninterrupted_run: Path, faq_file: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    checkpoints = run / "checkpoints"
+    args = train_args(faq_file, run)
+
+    # Killed inside the save of epoch 9 (files written, rename not done), while
+    # early stopping's patience is counting: the resumed run must redo epoch 9
+    # with the patience counter, best value and best weights of epoch 8.
+    first = start_slow(args, QA_TEST_PAUSE_IN_SAVE="9")
+    kill_when(
+        first,
+        lambda: any((p / "state.json").is_file() for p in checkpoints.glob(".tmp-*state-000009")),
+        "epoch 9's save",
+    )
+    assert sorted(p.name for p in checkpoints.glob("state-*")) == ["state-000008"]
+    state = json.loads((checkpoints / "state-000008" / "state.json").read_text())
+    assert state["callbacks"]["early_stopping"]["wait"] >= 1, "the kill should land while patience counts"
+    assert not state["stopped"]
+    assert not (run / "metrics.json").exists()
+
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "8 epochs done" in done.stderr
+    assert not list(checkpoints.glob(".tmp-*"))  # the half-written snapshot was cleared
+
+    want = json.loads((uninterrupted_run / "metrics.json").read_text())
+    got = json.loads((run / "metrics.json").read_text())
+    want.pop("train_seconds"), got.pop("train_seconds")
+    assert got == want
+    assert 8 < got["epochs_run"] < 30  # early stopping fired after the restart
+
+    for a, b in zip(
+        load_keras_model(uninterrupted_run / "model.keras").get_weights(),
+        load_keras_model(run / "model.keras").get_weights(),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    predictions = [pd.read_json(r / "predictions.jsonl", lines=True) for r in (uninterrupted_run, run)]
+    pd.testing.assert_frame_equal(*predictions)
+
+    for split in ("train", "validation"):
+        logged, reference = events(run / "logs" / split), events(uninterrupted_run / "logs" / split)
+        assert set(logged) == set(reference)
+        for tag, points in logged.items():
+            assert all(n == 1 for n in Counter(step for step, _ in points).values()), (
+                f"{split}/{tag} repeats a step"
+            )
+            assert sorted(points) == sorted(reference[tag]), f"{split}/{tag}"
+    assert len(events(run / "logs" / "train")["epoch_learning_rate"]) == got["epochs_run"]
+    assert not list(checkpoints.glob("state-*"))  # a finished run keeps no resume state
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("delay", [0.0, 2.0, 4.0, 6.0, 8.0, 10.0])
+def test_kill_9_at_random_moments(
+    uninterrupted_run: Path, faq_file: Path, tmp_path: Path, delay: float
+) -> None:
+    """A kill at a given time after start: data writing, XLA compilation, an epoch, a save, evaluation."""
+    run = tmp_path / "run"
+    process = start_slow(train_args(faq_file, run), QA_TEST_EPOCH_SLEEP="0")
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = run_cli(*train_args(faq_file, run))
+    assert done.returncode == 0, done.stderr[-3000:]
+    want = json.loads((uninterrupted_run / "metrics.json").read_text())
+    got = json.loads((run / "metrics.json").read_text())
+    want.pop("train_seconds"), got.pop("train_seconds")
+    assert got == want

@@ -1,0 +1,141 @@
+"""`TrainingState` in-process: what a snapshot restores, what a failed save keeps, how logs are trimmed."""
+
+from __future__ import annotations
+
+import errno
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from qa_assistant.errors import UserError
+from qa_assistant.training import resume
+from qa_assistant.training.callbacks import EarlyStopping, LearningRateLogger
+from qa_assistant.training.resume import TrainingState, advance_shuffle, count_batches, prune_events
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stands in for a crash at the start of epoch `at` (epochs before it are saved)."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch == self.at:
+            raise RuntimeError("interrupted")
+
+
+def fit(directory: Path, epochs: int, interrupt_at: int | None = None) -> tuple[keras.Model, TrainingState]:
+    """A dropout model with a decaying learning rate on a reshuffled dataset, fitted as the runner does."""
+    keras.utils.set_random_seed(7)
+    x = np.random.default_rng(0).normal(size=(48, 4)).astype("float32")
+    y = (x.sum(axis=1) > 0).astype("int32")
+    data = (
+        tf.data.Dataset.from_tensor_slices((x, y)).shuffle(48, seed=7, reshuffle_each_iteration=True).batch(8)
+    )
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dropout(0.5)(keras.layers.Dense(8, activation="relu")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(hidden))
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=5, decay_rate=0.7)
+    model.compile(
+        keras.optimizers.Adam(schedule), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    steps = count_batches(data)
+    stopping = EarlyStopping(monitor="loss", patience=50, restore_best_weights=True)
+    state = TrainingState(directory, steps, stateful=[stopping])
+    advance_shuffle(data, state.epochs_done)
+    callbacks = [LearningRateLogger(), stopping, state]
+    if interrupt_at is not None:
+        callbacks.append(Interrupt(interrupt_at))
+    model.fit(
+        data.repeat(),
+        steps_per_epoch=steps,
+        epochs=epochs,
+        initial_epoch=state.initial_epoch(epochs),
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=0,
+    )
+    return model, state
+
+
+def test_resume_restores_optimizer_schedule_dropout_and_early_stopping(tmp_path: Path) -> None:
+    reference, reference_state = fit(tmp_path / "a", epochs=6)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(tmp_path / "b", epochs=6, interrupt_at=3)
+    assert [p.name for p in (tmp_path / "b").glob("state-*")] == ["state-000003"]
+    resumed, resumed_state = fit(tmp_path / "b", epochs=6)
+
+    assert resumed_state.epochs_done == 3
+    assert resumed_state.history == reference_state.history  # losses and the decaying learning rate
+    rates = [epoch["learning_rate"] for epoch in resumed_state.history]
+    assert rates == sorted(rates, reverse=True)
+    assert rates[0] > rates[-1]
+    assert int(resumed.optimizer.iterations) == int(reference.optimizer.iterations) == 6 * 6
+    for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_failed_save_keeps_the_previous_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fit(tmp_path, epochs=2)
+    saved = (tmp_path / "state-000002" / "state.json").read_text()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(resume.np, "savez", disk_full)
+    with pytest.raises(
+        UserError, match=r"could not save the training state .*No space left on device.*rerun"
+    ):
+        fit(tmp_path, epochs=3)
+    assert [p.name for p in tmp_path.iterdir()] == ["state-000002"]
+    assert (tmp_path / "state-000002" / "state.json").read_text() == saved
+
+
+def test_state_for_other_data_is_refused(tmp_path: Path) -> None:
+    fit(tmp_path, epochs=1)
+    steps = json.loads((tmp_path / "state-000001" / "state.json").read_text())["steps_per_epoch"]
+    with pytest.raises(
+        UserError, match=f"state for {steps} batches per epoch, but the data now gives {steps + 1}"
+    ):
+        TrainingState(tmp_path, steps + 1)
+
+
+def scalar_steps(log_dir: Path) -> list[int]:
+    return [
+        event.step
+        for path in sorted(log_dir.glob("events.out.tfevents.*"))
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        if event.summary.value
+    ]
+
+
+def test_prune_events_keeps_only_what_was_logged_before_the_snapshot(tmp_path: Path) -> None:
+    log_dir = tmp_path / "train"
+    writer = tf.summary.create_file_writer(str(log_dir))
+    with writer.as_default():
+        for step in range(3):
+            tf.summary.scalar("epoch_loss", 1.0 / (step + 1), step=step)
+    writer.flush()
+    time.sleep(0.05)
+    saved_at = time.time()
+    time.sleep(0.05)
+    with writer.as_default():
+        for step in (3, 4):
+            tf.summary.scalar("epoch_loss", 0.1, step=step)
+    writer.close()
+    assert scalar_steps(log_dir) == [0, 1, 2, 3, 4]
+    path = next(log_dir.glob("events.out.tfevents.*"))
+    path.write_bytes(path.read_bytes() + b"\x17\x00\x00")  # a record torn by the kill
+
+    prune_events(tmp_path, saved_at)
+    assert scalar_steps(log_dir) == [0, 1, 2]
+    assert not list(log_dir.glob(".tmp-*"))
+
+    prune_events(tmp_path, None)  # nothing saved: a fresh start keeps no old events
+    assert not list(log_dir.glob("events.out.tfevents.*"))
