@@ -17,7 +17,7 @@ os.environ.setdefault("TFDS_DATA_DIR", str(Path(tempfile.gettempdir()) / "qa_ass
 import pandas as pd
 import pytest
 
-from tests.helpers import faq_rows
+from tests.helpers import faq_rows, tiny_config
 
 
 @pytest.fixture
@@ -40,3 +40,22 @@ def faq_split_files(tmp_path: Path) -> tuple[Path, Path]:
     pd.DataFrame(train).to_csv(train_path, index=False)
     pd.DataFrame(test).to_csv(test_path, index=False)
     return train_path, test_path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished classification run on the generated FAQ (a few seconds; read-only for tests)."""
+    from qa_assistant.training.runner import train_run
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    data = root / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(data, index=False)
+    return train_run(tiny_config("train.epochs=3", train=data), root / "run").run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`saved_models/faq/1` exported from `tiny_run` (read-only for tests)."""
+    from qa_assistant.serving import export_run
+
+    return export_run(tiny_run, "faq", tmp_path_factory.mktemp("tiny_export") / "saved_models")
