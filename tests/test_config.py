@@ -38,6 +38,16 @@ def test_files_merge_left_to_right_and_overrides_win(tmp_path: Path) -> None:
         ("text.normalize=nfc", "expected one of: nfkc, none"),
         ("encoder.bidirectional=3", "expects true or false"),
         ("novalue", "is not of the form section.key=value"),
+        ("embedding.dropout=1", "config key 'embedding.dropout' must be in [0, 1); got 1.0"),
+        (
+            "encoder.recurrent_dropout=-0.1",
+            "config key 'encoder.recurrent_dropout' must be in [0, 1); got -0.1",
+        ),
+        ("train.seed=-1", "config key 'train.seed' must be at least 0; got -1"),
+        ("train.seed=4294967296", "config key 'train.seed' must be at most 4294967295; got 4294967296"),
+        ("train.epochs=0", "config key 'train.epochs' must be at least 1; got 0"),
+        ("train.learning_rate=.nan", "config key 'train.learning_rate' expects a number; got nan"),
+        ("train.epochs.x=1", "config key 'train.epochs' expects an integer; got {'x': 1}"),
     ],
 )
 def test_bad_values_name_key_value_and_expectation(override: str, message: str) -> None:
@@ -94,3 +104,13 @@ def test_shipped_configs_load() -> None:
     for path in configs:
         load_config([path])
         assert isinstance(yaml.safe_load(path.read_text()), dict)
+
+
+def test_split_fractions_must_leave_training_data() -> None:
+    with pytest.raises(
+        UserError, match=r"validation_fraction \+ data.test_fraction must be below 1.*got 0.5 \+ 0.5"
+    ):
+        load_config([], ["data.validation_fraction=0.5", "data.test_fraction=0.5"])
+    # With a test file the test fraction is not used.
+    config = load_config([], ["data.validation_fraction=0.5", "data.test_fraction=0.5", "data.test=t.csv"])
+    assert config.data.test == "t.csv"

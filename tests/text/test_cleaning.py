@@ -75,3 +75,18 @@ def test_cleaning_is_idempotent_on_text_without_markup(raw: str) -> None:
 def test_batch_equals_elementwise(texts: list[str]) -> None:
     batch = [v.decode("utf-8") for v in clean_text(texts).numpy()]
     assert batch == [clean(t) for t in texts]
+
+
+@settings(max_examples=40, deadline=None)
+@given(text, st.integers(min_value=0, max_value=80))
+def test_max_chars_reads_only_the_first_characters(raw: str, limit: int) -> None:
+    # What a request costs is bounded by max_chars: nothing after it changes the output.
+    assert clean(raw, max_chars=limit) == clean(raw[:limit], max_chars=limit)
+    assert clean(raw + "tail &amp; <b>x</b>", max_chars=len(raw)) == clean(raw, max_chars=len(raw))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(max_size=80))
+def test_any_bytes_give_valid_utf8(raw: bytes) -> None:
+    out = clean_text([raw]).numpy()[0]
+    assert out.decode("utf-8") == out.decode("utf-8").strip()

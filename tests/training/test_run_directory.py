@@ -1,0 +1,71 @@
+"""A run directory is never mistaken for finished, never mixed with other data, never deleted by mistake."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from qa_assistant.errors import UserError
+from qa_assistant.serving import export_run
+from qa_assistant.tasks import ClassificationTask
+from qa_assistant.training.runner import RUN_MARKER, is_finished, load_run, train_run
+from tests.helpers import faq_rows, tiny_config
+
+
+def test_a_crash_before_metrics_leaves_an_unfinished_run_that_resumes(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(data, index=False)
+    config = tiny_config("train.epochs=3", train=data)  # tiny_run's config, on a copy of its data
+    run = tmp_path / "run"
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("power cut")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ClassificationTask, "evaluate", crash)
+        with pytest.raises(RuntimeError, match="power cut"):
+            train_run(config, run)
+    assert (run / "model.keras").is_file()
+    assert not is_finished(run)
+    with pytest.raises(UserError, match=r"is an unfinished run .*rerun its train command"):
+        load_run(run)
+    with pytest.raises(UserError, match="is an unfinished run"):
+        export_run(run, "x", tmp_path / "saved_models")
+    assert not (tmp_path / "saved_models" / "x").exists()
+
+    original = data.read_bytes()
+    data.write_bytes(original.replace(b"price", b"prize"))
+    with pytest.raises(UserError, match=r"made from other data \(.*faq\.csv changed since it started\)"):
+        train_run(tiny_config("train.epochs=3", train=data), run)
+    data.write_bytes(original)
+
+    result = train_run(config, run)
+    assert not result.already_finished
+    want = json.loads((tiny_run / "metrics.json").read_text())
+    got = dict(result.metrics)
+    want.pop("train_seconds"), got.pop("train_seconds")
+    assert got == want  # the same numbers as a run that never crashed
+
+    again = train_run(config, run, restart=True)
+    assert not again.already_finished
+    assert (run / RUN_MARKER).is_file()
+
+
+def test_restart_and_output_refuse_directories_that_are_not_runs(tmp_path: Path) -> None:
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(data, index=False)
+    precious = tmp_path / "documents"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    for restart in (False, True):
+        with pytest.raises(UserError, match="holds other files, not a run") as error:
+            train_run(tiny_config(train=data), precious, restart=restart)
+        assert ("--restart only deletes run directories" in str(error.value)) == restart
+    assert (precious / "thesis.txt").read_text() == "years of work"
+    with pytest.raises(UserError, match="is a file; expected a directory"):
+        train_run(tiny_config(train=data), data)
