@@ -233,11 +233,34 @@ def test_the_cli_prints_one_line_exits_2_and_writes_nothing(
     assert not output.exists()
 
 
-def test_out_of_memory_sizes_are_a_user_error_and_leave_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "faq.csv"
-    pd.DataFrame(faq_rows()).to_csv(path, index=False)
+def test_out_of_memory_is_a_user_error_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tensorflow as tf
+
+    from qa_assistant.tasks import ClassificationTask
     from qa_assistant.training.runner import train_run
 
+    def too_big(self):
+        message = "OOM when allocating tensor with shape[8,3000000000000] and type float"
+        raise tf.errors.ResourceExhaustedError(None, None, message)
+
+    path = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(path, index=False)
+    monkeypatch.setattr(ClassificationTask, "build_model", too_big)
+    with pytest.raises(
+        UserError, match=r"out of memory while training \(a tensor of shape \[8,3000000000000\]"
+    ):
+        train_run(tiny_config(train=path), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.large  # TensorFlow's allocator retries for ~10 s before it gives up
+def test_a_model_too_big_for_memory_is_a_user_error(tmp_path: Path) -> None:
+    from qa_assistant.training.runner import train_run
+
+    path = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(path, index=False)
     with pytest.raises(UserError, match=r"out of memory while training \(a tensor of shape .* did not fit\)"):
         train_run(tiny_config("encoder.units=1000000000000", train=path), tmp_path / "run")
     assert not (tmp_path / "run").exists()

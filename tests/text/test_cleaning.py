@@ -77,7 +77,7 @@ def test_batch_equals_elementwise(texts: list[str]) -> None:
     assert batch == [clean(t) for t in texts]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(text, st.integers(min_value=0, max_value=80))
 def test_max_chars_reads_only_the_first_characters(raw: str, limit: int) -> None:
     # What a request costs is bounded by max_chars: nothing after it changes the output.
@@ -85,7 +85,7 @@ def test_max_chars_reads_only_the_first_characters(raw: str, limit: int) -> None
     assert clean(raw + "tail &amp; <b>x</b>", max_chars=len(raw)) == clean(raw, max_chars=len(raw))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.binary(max_size=80))
 def test_any_bytes_give_valid_utf8(raw: bytes) -> None:
     out = clean_text([raw]).numpy()[0]

@@ -72,7 +72,7 @@ def test_any_text_gives_valid_nonempty_bounded_ids(texts: list[str]) -> None:
     assert ((flat >= 1) & (flat < tok.vocabulary_size)).all()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.lists(st.binary(max_size=60), min_size=0, max_size=4))
 def test_any_bytes_and_any_batch_size_give_a_rectangular_id_matrix(texts: list[bytes]) -> None:
     tok = WordTokenizer.from_texts(["a b c"], max_length=8)
@@ -83,7 +83,7 @@ def test_any_bytes_and_any_batch_size_give_a_rectangular_id_matrix(texts: list[b
     assert (ids[:, 0] >= 1).all()  # every text has at least one real (or OOV) id
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_characters="&<"), max_size=80))
 def test_tokenising_cleaned_text_again_changes_nothing(raw: str) -> None:
     tok = WordTokenizer.from_texts(["a b c"], max_length=8)

@@ -50,9 +50,6 @@ def test_a_crash_before_metrics_leaves_an_unfinished_run_that_resumes(
     got = dict(result.metrics)
     want.pop("train_seconds"), got.pop("train_seconds")
     assert got == want  # the same numbers as a run that never crashed
-
-    again = train_run(config, run, restart=True)
-    assert not again.already_finished
     assert (run / RUN_MARKER).is_file()
 
 
