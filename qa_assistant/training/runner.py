@@ -211,6 +211,8 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path) -> RunResult:
     # One iterator per epoch, made by tf.data: the shuffle order of epoch k is
     # then the k-th draw however often Keras or a restart makes iterators.
     steps = count_batches(train_ds)
+    if steps == 0:
+        raise UserError("the training split gives no batches; expected at least one training example")
     monitor = config.train.monitor if val_ds is not None else "loss"
     callbacks, state = _callbacks(config, run_dir, monitor, steps)
     advance_shuffle(train_ds, state.epochs_done)
