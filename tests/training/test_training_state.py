@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from qa_assistant.errors import UserError
 from qa_assistant.training import resume
-from qa_assistant.training.callbacks import EarlyStopping, LearningRateLogger
+from qa_assistant.training.callbacks import BestCheckpoint, EarlyStopping, LearningRateLogger
 from qa_assistant.training.resume import TrainingState, advance_shuffle, count_batches, prune_events
 
 
@@ -139,3 +139,48 @@ def test_prune_events_keeps_only_what_was_logged_before_the_snapshot(tmp_path: P
 
     prune_events(tmp_path, None)  # nothing saved: a fresh start keeps no old events
     assert not list(log_dir.glob("events.out.tfevents.*"))
+
+
+def test_best_checkpoint_writes_atomically_and_its_best_survives_a_restart(tmp_path: Path) -> None:
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    path = tmp_path / "best.weights.h5"
+
+    def checkpoint(state: dict | None = None) -> BestCheckpoint:
+        callback = BestCheckpoint(path, monitor="val_loss", save_best_only=True, save_weights_only=True)
+        callback.set_model(model)
+        callback.on_train_begin()
+        if state is not None:
+            callback.restore_resume_state(state, [])
+        return callback
+
+    first = checkpoint()
+    first.on_epoch_begin(0)
+    first.on_epoch_end(0, {"val_loss": 1.0})
+    assert [p.name for p in tmp_path.iterdir()] == ["best.weights.h5"]  # no temporary file left
+    written = path.read_bytes()
+    state, arrays = first.resume_state()
+    assert (state, arrays) == ({"best": 1.0}, [])
+
+    model.layers[0].kernel.assign(np.ones((2, 1)))
+    resumed = checkpoint(json.loads(json.dumps(state)))  # through the JSON of a snapshot
+    resumed.on_epoch_begin(1)
+    resumed.on_epoch_end(1, {"val_loss": 1.5})  # worse than the restored best: not saved
+    assert path.read_bytes() == written
+    resumed.on_epoch_end(2, {"val_loss": 1.0})  # a tie counts as progress
+    assert path.read_bytes() != written
+
+
+def test_early_stopping_state_round_trips() -> None:
+    stopper = EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
+    stopper.set_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    stopper.on_train_begin()
+    for epoch, value in enumerate([1.0, 0.5, 0.7]):
+        stopper.on_epoch_end(epoch, {"val_loss": value})
+    state, arrays = stopper.resume_state()
+    assert state == {"wait": 1, "stopped_epoch": 0, "best": 0.5, "best_epoch": 1, "has_best_weights": True}
+    fresh = EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
+    fresh.on_train_begin()
+    fresh.restore_resume_state(json.loads(json.dumps(state)), arrays)
+    assert (fresh.wait, fresh.best, fresh.best_epoch) == (1, 0.5, 1)
+    for a, b in zip(fresh.best_weights, stopper.best_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
