@@ -54,6 +54,15 @@ def events(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return found
 
 
+def patience_running_at(run: Path) -> int:
+    """Epochs done at the first snapshot where early stopping's patience counts and training goes on."""
+    losses = [value for _, value in sorted(events(run / "logs" / "validation")["epoch_loss"])]
+    for epoch in range(1, len(losses) - 1):
+        if losses[epoch] > min(losses[:epoch]):
+            return epoch + 1
+    pytest.fail(f"validation loss never rose before the last epoch ({losses}); retune RESUME_SETTINGS")
+
+
 def test_kill_9_mid_save_then_resume_matches_the_uninterrupted_run(
     uninterrupted_run: Path, faq_file: Path, tmp_path: Path
 ) -> None:
@@ -61,31 +70,32 @@ def test_kill_9_mid_save_then_resume_matches_the_uninterrupted_run(
     checkpoints = run / "checkpoints"
     args = train_args(faq_file, run)
 
-    # Killed inside the save of epoch 9 (files written, rename not done), while
-    # early stopping's patience is counting: the resumed run must redo epoch 9
-    # with the patience counter, best value and best weights of epoch 8.
-    first = start_slow(args, QA_TEST_PAUSE_IN_SAVE="9")
+    # Killed inside a snapshot's save (files written, rename not done) while
+    # early stopping's patience counts: the resumed run must redo that epoch
+    # with the patience counter, best value and best weights saved before it.
+    saved = patience_running_at(uninterrupted_run)
+    first = start_slow(args, QA_TEST_PAUSE_IN_SAVE=str(saved + 1))
     kill_when(
         first,
-        lambda: any((p / "state.json").is_file() for p in checkpoints.glob(".tmp-*state-000009")),
-        "epoch 9's save",
+        lambda: any((p / "state.json").is_file() for p in checkpoints.glob(f".tmp-*state-{saved + 1:06d}")),
+        f"epoch {saved + 1}'s save",
     )
-    assert sorted(p.name for p in checkpoints.glob("state-*")) == ["state-000008"]
-    state = json.loads((checkpoints / "state-000008" / "state.json").read_text())
-    assert state["callbacks"]["early_stopping"]["wait"] >= 1, "the kill should land while patience counts"
+    assert sorted(p.name for p in checkpoints.glob("state-*")) == [f"state-{saved:06d}"]
+    state = json.loads((checkpoints / f"state-{saved:06d}" / "state.json").read_text())
+    assert state["callbacks"]["early_stopping"]["wait"] >= 1
     assert not state["stopped"]
     assert not (run / "metrics.json").exists()
 
     done = run_cli(*args)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "8 epochs done" in done.stderr
+    assert f"{saved} epochs done" in done.stderr
     assert not list(checkpoints.glob(".tmp-*"))  # the half-written snapshot was cleared
 
     want = json.loads((uninterrupted_run / "metrics.json").read_text())
     got = json.loads((run / "metrics.json").read_text())
     want.pop("train_seconds"), got.pop("train_seconds")
     assert got == want
-    assert 8 < got["epochs_run"] < 30  # early stopping fired after the restart
+    assert saved < got["epochs_run"] < 30  # early stopping fired after the restart
 
     for a, b in zip(
         load_keras_model(uninterrupted_run / "model.keras").get_weights(),
