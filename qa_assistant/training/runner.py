@@ -99,15 +99,15 @@ def train_run(config: Config, output: str | Path, *, restart: bool = False) -> R
             f"expected a new or empty directory, or a run directory (with {RUN_MARKER})"
             + ("; --restart only deletes run directories" if restart else "")
         )
-    if restart and run_dir.exists():
-        shutil.rmtree(run_dir)
-    if is_finished(run_dir):
+    if is_finished(run_dir) and not restart:
         log.info("%s already holds a finished run; not retraining (use --restart to start over)", run_dir)
         return RunResult(run_dir, _read_metrics(run_dir), already_finished=True)
     get_encoder_builder(config.encoder.type)  # fail on a bad name before reading any data
     task = get_task(config)
     keras.utils.set_random_seed(config.train.seed)
     data = load_qa_data(config)
+    if restart and run_dir.exists():
+        shutil.rmtree(run_dir)  # only once the new config and data have proved usable
     _check_resumable(run_dir, config, data)
     created = not run_dir.exists()
     try:

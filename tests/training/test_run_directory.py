@@ -52,6 +52,14 @@ def test_a_crash_before_metrics_leaves_an_unfinished_run_that_resumes(
     assert got == want  # the same numbers as a run that never crashed
     assert (run / RUN_MARKER).is_file()
 
+    finished = (run / "metrics.json").read_bytes()
+    with pytest.raises(UserError, match="does not exist"):
+        train_run(tiny_config("train.epochs=3", train=tmp_path / "typo.csv"), run, restart=True)
+    assert (run / "metrics.json").read_bytes() == finished  # a failed --restart deletes nothing
+    again = train_run(config, run, restart=True)
+    assert not again.already_finished
+    assert (run / "metrics.json").read_bytes() != finished  # retrained (train_seconds differ)
+
 
 def test_restart_and_output_refuse_directories_that_are_not_runs(tmp_path: Path) -> None:
     data = tmp_path / "faq.csv"
