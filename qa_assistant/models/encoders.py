@@ -1,6 +1,6 @@
 """The encoder catalogue: one builder per architecture, one shared signature.
 
-A builder takes `(config, vocabulary_size, embedding)` and returns a
+A builder takes `(config, vocabulary_size, embedding, embedding_matrix)` and returns a
 functional `keras.Model` named `encoder` that maps token ids `[batch, length]`
 (0 = padding) to a dict:
 
@@ -10,6 +10,10 @@ functional `keras.Model` named `encoder` that maps token ids `[batch, length]`
 
 Recurrent encoders also return `final_states`, a list of the top layer's
 final state tensors (used to initialise a decoder).
+
+Catalogue: `gru`, `lstm` (here), `transformer` (`models/transformer.py`),
+`pretrained` (`models/pretrained.py`). Every builder applies
+`encoder.freeze` (`models/freezing.py`).
 
 Example:
 
@@ -28,6 +32,7 @@ import numpy as np
 
 from qa_assistant.config import EmbeddingConfig, EncoderConfig
 from qa_assistant.errors import UserError, closest
+from qa_assistant.models.freezing import freeze_encoder
 from qa_assistant.models.layers import MaskedPooling
 
 EncoderBuilder = Callable[[EncoderConfig, int, EmbeddingConfig, "np.ndarray | None"], keras.Model]
@@ -77,6 +82,21 @@ def build_encoder(
     return get_encoder_builder(config.type)(config, vocabulary_size, embedding, embedding_matrix)
 
 
+def resolve_pooling(config: EncoderConfig, default: str, allowed: tuple[str, ...]) -> str:
+    """`encoder.pooling` for this architecture: `auto` becomes `default`.
+
+    Raises:
+        UserError: a pooling mode this architecture does not offer.
+    """
+    mode = default if config.pooling == "auto" else config.pooling
+    if mode not in allowed:
+        raise UserError(
+            f"encoder.pooling '{config.pooling}' does not apply to a {config.type} encoder; "
+            f"expected one of: auto, {', '.join(allowed)}"
+        )
+    return mode
+
+
 def token_embedding(
     vocabulary_size: int, embedding: EmbeddingConfig, matrix: np.ndarray | None
 ) -> keras.layers.Embedding:
@@ -101,6 +121,7 @@ def _recurrent(kind: str) -> EncoderBuilder:
         embedding: EmbeddingConfig,
         embedding_matrix: np.ndarray | None = None,
     ) -> keras.Model:
+        pooling = resolve_pooling(config, "last", ("last", "mean", "max"))
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
         embed = token_embedding(vocabulary_size, embedding, embedding_matrix)
         x = embed(token_ids)
@@ -125,11 +146,11 @@ def _recurrent(kind: str) -> EncoderBuilder:
             x, states = outputs[0], list(outputs[1:])
         per_direction = 2 if kind == "lstm" else 1  # LSTM state = (h, c)
         hidden = states[::per_direction]  # the h of each direction
-        if config.pooling == "last":
+        if pooling == "last":
             pooled = hidden[0] if len(hidden) == 1 else keras.layers.Concatenate(name="pooled")(hidden)
         else:
-            pooled = MaskedPooling(config.pooling, name="pooled")(x, padding_mask=mask)
-        return keras.Model(
+            pooled = MaskedPooling(pooling, name="pooled")(x, padding_mask=mask)
+        encoder = keras.Model(
             token_ids,
             {
                 "sequence_output": x,
@@ -139,9 +160,14 @@ def _recurrent(kind: str) -> EncoderBuilder:
             },
             name="encoder",
         )
+        freeze_encoder(encoder, config.freeze)
+        return encoder
 
     return build
 
 
 register_encoder("gru")(_recurrent("gru"))
 register_encoder("lstm")(_recurrent("lstm"))
+
+# Registers `transformer` and `pretrained` (they import this module's helpers).
+from qa_assistant.models import pretrained, transformer  # noqa: E402, F401

@@ -161,14 +161,18 @@ def _reason(error: BaseException) -> str:
 
 
 def write_savedmodel(task: Any, model: keras.Model, path: Path, *, top_k: int) -> None:
-    """Writes the task's serving function as a SavedModel at `path`."""
-    serve, trackables = task.serving_function(model, top_k)
+    """Writes the task's serving function (and any further signatures) as a SavedModel at `path`."""
+    bundle = task.serving_bundle(model, top_k)
     archive = keras.export.ExportArchive()
-    for item in trackables:
+    for item in bundle.trackables:
         archive.track(item)
     archive.add_endpoint(
-        SIGNATURE, serve, input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
+        SIGNATURE, bundle.serve, input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
     )
+    for name, fn in bundle.endpoints.items():
+        archive.add_endpoint(name, fn, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    for name, variables in bundle.variables.items():
+        archive.add_variable_collection(name, variables)
     archive.write_out(str(path), verbose=False)
 
 

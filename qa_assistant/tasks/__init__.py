@@ -6,9 +6,11 @@ from qa_assistant.config import Config
 from qa_assistant.errors import UserError, closest
 from qa_assistant.tasks.base import Task
 from qa_assistant.tasks.classify import ClassificationTask
+from qa_assistant.tasks.retrieve import RetrievalTask
 
 _TASKS: dict[str, type[Task]] = {
     ClassificationTask.name: ClassificationTask,
+    RetrievalTask.name: RetrievalTask,
 }
 
 
@@ -27,4 +29,4 @@ def get_task(config: Config) -> Task:
     return _TASKS[name](config)
 
 
-__all__ = ["ClassificationTask", "Task", "get_task", "task_names"]
+__all__ = ["ClassificationTask", "RetrievalTask", "Task", "get_task", "task_names"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import abc
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,9 +23,29 @@ import tensorflow as tf
 from qa_assistant.config import Config
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.split import Splits
-from qa_assistant.text.word_tokenizer import WordTokenizer
+from qa_assistant.text.tokenizers import Tokenizer, build_tokenizer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServingBundle:
+    """Everything an export holds besides the default signature's own function.
+
+    Attributes:
+        serve: maps `question` strings `[batch]` to named outputs
+            (`serving_default`).
+        trackables: layers, models and resources the functions use.
+        endpoints: further signatures by name; each maps a `text` string
+            tensor `[batch]` to named outputs.
+        variables: named lists of `tf.Variable`s that a reloaded export
+            exposes as attributes (e.g. a retrieval answer bank).
+    """
+
+    serve: Callable[..., Any]
+    trackables: list[Any]
+    endpoints: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    variables: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class Task(abc.ABC):
@@ -37,7 +59,7 @@ class Task(abc.ABC):
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.tokenizer: WordTokenizer | None = None
+        self.tokenizer: Tokenizer | None = None
 
     # -- preprocessing -------------------------------------------------------
 
@@ -45,20 +67,9 @@ class Task(abc.ABC):
     def prepare(self, data: QAData) -> None:
         """Fits preprocessing (vocabularies) on the training split only."""
 
-    def build_tokenizer(self, texts: list[str], reserved_tokens: tuple[str, ...] = ()) -> WordTokenizer:
-        """A word tokenizer over already-cleaned training texts, per `config.text`."""
-        text = self.config.text
-        return WordTokenizer.from_texts(
-            texts,
-            max_tokens=text.max_tokens,
-            min_count=text.min_count,
-            reserved_tokens=reserved_tokens,
-            max_length=text.max_length,
-            lowercase=text.lowercase,
-            normalize=text.normalize,
-            strip_html=text.strip_html,
-            max_chars=text.max_chars,
-        )
+    def build_tokenizer(self, texts: list[str], reserved_tokens: tuple[str, ...] = ()) -> Tokenizer:
+        """The run's tokenizer (word, WordPiece or the pretrained preset's) over cleaned training texts."""
+        return build_tokenizer(self.config, texts, reserved_tokens)
 
     def embedding_matrix(self) -> np.ndarray | None:
         """Initial embedding from `embedding.pretrained`, or `None` for random."""
@@ -85,6 +96,10 @@ class Task(abc.ABC):
     def compile(self, model: keras.Model, *, jit_compile: bool) -> None:
         """Optimizer, loss and metrics."""
 
+    def finalize(self, model: keras.Model, splits: Splits) -> None:
+        """Called once after training, before `save`: post-training calibration (none by default)."""
+        del model, splits  # nothing to calibrate for most tasks
+
     # -- evaluation ----------------------------------------------------------
 
     @abc.abstractmethod
@@ -104,6 +119,11 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def serving_function(self, model: keras.Model, top_k: int) -> tuple[Any, list[Any]]:
         """`(fn, trackables)`: fn maps `question` strings `[batch]` to named outputs."""
+
+    def serving_bundle(self, model: keras.Model, top_k: int) -> ServingBundle:
+        """What the export writes; tasks with extra signatures or variables override it."""
+        serve, trackables = self.serving_function(model, top_k)
+        return ServingBundle(serve, trackables)
 
     # -- persistence ---------------------------------------------------------
 

@@ -20,7 +20,7 @@ from qa_assistant.data.dataset import QAData
 from qa_assistant.data.split import Splits
 from qa_assistant.models.encoders import build_encoder
 from qa_assistant.tasks.base import Task
-from qa_assistant.text.word_tokenizer import WordTokenizer
+from qa_assistant.text.tokenizers import load_tokenizer
 from qa_assistant.training.baseline import tfidf_logistic_regression
 from qa_assistant.training.metrics import classification_metrics, ranking_metrics, ranks_from_scores
 from qa_assistant.training.pipeline import as_targets, ids_dataset, make_dataset
@@ -166,5 +166,5 @@ class ClassificationTask(Task):
         )
 
     def restore(self, directory: Path) -> None:
-        self.tokenizer = WordTokenizer.load_assets(directory / "preprocessor")
+        self.tokenizer = load_tokenizer(directory / "preprocessor")
         self.labels = json.loads((directory / "labels.json").read_text(encoding="utf-8"))

@@ -44,3 +44,34 @@ def tfidf_logistic_regression(
         **classification_metrics(test_labels, predictions),
         **ranking_metrics(ranks_from_scores(scores, target)),
     }
+
+
+def tfidf_retrieval(
+    train_questions: list[str],
+    train_answers: list[str],
+    test_questions: list[str],
+    test_answers: list[str],
+    bank: list[str],
+) -> dict[str, float]:
+    """TF-IDF (word 1-2-grams) answer retrieval over the whole answer bank.
+
+    Each bank answer is represented by its own text plus the training
+    questions that lead to it (the classical FAQ-retrieval document); a test
+    question is ranked against every answer by cosine similarity.
+
+    Returns:
+        `recall_at_1/5/10`, `mrr` and `accuracy` (= `recall_at_1`).
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    questions_of: dict[str, list[str]] = {answer: [] for answer in bank}
+    for question, answer in zip(train_questions, train_answers, strict=True):
+        questions_of.setdefault(answer, []).append(question)
+    documents = [" ".join([answer.lower(), *questions_of[answer]]) for answer in bank]
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
+    answer_vectors = vectorizer.fit_transform(documents)
+    scores = (vectorizer.transform(test_questions) @ answer_vectors.T).toarray()
+    index = {answer: i for i, answer in enumerate(bank)}
+    target = np.asarray([index.get(answer, -1) for answer in test_answers])
+    metrics = ranking_metrics(ranks_from_scores(scores, target))
+    return {**metrics, "accuracy": metrics["recall_at_1"]}

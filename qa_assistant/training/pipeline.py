@@ -38,12 +38,16 @@ def _dense(features: Any, targets: Any) -> tuple[Any, Any]:
     return convert(tf.convert_to_tensor, features), convert(tf.convert_to_tensor, targets)
 
 
-def _length(ids: tf.Tensor, _: Any) -> tf.Tensor:
-    return tf.shape(ids)[0]
+def _length(features: Any, _: Any) -> tf.Tensor:
+    # The longest component decides the bucket, and every component is padded
+    # to that bucket's length: one padded shape per bucket keeps XLA's
+    # compilations few (a question/answer pair pads the question too).
+    lengths = [tf.shape(t)[0] for t in tf.nest.flatten(features) if t.shape.rank]
+    return tf.reduce_max(tf.stack(lengths))
 
 
 def make_dataset(
-    token_ids: tf.RaggedTensor,
+    token_ids: tf.RaggedTensor | dict[str, tf.RaggedTensor],
     targets: Any,
     *,
     batch_size: int,
@@ -55,7 +59,9 @@ def make_dataset(
     """A batched dataset of `(token_ids, targets)`.
 
     Args:
-        token_ids: `[examples, (length)]` ids, 0 = padding.
+        token_ids: `[examples, (length)]` ids, 0 = padding; or a dict of
+            such (e.g. `{"question": ..., "answer": ...}`), bucketed by the
+            longest of them.
         targets: array or nested structure of arrays with one row per example;
             variable-length rows may be ragged.
         batch_size: examples per batch.
@@ -65,7 +71,7 @@ def make_dataset(
         bucket: group by length and pad to `bucket_lengths`; else keep order
             and pad to the longest row of each batch.
     """
-    count = int(token_ids.nrows())
+    count = int(tf.nest.flatten(token_ids, expand_composites=False)[0].nrows())
     ds = tf.data.Dataset.from_tensor_slices((token_ids, targets)).map(_dense)
     ds = ds.cache()
     if shuffle:

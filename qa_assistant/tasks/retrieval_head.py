@@ -1,0 +1,127 @@
+"""The dual encoder's head: scaled cosine similarities, in-batch losses and accuracy.
+
+A batch holds B (question, answer) pairs. Both towers give unit vectors, so
+`q @ a.T` is a `[B, B]` matrix of cosine similarities; row i's own answer is
+column i, and the other answers of the batch are its negatives. The targets
+are the answers' ids in the answer bank: two rows of a batch with the same
+answer must not count each other's answer as a negative.
+
+* softmax loss: cross-entropy of row i over the batch's answers (the other
+  rows' answers are the negatives), similarities divided by a temperature;
+* sigmoid loss: every (question, answer) cell of the batch is a binary
+  decision, `sigmoid(scale * cos + bias)`; the cells off the diagonal are the
+  sampled negatives. This is the source article's `Dense(1, sigmoid)` idea
+  done right: a score for a (question, answer) pair, trained against wrong
+  answers, instead of a sigmoid over answer token lists.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+from keras import ops
+
+MAX_SCALE = 100.0  # caps a learned 1/temperature, as CLIP does, so logits cannot run away
+SIGMOID_BIAS = -10.0  # initial bias of the sigmoid loss: most cells of a batch are negatives
+
+
+@keras.saving.register_keras_serializable(package="qa_assistant")
+class ScaledSimilarity(keras.layers.Layer):
+    """`[Bq, d] x [Ba, d]` unit vectors -> `[Bq, Ba]` logits `cos / temperature (+ bias)`.
+
+    Args:
+        temperature: initial (or fixed) temperature.
+        learn_temperature: train `log(1 / temperature)`.
+        use_bias: add a learned bias (the sigmoid loss needs one).
+
+    Example:
+
+    >>> import numpy as np
+    >>> q = np.array([[1.0, 0.0]], dtype="float32")
+    >>> a = np.array([[1.0, 0.0], [0.0, 1.0]], dtype="float32")
+    >>> ScaledSimilarity(temperature=0.5)(q, a).numpy().round(3).tolist()
+    [[2.0, 0.0]]
+    """
+
+    def __init__(
+        self, temperature: float = 0.05, learn_temperature: bool = True, use_bias: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.temperature = float(temperature)
+        self.learn_temperature = bool(learn_temperature)
+        self.use_bias = bool(use_bias)
+
+    def build(self, questions_shape: Any, answers_shape: Any = None) -> None:
+        self.log_scale = self.add_weight(
+            name="log_scale",
+            shape=(),
+            initializer=keras.initializers.Constant(math.log(1.0 / self.temperature)),
+            trainable=self.learn_temperature,
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias", shape=(), initializer=keras.initializers.Constant(SIGMOID_BIAS)
+            )
+        self.built = True
+
+    @property
+    def scale(self) -> Any:
+        return ops.exp(ops.minimum(self.log_scale, math.log(MAX_SCALE)))
+
+    def call(self, questions: Any, answers: Any) -> Any:
+        logits = ops.matmul(questions, ops.transpose(answers)) * self.scale
+        return logits + self.bias if self.bias is not None else logits
+
+    def compute_output_shape(self, questions_shape: tuple, answers_shape: tuple) -> tuple:
+        return (questions_shape[0], answers_shape[0])
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "temperature": self.temperature,
+            "learn_temperature": self.learn_temperature,
+            "use_bias": self.use_bias,
+        }
+
+
+def _same_answer(y_true: Any) -> Any:
+    ids = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+    return ops.equal(ops.expand_dims(ids, 1), ops.expand_dims(ids, 0))
+
+
+@keras.saving.register_keras_serializable(package="qa_assistant")
+class InBatchSoftmaxLoss(keras.losses.Loss):
+    """Cross-entropy of each question over the batch's answers; duplicates of its answer are masked."""
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        size = ops.shape(y_pred)[0]
+        diagonal = ops.cast(ops.eye(size), "bool")
+        duplicates = ops.logical_and(_same_answer(y_true), ops.logical_not(diagonal))
+        logits = ops.where(duplicates, ops.cast(-1e9, y_pred.dtype), y_pred)
+        return keras.losses.sparse_categorical_crossentropy(ops.arange(size), logits, from_logits=True)
+
+
+@keras.saving.register_keras_serializable(package="qa_assistant")
+class PairSigmoidLoss(keras.losses.Loss):
+    """Binary cross-entropy of every (question, answer) cell; positive where the answers match."""
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        labels = ops.cast(_same_answer(y_true), y_pred.dtype)
+        cells = ops.binary_crossentropy(labels, y_pred, from_logits=True)
+        return ops.sum(cells, axis=1)
+
+
+@keras.saving.register_keras_serializable(package="qa_assistant")
+def in_batch_accuracy(y_true: Any, y_pred: Any) -> Any:
+    """1 where a question's best-scoring answer in the batch is its own answer."""
+    best = ops.argmax(y_pred, axis=1)
+    hit = ops.take_along_axis(_same_answer(y_true), ops.expand_dims(best, 1), axis=1)
+    return ops.cast(ops.squeeze(hit, 1), "float32")
+
+
+def retrieval_loss(kind: str) -> keras.losses.Loss:
+    """`softmax` or `sigmoid` (validated by the config)."""
+    return {"softmax": InBatchSoftmaxLoss, "sigmoid": PairSigmoidLoss}[kind](name=f"{kind}_loss")

@@ -1,0 +1,285 @@
+"""Answer retrieval with a dual encoder: rank every known answer for a new question.
+
+A question tower and an answer tower (one shared encoder by default) map
+text to unit vectors; a question's score for an answer is their cosine
+similarity. Training uses the other answers of each batch as negatives
+(`tasks/retrieval_head.py`). The answer bank is every distinct answer of all
+the given data (train, validation and test), as in a real FAQ where the
+answers are known and the questions are new; evaluation ranks each test
+question against the whole bank. Unlike a classifier, the bank can grow
+without retraining (`qa-assistant index`).
+
+After training, a cosine threshold is calibrated on the validation split;
+the export answers `task.fallback_answer` below it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from qa_assistant.data.dataset import QAData
+from qa_assistant.data.split import Splits
+from qa_assistant.models.encoders import build_encoder
+from qa_assistant.serving.bank import BANK_COLLECTION, AnswerBank, calibrate_threshold, search
+from qa_assistant.tasks.base import ServingBundle, Task
+from qa_assistant.tasks.retrieval_head import ScaledSimilarity, in_batch_accuracy, retrieval_loss
+from qa_assistant.text.tokenizers import load_tokenizer, with_max_length
+from qa_assistant.training.baseline import tfidf_retrieval
+from qa_assistant.training.metrics import ranking_metrics, ranks_from_scores
+from qa_assistant.training.pipeline import as_targets, ids_dataset, make_dataset
+
+log = logging.getLogger(__name__)
+
+QUESTION_TOWER = "question_tower"
+ANSWER_TOWER = "answer_tower"
+
+
+class RetrievalTask(Task):
+    """Dual-encoder retrieval over the answer bank (see the module docstring)."""
+
+    name = "retrieve"
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.answer_tokenizer: Any = None
+        self.bank: list[str] = []
+        self.known: list[tuple[str, str]] = []  # (question, answer) pairs of all the data
+        self.threshold: float | None = None
+        self.calibration: dict[str, float] = {}
+
+    # -- preprocessing -------------------------------------------------------
+
+    def prepare(self, data: QAData) -> None:
+        train = data.splits.train
+        answers = [a.lower() if self.config.text.lowercase else a for a in train["answer"]]
+        self.tokenizer = self.build_tokenizer([*train["question"], *answers])
+        self.answer_tokenizer = with_max_length(self.tokenizer, self.config.text.answer_max_length)
+        frames = data.all_frames()
+        self.bank = sorted(frames["answer"].unique().tolist())
+        self.known = sorted(set(zip(frames["question"], frames["answer"], strict=True)))
+        log.info("answer bank: %d answers, %d known questions", len(self.bank), len(self.known))
+
+    def _question_ids(self, questions: list[str]) -> tf.RaggedTensor:
+        # Questions in the splits are cleaned already, exactly as a request will be.
+        return self.tokenizer.tokenize(tf.constant(questions, dtype=tf.string))
+
+    def _answer_ids(self, answers: list[str]) -> tf.RaggedTensor:
+        # Answers are kept as displayed (not lower-cased): clean them as the
+        # export's `embed_answers` signature does.
+        tok = self.answer_tokenizer
+        return tok.tokenize(tok.clean(tf.constant(answers, dtype=tf.string)))
+
+    def _bank_ids(self, answers: list[str], bank: list[str]) -> np.ndarray:
+        index = {answer: i for i, answer in enumerate(bank)}
+        return np.asarray([index.get(a, -1) for a in answers], dtype=np.int32)
+
+    # -- training ------------------------------------------------------------
+
+    def dataset(self, frame: pd.DataFrame, *, training: bool) -> tf.data.Dataset:
+        text = self.config.text
+        features = {
+            "question": self._question_ids(frame["question"].tolist()),
+            "answer": self._answer_ids(frame["answer"].tolist()),
+        }
+        return make_dataset(
+            features,
+            as_targets(self._bank_ids(frame["answer"].tolist(), self.bank)),
+            batch_size=self.config.train.batch_size,
+            max_length=max(text.max_length, text.answer_max_length),
+            shuffle=training,
+            seed=self.config.train.seed,
+        )
+
+    def _tower(self, name: str) -> keras.Model:
+        encoder = build_encoder(
+            self.config.encoder,
+            self.tokenizer.vocabulary_size,
+            self.config.embedding,
+            self.embedding_matrix(),
+        )
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        vector = keras.layers.UnitNormalization(name="unit_vector")(encoder(token_ids)["pooled_output"])
+        return keras.Model(token_ids, vector, name=name)
+
+    def build_model(self) -> keras.Model:
+        task = self.config.task
+        question_tower = self._tower(QUESTION_TOWER)
+        answer_tower = question_tower if task.shared_towers else self._tower(ANSWER_TOWER)
+        questions = keras.Input(shape=(None,), dtype="int32", name="question")
+        answers = keras.Input(shape=(None,), dtype="int32", name="answer")
+        logits = ScaledSimilarity(
+            temperature=task.temperature,
+            learn_temperature=task.learn_temperature,
+            use_bias=task.loss == "sigmoid",
+            dtype="float32",
+            name="similarity",
+        )(question_tower(questions), answer_tower(answers))
+        return keras.Model({"question": questions, "answer": answers}, logits, name="dual_encoder")
+
+    def compile(self, model: keras.Model, *, jit_compile: bool) -> None:
+        model.compile(
+            optimizer=keras.optimizers.Adam(self.config.train.learning_rate),
+            loss=retrieval_loss(self.config.task.loss),
+            metrics=[keras.metrics.MeanMetricWrapper(in_batch_accuracy, name="accuracy")],
+            jit_compile=jit_compile,
+        )
+
+    def towers(self, model: keras.Model) -> tuple[keras.Model, keras.Model]:
+        """`(question_tower, answer_tower)` of a dual encoder (the same model when shared)."""
+        question_tower = model.get_layer(QUESTION_TOWER)
+        names = {layer.name for layer in model.layers}
+        return question_tower, model.get_layer(ANSWER_TOWER) if ANSWER_TOWER in names else question_tower
+
+    def _embed(self, tower: keras.Model, ids: tf.RaggedTensor, max_length: int) -> np.ndarray:
+        if int(ids.nrows()) == 0:
+            return np.zeros((0, int(tower.output.shape[-1])), dtype=np.float32)
+        batches = ids_dataset(ids, batch_size=max(64, self.config.train.batch_size), max_length=max_length)
+        return np.asarray(tower.predict(batches, verbose=0), dtype=np.float32)
+
+    def embed_questions(self, model: keras.Model, questions: list[str]) -> np.ndarray:
+        """Unit vectors `[n, d]` of cleaned questions."""
+        return self._embed(self.towers(model)[0], self._question_ids(questions), self.config.text.max_length)
+
+    def embed_answers(self, model: keras.Model, answers: list[str]) -> np.ndarray:
+        """Unit vectors `[n, d]` of answers (as displayed)."""
+        ids = self._answer_ids(answers)
+        return self._embed(self.towers(model)[1], ids, self.config.text.answer_max_length)
+
+    # -- evaluation ----------------------------------------------------------
+
+    def rank(self, model: keras.Model, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """`(scores [n, bank], target ids, bank)`; answers of `frame` missing from the bank join it."""
+        bank = self.bank + sorted(set(frame["answer"]) - set(self.bank))
+        questions = self.embed_questions(model, frame["question"].tolist())
+        scores = questions @ self.embed_answers(model, bank).T
+        return scores, self._bank_ids(frame["answer"].tolist(), bank), bank
+
+    def evaluate(self, model: keras.Model, frame: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
+        scores, target, bank = self.rank(model, frame)
+        ranks = ranks_from_scores(scores, target)
+        metrics = ranking_metrics(ranks)
+        metrics["accuracy"] = metrics["recall_at_1"]
+        best = scores.argmax(axis=1) if len(frame) else np.zeros(0, dtype=int)
+        top = scores.max(axis=1) if len(frame) else np.zeros(0)
+        predicted = [bank[i] for i in best]
+        references = frame["answer"].tolist()
+        correct = np.asarray([p == r for p, r in zip(predicted, references, strict=True)], dtype=bool)
+        if self.threshold is not None and len(frame):
+            answered = top >= self.threshold
+            metrics["threshold"] = float(self.threshold)
+            metrics["answered_fraction"] = float(answered.mean())
+            metrics["answered_accuracy"] = float(correct[answered].mean()) if answered.any() else 0.0
+        predictions = pd.DataFrame(
+            {
+                "question": frame["question"].tolist(),
+                "reference": references,
+                "predicted": predicted,
+                "score": top,
+                "rank": ranks,
+                "correct": correct,
+            }
+        )
+        return metrics, predictions
+
+    def finalize(self, model: keras.Model, splits: Splits) -> None:
+        """Sets the fallback threshold: `task.threshold`, or calibrated on the validation split."""
+        task = self.config.task
+        if task.fallback_answer is None:
+            self.threshold = None
+        elif task.threshold is not None:
+            self.threshold = float(task.threshold)
+        else:
+            scores, target, _ = self.rank(model, splits.validation)
+            correct = scores.argmax(axis=1) == target if len(target) else np.zeros(0, dtype=bool)
+            self.threshold = calibrate_threshold(scores.max(axis=1) if len(target) else [], correct)
+            self.calibration = {
+                "validation_questions": len(target),
+                "validation_recall_at_1": float(np.mean(correct)) if len(target) else 0.0,
+            }
+            if self.threshold is None:
+                log.warning("no validation questions to calibrate the fallback threshold; it is off")
+        log.info("fallback threshold (cosine similarity): %s", self.threshold)
+
+    def baseline(self, splits: Splits) -> dict[str, float]:
+        return tfidf_retrieval(
+            splits.train["question"].tolist(),
+            splits.train["answer"].tolist(),
+            splits.test["question"].tolist(),
+            splits.test["answer"].tolist(),
+            self.bank,
+        )
+
+    def predict(self, model: keras.Model, questions: list[str], top_k: int) -> dict[str, np.ndarray]:
+        outputs = self.serving_bundle(model, top_k).serve(tf.constant(questions, dtype=tf.string))
+        return {k: v.numpy() for k, v in outputs.items()}
+
+    # -- serving -------------------------------------------------------------
+
+    def serving_bundle(self, model: keras.Model, top_k: int) -> ServingBundle:
+        question_tower, answer_tower = self.towers(model)
+        known_questions = [q for q, _ in self.known]
+        bank = AnswerBank(
+            self.bank,
+            self.embed_answers(model, self.bank),
+            known_questions,
+            self.embed_questions(model, known_questions),
+            self._bank_ids([a for _, a in self.known], self.bank),
+        )
+        tokenizer, answer_tokenizer = self.tokenizer, self.answer_tokenizer
+        threshold, fallback = self.threshold, self.config.task.fallback_answer
+
+        def serve(question: tf.Tensor) -> dict[str, tf.Tensor]:
+            vectors = question_tower(tokenizer(question), training=False)
+            return search(vectors, bank, top_k, threshold, fallback)
+
+        def embed_questions(text: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"embedding": question_tower(tokenizer(text), training=False)}
+
+        def embed_answers(text: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"embedding": answer_tower(answer_tokenizer(text), training=False)}
+
+        return ServingBundle(
+            serve,
+            [model, tokenizer, answer_tokenizer, bank],
+            endpoints={"embed_questions": embed_questions, "embed_answers": embed_answers},
+            variables={BANK_COLLECTION: bank.collection()},
+        )
+
+    def serving_function(self, model: keras.Model, top_k: int) -> tuple[Any, list[Any]]:
+        bundle = self.serving_bundle(model, top_k)
+        return bundle.serve, bundle.trackables
+
+    # -- persistence ---------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        self.tokenizer.save_assets(directory / "preprocessor")
+        (directory / "answers.json").write_text(
+            json.dumps(self.bank, ensure_ascii=False, indent=0), encoding="utf-8"
+        )
+        known = pd.DataFrame(self.known, columns=["question", "answer"])
+        known.to_json(directory / "known_questions.jsonl", orient="records", lines=True, force_ascii=False)
+        (directory / "retrieval.json").write_text(
+            json.dumps({"threshold": self.threshold, **self.calibration}, indent=2), encoding="utf-8"
+        )
+
+    def restore(self, directory: Path) -> None:
+        self.tokenizer = load_tokenizer(directory / "preprocessor")
+        self.answer_tokenizer = with_max_length(self.tokenizer, self.config.text.answer_max_length)
+        self.bank = json.loads((directory / "answers.json").read_text(encoding="utf-8"))
+        known = pd.read_json(directory / "known_questions.jsonl", lines=True, dtype=False)
+        self.known = (
+            list(zip(known["question"].astype(str), known["answer"].astype(str), strict=True))
+            if len(known)
+            else []
+        )
+        state = json.loads((directory / "retrieval.json").read_text(encoding="utf-8"))
+        self.threshold = state.pop("threshold")
+        self.calibration = state
