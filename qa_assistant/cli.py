@@ -75,6 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--saved-models", default="saved_models", metavar="DIR", help="export root (default: ./saved_models)"
     )
 
+    index = commands.add_parser(
+        "index", help="add answers to a retrieval export's bank (new version, no retraining)"
+    )
+    index.add_argument("--model", required=True, metavar="EXPORT", help="saved_models/NAME or a version")
+    index.add_argument(
+        "--answers", required=True, metavar="F", help="CSV/TSV/JSONL with question and answer columns"
+    )
+    index.add_argument("--name", required=True, help="model name: saved_models/NAME/<next version>")
+    index.add_argument(
+        "--saved-models", default="saved_models", metavar="DIR", help="export root (default: ./saved_models)"
+    )
+
     ask = commands.add_parser("ask", help="answer questions from an export")
     ask.add_argument(
         "--model", required=True, metavar="PATH", help="saved_models/NAME or a version directory"
@@ -167,6 +179,18 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _index(args: argparse.Namespace) -> int:
+    from qa_assistant.serving.index import index_answers
+
+    result = index_answers(args.model, args.answers, args.name, args.saved_models)
+    print(
+        f"added {result.added_answers} answers and {result.added_questions} questions "
+        f"({result.bank_size} answers in all)"
+    )
+    print(result.version_dir)
+    return 0
+
+
 def _ask(args: argparse.Namespace) -> int:
     from qa_assistant.serving import Assistant
 
@@ -211,7 +235,14 @@ def _print_answer(answer: object, top_k: int | None, prefix: str = "") -> None:
             print(f"  {rank}. [{score:.3f}] {text}")
 
 
-_COMMANDS = {"train": _train, "evaluate": _evaluate, "export": _export, "ask": _ask, "chat": _chat}
+_COMMANDS = {
+    "train": _train,
+    "evaluate": _evaluate,
+    "export": _export,
+    "index": _index,
+    "ask": _ask,
+    "chat": _chat,
+}
 
 
 class _Formatter(logging.Formatter):

@@ -184,7 +184,9 @@ class TaskConfig:
         learn_temperature: `retrieve`: train the temperature.
         threshold: `retrieve`: cosine similarity below which the export
             answers `fallback_answer`; null calibrates it on the validation
-            split.
+            split (see `threshold_keep`).
+        threshold_keep: `retrieve`: the calibrated threshold keeps this
+            share of the correctly answered validation questions answered.
         fallback_answer: `retrieve`: what the export says below the
             threshold; null never falls back.
     """
@@ -195,6 +197,7 @@ class TaskConfig:
     temperature: float = field(default=0.05, metadata={"positive": True})
     learn_temperature: bool = True
     threshold: float | None = None
+    threshold_keep: float = field(default=0.95, metadata=_fraction())
     fallback_answer: str | None = "I don't know."
 
 
@@ -310,11 +313,12 @@ def _check_consistency(config: Config) -> None:
             raise UserError(
                 f"encoder.units ({encoder.units}) must be a multiple of encoder.heads ({encoder.heads})"
             )
-        longest = max(text.max_length, text.answer_max_length)
+        encodes_answers = config.task.type != "classify"
+        longest = max(text.max_length, text.answer_max_length if encodes_answers else 0)
         if encoder.max_positions < longest:
+            keys = "text.max_length / text.answer_max_length" if encodes_answers else "text.max_length"
             raise UserError(
-                f"encoder.max_positions is {encoder.max_positions}; expected at least "
-                f"{longest} (text.max_length / text.answer_max_length)"
+                f"encoder.max_positions is {encoder.max_positions}; expected at least {longest} ({keys})"
             )
     if encoder.type == "pretrained" and not encoder.preset:
         raise UserError(

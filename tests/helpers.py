@@ -59,3 +59,34 @@ def tiny_config(*overrides: str, train: str | Path | None = None, test: str | Pa
     if test is not None:
         extra.append(f"data.test={test}")
     return load_config([], [*TINY, *extra])
+
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def faq_words() -> list[str]:
+    """Every lower-cased word and punctuation mark of the generated FAQ."""
+    import re
+
+    words = set()
+    for row in faq_rows(per_answer=24):
+        for text in row.values():
+            words.update(re.findall(r"\w+|[^\w\s]", text.lower()))
+    return sorted(words)
+
+
+def tiny_preset(directory: Path, *, layers: int = 2) -> Path:
+    """A randomly initialised BERT backbone + tokenizer saved as a keras-hub preset."""
+    import keras_hub
+
+    vocabulary = SPECIAL_TOKENS + faq_words()
+    keras_hub.models.BertBackbone(
+        vocabulary_size=len(vocabulary),
+        num_layers=layers,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=32,
+    ).save_to_preset(str(directory))
+    keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=True).save_to_preset(str(directory))
+    return directory

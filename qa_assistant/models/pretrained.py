@@ -56,6 +56,9 @@ def build_pretrained(
         raise UserError("encoder.type 'pretrained' needs encoder.preset")
     pooling = resolve_pooling(config, "mean", ("mean", "max", "first"))
     backbone = load_backbone(config.preset)
+    for layer in backbone.layers:
+        if layer.name == "pooled_dense":  # BERT's [CLS] pooler: unused here, so never trained
+            layer.trainable = False
     rows = getattr(backbone, "vocabulary_size", vocabulary_size)
     if rows != vocabulary_size:
         raise UserError(

@@ -126,24 +126,21 @@ def search(
     }
 
 
-def calibrate_threshold(scores: np.ndarray, correct: np.ndarray) -> float | None:
-    """The cosine threshold that best separates right from wrong top answers.
+def calibrate_threshold(scores: np.ndarray, correct: np.ndarray, keep: float = 0.95) -> float | None:
+    """The cosine threshold below which the export falls back.
 
-    Picks the threshold that maximises the share of questions handled well:
-    answered and right, or declined (fallback) where the top answer would be
-    wrong. Ties go to the lowest threshold (answer more often). With no
-    validation questions there is nothing to calibrate on: `None`.
+    The threshold keeps `keep` of the validation questions whose top answer
+    was right above it: a request that scores lower than nearly every
+    correctly answered question is more likely out of scope than answered
+    right. (Maximising "right or declined" instead declines everything when
+    fewer than half of the top answers are right, as on open-domain chat.)
+    Without correctly answered validation questions there is nothing to
+    calibrate on: `None`.
 
-    >>> calibrate_threshold(np.array([0.9, 0.8, 0.4, 0.3]), np.array([True, True, False, True]))
+    >>> calibrate_threshold(np.array([0.9, 0.8, 0.4, 0.3]), np.array([True, True, False, True]), keep=0.6)
     0.8
     """
     scores, correct = np.asarray(scores, dtype=np.float64), np.asarray(correct, dtype=bool)
-    if scores.size == 0:
+    if not correct.any():
         return None
-    best_value, best_handled = None, -1
-    for candidate in np.unique(scores):
-        answered = scores >= candidate
-        handled = int(np.sum(answered & correct) + np.sum(~answered & ~correct))
-        if handled > best_handled:
-            best_value, best_handled = float(candidate), handled
-    return best_value
+    return float(np.quantile(scores[correct], 1.0 - keep, method="lower"))

@@ -198,14 +198,20 @@ class RetrievalTask(Task):
             self.threshold = float(task.threshold)
         else:
             scores, target, _ = self.rank(model, splits.validation)
+            top = scores.max(axis=1) if len(target) else np.zeros(0)
             correct = scores.argmax(axis=1) == target if len(target) else np.zeros(0, dtype=bool)
-            self.threshold = calibrate_threshold(scores.max(axis=1) if len(target) else [], correct)
+            self.threshold = calibrate_threshold(top, correct, keep=task.threshold_keep)
             self.calibration = {
                 "validation_questions": len(target),
-                "validation_recall_at_1": float(np.mean(correct)) if len(target) else 0.0,
+                "validation_recall_at_1": float(correct.mean()) if len(target) else 0.0,
+                "validation_answered_fraction": float((top >= self.threshold).mean())
+                if self.threshold is not None
+                else 1.0,
             }
             if self.threshold is None:
-                log.warning("no validation questions to calibrate the fallback threshold; it is off")
+                log.warning(
+                    "no correctly answered validation question to calibrate the fallback on; it is off"
+                )
         log.info("fallback threshold (cosine similarity): %s", self.threshold)
 
     def baseline(self, splits: Splits) -> dict[str, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from qa_assistant.config import Config, from_dict
@@ -35,22 +36,30 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
         from qa_assistant.serving.assistant import Assistant
 
         assistant = Assistant(model)
-        config = _export_config(assistant.path)
+        config = export_config(assistant.path)
         frame = _load(config, data)
         target = config.data.target if config.task.type == "classify" else "answer"
         out = assistant.raw(frame["question"].tolist())
         ranked = [[a.decode("utf-8") for a in row] for row in out["top_k_answers"]]
         predicted = [a.decode("utf-8") for a in out["answer"]]
         references = frame[target].tolist()
-        metrics = {
-            **classification_metrics(references, predicted),
-            **ranking_metrics(ranks_from_lists(ranked, references)),
-        }
+        metrics = ranking_metrics(ranks_from_lists(ranked, references))
+        if config.task.type == "classify":
+            metrics.update(classification_metrics(references, predicted))
+        else:
+            # Retrieval: accuracy is recall@1 (the best-ranked answer), as in a
+            # run's metrics; how often the export falls back is reported apart.
+            metrics["accuracy"] = metrics["recall_at_1"]
+            best = [row[0] if row else "" for row in ranked]
+            metrics["answered_fraction"] = float(
+                np.mean([p == b for p, b in zip(predicted, best, strict=True)]) if predicted else 0.0
+            )
     metrics["num_examples"] = len(frame)
     return metrics
 
 
-def _export_config(path: Path) -> Config:
+def export_config(path: Path) -> Config:
+    """The config an export was trained with (`assets.extra/config.yaml`), or the defaults."""
     extra = path / "assets.extra" / "config.yaml"
     if not extra.is_file():
         log.warning("%s has no assets.extra/config.yaml; assuming default cleaning and columns", path)

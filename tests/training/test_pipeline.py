@@ -56,3 +56,27 @@ def test_ids_dataset_keeps_order() -> None:
 def test_ids_dataset_pads_to_bucket_lengths() -> None:
     ds = ids_dataset(ragged([2, 9, 3]), batch_size=2, max_length=32)
     assert [b.shape[1] for b in ds] == [16, 8]
+
+
+def test_pairs_are_bucketed_by_their_longest_component() -> None:
+    questions = ragged([2, 3, 1, 2])
+    answers = ragged([12, 2, 3, 20])
+    ds = make_dataset(
+        {"question": questions, "answer": answers},
+        np.arange(4, dtype=np.int32),
+        batch_size=4,
+        max_length=24,
+    )
+    seen = []
+    for features, targets in ds:
+        width = features["question"].shape[1]
+        assert features["answer"].shape[1] == width
+        assert width in (8, 16, 24)
+        for q, a, t in zip(
+            features["question"].numpy(), features["answer"].numpy(), targets.numpy(), strict=True
+        ):
+            assert np.count_nonzero(q) == [2, 3, 1, 2][t]
+            assert np.count_nonzero(a) == [12, 2, 3, 20][t]
+            assert max(np.count_nonzero(q), np.count_nonzero(a)) <= width
+            seen.append(int(t))
+    assert sorted(seen) == [0, 1, 2, 3]

