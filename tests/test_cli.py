@@ -125,9 +125,50 @@ def test_user_errors_are_one_line_and_write_nothing(tmp_path: Path) -> None:
         (["train", "--output", str(out), "--set", "encoder.nope=1"], ["unknown config key 'encoder.nope'"]),
         (["train", "--output", str(out), "--name", "../evil"], ["model name '../evil' is not allowed"]),
         (["ask", "--model", str(tmp_path), "hi"], ["is not an exported model"]),
+        (
+            ["index", "--model", str(tmp_path), "--answers", "onecol.csv", "--name", "x"],
+            ["is not an exported model"],
+        ),
         (["export", "--run", str(tmp_path), "--name", "x"], ["is not a finished run directory"]),
     ]
     for args, fragments in cases:
         assert_user_error(cli(*args, cwd=tmp_path), *fragments)
     assert not out.exists()
     assert not (tmp_path / "saved_models").exists()
+
+
+def test_retrieval_train_index_ask(tmp_path: Path, faq_split_files: tuple[Path, Path]) -> None:
+    train, test = faq_split_files
+    done = cli(
+        "train",
+        "--config",
+        str(ROOT / "experiments/configs/retrieval_gru.yaml"),
+        "--train-data",
+        str(train),
+        "--test-data",
+        str(test),
+        "--output",
+        str(tmp_path / "run"),
+        "--set",
+        *TINY,
+        "text.answer_max_length=16",
+        "train.jit_compile=false",
+        "--name",
+        "faq",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| gru retrieve |" in done.stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {"recall_at_1", "recall_at_5", "recall_at_10", "mrr", "accuracy"} <= set(metrics)
+    (tmp_path / "new.csv").write_text("question,answer\nwhen is lunch?,Lunch is at noon.\n")
+    indexed = cli(
+        "index", "--model", "saved_models/faq", "--answers", "new.csv", "--name", "faq", cwd=tmp_path
+    )
+    assert indexed.returncode == 0, indexed.stderr[-3000:]
+    assert "added 1 answers and 1 questions" in indexed.stdout
+    asked = cli("ask", "--model", "saved_models/faq", "--json", "Lunch is at noon.", cwd=tmp_path)
+    assert asked.returncode == 0, asked.stderr[-3000:]
+    answer = json.loads(asked.stdout)
+    assert answer["top_k"][0]["answer"] == "Lunch is at noon."
+    assert answer["matched_question"] == "when is lunch?"

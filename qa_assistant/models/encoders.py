@@ -97,6 +97,13 @@ def resolve_pooling(config: EncoderConfig, default: str, allowed: tuple[str, ...
     return mode
 
 
+def finish_encoder(token_ids: keras.KerasTensor, outputs: dict, config: EncoderConfig) -> keras.Model:
+    """The `encoder` model of a builder's outputs, with `encoder.freeze` applied."""
+    encoder = keras.Model(token_ids, outputs, name="encoder")
+    freeze_encoder(encoder, config.freeze)
+    return encoder
+
+
 def token_embedding(
     vocabulary_size: int, embedding: EmbeddingConfig, matrix: np.ndarray | None
 ) -> keras.layers.Embedding:
@@ -150,18 +157,13 @@ def _recurrent(kind: str) -> EncoderBuilder:
             pooled = hidden[0] if len(hidden) == 1 else keras.layers.Concatenate(name="pooled")(hidden)
         else:
             pooled = MaskedPooling(pooling, name="pooled")(x, padding_mask=mask)
-        encoder = keras.Model(
-            token_ids,
-            {
-                "sequence_output": x,
-                "pooled_output": pooled,
-                "padding_mask": mask,
-                "final_states": states,
-            },
-            name="encoder",
-        )
-        freeze_encoder(encoder, config.freeze)
-        return encoder
+        outputs = {
+            "sequence_output": x,
+            "pooled_output": pooled,
+            "padding_mask": mask,
+            "final_states": states,
+        }
+        return finish_encoder(token_ids, outputs, config)
 
     return build
 

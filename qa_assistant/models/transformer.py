@@ -29,8 +29,7 @@ import keras_hub
 import numpy as np
 
 from qa_assistant.config import EmbeddingConfig, EncoderConfig
-from qa_assistant.models.encoders import register_encoder, resolve_pooling
-from qa_assistant.models.freezing import freeze_encoder
+from qa_assistant.models.encoders import finish_encoder, register_encoder, resolve_pooling
 from qa_assistant.models.layers import MaskedPooling
 
 
@@ -69,10 +68,5 @@ def build_transformer(
             name=f"transformer_{index}",
         )(x, padding_mask=mask)
     pooled = MaskedPooling(pooling, name="pooled")(x, padding_mask=mask)
-    encoder = keras.Model(
-        token_ids,
-        {"sequence_output": x, "pooled_output": pooled, "padding_mask": mask},
-        name="encoder",
-    )
-    freeze_encoder(encoder, config.freeze)
-    return encoder
+    outputs = {"sequence_output": x, "pooled_output": pooled, "padding_mask": mask}
+    return finish_encoder(token_ids, outputs, config)

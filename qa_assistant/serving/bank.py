@@ -137,7 +137,7 @@ def calibrate_threshold(scores: np.ndarray, correct: np.ndarray, keep: float = 0
     Without correctly answered validation questions there is nothing to
     calibrate on: `None`.
 
-    >>> calibrate_threshold(np.array([0.9, 0.8, 0.4, 0.3]), np.array([True, True, False, True]), keep=0.6)
+    >>> calibrate_threshold(np.array([0.9, 0.8, 0.4, 0.3]), np.array([True, True, False, True]), keep=0.5)
     0.8
     """
     scores, correct = np.asarray(scores, dtype=np.float64), np.asarray(correct, dtype=bool)

@@ -23,7 +23,7 @@ import tensorflow as tf
 from qa_assistant.config import Config
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.split import Splits
-from qa_assistant.text.tokenizers import Tokenizer, build_tokenizer
+from qa_assistant.text.tokenizer_factory import Tokenizer, build_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from qa_assistant.data.dataset import QAData
 from qa_assistant.data.split import Splits
 from qa_assistant.models.encoders import build_encoder
 from qa_assistant.tasks.base import Task
-from qa_assistant.text.tokenizers import load_tokenizer
+from qa_assistant.text.tokenizer_factory import load_tokenizer
 from qa_assistant.training.baseline import tfidf_logistic_regression
 from qa_assistant.training.metrics import classification_metrics, ranking_metrics, ranks_from_scores
 from qa_assistant.training.pipeline import as_targets, ids_dataset, make_dataset

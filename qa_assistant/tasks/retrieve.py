@@ -31,7 +31,7 @@ from qa_assistant.models.encoders import build_encoder
 from qa_assistant.serving.bank import BANK_COLLECTION, AnswerBank, calibrate_threshold, search
 from qa_assistant.tasks.base import ServingBundle, Task
 from qa_assistant.tasks.retrieval_head import ScaledSimilarity, in_batch_accuracy, retrieval_loss
-from qa_assistant.text.tokenizers import load_tokenizer, with_max_length
+from qa_assistant.text.tokenizer_factory import load_tokenizer, with_max_length
 from qa_assistant.training.baseline import tfidf_retrieval
 from qa_assistant.training.metrics import ranking_metrics, ranks_from_scores
 from qa_assistant.training.pipeline import as_targets, ids_dataset, make_dataset
@@ -224,7 +224,10 @@ class RetrievalTask(Task):
         )
 
     def predict(self, model: keras.Model, questions: list[str], top_k: int) -> dict[str, np.ndarray]:
-        outputs = self.serving_bundle(model, top_k).serve(tf.constant(questions, dtype=tf.string))
+        # Traced as the export traces it: eager arithmetic can differ in the
+        # last bit and flip near-tied answers (e.g. of an untrained model).
+        serve = tf.function(self.serving_bundle(model, top_k).serve)
+        outputs = serve(tf.constant(questions, dtype=tf.string))
         return {k: v.numpy() for k, v in outputs.items()}
 
     # -- serving -------------------------------------------------------------

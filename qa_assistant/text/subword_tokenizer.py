@@ -15,9 +15,7 @@ this layer needs `import tensorflow_text` when it is loaded.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -29,7 +27,7 @@ import tensorflow as tf
 from keras_hub.src.utils.tensor_utils import no_convert_scope
 
 from qa_assistant.errors import UserError
-from qa_assistant.text.cleaning import clean_text
+from qa_assistant.text.base import VocabularyTokenizer
 
 PAD = "[PAD]"
 OOV = "[UNK]"
@@ -37,7 +35,7 @@ KIND = "wordpiece"
 
 
 @keras.saving.register_keras_serializable(package="qa_assistant")
-class SubwordTokenizer(keras.layers.Layer):
+class SubwordTokenizer(VocabularyTokenizer):
     """Cleans raw strings and maps their WordPiece subwords to ids, inside the TF graph.
 
     Args:
@@ -58,6 +56,20 @@ class SubwordTokenizer(keras.layers.Layer):
     >>> tok.detokenize(ids).numpy()[0].decode()
     'what is ai [UNK]'
     """
+
+    KIND = KIND
+    OPTION_KEYS = (
+        "max_length",
+        "oov_token",
+        "start_token",
+        "end_token",
+        "wordpiece_lowercase",
+        "strip_accents",
+        "lowercase",
+        "normalize",
+        "strip_html",
+        "max_chars",
+    )
 
     def __init__(
         self,
@@ -175,20 +187,6 @@ class SubwordTokenizer(keras.layers.Layer):
             **kwargs,
         )
 
-    @property
-    def vocabulary_size(self) -> int:
-        return len(self.vocabulary)
-
-    def clean(self, texts: tf.Tensor) -> tf.Tensor:
-        """The cleaning this tokenizer applies to raw text."""
-        return clean_text(
-            texts,
-            lowercase=self.lowercase,
-            normalize=self.normalize,
-            strip_html=self.strip_html,
-            max_chars=self.max_chars,
-        )
-
     def tokenize(self, cleaned: tf.Tensor) -> tf.RaggedTensor:
         """Ids `[batch, (length)]` of cleaned text `[batch]`, framed and truncated to `max_length`.
 
@@ -215,10 +213,6 @@ class SubwordTokenizer(keras.layers.Layer):
             )
         return tf.concat(pieces, axis=-1) if len(pieces) > 1 else ids
 
-    def call(self, texts: tf.Tensor) -> tf.Tensor:
-        """Raw strings `[batch]` -> right-padded ids `[batch, longest]`."""
-        return self.tokenize(self.clean(texts)).to_tensor(default_value=0)
-
     def detokenize(self, ids: tf.Tensor) -> tf.Tensor:
         """Ids `[batch, length]` -> text (subwords joined, padding and framing dropped)."""
         keep = tf.not_equal(ids, 0)
@@ -226,43 +220,3 @@ class SubwordTokenizer(keras.layers.Layer):
             keep &= tf.not_equal(ids, special)
         with no_convert_scope():
             return self._wordpiece.detokenize(tf.ragged.boolean_mask(ids, keep))
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(vocabulary=self.vocabulary, **self.options())
-        return config
-
-    def options(self) -> dict[str, Any]:
-        """Everything but the vocabulary: what `tokenizer.json` holds."""
-        return {key: getattr(self, key) for key in _OPTION_KEYS}
-
-    def save_assets(self, directory: str | Path) -> None:
-        """Writes `vocab.txt` (one subword per line, id = line number) and `tokenizer.json`."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "vocab.txt").write_text("\n".join(self.vocabulary) + "\n", encoding="utf-8")
-        (directory / "tokenizer.json").write_text(
-            json.dumps({"kind": KIND, **self.options()}, indent=2), encoding="utf-8"
-        )
-
-    @classmethod
-    def load_assets(cls, directory: str | Path) -> SubwordTokenizer:
-        """Inverse of `save_assets`."""
-        directory = Path(directory)
-        vocabulary = (directory / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
-        options = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
-        return cls(vocabulary, **{k: v for k, v in options.items() if k in _OPTION_KEYS})
-
-
-_OPTION_KEYS = (
-    "max_length",
-    "oov_token",
-    "start_token",
-    "end_token",
-    "wordpiece_lowercase",
-    "strip_accents",
-    "lowercase",
-    "normalize",
-    "strip_html",
-    "max_chars",
-)

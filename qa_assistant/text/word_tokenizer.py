@@ -9,15 +9,13 @@ alphabetically, so a vocabulary is reproducible).
 from __future__ import annotations
 
 import collections
-import json
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from qa_assistant.text.cleaning import clean_text
+from qa_assistant.text.base import VocabularyTokenizer
 
 PAD = ""
 OOV = "[UNK]"
@@ -36,7 +34,7 @@ def split_words(cleaned: tf.Tensor) -> tf.RaggedTensor:
 
 
 @keras.saving.register_keras_serializable(package="qa_assistant")
-class WordTokenizer(keras.layers.Layer):
+class WordTokenizer(VocabularyTokenizer):
     """Cleans raw strings and maps their words to ids, inside the TF graph.
 
     Args:
@@ -54,6 +52,9 @@ class WordTokenizer(keras.layers.Layer):
     >>> tok(tf.constant(["What is AI?"])).numpy().tolist()
     [[3, 2, 4, 1]]
     """
+
+    KIND = "word"
+    OPTION_KEYS = ("max_length", "lowercase", "normalize", "strip_html", "max_chars")
 
     def __init__(
         self,
@@ -102,20 +103,6 @@ class WordTokenizer(keras.layers.Layer):
         room = max(0, max_tokens - 2 - len(reserved_tokens))
         return cls([PAD, OOV, *reserved_tokens, *ranked[:room]], **kwargs)
 
-    @property
-    def vocabulary_size(self) -> int:
-        return len(self.vocabulary)
-
-    def clean(self, texts: tf.Tensor) -> tf.Tensor:
-        """The cleaning this tokenizer applies to raw text."""
-        return clean_text(
-            texts,
-            lowercase=self.lowercase,
-            normalize=self.normalize,
-            strip_html=self.strip_html,
-            max_chars=self.max_chars,
-        )
-
     def tokenize(self, cleaned: tf.Tensor) -> tf.RaggedTensor:
         """Ids `[batch, (length)]` of cleaned text `[batch]`, truncated to `max_length`.
 
@@ -145,34 +132,3 @@ class WordTokenizer(keras.layers.Layer):
         words = tf.gather(table, tf.cast(ids, tf.int32))
         words = tf.ragged.boolean_mask(words, tf.not_equal(ids, 0))
         return tf.strings.reduce_join(words, axis=-1, separator=" ")
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            vocabulary=self.vocabulary,
-            max_length=self.max_length,
-            lowercase=self.lowercase,
-            normalize=self.normalize,
-            strip_html=self.strip_html,
-            max_chars=self.max_chars,
-        )
-        return config
-
-    def save_assets(self, directory: str | Path) -> None:
-        """Writes `vocab.txt` (one token per line, id = line number) and `tokenizer.json`."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "vocab.txt").write_text("\n".join(self.vocabulary) + "\n", encoding="utf-8")
-        options = {k: v for k, v in self.get_config().items() if k in _OPTION_KEYS}
-        (directory / "tokenizer.json").write_text(json.dumps(options, indent=2), encoding="utf-8")
-
-    @classmethod
-    def load_assets(cls, directory: str | Path) -> WordTokenizer:
-        """Inverse of `save_assets`."""
-        directory = Path(directory)
-        vocabulary = (directory / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
-        options = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
-        return cls(vocabulary, **{k: v for k, v in options.items() if k in _OPTION_KEYS})
-
-
-_OPTION_KEYS = ("max_length", "lowercase", "normalize", "strip_html", "max_chars")

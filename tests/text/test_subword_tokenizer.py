@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from qa_assistant.config import load_config
 from qa_assistant.text.subword_tokenizer import SubwordTokenizer
-from qa_assistant.text.tokenizers import build_tokenizer, load_tokenizer, with_max_length
+from qa_assistant.text.tokenizer_factory import build_tokenizer, load_tokenizer, with_max_length
 from qa_assistant.text.word_tokenizer import WordTokenizer
 from tests.helpers import faq_rows, tiny_preset
 
