@@ -70,8 +70,10 @@ def test_matches_sentence_transformers() -> None:
 
 
 def test_fine_tune_export_and_reload(tmp_path: Path) -> None:
-    data = tmp_path / "faq.csv"
-    pd.DataFrame(faq_rows(per_answer=6)).to_csv(data, index=False)
+    rows = faq_rows(per_answer=6)
+    data, test = tmp_path / "faq.csv", tmp_path / "test.csv"
+    pd.DataFrame(rows[:30]).to_csv(data, index=False)
+    pd.DataFrame(rows[30:]).to_csv(test, index=False)
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [
@@ -83,6 +85,8 @@ def test_fine_tune_export_and_reload(tmp_path: Path) -> None:
             str(root / "experiments/configs/retrieval_pretrained.yaml"),
             "--train-data",
             str(data),
+            "--test-data",
+            str(test),
             "--output",
             str(tmp_path / "run"),
             "--set",

@@ -137,6 +137,34 @@ def test_export_and_index_answer_in_a_fresh_tensorflow_only_process(exported: Pa
         index_answers(tmp_path / "grown", str(new), "grown", tmp_path)
 
 
+def test_index_from_the_command_line(exported: Path, tmp_path: Path) -> None:
+    (tmp_path / "new.csv").write_text("question,answer\nwhen is lunch?,Lunch is at noon.\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qa_assistant",
+            "index",
+            "--model",
+            str(exported.parent),
+            "--answers",
+            "new.csv",
+            "--name",
+            "faq",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "added 1 answers and 1 questions" in done.stdout
+    assert done.stdout.strip().endswith(str(Path("saved_models") / "faq" / "1"))
+    answer = Assistant(tmp_path / "saved_models" / "faq").ask("Lunch is at noon.", top_k=1)
+    assert answer.alternatives[0][0] == "Lunch is at noon."
+    assert answer.extra["matched_question"] == "when is lunch?"
+
+
 def test_index_refuses_an_export_without_a_bank(tmp_path: Path) -> None:
     module = tf.Module()
     module.f = tf.function(
