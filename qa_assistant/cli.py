@@ -233,6 +233,8 @@ def _print_answer(answer: object, top_k: int | None, prefix: str = "") -> None:
     if top_k:
         for rank, (text, score) in enumerate(answer.alternatives, start=1):
             print(f"  {rank}. [{score:.3f}] {text}")
+        if answer.extra.get("matched_question"):  # retrieval: why this answer was chosen
+            print(f"  closest known question: {answer.extra['matched_question']}")
 
 
 _COMMANDS = {
