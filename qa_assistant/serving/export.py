@@ -125,7 +125,7 @@ def export_run(
         staging = model_dir / temporary_name("export")
         try:
             _stage(task, model, staging, run_dir, name, config.export.top_k, parity_questions)
-            version_dir = publish_version(staging, model_dir)
+            version_dir = _publish(staging, model_dir)
         finally:
             remove(staging)
     except (OSError, tf.errors.OpError) as error:
@@ -273,7 +273,7 @@ def load_signature(export_dir: str | Path) -> Any:
     return tf.saved_model.load(str(export_dir)).signatures[SIGNATURE]
 
 
-def publish_version(staging: Path, model_dir: Path) -> Path:
+def _publish(staging: Path, model_dir: Path) -> Path:
     """Renames `staging` to the next free integer version; safe against concurrent exports."""
     for _ in range(1000):
         numbers = version_numbers(model_dir)

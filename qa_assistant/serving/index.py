@@ -29,9 +29,11 @@ from qa_assistant.serving.export import (
     check_parity,
     load_signature,
     model_directory,
-    publish_version,
     replay_warmup,
 )
+
+# Versions are published exactly as `export` publishes them (same retry and flush rules).
+from qa_assistant.serving.export import _publish as publish_version
 from qa_assistant.serving.warmup import WARMUP_FILE
 
 log = logging.getLogger(__name__)
