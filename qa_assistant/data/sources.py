@@ -182,6 +182,10 @@ def _read_delimited(text: str, sep: str, path: Path) -> pd.DataFrame:
     except pd.errors.ParserError as error:
         detail = str(error).strip().splitlines()[-1]
         raise UserError(f"data file '{path}' could not be parsed as {_kind(sep)}: {detail}") from None
+    if not isinstance(frame.index, pd.RangeIndex):
+        # pandas turns the leading fields into an index when the first data rows
+        # are wider than the header: every column would silently shift.
+        raise UserError(_wide_row_message(text, sep, path))
     frame.columns = [str(c).strip() for c in frame.columns]
     # pandas renames a repeated header name to "name.1"; remember which were repeated.
     try:
@@ -191,6 +195,19 @@ def _read_delimited(text: str, sep: str, path: Path) -> pd.DataFrame:
     names = [name.strip() for name in header]
     frame.attrs["repeated_columns"] = sorted({n for n in names if names.count(n) > 1})
     return frame
+
+
+def _wide_row_message(text: str, sep: str, path: Path) -> str:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    header = next(reader, [])
+    for row in reader:
+        if len(row) > len(header):
+            return (
+                f"data file '{path}' line {reader.line_num} has {len(row)} fields but the header "
+                f"has {len(header)}; expected one field per header column (quote fields that "
+                f"contain {sep!r})"
+            )
+    return f"data file '{path}' has rows wider than its header; expected one field per header column"
 
 
 def _kind(sep: str) -> str:

@@ -64,6 +64,12 @@ def test_empty_cells_become_empty_strings(tmp_path: Path) -> None:
         ("list.jsonl", '["a", "b"]\n', "line 1 holds a JSON list"),
         ("data.xlsx", "x", "has extension '.xlsx'; expected one of: .csv, .tsv, .jsonl"),
         ("ragged.csv", 'question,answer\n"a","b","c"\n"x\n', "could not be parsed as CSV"),
+        (
+            "wide.csv",
+            "question,answer\nhi,hello,extra\nbye,see you\n",
+            "line 2 has 3 fields but the header has 2",
+        ),
+        ("wide.tsv", 'question\tanswer\n"x\ny"\tz\tw\na\tb\n', "line 3 has 3 fields but the header has 2"),
     ],
 )
 def test_bad_files_give_one_clear_error(tmp_path: Path, name: str, content, message: str) -> None:
