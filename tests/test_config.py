@@ -85,6 +85,14 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("encoder: [unclosed\n")
     with pytest.raises(UserError, match="not valid YAML"):
         load_config([bad])
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("encoder:\n  units: 8\ntrain:\n  epochs: 2\nencoder:\n  units: 16\n")
+    with pytest.raises(UserError, match=r"not valid YAML: key 'encoder' appears twice \(line 5\)"):
+        load_config([twice])
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("train:\n  epochs: 2\n  epochs: 3\n")
+    with pytest.raises(UserError, match="key 'epochs' appears twice"):
+        load_config([nested])
     listy = tmp_path / "list.yaml"
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(UserError, match="must hold a mapping"):
