@@ -106,9 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         with _quiet_native_logs():
-            import tensorflow as tf
-
-            tf.config.list_logical_devices()
+            # Loading prints C++ start-up chatter. The runtime itself starts later:
+            # a multi-worker strategy must be created before it does.
+            import tensorflow  # noqa: F401
         return _COMMANDS[args.command](args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -134,6 +134,9 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     output = args.output or _default_output(args.config)
     result = train_run(config, output, restart=args.restart)
+    if not result.chief:
+        print("worker done: the chief worker writes the run directory and any export")
+        return 0
     metrics = result.metrics
     model_row = {k: v for k, v in metrics.items() if not k.startswith("baseline_")}
     baseline_row = {k[len("baseline_") :]: v for k, v in metrics.items() if k.startswith("baseline_")}

@@ -207,25 +207,45 @@ class TrainConfig:
 
     Args:
         epochs: maximum epochs.
-        batch_size: global batch size (summed over replicas).
+        batch_size: examples per training step; see `batch_size_scope`.
+        batch_size_scope: `global` (`batch_size` is the whole step, split
+            over the replicas of a distributed strategy) or `replica` (each
+            replica takes `batch_size`, so a step takes `batch_size` times
+            the number of replicas).
         learning_rate: Adam learning rate.
         early_stopping: patience in epochs; `0` or `false` disables it.
         monitor: the validation metric that early stopping and the best
             checkpoint watch (`val_loss` or `val_accuracy`).
         seed: seeds weights, shuffling and the data split (0 to 2**32 - 1).
-        strategy: `auto`, `default` or `mirrored`.
-        jit_compile: `auto` (XLA on CPU, where it is measured to be faster),
-            `true` or `false`.
+        strategy: where training runs (`training/strategy.py`): `auto` (a
+            TPU if a resolver finds one, several workers if `TF_CONFIG`
+            names them, all GPUs if there are several, else one device),
+            `default` (one device), `mirrored` (all local GPUs, or all
+            logical CPUs), `multi_worker` (the machines named by
+            `TF_CONFIG`) or `tpu`.
+        jit_compile: `auto` (XLA where it is measured to be faster; see
+            `training.strategy.resolve_jit_compile`), `true` or `false`.
+        mixed_precision: `auto` (float16 compute on GPU, bfloat16 on TPU,
+            float32 on CPU), `off`, `float16` or `bfloat16`; variables and
+            the output layer stay float32.
     """
 
     epochs: int = field(default=100, metadata=_at_least(1))
     batch_size: int = field(default=32, metadata=_at_least(1))
+    batch_size_scope: str = field(default="global", metadata=_choices("global", "replica"))
     learning_rate: float = field(default=1e-3, metadata={"positive": True})
     early_stopping: int = field(default=5, metadata={"min": 0, "false_is": 0, "true_is": 5})
     monitor: str = field(default="val_loss", metadata=_choices("val_loss", "val_accuracy"))
     seed: int = field(default=42, metadata={"min": 0, "max": 2**32 - 1})
-    strategy: str = field(default="auto", metadata=_choices("auto", "default", "mirrored"))
+    strategy: str = field(
+        default="auto", metadata=_choices("auto", "default", "mirrored", "multi_worker", "tpu")
+    )
     jit_compile: str = field(default="auto", metadata=_choices("auto", "true", "false"))
+    mixed_precision: str = field(
+        # YAML reads a bare `off` as false.
+        default="auto",
+        metadata={**_choices("auto", "off", "float16", "bfloat16"), "false_is": "off"},
+    )
 
 
 @dataclass

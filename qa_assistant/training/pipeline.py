@@ -3,7 +3,12 @@
 Texts are tokenised once, vectorised over the whole split, and sliced into a
 dataset; batches group texts of similar length (`bucket_by_sequence_length`)
 and are padded to a small set of lengths, so a batch is not padded to the
-longest text in the data and XLA compiles only a few shapes.
+longest text in the data and XLA compiles only a few shapes. Padding is
+always appended (right-aligned ids), as the fused cuDNN kernel requires.
+
+The per-example conversion runs in parallel once and is cached; batches are
+prefetched while the model trains. Order is deterministic: the parallel map
+keeps it, and the shuffle is seeded (a new, repeatable order every epoch).
 """
 
 from __future__ import annotations
@@ -72,8 +77,8 @@ def make_dataset(
             and pad to the longest row of each batch.
     """
     count = int(tf.nest.flatten(token_ids, expand_composites=False)[0].nrows())
-    ds = tf.data.Dataset.from_tensor_slices((token_ids, targets)).map(_dense)
-    ds = ds.cache()
+    ds = tf.data.Dataset.from_tensor_slices((token_ids, targets))
+    ds = ds.map(_dense, num_parallel_calls=AUTOTUNE, deterministic=True).cache()
     if shuffle:
         ds = ds.shuffle(count, seed=seed, reshuffle_each_iteration=True)
     if bucket:
@@ -86,7 +91,13 @@ def make_dataset(
         )
     else:
         ds = ds.padded_batch(batch_size)
-    return ds.prefetch(AUTOTUNE)
+    return ds.prefetch(AUTOTUNE).with_options(_deterministic())
+
+
+def _deterministic() -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = True  # the default, stated: nothing below may trade order for speed
+    return options
 
 
 def ids_dataset(
@@ -97,7 +108,9 @@ def ids_dataset(
     With `max_length`, each batch is padded up to the next of
     `bucket_lengths(max_length)`, so a compiled predict step sees few shapes.
     """
-    ds = tf.data.Dataset.from_tensor_slices(token_ids).map(tf.convert_to_tensor)
+    ds = tf.data.Dataset.from_tensor_slices(token_ids).map(
+        tf.convert_to_tensor, num_parallel_calls=AUTOTUNE, deterministic=True
+    )
     ds = ds.padded_batch(batch_size)
     if max_length is not None:
         lengths = tf.constant(bucket_lengths(max_length))
@@ -108,7 +121,7 @@ def ids_dataset(
             return tf.pad(ids, [[0, 0], [0, target - width]])
 
         ds = ds.map(pad_to_bucket)
-    return ds.prefetch(AUTOTUNE)
+    return ds.prefetch(AUTOTUNE).with_options(_deterministic())
 
 
 def as_targets(values: np.ndarray) -> tf.Tensor:

@@ -22,11 +22,11 @@ the last completed epoch). Files are written atomically (`qa_assistant.atomic`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
 import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,15 +43,15 @@ from qa_assistant.manifest import build_manifest, write_json
 from qa_assistant.models.encoders import get_encoder_builder
 from qa_assistant.models.loading import load_keras_model
 from qa_assistant.tasks import Task, get_task
+from qa_assistant.training import distributed
 from qa_assistant.training.callbacks import BestCheckpoint, EarlyStopping, LearningRateLogger, TensorBoard
+from qa_assistant.training.fitting import build_training, fit_model
 from qa_assistant.training.resume import (
     TrainingState,
-    advance_shuffle,
-    count_batches,
     discard_snapshots,
     latest_snapshot,
 )
-from qa_assistant.training.strategy import make_strategy, resolve_jit_compile
+from qa_assistant.training.strategy import Placement, global_batch_size, make_placement
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,12 @@ RUN_MARKER = ".qa-assistant-run"  # written first: marks a directory this packag
 
 @dataclass
 class RunResult:
-    """What a finished run reports."""
+    """What a finished run reports (`chief` is false on a multi-worker run's other workers, which write nothing)."""
 
     run_dir: Path
     metrics: dict[str, float]
     already_finished: bool = False
+    chief: bool = True
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -91,6 +92,36 @@ def train_run(config: Config, output: str | Path, *, restart: bool = False) -> R
             the first epoch has been saved.
     """
     run_dir = Path(output)
+    get_encoder_builder(config.encoder.type)  # bad names fail before TensorFlow starts or data is read
+    get_task(config)
+    placement = make_placement(config.train.strategy)  # the first TensorFlow work: multi_worker needs that
+    task = get_task(_with_global_batch(config, placement.replicas))
+    if not placement.chief:
+        return _train_worker(task, placement, run_dir)
+    start = distributed.StartSignal(placement.strategy, enabled=placement.multi_worker)
+    try:
+        return _train_chief(config, task, placement, run_dir, restart, start)
+    finally:
+        start.send(distributed.FAILED)  # tells waiting workers to stop if the chief stopped before training
+
+
+def _with_global_batch(config: Config, replicas: int) -> Config:
+    """`config` with `train.batch_size` as the global batch (what the tasks batch by)."""
+    train = config.train
+    size = global_batch_size(train.batch_size, train.batch_size_scope, replicas)
+    return dataclasses.replace(
+        config, train=dataclasses.replace(train, batch_size=size, batch_size_scope="global")
+    )
+
+
+def _train_chief(
+    config: Config,
+    task: Task,
+    placement: Placement,
+    run_dir: Path,
+    restart: bool,
+    start: distributed.StartSignal,
+) -> RunResult:
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"output '{run_dir}' is a file; expected a directory for the run")
     if run_dir.exists() and not _is_run_dir(run_dir):
@@ -101,9 +132,8 @@ def train_run(config: Config, output: str | Path, *, restart: bool = False) -> R
         )
     if is_finished(run_dir) and not restart:
         log.info("%s already holds a finished run; not retraining (use --restart to start over)", run_dir)
+        start.send(distributed.FINISHED)
         return RunResult(run_dir, _read_metrics(run_dir), already_finished=True)
-    get_encoder_builder(config.encoder.type)  # fail on a bad name before reading any data
-    task = get_task(config)
     keras.utils.set_random_seed(config.train.seed)
     data = load_qa_data(config)
     if restart and run_dir.exists():
@@ -114,7 +144,8 @@ def train_run(config: Config, output: str | Path, *, restart: bool = False) -> R
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / RUN_MARKER, "qa-assistant run directory\n")
         _write_inputs(run_dir, config, data)
-        return _train_and_evaluate(task, data, run_dir)
+        start.send(distributed.GO)
+        return _train_and_evaluate(task, data, run_dir, placement)
     except (tf.errors.ResourceExhaustedError, MemoryError) as error:
         _discard_if_new(run_dir, created)
         raise UserError(_out_of_memory(error)) from None
@@ -189,45 +220,34 @@ def _write_inputs(run_dir: Path, config: Config, data: QAData) -> None:
     )
 
 
-def _train_and_evaluate(task: Task, data: QAData, run_dir: Path) -> RunResult:
+def _train_worker(task: Task, placement: Placement, run_dir: Path) -> RunResult:
+    """A multi-worker run's other workers: train alongside the chief, write nothing."""
+    keras.utils.set_random_seed(task.config.train.seed)
+    data = load_qa_data(task.config)
+    told = distributed.hear_chief(placement.strategy)
+    if told == distributed.FINISHED:
+        return RunResult(run_dir, {}, already_finished=True, chief=False)
+    if told != distributed.GO:
+        raise UserError("the chief worker stopped before training started; its output says why")
+    model, train_ds, val_ds, steps = build_training(task, data, placement)
+    fit_model(model, placement, train_ds, steps, val_ds, task.config, [], None)
+    log.info("%s: weights fingerprint %s", placement.description, distributed.weights_fingerprint(model))
+    return RunResult(run_dir, {}, chief=False)
+
+
+def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Placement) -> RunResult:
     config = task.config
     splits = data.splits
-    log.info(
-        "split (%s): %d train, %d validation, %d test",
-        splits.method,
-        len(splits.train),
-        len(splits.validation),
-        len(splits.test),
-    )
-    task.prepare(data)
-    train_ds = task.dataset(splits.train, training=True)
-    val_ds = task.dataset(splits.validation, training=False) if len(splits.validation) else None
-    strategy = make_strategy(config.train.strategy)
-    jit = resolve_jit_compile(config.train.jit_compile)
-    with strategy.scope():
-        model = task.build_model()
-        task.compile(model, jit_compile=jit)
-    _log_first_batch(train_ds, model)
-    # One iterator per epoch, made by tf.data: the shuffle order of epoch k is
-    # then the k-th draw however often Keras or a restart makes iterators.
-    steps = count_batches(train_ds)
-    if steps == 0:
-        raise UserError("the training split gives no batches; expected at least one training example")
+    model, train_ds, val_ds, steps = build_training(task, data, placement)
     monitor = config.train.monitor if val_ds is not None else "loss"
     callbacks, state = _callbacks(config, run_dir, monitor, steps)
-    advance_shuffle(train_ds, state.epochs_done)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        model.fit(
-            train_ds.repeat(),
-            steps_per_epoch=steps,
-            validation_data=val_ds,
-            epochs=config.train.epochs,
-            initial_epoch=state.initial_epoch(config.train.epochs),
-            shuffle=False,  # the dataset shuffles itself, seeded
-            callbacks=callbacks,
-            verbose=_verbosity(),
-        )
+    fit_model(model, placement, train_ds, steps, val_ds, config, callbacks, state)
+    if placement.multi_worker:
+        log.info("%s: weights fingerprint %s", placement.description, distributed.weights_fingerprint(model))
+        # Calibration, evaluation and export use the saved model, outside the multi-worker strategy.
+        with replacing(run_dir / MODEL_FILE) as tmp:
+            model.save(tmp)
+        model = load_keras_model(run_dir / MODEL_FILE)
     task.finalize(model, splits)
     task.save(run_dir)
     with replacing(run_dir / MODEL_FILE) as tmp:
@@ -278,20 +298,6 @@ def _callbacks(
         state,
     ]
     return callbacks, state
-
-
-def _verbosity() -> int:
-    import sys
-
-    return 1 if sys.stdout.isatty() else 2
-
-
-def _log_first_batch(dataset: tf.data.Dataset, model: keras.Model) -> None:
-    inputs, targets = next(iter(dataset))
-    shapes = tf.nest.map_structure(lambda t: tuple(t.shape), (inputs, targets))
-    log.info(
-        "first batch (inputs, targets) shapes: %s; model parameters: %s", shapes, f"{model.count_params():,}"
-    )
 
 
 def _read_metrics(run_dir: Path) -> dict[str, float]:
