@@ -98,7 +98,50 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="interactive questions and answers from an export")
     chat.add_argument("--model", required=True, metavar="PATH")
     chat.add_argument("--top-k", type=int, default=None, metavar="K")
+
+    _add_benchmark(commands)
     return parser
+
+
+def _add_benchmark(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser(
+        "benchmark",
+        help="training throughput, serving latency, the main command's wall time and peak memory",
+        description="Run from the repository root. Writes its tables into BENCHMARKS.md ('Speed and scale').",
+    )
+    bench.add_argument(
+        "--config", default="experiments/configs/article_gru.yaml", help="training throughput config"
+    )
+    bench.add_argument(
+        "--configs-dir", default="experiments/configs", help="where each task's served config is found"
+    )
+    bench.add_argument(
+        "--parts", default=None, metavar="P,Q", help="some of: training,serving,readme (default: all)"
+    )
+    bench.add_argument(
+        "--repeats", type=int, default=None, help="timed epochs per variant and README command runs (5)"
+    )
+    bench.add_argument(
+        "--requests", type=int, default=None, help="timed single-question calls per export (300)"
+    )
+    bench.add_argument(
+        "--batches", type=int, default=None, help="timed calls of 64 questions per export (30)"
+    )
+    bench.add_argument(
+        "--serving-epochs", type=int, default=1, help="epochs each served model is trained for"
+    )
+    bench.add_argument("--readme", default="README.md", help="the README whose main command is timed")
+    bench.add_argument(
+        "--workdir", default=None, help="keep runs and exports here (default: a temporary directory)"
+    )
+    bench.add_argument(
+        "--output", default="BENCHMARKS.md", help="file to write the section into; '-' prints only"
+    )
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small run to check it works: 2 repeats, 50 requests, no README command",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -240,6 +283,39 @@ def _print_answer(answer: object, top_k: int | None, prefix: str = "") -> None:
             print(f"  closest known question: {answer.extra['matched_question']}")
 
 
+def _benchmark(args: argparse.Namespace) -> int:
+    from qa_assistant.benchmark import PARTS, BenchmarkOptions, run_benchmark
+
+    defaults = {"repeats": 5, "requests": 300, "batches": 30, "parts": ",".join(PARTS)}
+    if args.quick:
+        defaults = {"repeats": 2, "requests": 50, "batches": 5, "parts": "training,serving"}
+    given = {key: getattr(args, key) for key in defaults}
+    chosen = {key: defaults[key] if value is None else value for key, value in given.items()}
+    options = BenchmarkOptions(
+        config=Path(args.config),
+        configs_dir=Path(args.configs_dir),
+        repeats=_positive("--repeats", chosen["repeats"]),
+        requests=_positive("--requests", chosen["requests"]),
+        batches=_positive("--batches", chosen["batches"]),
+        serving_epochs=_positive("--serving-epochs", args.serving_epochs),
+        parts=tuple(p.strip() for p in chosen["parts"].split(",") if p.strip()),
+        readme=Path(args.readme),
+        workdir=Path(args.workdir) if args.workdir else None,
+        output=None if args.output == "-" else Path(args.output),
+        command="qa-assistant benchmark" + (" --quick" if args.quick else ""),
+    )
+    print(run_benchmark(options))
+    if options.output is not None:
+        print(f"\nwritten to {options.output}")
+    return 0
+
+
+def _positive(flag: str, value: int) -> int:
+    if value < 1:
+        raise UserError(f"{flag} must be at least 1; got {value}")
+    return value
+
+
 _COMMANDS = {
     "train": _train,
     "evaluate": _evaluate,
@@ -247,6 +323,7 @@ _COMMANDS = {
     "index": _index,
     "ask": _ask,
     "chat": _chat,
+    "benchmark": _benchmark,
 }
 
 

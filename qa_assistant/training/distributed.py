@@ -30,16 +30,19 @@ snapshot, and the other workers end with the chief's weights.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from qa_assistant.errors import UserError
 from qa_assistant.training.resume import advance_shuffle
 
 log = logging.getLogger(__name__)
@@ -273,3 +276,24 @@ class StartSignal:
 def hear_chief(strategy: tf.distribute.Strategy) -> int:
     """A non-chief worker's half of the handshake: the code the chief's `StartSignal` sent."""
     return broadcast_ints(strategy, [0])[0]
+
+
+@contextlib.contextmanager
+def peer_failures(enabled: bool) -> Iterator[None]:
+    """On a multi-worker run, turns a lost peer (aborted collectives) into one clear `UserError`.
+
+    A worker that dies makes the others' next collective fail at once on a
+    refused connection, or after TensorFlow's health check (up to about a
+    minute) when a machine vanishes.
+    """
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError) as error:
+        if not enabled:
+            raise
+        found = re.search(r"aborted by: ([^\n]+)", str(error.message))
+        reason = (found[1] if found else str(error.message).strip().splitlines()[-1])[:200]
+        raise UserError(
+            f"lost contact with another worker ({reason}); rerun the same command on every worker: "
+            "training resumes from the last epoch the chief saved"
+        ) from None

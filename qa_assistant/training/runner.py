@@ -96,13 +96,16 @@ def train_run(config: Config, output: str | Path, *, restart: bool = False) -> R
     get_task(config)
     placement = make_placement(config.train.strategy)  # the first TensorFlow work: multi_worker needs that
     task = get_task(_with_global_batch(config, placement.replicas))
-    if not placement.chief:
-        return _train_worker(task, placement, run_dir)
-    start = distributed.StartSignal(placement.strategy, enabled=placement.multi_worker)
-    try:
-        return _train_chief(config, task, placement, run_dir, restart, start)
-    finally:
-        start.send(distributed.FAILED)  # tells waiting workers to stop if the chief stopped before training
+    with distributed.peer_failures(placement.multi_worker):
+        if not placement.chief:
+            return _train_worker(task, placement, run_dir)
+        start = distributed.StartSignal(placement.strategy, enabled=placement.multi_worker)
+        try:
+            return _train_chief(config, task, placement, run_dir, restart, start)
+        finally:
+            start.send(
+                distributed.FAILED
+            )  # tells waiting workers to stop if the chief stopped before training
 
 
 def _with_global_batch(config: Config, replicas: int) -> Config:

@@ -14,6 +14,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from qa_assistant.training.distributed import weights_fingerprint
 from qa_assistant.training.fitting import build_training, fit_model
 from qa_assistant.training.strategy import Placement, make_placement
 from tests.helpers import TINY, tiny_config
-from tests.training.conftest import ROOT, cli_env, run_cli
+from tests.training.conftest import RESUME_SETTINGS, ROOT, cli_env, run_cli
 
 # What the tiny_run fixture trains with (tests/conftest.py), as CLI overrides.
 REFERENCE = [*TINY, "train.epochs=3"]
@@ -162,3 +163,36 @@ def test_the_loop_trains_and_logs_like_keras_fit(faq_csv: Path) -> None:
     assert sorted(loop_logs) == sorted(fit_logs)  # loss, accuracy, top-k, val_*: the same keys
     for key, values in fit_logs.items():
         np.testing.assert_allclose(loop_logs[key], values, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.large
+def test_killed_workers_resume_from_the_chiefs_snapshot(faq_file: Path, tmp_path: Path) -> None:
+    """Both workers killed after epoch 3's snapshot; rerun: the pair ends exactly like an uninterrupted pair."""
+    settings = ["--set", *RESUME_SETTINGS, "train.strategy=multi_worker"]
+
+    def args(run: Path) -> list[str]:
+        return ["train", "--train-data", str(faq_file), "--output", str(run), *settings]
+
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir(), (tmp_path / "c").mkdir()
+    with workers(args(reference), tmp_path / "a") as processes:
+        finish(processes, tmp_path / "a")
+    with workers(args(run), tmp_path / "b", module="tests.training.slow_cli") as processes:
+        deadline = time.monotonic() + WORKER_TIMEOUT
+        while not (run / "checkpoints" / "state-000003").is_dir():
+            assert all(p.poll() is None for p in processes), "a worker ended before epoch 3 was saved"
+            assert time.monotonic() < deadline, "timed out waiting for epoch 3's snapshot"
+            time.sleep(0.05)
+    assert not (run / "metrics.json").exists()
+    with workers(args(run), tmp_path / "c") as processes:
+        chief, _ = finish(processes, tmp_path / "c")
+    assert re.search(r"resumed from .*state-00000[34]: [34] epochs done", chief)
+    want, got = (json.loads((r / "metrics.json").read_text()) for r in (reference, run))
+    want.pop("train_seconds"), got.pop("train_seconds")
+    assert got == want
+    for a, b in zip(
+        load_keras_model(reference / "model.keras").get_weights(),
+        load_keras_model(run / "model.keras").get_weights(),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
