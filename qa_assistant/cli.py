@@ -12,6 +12,7 @@ import datetime
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -116,11 +117,12 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
         "--configs-dir", default="experiments/configs", help="where each task's served config is found"
     )
     bench.add_argument(
-        "--parts", default=None, metavar="P,Q", help="some of: training,serving,readme (default: all)"
+        "--parts",
+        default=None,
+        metavar="P,Q",
+        help="some of: training,serving,readme (default: training,serving; readme trains for minutes)",
     )
-    bench.add_argument(
-        "--repeats", type=int, default=None, help="timed epochs per variant and README command runs (5)"
-    )
+    bench.add_argument("--repeats", type=int, default=None, help="timed epochs per training variant (5)")
     bench.add_argument(
         "--requests", type=int, default=None, help="timed single-question calls per export (300)"
     )
@@ -138,9 +140,12 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
         "--output", default="BENCHMARKS.md", help="file to write the section into; '-' prints only"
     )
     bench.add_argument(
-        "--quick",
+        "--quick", action="store_true", help="a small run to check it works: 2 repeats, 50 requests"
+    )
+    bench.add_argument(
+        "--provisional",
         action="store_true",
-        help="a small run to check it works: 2 repeats, 50 requests, no README command",
+        help="mark the figures provisional (the machine was shared during measurement)",
     )
 
 
@@ -284,11 +289,11 @@ def _print_answer(answer: object, top_k: int | None, prefix: str = "") -> None:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from qa_assistant.benchmark import PARTS, BenchmarkOptions, run_benchmark
+    from qa_assistant.benchmark import DEFAULT_PARTS, BenchmarkOptions, run_benchmark
 
-    defaults = {"repeats": 5, "requests": 300, "batches": 30, "parts": ",".join(PARTS)}
+    defaults = {"repeats": 5, "requests": 300, "batches": 30, "parts": ",".join(DEFAULT_PARTS)}
     if args.quick:
-        defaults = {"repeats": 2, "requests": 50, "batches": 5, "parts": "training,serving"}
+        defaults = {"repeats": 2, "requests": 50, "batches": 5, "parts": ",".join(DEFAULT_PARTS)}
     given = {key: getattr(args, key) for key in defaults}
     chosen = {key: defaults[key] if value is None else value for key, value in given.items()}
     options = BenchmarkOptions(
@@ -302,12 +307,25 @@ def _benchmark(args: argparse.Namespace) -> int:
         readme=Path(args.readme),
         workdir=Path(args.workdir) if args.workdir else None,
         output=None if args.output == "-" else Path(args.output),
-        command="qa-assistant benchmark" + (" --quick" if args.quick else ""),
+        command=_benchmark_command(args),
+        note="Provisional (machine shared during measurement)" if args.provisional else None,
     )
     print(run_benchmark(options))
     if options.output is not None:
         print(f"\nwritten to {options.output}")
     return 0
+
+
+def _benchmark_command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run, recorded in the table: only the options given."""
+    defaults = vars(build_parser().parse_args(["benchmark"]))
+    words = ["qa-assistant", "benchmark"]
+    for key, value in vars(args).items():
+        if key in ("command", "verbose") or value == defaults.get(key):
+            continue
+        flag = "--" + key.replace("_", "-")
+        words += [flag] if value is True else [flag, str(value)]
+    return shlex.join(words)
 
 
 def _positive(flag: str, value: int) -> int:

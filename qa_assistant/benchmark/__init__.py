@@ -6,6 +6,12 @@ the command-line forms. Each measured part runs in a child process:
 `training_speed` and `serving_speed` can also be run alone.
 """
 
-from qa_assistant.benchmark.harness import PARTS, BenchmarkOptions, run_benchmark, serving_configs
+from qa_assistant.benchmark.harness import (
+    DEFAULT_PARTS,
+    PARTS,
+    BenchmarkOptions,
+    run_benchmark,
+    serving_configs,
+)
 
-__all__ = ["PARTS", "BenchmarkOptions", "run_benchmark", "serving_configs"]
+__all__ = ["DEFAULT_PARTS", "PARTS", "BenchmarkOptions", "run_benchmark", "serving_configs"]

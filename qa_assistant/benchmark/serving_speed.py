@@ -1,6 +1,6 @@
 """Serving speed of an export: `serving_default` of the reloaded SavedModel, as TF Serving would call it.
 
-* latency of single questions (one per call): 50th and 99th percentile;
+* latency of single questions (one per call): 50th, 95th and 99th percentile;
 * throughput at batch 64: questions per second over whole-batch calls.
 
 The process loads the export with TensorFlow (and tensorflow-text) only, as a
@@ -30,6 +30,7 @@ class ServingSpeed:
     """Timings of one export, in milliseconds and questions per second."""
 
     single_p50_ms: float
+    single_p95_ms: float
     single_p99_ms: float
     single_requests: int
     batch_size: int
@@ -75,6 +76,7 @@ def measure_serving(
     batch_ms = batch_ms[max(1, warmup // 4) :]
     return ServingSpeed(
         single_p50_ms=float(np.percentile(singles, 50)),
+        single_p95_ms=float(np.percentile(singles, 95)),
         single_p99_ms=float(np.percentile(singles, 99)),
         single_requests=requests,
         batch_size=BATCH,
