@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_benchmark(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
         "benchmark",
-        help="training throughput, serving latency, the main command's wall time and peak memory",
+        help="training throughput vs the naive way, serving latency, peak memory (optionally the main command)",
         description="Run from the repository root. Writes its tables into BENCHMARKS.md ('Speed and scale').",
     )
     bench.add_argument(
