@@ -4,6 +4,11 @@ The vocabulary is built from the training split only. Id 0 is padding and id
 1 is the out-of-vocabulary token; reserved tokens (e.g. `[START]`, `[END]`
 for generation) follow, then words by descending count (ties broken
 alphabetically, so a vocabulary is reproducible).
+
+A *reversible* tokenizer (for text the model writes) marks every token that
+was glued to the one before it with a joiner, `￭` (as OpenNMT does):
+"9 to 5, daily." becomes `9 to 5 ￭, daily ￭.`, and `detokenize` gives back
+exactly the cleaned text.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ from qa_assistant.text.base import VocabularyTokenizer
 
 PAD = ""
 OOV = "[UNK]"
+JOINER = "\uffed"  # "￭"; NFKC maps it to U+25A0, so cleaned text cannot contain it by default
+# Cleaning turns control characters into spaces, so this marker is free to use.
+_GLUE = "\x02"
+_GLUED = r"([^\p{L}\p{N}\p{M}\s']|\p{Han}|\p{Hiragana}|\p{Katakana})"
 
 
 def split_words(cleaned: tf.Tensor) -> tf.RaggedTensor:
@@ -33,6 +42,37 @@ def split_words(cleaned: tf.Tensor) -> tf.RaggedTensor:
     return tf.strings.split(x)
 
 
+def split_reversible(cleaned: tf.Tensor) -> tf.RaggedTensor:
+    """Splits like `split_words`, marking tokens not preceded by a space with `JOINER`.
+
+    Apostrophes stay inside their word (`'tis`, `rock'n'roll`) so that no
+    information is lost. `join_reversible` inverts it.
+
+    Example:
+
+    >>> [t.decode() for t in split_reversible(tf.constant(["Hi, it's 9:30."]))[0].numpy()]
+    ['Hi', '￭,', "it's", '9', '￭:', '￭30', '￭.']
+    """
+    x = tf.strings.regex_replace(cleaned, _GLUED, _GLUE + r"\1" + _GLUE)
+    x = tf.strings.regex_replace(x, _GLUE + _GLUE, _GLUE)  # one boundary between glued symbols
+    x = tf.strings.regex_replace(x, r"(^|\s)" + _GLUE, r"\1")  # a real space is there already
+    x = tf.strings.regex_replace(x, _GLUE + r"(\s|$)", r"\1")
+    x = tf.strings.regex_replace(x, _GLUE, " " + JOINER)
+    return tf.strings.split(x)
+
+
+def join_reversible(tokens: tf.RaggedTensor | tf.Tensor) -> tf.Tensor:
+    """Joins `split_reversible` tokens `[batch, (tokens)]` back into text `[batch]`.
+
+    A token that is `JOINER` alone is a literal `￭` of the text (possible
+    with `normalize: none`); a joiner followed by more characters marks a
+    glued token.
+    """
+    text = tf.strings.reduce_join(tokens, axis=-1, separator=" ")
+    text = tf.strings.regex_replace(text, "^" + JOINER + "([^ ])", r"\1")
+    return tf.strings.regex_replace(text, " " + JOINER + "([^ ])", r"\1")
+
+
 @keras.saving.register_keras_serializable(package="qa_assistant")
 class WordTokenizer(VocabularyTokenizer):
     """Cleans raw strings and maps their words to ids, inside the TF graph.
@@ -43,6 +83,8 @@ class WordTokenizer(VocabularyTokenizer):
         max_length: ids kept per text.
         lowercase, normalize, strip_html, max_chars: cleaning options, see
             `qa_assistant.text.cleaning.clean_text`.
+        reversible: split with `split_reversible`, so that `detokenize`
+            restores the cleaned text exactly (for generated answers).
 
     Example:
 
@@ -54,7 +96,7 @@ class WordTokenizer(VocabularyTokenizer):
     """
 
     KIND = "word"
-    OPTION_KEYS = ("max_length", "lowercase", "normalize", "strip_html", "max_chars")
+    OPTION_KEYS = ("max_length", "lowercase", "normalize", "strip_html", "max_chars", "reversible")
 
     def __init__(
         self,
@@ -64,6 +106,7 @@ class WordTokenizer(VocabularyTokenizer):
         normalize: str = "nfkc",
         strip_html: bool = True,
         max_chars: int | None = 10000,
+        reversible: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("trainable", False)
@@ -78,6 +121,7 @@ class WordTokenizer(VocabularyTokenizer):
         self.normalize = normalize
         self.strip_html = strip_html
         self.max_chars = max_chars
+        self.reversible = bool(reversible)
         self._lookup = keras.layers.StringLookup(
             vocabulary=vocabulary[2:], mask_token=PAD, oov_token=OOV, num_oov_indices=1
         )
@@ -95,13 +139,18 @@ class WordTokenizer(VocabularyTokenizer):
         **kwargs: Any,
     ) -> WordTokenizer:
         """Builds the vocabulary from already-cleaned texts (the training split)."""
-        words = split_words(tf.constant(list(texts), dtype=tf.string)).flat_values.numpy()
+        split = split_reversible if kwargs.get("reversible") else split_words
+        words = split(tf.constant(list(texts), dtype=tf.string)).flat_values.numpy()
         counts = collections.Counter(w.decode("utf-8") for w in words)
         for token in reserved_tokens:
             counts.pop(token, None)
         ranked = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
         room = max(0, max_tokens - 2 - len(reserved_tokens))
         return cls([PAD, OOV, *reserved_tokens, *ranked[:room]], **kwargs)
+
+    def split(self, cleaned: tf.Tensor) -> tf.RaggedTensor:
+        """Cleaned text `[batch]` -> tokens `[batch, (words)]`, before lookup and truncation."""
+        return split_reversible(cleaned) if self.reversible else split_words(cleaned)
 
     def tokenize(self, cleaned: tf.Tensor) -> tf.RaggedTensor:
         """Ids `[batch, (length)]` of cleaned text `[batch]`, truncated to `max_length`.
@@ -110,7 +159,7 @@ class WordTokenizer(VocabularyTokenizer):
         recurrent layers (and the fused cuDNN kernel) see no step at all.
         """
         cleaned = tf.reshape(tf.convert_to_tensor(cleaned, dtype=tf.string), [-1])
-        ids = tf.cast(self._lookup(split_words(cleaned)), tf.int32)
+        ids = tf.cast(self._lookup(self.split(cleaned)), tf.int32)
         ids = ids[:, : self.max_length]
         empty = tf.cast(tf.equal(ids.row_lengths(), 0), ids.row_splits.dtype)
         filler = tf.RaggedTensor.from_row_lengths(tf.ones([tf.reduce_sum(empty)], dtype=tf.int32), empty)
@@ -127,8 +176,18 @@ class WordTokenizer(VocabularyTokenizer):
         return tf.pad(ids, [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])
 
     def detokenize(self, ids: tf.Tensor) -> tf.Tensor:
-        """Ids `[batch, length]` -> space-joined words, padding dropped."""
-        table = tf.constant(self.vocabulary)
-        words = tf.gather(table, tf.cast(ids, tf.int32))
+        """Ids `[..., length]` -> text `[...]`, padding dropped.
+
+        Words are joined with spaces; a reversible tokenizer also removes the
+        spaces its joiners mark, giving back the cleaned text.
+        """
+        ids = tf.cast(ids, tf.int32)
+        shape = tf.shape(ids)
+        ids = tf.reshape(ids, [-1, shape[-1]])
+        words = tf.gather(tf.constant(self.vocabulary), ids)
         words = tf.ragged.boolean_mask(words, tf.not_equal(ids, 0))
-        return tf.strings.reduce_join(words, axis=-1, separator=" ")
+        if self.reversible:
+            text = join_reversible(words)
+        else:
+            text = tf.strings.reduce_join(words, axis=-1, separator=" ")
+        return tf.reshape(text, shape[:-1])
