@@ -43,16 +43,18 @@ def _dense(features: Any, targets: Any) -> tuple[Any, Any]:
     return convert(tf.convert_to_tensor, features), convert(tf.convert_to_tensor, targets)
 
 
-def _length(features: Any, _: Any) -> tf.Tensor:
-    # The longest component decides the bucket, and every component is padded
-    # to that bucket's length: one padded shape per bucket keeps XLA's
-    # compilations few (a question/answer pair pads the question too).
-    lengths = [tf.shape(t)[0] for t in tf.nest.flatten(features) if t.shape.rank]
-    return tf.reduce_max(tf.stack(lengths))
+def _longest(ragged: list[bool]) -> Any:
+    """The length of an example: its longest variable-length (ragged) component."""
+
+    def length(*example: Any) -> tf.Tensor:
+        parts = [tf.shape(t)[0] for t, r in zip(tf.nest.flatten(example), ragged, strict=True) if r]
+        return tf.reduce_max(tf.stack(parts))
+
+    return length
 
 
 def make_dataset(
-    token_ids: tf.RaggedTensor | dict[str, tf.RaggedTensor],
+    features: Any,
     targets: Any,
     *,
     batch_size: int,
@@ -61,30 +63,36 @@ def make_dataset(
     seed: int | None = None,
     bucket: bool = True,
 ) -> tf.data.Dataset:
-    """A batched dataset of `(token_ids, targets)`.
+    """A batched dataset of `(features, targets)`.
+
+    Every variable-length component (a `tf.RaggedTensor`: question ids, or a
+    generator's decoder inputs and targets) is padded with 0 to the same
+    bucket length in a batch: the bucket of the example's longest component.
 
     Args:
-        token_ids: `[examples, (length)]` ids, 0 = padding; or a dict of
-            such (e.g. `{"question": ..., "answer": ...}`), bucketed by the
-            longest of them.
+        features: `[examples, (length)]` ids, 0 = padding, or a nested
+            structure (e.g. a dict such as `{"question": ..., "answer": ...}`)
+            of such ids and per-example arrays.
         targets: array or nested structure of arrays with one row per example;
             variable-length rows may be ragged.
         batch_size: examples per batch.
-        max_length: longest possible row (the tokenizer's `max_length`).
+        max_length: longest possible row of any ragged component.
         shuffle: reshuffle every epoch (seeded, so runs repeat exactly).
         seed: shuffle seed.
         bucket: group by length and pad to `bucket_lengths`; else keep order
             and pad to the longest row of each batch.
     """
-    count = int(tf.nest.flatten(token_ids, expand_composites=False)[0].nrows())
-    ds = tf.data.Dataset.from_tensor_slices((token_ids, targets))
+    flat = tf.nest.flatten((features, targets), expand_composites=False)
+    count = int(flat[0].nrows() if isinstance(flat[0], tf.RaggedTensor) else flat[0].shape[0])
+    ragged = [isinstance(t, tf.RaggedTensor) for t in flat]
+    ds = tf.data.Dataset.from_tensor_slices((features, targets))
     ds = ds.map(_dense, num_parallel_calls=AUTOTUNE, deterministic=True).cache()
     if shuffle:
         ds = ds.shuffle(count, seed=seed, reshuffle_each_iteration=True)
     if bucket:
         lengths = bucket_lengths(max_length)
         ds = ds.bucket_by_sequence_length(
-            _length,
+            _longest(ragged),
             bucket_boundaries=[n + 1 for n in lengths],
             bucket_batch_sizes=[batch_size] * (len(lengths) + 1),
             pad_to_bucket_boundary=True,
