@@ -167,12 +167,76 @@ class EncoderConfig:
 
 
 @dataclass
+class DecoderConfig:
+    """The answer decoder of the generation task (`task.type: generate`).
+
+    The decoder reads the encoder's outputs: recurrent decoders start from
+    the encoder's final state and attend over its token vectors; the
+    Transformer decoder cross-attends over them.
+
+    Args:
+        type: `gru`, `lstm` or `transformer`.
+        units: hidden size (the model width of a Transformer); unset means
+            the encoder's `units`.
+        layers: stacked decoder layers.
+        attention: for recurrent decoders, `bahdanau` (additive, computed
+            from the previous state), `luong` (multiplicative, from the new
+            state, with input feeding) or `none`.
+        heads: Transformer attention heads (must divide `units`).
+        intermediate_dim: Transformer feed-forward width; unset means
+            `2 * units`.
+        dropout: dropout on the decoder's inputs and outputs.
+        max_length: most tokens generated per answer, the end token
+            included; longer training answers are cut to fit.
+    """
+
+    type: str = "gru"
+    units: int | None = field(default=None, metadata=_at_least(1))
+    layers: int = field(default=1, metadata=_at_least(1))
+    attention: str = field(default="bahdanau", metadata=_choices("bahdanau", "luong", "none"))
+    heads: int = field(default=4, metadata=_at_least(1))
+    intermediate_dim: int | None = field(default=None, metadata=_at_least(1))
+    dropout: float = field(default=0.0, metadata=_fraction())
+    max_length: int = field(default=48, metadata=_at_least(2))
+
+
+@dataclass
+class DecodingConfig:
+    """How answers are generated, in Python and inside the export alike.
+
+    These are the export's defaults; the `generate` signature of an export
+    overrides any of them per request.
+
+    Args:
+        strategy: `greedy`, `beam` (beam search) or `sample` (top-k / top-p
+            sampling with temperature).
+        beam_width: hypotheses kept by beam search.
+        top_k: sample only among the k most likely tokens; 0 = no limit.
+        top_p: sample only among the most likely tokens whose probabilities
+            add up to p (nucleus sampling); 1 = no limit.
+        temperature: divides the logits before sampling; 0 = always the most
+            likely token.
+        seed: sampling seed; the same question and seed give the same answer.
+        max_length: most tokens generated; unset means `decoder.max_length`.
+    """
+
+    strategy: str = field(default="greedy", metadata=_choices("greedy", "beam", "sample"))
+    beam_width: int = field(default=4, metadata=_at_least(1))
+    top_k: int = field(default=0, metadata=_at_least(0))
+    top_p: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0})
+    temperature: float = field(default=1.0, metadata=_at_least(0.0))
+    seed: int = field(default=0, metadata=_at_least(0))
+    max_length: int | None = field(default=None, metadata=_at_least(1))
+
+
+@dataclass
 class TaskConfig:
     """What the model learns to do.
 
     Args:
         type: `classify` (each distinct answer or label is a class) or
-            `retrieve` (a dual encoder ranks every known answer).
+            `retrieve` (a dual encoder ranks every known answer) or
+            `generate` (an encoder-decoder writes the answer word by word).
         shared_towers: `retrieve`: one encoder for questions and answers
             (else two with separate weights).
         loss: `retrieve`: `softmax` (in-batch negatives, the other answers
@@ -253,7 +317,8 @@ class ExportConfig:
     """What the exported SavedModel returns.
 
     Args:
-        top_k: alternatives returned with each answer.
+        top_k: alternatives returned with each answer (a generator returns
+            its beam-search hypotheses instead).
     """
 
     top_k: int = field(default=10, metadata=_at_least(1))
@@ -267,6 +332,8 @@ class Config:
     text: TextConfig = field(default_factory=TextConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
