@@ -169,8 +169,13 @@ def write_savedmodel(task: Any, model: keras.Model, path: Path, *, top_k: int) -
     archive.add_endpoint(
         SIGNATURE, bundle.serve, input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
     )
-    for name, fn in bundle.endpoints.items():
-        archive.add_endpoint(name, fn, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    for name, endpoint in bundle.endpoints.items():
+        fn, specs = (
+            endpoint
+            if isinstance(endpoint, tuple)
+            else (endpoint, [tf.TensorSpec([None], tf.string, name="text")])
+        )
+        archive.add_endpoint(name, fn, input_signature=specs)
     for name, variables in bundle.variables.items():
         archive.add_variable_collection(name, variables)
     archive.write_out(str(path), verbose=False)

@@ -6,11 +6,13 @@ from qa_assistant.config import Config
 from qa_assistant.errors import UserError, closest
 from qa_assistant.tasks.base import Task
 from qa_assistant.tasks.classify import ClassificationTask
+from qa_assistant.tasks.generate import GenerationTask
 from qa_assistant.tasks.retrieve import RetrievalTask
 
 _TASKS: dict[str, type[Task]] = {
     ClassificationTask.name: ClassificationTask,
     RetrievalTask.name: RetrievalTask,
+    GenerationTask.name: GenerationTask,
 }
 
 
@@ -29,4 +31,4 @@ def get_task(config: Config) -> Task:
     return _TASKS[name](config)
 
 
-__all__ = ["ClassificationTask", "RetrievalTask", "Task", "get_task", "task_names"]
+__all__ = ["ClassificationTask", "GenerationTask", "RetrievalTask", "Task", "get_task", "task_names"]

@@ -36,15 +36,18 @@ class ServingBundle:
         serve: maps `question` strings `[batch]` to named outputs
             (`serving_default`).
         trackables: layers, models and resources the functions use.
-        endpoints: further signatures by name; each maps a `text` string
-            tensor `[batch]` to named outputs.
+        endpoints: further signatures by name: a function of one `text`
+            string tensor `[batch]`, or `(fn, input_specs)` for other inputs;
+            each returns named outputs.
         variables: named lists of `tf.Variable`s that a reloaded export
             exposes as attributes (e.g. a retrieval answer bank).
     """
 
     serve: Callable[..., Any]
     trackables: list[Any]
-    endpoints: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    endpoints: dict[str, Callable[..., Any] | tuple[Callable[..., Any], list[tf.TensorSpec]]] = field(
+        default_factory=dict
+    )
     variables: dict[str, list[Any]] = field(default_factory=dict)
 
 
@@ -99,6 +102,10 @@ class Task(abc.ABC):
     def finalize(self, model: keras.Model, splits: Splits) -> None:
         """Called once after training, before `save`: post-training calibration (none by default)."""
         del model, splits  # nothing to calibrate for most tasks
+
+    def callbacks(self, run_dir: Path, splits: Splits) -> list[keras.callbacks.Callback]:
+        """Task-specific callbacks added to `fit` (e.g. TensorBoard sample tables)."""
+        return []
 
     # -- evaluation ----------------------------------------------------------
 

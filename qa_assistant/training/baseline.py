@@ -75,3 +75,22 @@ def tfidf_retrieval(
     target = np.asarray([index.get(answer, -1) for answer in test_answers])
     metrics = ranking_metrics(ranks_from_scores(scores, target))
     return {**metrics, "accuracy": metrics["recall_at_1"]}
+
+
+def tfidf_nearest_answers(
+    train_questions: list[str], train_answers: list[str], test_questions: list[str]
+) -> list[str]:
+    """Retrieval baseline for generation: the answer of the most similar training question.
+
+    Similarity is the cosine of TF-IDF vectors (word 1-2-grams); ties go to
+    the first training row.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    if not test_questions:
+        return []
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
+    train = vectorizer.fit_transform(train_questions)
+    similarity = vectorizer.transform(test_questions) @ train.T
+    best = np.asarray(similarity.argmax(axis=1)).reshape(-1)
+    return [train_answers[i] for i in best]

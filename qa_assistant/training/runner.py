@@ -243,7 +243,7 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
     splits = data.splits
     model, train_ds, val_ds, steps = build_training(task, data, placement)
     monitor = config.train.monitor if val_ds is not None else "loss"
-    callbacks, state = _callbacks(config, run_dir, monitor, steps)
+    callbacks, state = _callbacks(config, run_dir, monitor, steps, task.callbacks(run_dir, splits))
     fit_model(model, placement, train_ds, steps, val_ds, config, callbacks, state)
     if placement.multi_worker:
         log.info("%s: weights fingerprint %s", placement.description, distributed.weights_fingerprint(model))
@@ -273,7 +273,11 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
 
 
 def _callbacks(
-    config: Config, run_dir: Path, monitor: str, steps_per_epoch: int
+    config: Config,
+    run_dir: Path,
+    monitor: str,
+    steps_per_epoch: int,
+    task_callbacks: list[keras.callbacks.Callback],
 ) -> tuple[list[keras.callbacks.Callback], TrainingState]:
     checkpoints = run_dir / "checkpoints"
     stateful: list[keras.callbacks.Callback] = [
@@ -297,6 +301,7 @@ def _callbacks(
     callbacks = [
         LearningRateLogger(),
         TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
+        *task_callbacks,  # before the state: what they log at an epoch's end is kept on resume
         *stateful,
         state,
     ]

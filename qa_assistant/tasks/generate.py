@@ -1,0 +1,205 @@
+"""Answer generation: an encoder-decoder writes the answer token by token.
+
+Training uses teacher forcing: the decoder reads `[START] + answer` and
+learns to predict `answer + [END]`, with a cross-entropy that ignores
+padding. Questions keep the run's cleaning (lower-cased by default);
+answers are what the assistant says, so their tokenizer keeps case and is
+reversible (generated text reads like the training answers, punctuation
+attached).
+
+The export decodes inside the SavedModel (`qa_assistant.models.decoding`):
+`serving_default` with the configured options, `generate` with per-request
+options, and `score` for the likelihood of a given answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from qa_assistant.data.dataset import QAData
+from qa_assistant.data.split import Splits
+from qa_assistant.models.decoders import build_seq2seq, get_decoder_builder
+from qa_assistant.tasks.base import ServingBundle, Task
+from qa_assistant.tasks.generator import ANSWER, END, OPTIONS, QUESTION, START, Generator, teacher_forcing
+from qa_assistant.text.tokenizer_factory import load_tokenizer
+from qa_assistant.text.word_tokenizer import WordTokenizer
+from qa_assistant.training.generation_metrics import (
+    MaskedTokenAccuracy,
+    evaluate_generation,
+    masked_loss,
+    text_metrics,
+)
+from qa_assistant.training.pipeline import make_dataset
+from qa_assistant.training.text_summary import SampleTable
+
+log = logging.getLogger(__name__)
+
+SAMPLE_QUESTIONS = 8  # rows of the per-epoch TensorBoard table
+
+
+class GenerationTask(Task):
+    """Sequence-to-sequence answer generation (`task.type: generate`)."""
+
+    name = "generate"
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        get_decoder_builder(config.decoder.type)  # fail on a bad name before reading any data
+        self.target_tokenizer: WordTokenizer | None = None
+        self._generator: tuple[keras.Model, Generator] | None = None
+
+    # -- preprocessing -------------------------------------------------------
+
+    def prepare(self, data: QAData) -> None:
+        train = data.splits.train
+        self.tokenizer = self.build_tokenizer(train["question"].tolist())
+        answers = train["answer"].tolist()
+        text = self.config.text
+        # Answers are written, not read: a word tokenizer that keeps case and
+        # is reversible, whatever tokenizer reads the questions.
+        self.target_tokenizer = WordTokenizer.from_texts(
+            answers,
+            max_tokens=text.max_tokens,
+            min_count=text.min_count,
+            reserved_tokens=(START, END),
+            max_length=self.config.decoder.max_length - 1,  # room for [START] / [END]
+            lowercase=False,
+            normalize=text.normalize,
+            strip_html=text.strip_html,
+            max_chars=None,  # answers were cleaned for display, without a length cap
+            reversible=True,
+        )
+        lengths = self.target_tokenizer.split(tf.constant(answers)).row_lengths().numpy()
+        cut = int(np.sum(lengths > self.config.decoder.max_length - 1))
+        if cut:
+            log.warning(
+                "%d of %d training answers are longer than decoder.max_length - 1 = %d tokens "
+                "(the longest has %d) and are cut; the model cannot reproduce them in full",
+                cut,
+                len(answers),
+                self.config.decoder.max_length - 1,
+                int(lengths.max()),
+            )
+
+    # -- training ------------------------------------------------------------
+
+    def dataset(self, frame: pd.DataFrame, *, training: bool) -> tf.data.Dataset:
+        questions = self.tokenizer.tokenize(tf.constant(frame["question"].tolist(), dtype=tf.string))
+        answers = self.target_tokenizer.tokenize(tf.constant(frame["answer"].tolist(), dtype=tf.string))
+        inputs, targets = teacher_forcing(answers, *self._special_ids())
+        return make_dataset(
+            {"token_ids": questions, "decoder_ids": inputs},
+            targets,
+            batch_size=self.config.train.batch_size,
+            max_length=max(self.config.text.max_length, self.config.decoder.max_length),
+            shuffle=training,
+            seed=self.config.train.seed,
+        )
+
+    def build_model(self) -> keras.Model:
+        return build_seq2seq(
+            self.config,
+            self.tokenizer.vocabulary_size,
+            self.target_tokenizer.vocabulary_size,
+            self.embedding_matrix(),
+        )
+
+    def compile(self, model: keras.Model, *, jit_compile: bool) -> None:
+        import keras_hub
+
+        model.compile(
+            optimizer=keras.optimizers.Adam(self.config.train.learning_rate),
+            loss=masked_loss(),
+            metrics=[
+                MaskedTokenAccuracy(name="accuracy"),
+                keras_hub.metrics.Perplexity(from_logits=True, mask_token_id=0, name="perplexity"),
+            ],
+            jit_compile=jit_compile,
+        )
+
+    def callbacks(self, run_dir: Path, splits: Splits) -> list[keras.callbacks.Callback]:
+        frame = splits.validation if len(splits.validation) else splits.train
+        grouped = frame.groupby("question", sort=False)["answer"].agg(" | ".join).head(SAMPLE_QUESTIONS)
+
+        def predict(model: keras.Model, questions: list[str]) -> list[str]:
+            out = self.generator(model).answer(tf.constant(questions))
+            return [a.decode("utf-8") for a in out["answer"].numpy()]
+
+        log_dir = run_dir / "logs" / ("validation" if len(splits.validation) else "train")
+        return [SampleTable(log_dir, grouped.index.tolist(), grouped.tolist(), predict)]
+
+    # -- evaluation ----------------------------------------------------------
+
+    def generator(self, model: keras.Model) -> Generator:
+        """The graph functions for `model` (built once per model and reused)."""
+        if self._generator is None or self._generator[0] is not model:
+            generator = Generator(
+                model,
+                self.tokenizer,
+                self.target_tokenizer,
+                self.config.decoding,
+                max_length=self.config.decoder.max_length,
+            )
+            self._generator = (model, generator)
+        return self._generator[1]
+
+    def evaluate(self, model: keras.Model, frame: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
+        generator = self.generator(model)
+        return evaluate_generation(
+            frame,
+            lambda q: generator.answer(tf.constant(q, dtype=tf.string)),
+            lambda q, a: generator.score(tf.constant(q, dtype=tf.string), tf.constant(a, dtype=tf.string)),
+        )
+
+    def baseline(self, splits: Splits) -> dict[str, float]:
+        from qa_assistant.training.baseline import tfidf_nearest_answers
+
+        grouped = splits.test.groupby("question", sort=False)["answer"].agg(list)
+        retrieved = tfidf_nearest_answers(
+            splits.train["question"].tolist(), splits.train["answer"].tolist(), grouped.index.tolist()
+        )
+        return text_metrics(grouped.tolist(), retrieved)
+
+    def predict(self, model: keras.Model, questions: list[str], top_k: int) -> dict[str, np.ndarray]:
+        out = self.generator(model).answer(tf.constant(questions, dtype=tf.string))
+        return {k: v.numpy() for k, v in out.items()}
+
+    # -- serving -------------------------------------------------------------
+
+    def serving_function(self, model: keras.Model, top_k: int) -> tuple[Any, list[Any]]:
+        """`answer(question)`; `top_k` is unused (the outputs' top-k are beam-search hypotheses)."""
+        generator = self.generator(model)
+        return generator.answer, generator.trackables
+
+    def serving_bundle(self, model: keras.Model, top_k: int) -> ServingBundle:
+        """`serving_default`, plus `generate` (per-request options) and `score` (an answer's likelihood)."""
+        generator = self.generator(model)
+        return ServingBundle(
+            generator.answer,
+            generator.trackables,
+            endpoints={
+                "generate": (generator.generate, [QUESTION, *OPTIONS]),
+                "score": (generator.score, [QUESTION, ANSWER]),
+            },
+        )
+
+    # -- persistence ---------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        self.tokenizer.save_assets(directory / "preprocessor")
+        self.target_tokenizer.save_assets(directory / "answer_preprocessor")
+
+    def restore(self, directory: Path) -> None:
+        self.tokenizer = load_tokenizer(directory / "preprocessor")
+        self.target_tokenizer = WordTokenizer.load_assets(directory / "answer_preprocessor")
+
+    def _special_ids(self) -> tuple[int, int]:
+        vocabulary = self.target_tokenizer.vocabulary
+        return vocabulary.index(START), vocabulary.index(END)

@@ -1,0 +1,136 @@
+"""Raw questions in, generated answers out: the tf.functions an export serves.
+
+`Generator` binds a trained encoder-decoder to its two tokenizers and
+compiles three graph functions. Evaluation, the TensorBoard samples, the
+comparison script and the SavedModel all call these same functions:
+
+* `answer(question)` — decoding options fixed from the config
+  (`serving_default`);
+* `generate(question, strategy, beam_width, top_k, top_p, temperature,
+  seed, max_length)` — the same with per-request options (an empty strategy
+  or a negative number keeps the configured value);
+* `score(question, answer)` — teacher-forced log-probability of a given
+  answer, its token count and how many tokens the model predicts right
+  (perplexity and token accuracy from an export).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from qa_assistant.config import DecodingConfig
+from qa_assistant.models.decoding import SearchOptions, search
+from qa_assistant.text.word_tokenizer import WordTokenizer
+
+START = "[START]"
+END = "[END]"
+QUESTION = tf.TensorSpec([None], tf.string, name="question")
+ANSWER = tf.TensorSpec([None], tf.string, name="answer")
+OPTIONS = (
+    tf.TensorSpec([], tf.string, name="strategy"),
+    tf.TensorSpec([], tf.int32, name="beam_width"),
+    tf.TensorSpec([], tf.int32, name="top_k"),
+    tf.TensorSpec([], tf.float32, name="top_p"),
+    tf.TensorSpec([], tf.float32, name="temperature"),
+    tf.TensorSpec([], tf.int64, name="seed"),
+    tf.TensorSpec([], tf.int32, name="max_length"),
+)
+
+
+def teacher_forcing(target_ids: tf.RaggedTensor, start_id: int, end_id: int) -> tuple[Any, Any]:
+    """`(decoder inputs, targets)`: `[START] + answer` and `answer + [END]`, ragged.
+
+    Example:
+
+    >>> inputs, targets = teacher_forcing(tf.ragged.constant([[7, 8], [9]]), 2, 3)
+    >>> inputs.to_list(), targets.to_list()
+    ([[2, 7, 8], [2, 9]], [[7, 8, 3], [9, 3]])
+    """
+    rows = target_ids.nrows()
+    start = tf.RaggedTensor.from_row_lengths(tf.fill([rows], start_id), tf.ones([rows], tf.int64))
+    end = tf.RaggedTensor.from_row_lengths(tf.fill([rows], end_id), tf.ones([rows], tf.int64))
+    target_ids = tf.cast(target_ids, tf.int32)
+    return tf.concat([start, target_ids], axis=1), tf.concat([target_ids, end], axis=1)
+
+
+class Generator:
+    """The graph functions that answer with a trained encoder-decoder.
+
+    Args:
+        model: the `build_seq2seq` model (layers `encoder` and `decoder`).
+        source: question tokenizer.
+        target: answer tokenizer (reversible, with `[START]` and `[END]`).
+        decoding: default decoding options.
+        max_length: tokens generated when `decoding.max_length` is unset.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        source: WordTokenizer,
+        target: WordTokenizer,
+        decoding: DecodingConfig,
+        max_length: int,
+    ) -> None:
+        self.model = model
+        self.source = source
+        self.target = target
+        self.encoder = model.get_layer("encoder")
+        self.decoder = model.get_layer("decoder")
+        self.defaults = SearchOptions.from_config(decoding, max_length)
+        self.start_id = target.vocabulary.index(START)
+        self.end_id = target.vocabulary.index(END)
+        self.answer = tf.function(self._answer, input_signature=[QUESTION])
+        self.generate = tf.function(self._generate, input_signature=[QUESTION, *OPTIONS])
+        self.score = tf.function(self._score, input_signature=[QUESTION, ANSWER])
+
+    @property
+    def trackables(self) -> list[Any]:
+        """What an export must track: the model's variables and both vocabularies."""
+        return [self.model, self.source, self.target]
+
+    def _answer(self, question: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._run(question, self.defaults)
+
+    def _generate(
+        self, question: tf.Tensor, strategy: tf.Tensor, *numbers: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        return self._run(question, self.defaults.override(strategy, *numbers))
+
+    def _run(self, question: tf.Tensor, options: SearchOptions) -> dict[str, tf.Tensor]:
+        cleaned = self.source.clean(question)
+        encoded = self.encoder(self.source.tokenize(cleaned).to_tensor(), training=False)
+        result = search(
+            self.decoder,
+            encoded,
+            options,
+            start_id=self.start_id,
+            end_id=self.end_id,
+            row_keys=cleaned,
+            banned_ids=(self.start_id,),
+        )
+        texts = self.target.detokenize(tf.where(result.tokens == self.end_id, 0, result.tokens))
+        return {
+            "answer": texts[:, 0],
+            "score": result.scores[:, 0],
+            "top_k_answers": texts,
+            "top_k_scores": result.scores,
+        }
+
+    def _score(self, question: tf.Tensor, answer: tf.Tensor) -> dict[str, tf.Tensor]:
+        question_ids = self.source(question)
+        answer_ids = self.target.tokenize(self.target.clean(answer))
+        inputs, targets = teacher_forcing(answer_ids, self.start_id, self.end_id)
+        logits = self.model({"token_ids": question_ids, "decoder_ids": inputs.to_tensor()}, training=False)
+        targets = targets.to_tensor()
+        real = tf.cast(targets != 0, tf.float32)
+        picked = tf.gather(tf.nn.log_softmax(tf.cast(logits, tf.float32)), targets, batch_dims=2)
+        hits = tf.cast(tf.argmax(logits, axis=-1, output_type=tf.int32) == targets, tf.float32)
+        return {
+            "log_probability": tf.reduce_sum(picked * real, axis=-1),
+            "tokens": tf.reduce_sum(real, axis=-1),
+            "correct_tokens": tf.reduce_sum(hits * real, axis=-1),
+        }

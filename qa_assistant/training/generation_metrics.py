@@ -1,0 +1,188 @@
+"""Metrics of generated answers, and the masked loss and accuracy used in training.
+
+Text metrics compare each question's generated answer with *all* of its
+reference answers (a question asked with several answers in the data has
+several correct ones):
+
+* `bleu` — corpus BLEU-4 (keras-hub `Bleu`, SacreBLEU's 13a tokenisation),
+  in [0, 1];
+* `rouge_l` — ROUGE-L F1 against the closest reference (`rouge-score`),
+  averaged over questions;
+* `exact_match` — share of questions whose answer equals a reference.
+
+Likelihood metrics are teacher-forced over every (question, answer) pair,
+padding excluded: `perplexity` = exp(mean negative log-likelihood per
+token), `token_accuracy` = share of answer tokens (end token included) that
+are the model's most likely next token.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def masked_loss() -> keras.losses.Loss:
+    """Token cross-entropy averaged over real target tokens (padding id 0 ignored)."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0, name="masked_loss")
+
+
+@keras.saving.register_keras_serializable(package="qa_assistant")
+class MaskedTokenAccuracy(keras.metrics.Metric):
+    """Share of non-padding target tokens that are the argmax of the logits.
+
+    Example:
+
+    >>> metric = MaskedTokenAccuracy()
+    >>> metric.update_state([[3, 2, 0]], [[[0, 0, 0, 9], [0, 9, 0, 0], [9, 0, 0, 0]]])
+    >>> float(metric.result())
+    0.5
+    """
+
+    def __init__(self, name: str = "accuracy", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.correct = self.add_variable((), initializer="zeros", name="correct")
+        self.total = self.add_variable((), initializer="zeros", name="total")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        y_true = keras.ops.cast(y_true, "int32")
+        real = keras.ops.cast(keras.ops.not_equal(y_true, 0), self.dtype)
+        if sample_weight is not None:
+            real = real * keras.ops.cast(sample_weight, self.dtype)
+        hits = keras.ops.cast(keras.ops.equal(keras.ops.argmax(y_pred, axis=-1), y_true), self.dtype)
+        self.correct.assign_add(keras.ops.sum(hits * real))
+        self.total.assign_add(keras.ops.sum(real))
+
+    def result(self) -> Any:
+        return keras.ops.divide_no_nan(self.correct, self.total)
+
+    def reset_state(self) -> None:
+        self.correct.assign(0.0)
+        self.total.assign(0.0)
+
+
+def exact_match(references: Sequence[Sequence[str]], predictions: Sequence[str]) -> float:
+    """Share of predictions equal to one of their references."""
+    if not predictions:
+        return 0.0
+    hits = [p in set(refs) for refs, p in zip(references, predictions, strict=True)]
+    return float(np.mean(hits))
+
+
+def corpus_bleu(references: Sequence[Sequence[str]], predictions: Sequence[str]) -> float:
+    """Corpus BLEU-4 with every reference of each question (keras-hub `Bleu`)."""
+    if not predictions:
+        return 0.0
+    import keras_hub
+    import tensorflow as tf
+
+    metric = keras_hub.metrics.Bleu(max_order=4)
+    metric.update_state(tf.ragged.constant([list(r) for r in references]), tf.constant(list(predictions)))
+    return float(metric.result())
+
+
+class _Words:
+    """rouge-score tokenizer that keeps non-Latin letters (its default drops them)."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return _WORD.findall(text.lower())
+
+
+def rouge_l(references: Sequence[Sequence[str]], predictions: Sequence[str]) -> float:
+    """Mean ROUGE-L F1 of each prediction against its closest reference."""
+    if not predictions:
+        return 0.0
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Words())
+    scores = [
+        scorer.score_multi(list(refs), prediction)["rougeL"].fmeasure
+        for refs, prediction in zip(references, predictions, strict=True)
+    ]
+    return float(np.mean(scores))
+
+
+def text_metrics(references: Sequence[Sequence[str]], predictions: Sequence[str]) -> dict[str, float]:
+    """`bleu`, `rouge_l` and `exact_match` of one prediction per question."""
+    return {
+        "bleu": corpus_bleu(references, predictions),
+        "rouge_l": rouge_l(references, predictions),
+        "exact_match": exact_match(references, predictions),
+    }
+
+
+def likelihood_metrics(
+    log_probability: np.ndarray, tokens: np.ndarray, correct: np.ndarray
+) -> dict[str, float]:
+    """`perplexity` and `token_accuracy` from per-answer sums (see `Generator.score`)."""
+    total = float(np.sum(tokens))
+    if total == 0:
+        return {"perplexity": math.inf, "token_accuracy": 0.0}
+    return {
+        "perplexity": float(math.exp(-float(np.sum(log_probability)) / total)),
+        "token_accuracy": float(np.sum(correct)) / total,
+    }
+
+
+def evaluate_generation(
+    frame: Any,
+    answer: Any,
+    score: Any | None,
+    *,
+    batch_size: int = 64,
+) -> tuple[dict[str, float], Any]:
+    """Generation metrics of a model on `(question, answer)` rows, and one prediction row per question.
+
+    The same code evaluates a run (its `Generator` functions) and an export
+    (its signatures).
+
+    Args:
+        frame: cleaned rows with `question` and `answer`; repeated questions
+            are asked once, with all their answers as references.
+        answer: questions `[n]` -> outputs with `answer` (bytes) and `score`.
+        score: `(questions, answers)` -> `log_probability`, `tokens`,
+            `correct_tokens`; `None` leaves out perplexity and token accuracy.
+        batch_size: questions per call.
+
+    Returns:
+        `(metrics, predictions)`.
+    """
+    import pandas as pd
+
+    grouped = frame.groupby("question", sort=False)["answer"].agg(list)
+    questions, references = grouped.index.tolist(), grouped.tolist()
+    predicted: list[str] = []
+    scores: list[float] = []
+    for start in range(0, len(questions), batch_size):
+        out = answer(questions[start : start + batch_size])
+        predicted += [a.decode("utf-8") for a in np.asarray(out["answer"]).reshape(-1)]
+        scores += np.asarray(out["score"], dtype=np.float64).reshape(-1).tolist()
+    metrics = {**text_metrics(references, predicted), "num_questions": len(questions)}
+    if score is not None:
+        sums: dict[str, list[np.ndarray]] = {"log_probability": [], "tokens": [], "correct_tokens": []}
+        rows_q, rows_a = frame["question"].tolist(), frame["answer"].tolist()
+        for start in range(0, len(rows_q), batch_size):
+            out = score(rows_q[start : start + batch_size], rows_a[start : start + batch_size])
+            for key, values in sums.items():
+                values.append(np.asarray(out[key], dtype=np.float64).reshape(-1))
+        joined = {k: np.concatenate(v) if v else np.zeros(0) for k, v in sums.items()}
+        metrics.update(
+            likelihood_metrics(joined["log_probability"], joined["tokens"], joined["correct_tokens"])
+        )
+    predictions = pd.DataFrame(
+        {
+            "question": questions,
+            "references": references,
+            "predicted": predicted,
+            "score": scores,
+            "exact": [p in set(r) for p, r in zip(predicted, references, strict=True)],
+        }
+    )
+    return metrics, predictions
