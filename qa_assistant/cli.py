@@ -94,11 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask.add_argument("--top-k", type=int, default=None, metavar="K", help="also show the K best answers")
     ask.add_argument("--json", action="store_true", help="print JSON, one object per question")
+    _add_decoding_argument(ask)
     ask.add_argument("questions", nargs="+", metavar="QUESTION")
 
     chat = commands.add_parser("chat", help="interactive questions and answers from an export")
     chat.add_argument("--model", required=True, metavar="PATH")
     chat.add_argument("--top-k", type=int, default=None, metavar="K")
+    _add_decoding_argument(chat)
 
     _add_benchmark(commands)
     return parser
@@ -147,6 +149,31 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="mark the figures provisional (the machine was shared during measurement)",
     )
+
+
+def _add_decoding_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--decoding",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="generation exports: a decoding option for this request, e.g. strategy=beam; repeat for more",
+    )
+
+
+def _decoding_options(items: list[str]) -> dict[str, object]:
+    import yaml
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"decoding option '{item}' is not of the form key=value")
+        try:
+            options[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            options[key.strip()] = value
+    return options
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -246,8 +273,9 @@ def _ask(args: argparse.Namespace) -> int:
     from qa_assistant.serving import Assistant
 
     _check_top_k(args.top_k)
+    options = _decoding_options(args.decoding)
     assistant = Assistant(args.model)
-    for answer in assistant.ask_many(args.questions, top_k=args.top_k):
+    for answer in assistant.ask_many(args.questions, top_k=args.top_k, **options):
         if args.json:
             print(json.dumps(answer.as_dict(), ensure_ascii=False))
         else:
@@ -261,6 +289,7 @@ def _chat(args: argparse.Namespace) -> int:
     from qa_assistant.serving import Assistant
 
     _check_top_k(args.top_k)
+    options = _decoding_options(args.decoding)
     assistant = Assistant(args.model)
     print(f"chatting with {assistant.path} (empty line or Ctrl-D to quit)")
     while True:
@@ -271,7 +300,7 @@ def _chat(args: argparse.Namespace) -> int:
             return 0
         if not question.strip():
             return 0
-        _print_answer(assistant.ask(question, top_k=args.top_k), args.top_k, prefix="assistant> ")
+        _print_answer(assistant.ask(question, top_k=args.top_k, **options), args.top_k, prefix="assistant> ")
 
 
 def _check_top_k(top_k: int | None) -> None:

@@ -52,6 +52,11 @@ def test_files_merge_left_to_right_and_overrides_win(tmp_path: Path) -> None:
         ("text.tokenizer=bpe", "expected one of: word, wordpiece"),
         ("task.loss=hinge", "expected one of: softmax, sigmoid"),
         ("task.temperature=0", "must be greater than 0"),
+        ("decoder.attention=dot", "expected one of: bahdanau, luong, none"),
+        ("decoding.strategy=nucleus", "expected one of: greedy, beam, sample"),
+        ("decoding.top_p=1.5", "config key 'decoding.top_p' must be at most 1.0; got 1.5"),
+        ("decoding.temperature=-1", "config key 'decoding.temperature' must be at least 0.0; got -1"),
+        ("decoder.max_length=1", "config key 'decoder.max_length' must be at least 2; got 1"),
     ],
 )
 def test_bad_values_name_key_value_and_expectation(override: str, message: str) -> None:
@@ -126,3 +131,9 @@ def test_split_fractions_must_leave_training_data() -> None:
     # With a test file the test fraction is not used.
     config = load_config([], ["data.validation_fraction=0.5", "data.test_fraction=0.5", "data.test=t.csv"])
     assert config.data.test == "t.csv"
+
+
+def test_generation_sections_default_to_the_encoder() -> None:
+    config = load_config([], ["task.type=generate", "decoding.strategy=beam", "decoder.units=null"])
+    assert (config.decoder.type, config.decoder.units, config.decoder.attention) == ("gru", None, "bahdanau")
+    assert (config.decoding.strategy, config.decoding.max_length) == ("beam", None)

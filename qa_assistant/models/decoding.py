@@ -109,7 +109,7 @@ def search(
         start_id: the token that starts every answer.
         end_id: the token that ends an answer.
         row_keys: one string per question (its text) that seeds sampling.
-        banned_ids: tokens never generated (besides padding, id 0).
+        banned_ids: tokens never generated besides padding (id 0) and `start_id`.
 
     Returns:
         Tokens and scores of `width` hypotheses per question (1 unless beam
@@ -148,7 +148,7 @@ class _Search:
         self.options = options
         self.start_id, self.end_id = start_id, end_id
         self.row_keys = row_keys
-        self.banned_ids = (0, *banned_ids)
+        self.banned_ids = (0, start_id, *banned_ids)
         self.batch = tf.shape(encoder_outputs["padding_mask"])[0]
         is_beam = tf.equal(options.strategy, STRATEGIES.index("beam"))
         self.width = tf.where(is_beam, tf.maximum(options.beam_width, 1), 1)

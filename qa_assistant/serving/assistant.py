@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,10 @@ import numpy as np
 import tensorflow as tf
 
 from qa_assistant.errors import UserError
-from qa_assistant.serving.export import INPUT_NAME, load_signature, version_numbers
+from qa_assistant.serving.export import INPUT_NAME, SIGNATURE, load_saved_model, version_numbers
+
+# The signature of a generation export that takes decoding options per request.
+OPTIONS_SIGNATURE = "generate"
 
 
 @dataclass
@@ -71,25 +75,68 @@ class Assistant:
 
     def __init__(self, path: str | Path) -> None:
         self.path = resolve_export(path)
-        self._serve = load_signature(self.path)
+        self._model = load_saved_model(self.path)
+        self._serve = self._model.signatures[SIGNATURE]
 
     @property
     def output_names(self) -> list[str]:
         return sorted(self._serve.structured_outputs)
 
-    def raw(self, questions: list[str]) -> dict[str, np.ndarray]:
-        """The signature's outputs as NumPy arrays (strings stay bytes)."""
-        outputs = self._serve(**{INPUT_NAME: tf.constant(list(questions), dtype=tf.string)})
+    def signature(self, name: str) -> Any | None:
+        """Another signature of the export (e.g. a generator's `score`), or `None`."""
+        return self._model.signatures.get(name)
+
+    def raw(self, questions: list[str], **options: Any) -> dict[str, np.ndarray]:
+        """The signature's outputs as NumPy arrays (strings stay bytes).
+
+        `options` (a generation export's decoding options, e.g.
+        `strategy="beam", beam_width=8`) go to its `generate` signature.
+
+        Raises:
+            UserError: options for an export that takes none, or unknown ones.
+        """
+        question = tf.constant(list(questions), dtype=tf.string)
+        outputs = self._with_options(question, options) if options else self._serve(**{INPUT_NAME: question})
         return {k: v.numpy() for k, v in outputs.items()}
 
-    def ask_many(self, questions: list[str], top_k: int | None = None) -> list[Answer]:
-        """Answers a batch of raw questions."""
+    def _with_options(self, question: tf.Tensor, options: dict[str, Any]) -> dict[str, tf.Tensor]:
+        generate = self.signature(OPTIONS_SIGNATURE)
+        if generate is None:
+            raise UserError(
+                f"'{self.path}' takes no decoding options ({', '.join(sorted(options))}); "
+                "only a generation export does"
+            )
+        specs = {k: v for k, v in generate.structured_input_signature[1].items() if k != INPUT_NAME}
+        unknown = sorted(set(options) - set(specs))
+        if unknown:
+            raise UserError(
+                f"unknown decoding option(s) {', '.join(unknown)}; expected any of: {', '.join(sorted(specs))}"
+            )
+        inputs = {INPUT_NAME: question}
+        for name, spec in specs.items():
+            # Left out: "" or -1, which the export reads as "keep the exported setting".
+            value = options.get(name, "" if spec.dtype == tf.string else -1)
+            try:
+                inputs[name] = tf.constant(value, dtype=spec.dtype)
+            except (TypeError, ValueError):
+                raise UserError(f"decoding option {name} expects {spec.dtype.name}; got {value!r}") from None
+        try:
+            return generate(**inputs)
+        except tf.errors.InvalidArgumentError as error:
+            raise UserError(f"the export refused the decoding options: {_assertion(error.message)}") from None
+
+    def ask_many(self, questions: list[str], top_k: int | None = None, **options: Any) -> list[Answer]:
+        """Answers a batch of raw questions (`options`: see `raw`)."""
         if not questions:
             return []
-        out = self.raw(questions)
+        out = self.raw(questions, **options)
         answers = []
         for i, question in enumerate(questions):
-            ranked = list(zip(_texts(out["top_k_answers"][i]), out["top_k_scores"][i].tolist(), strict=True))
+            ranked = []
+            if "top_k_answers" in out:  # only tasks that rank answers (or keep beams) return them
+                ranked = list(
+                    zip(_texts(out["top_k_answers"][i]), out["top_k_scores"][i].tolist(), strict=True)
+                )
             extra = {
                 k: _value(v[i])
                 for k, v in out.items()
@@ -106,9 +153,9 @@ class Assistant:
             )
         return answers
 
-    def ask(self, question: str, top_k: int | None = None) -> Answer:
-        """Answers one raw question."""
-        return self.ask_many([question], top_k=top_k)[0]
+    def ask(self, question: str, top_k: int | None = None, **options: Any) -> Answer:
+        """Answers one raw question (`options`: see `raw`)."""
+        return self.ask_many([question], top_k=top_k, **options)[0]
 
 
 def _texts(values: np.ndarray) -> list[str]:
@@ -121,3 +168,11 @@ def _value(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return _texts(value) if value.dtype.kind in "OS" else value.tolist()
     return value.item() if hasattr(value, "item") else value
+
+
+def _assertion(message: str) -> str:
+    """The `tf.debugging.Assert` text in a graph error (`[a] [b]` -> `a b`), else its first line."""
+    for line in message.splitlines():
+        if "assertion failed:" in line:
+            return re.sub(r"\[([^\]]*)\]", r"\1", line.split("assertion failed:", 1)[1]).strip()
+    return message.strip().splitlines()[0] if message.strip() else "invalid argument"

@@ -273,9 +273,14 @@ def _shown(question: str) -> str:
 
 def load_signature(export_dir: str | Path) -> Any:
     """The `serving_default` function of a SavedModel, with tensorflow-text ops registered."""
+    return load_saved_model(export_dir).signatures[SIGNATURE]
+
+
+def load_saved_model(export_dir: str | Path) -> Any:
+    """The loaded SavedModel (all its signatures), with tensorflow-text ops registered."""
     with contextlib.suppress(ImportError):
         import tensorflow_text  # noqa: F401  (registers ops such as NormalizeUTF8)
-    return tf.saved_model.load(str(export_dir)).signatures[SIGNATURE]
+    return tf.saved_model.load(str(export_dir))
 
 
 def _publish(staging: Path, model_dir: Path) -> Path:

@@ -110,7 +110,6 @@ class Generator:
             start_id=self.start_id,
             end_id=self.end_id,
             row_keys=cleaned,
-            banned_ids=(self.start_id,),
         )
         texts = self.target.detokenize(tf.where(result.tokens == self.end_id, 0, result.tokens))
         return {

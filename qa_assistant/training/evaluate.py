@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -20,7 +21,9 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
     """Evaluates a run directory (in-process model) or an export (its signature) on `data`.
 
     For an export the ranking metrics only see the `top_k` answers it returns,
-    so `mrr` is MRR@top_k there; a run directory ranks every answer.
+    so `mrr` is MRR@top_k there; a run directory ranks every answer. A
+    generation export is measured with its `serving_default` and `score`
+    signatures, giving the same metrics as its run directory.
 
     Raises:
         UserError: not a run or export, or a bad data file.
@@ -38,6 +41,10 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
         assistant = Assistant(model)
         config = export_config(assistant.path)
         frame = _load(config, data)
+        if config.task.type == "generate":
+            metrics = _evaluate_generation_export(assistant, frame)
+            metrics["num_examples"] = len(frame)
+            return metrics
         target = config.data.target if config.task.type == "classify" else "answer"
         out = assistant.raw(frame["question"].tolist())
         ranked = [[a.decode("utf-8") for a in row] for row in out["top_k_answers"]]
@@ -55,6 +62,21 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
                 np.mean([p == b for p, b in zip(predicted, best, strict=True)]) if predicted else 0.0
             )
     metrics["num_examples"] = len(frame)
+    return metrics
+
+
+def _evaluate_generation_export(assistant: Any, frame: Any) -> dict[str, float]:
+    """Generation metrics from the export's own signatures (`serving_default`, `score`)."""
+    import tensorflow as tf
+
+    from qa_assistant.training.generation_metrics import evaluate_generation
+
+    score = assistant.signature("score")
+
+    def likelihood(questions: list[str], answers: list[str]) -> dict[str, Any]:
+        return score(question=tf.constant(questions, tf.string), answer=tf.constant(answers, tf.string))
+
+    metrics, _ = evaluate_generation(frame, assistant.raw, likelihood if score is not None else None)
     return metrics
 
 

@@ -5,7 +5,8 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qa_assistant.text.word_tokenizer import OOV, PAD, WordTokenizer, split_words
+from qa_assistant.text.cleaning import clean_text
+from qa_assistant.text.word_tokenizer import JOINER, OOV, PAD, WordTokenizer, split_reversible, split_words
 
 
 def words(text: str) -> list[str]:
@@ -89,3 +90,58 @@ def test_tokenising_cleaned_text_again_changes_nothing(raw: str) -> None:
     tok = WordTokenizer.from_texts(["a b c"], max_length=8)
     once = tok.clean(tf.constant([raw]))
     assert tok.tokenize(tok.clean(once)).to_list() == tok.tokenize(once).to_list()
+
+
+def reversible(text: str) -> list[str]:
+    return [w.decode("utf-8") for w in split_reversible(tf.constant([text])).to_list()[0]]
+
+
+def test_reversible_split_marks_glued_tokens() -> None:
+    assert reversible("Hi, it's 9:30.") == [
+        "Hi",
+        JOINER + ",",
+        "it's",
+        "9",
+        JOINER + ":",
+        JOINER + "30",
+        JOINER + ".",
+    ]
+    assert reversible("a , b") == ["a", ",", "b"]
+    assert reversible("東京 tower!") == ["東", JOINER + "京", "tower", JOINER + "!"]
+
+
+def test_reversible_tokenizer_gives_back_the_cleaned_text() -> None:
+    answers = ["Our hours: 9 to 5, Mon-Fri!", "Write to help@example.com...", "'Quoted' text (really)."]
+    tok = WordTokenizer.from_texts(
+        answers, lowercase=False, reversible=True, reserved_tokens=("[START]", "[END]")
+    )
+    ids = tok(tf.constant(answers))
+    assert [t.decode() for t in tok.detokenize(ids).numpy()] == answers
+    batched = tok.detokenize(tf.reshape(ids, [1, 3, -1]))  # any leading shape
+    assert batched.shape == (1, 3)
+    clone = WordTokenizer.from_config(tok.get_config())
+    assert clone.reversible
+    assert clone.vocabulary == tok.vocabulary
+
+
+def test_reversible_option_survives_assets(tmp_path: Path) -> None:
+    tok = WordTokenizer.from_texts(["Hi, you."], lowercase=False, reversible=True)
+    tok.save_assets(tmp_path)
+    loaded = WordTokenizer.load_assets(tmp_path)
+    assert loaded.reversible
+    assert loaded.detokenize(loaded(tf.constant(["Hi, you."]))).numpy().tolist() == [b"Hi, you."]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=80), min_size=1, max_size=4))
+def test_reversible_round_trip_of_any_cleaned_text(texts: list[str]) -> None:
+    cleaned = clean_text(texts, lowercase=False, normalize="none")
+    tokens = split_reversible(cleaned)
+    vocabulary = sorted({t.decode("utf-8") for t in tokens.flat_values.numpy()} | {"x"})
+    tok = WordTokenizer(
+        [PAD, OOV, *vocabulary], max_length=10_000, lowercase=False, normalize="none", reversible=True
+    )
+    back = tok.detokenize(tok.tokenize(cleaned).to_tensor()).numpy()
+    expected = cleaned.numpy()
+    for got, want in zip(back, expected, strict=True):
+        assert got == want or not want  # an empty text becomes one OOV id

@@ -80,3 +80,25 @@ def test_pairs_are_bucketed_by_their_longest_component() -> None:
             assert max(np.count_nonzero(q), np.count_nonzero(a)) <= width
             seen.append(int(t))
     assert sorted(seen) == [0, 1, 2, 3]
+
+
+def test_every_ragged_component_is_padded_to_the_bucket_of_the_longest() -> None:
+    questions = ragged([2, 3, 2, 9])
+    answers = ragged([12, 1, 3, 2])  # longer than its question in the first row
+    ds = make_dataset(
+        {"token_ids": questions, "decoder_ids": answers},
+        answers,
+        batch_size=4,
+        max_length=16,
+    )
+    seen = 0
+    for features, targets in ds:
+        width = features["token_ids"].shape[1]
+        assert width in (8, 16)
+        assert features["decoder_ids"].shape[1] == width == targets.shape[1]
+        lengths = np.count_nonzero(targets.numpy(), axis=1)
+        assert max(lengths.max(), np.count_nonzero(features["token_ids"].numpy(), axis=1).max()) <= width
+        seen += len(lengths)
+    assert seen == 4
+    full = [t.numpy() for _, t in ds]
+    assert sorted(int(np.count_nonzero(row)) for batch in full for row in batch) == [1, 2, 3, 12]

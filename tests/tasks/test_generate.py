@@ -1,0 +1,196 @@
+"""The generation task end to end on a tiny FAQ: train -> evaluate -> export -> reload -> generate."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from qa_assistant.errors import UserError
+from qa_assistant.serving import Assistant, export_run
+from qa_assistant.tasks.generator import END, START
+from qa_assistant.training.evaluate import evaluate_path
+from qa_assistant.training.runner import load_run, train_run
+from tests.helpers import faq_rows, tiny_config
+
+EPOCHS = 40
+GENERATION = [
+    "task.type=generate",
+    "encoder.units=16",
+    "decoder.max_length=16",
+    "decoding.strategy=beam",
+    "decoding.beam_width=2",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("generate")
+    data = root / "faq.csv"
+    pd.DataFrame(faq_rows(per_answer=8)).to_csv(data, index=False)
+    config = tiny_config(*GENERATION, f"train.epochs={EPOCHS}", "encoder.bidirectional=true", train=data)
+    return train_run(config, root / "run").run_dir
+
+
+@pytest.fixture(scope="module")
+def exported(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_run(trained, "faq", tmp_path_factory.mktemp("saved_models"))
+
+
+def test_run_writes_generation_metrics(trained: Path) -> None:
+    assert (trained / "answer_preprocessor" / "vocab.txt").is_file()
+    metrics = json.loads((trained / "metrics.json").read_text())
+    for key in ("bleu", "rouge_l", "exact_match", "token_accuracy", "baseline_bleu", "baseline_exact_match"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["perplexity"] >= 1.0
+    assert metrics["num_questions"] == metrics["num_test"] > 0
+    predictions = pd.read_json(trained / "predictions.jsonl", lines=True)
+    assert set(predictions.columns) >= {"question", "references", "predicted", "score", "exact"}
+    assert (predictions["score"] <= 0).all()  # log-probabilities
+
+
+def test_it_memorises_its_training_answers(trained: Path) -> None:
+    metrics = evaluate_path(trained, str(trained / "data" / "train.jsonl"))
+    assert metrics["exact_match"] >= 0.8
+    assert metrics["token_accuracy"] >= 0.95
+
+
+def test_teacher_forcing_batches(trained: Path) -> None:
+    _, task, _ = load_run(trained)
+    vocabulary = task.target_tokenizer.vocabulary
+    start, end = vocabulary.index(START), vocabulary.index(END)
+    frame = pd.read_json(trained / "data" / "train.jsonl", lines=True)
+    features, targets = next(iter(task.dataset(frame, training=False)))
+    inputs, targets = features["decoder_ids"].numpy(), targets.numpy()
+    assert inputs.shape == targets.shape
+    assert (inputs[:, 0] == start).all()
+    lengths = np.count_nonzero(targets, axis=1)
+    for row, length in enumerate(lengths):
+        assert targets[row, length - 1] == end
+        assert (inputs[row, 1:length] == targets[row, : length - 1]).all()  # shifted by one
+        assert not targets[row, length:].any()
+        assert not inputs[row, length:].any()
+
+
+def test_tensorboard_has_a_sample_table_every_epoch(trained: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(trained / "logs" / "validation"), size_guidance={"tensors": 0})
+    events.Reload()
+    tables = events.Tensors("sample_answers")
+    assert [e.step for e in tables] == list(range(EPOCHS))
+    table = tf.make_ndarray(tables[-1].tensor_proto)
+    assert table[0].tolist() == [b"question", b"reference", b"predicted"]
+    assert table.shape[0] > 1
+    validation = pd.read_json(trained / "data" / "validation.jsonl", lines=True)
+    assert {q.decode() for q in table[1:, 0]} <= set(validation["question"])
+
+
+def test_run_and_export_evaluate_alike(trained: Path, exported: Path) -> None:
+    test = str(trained / "data" / "test.jsonl")
+    from_run, from_export = evaluate_path(trained, test), evaluate_path(exported, test)
+    assert from_run.keys() == from_export.keys()
+    for key, value in from_run.items():
+        assert from_export[key] == pytest.approx(value, rel=1e-4), key
+
+
+SCRIPT = """
+import json, sys, tensorflow as tf
+model = tf.saved_model.load(sys.argv[1])
+questions = tf.constant(json.loads(sys.argv[2]))
+def plain(out):
+    return {k: v.numpy().tolist() for k, v in out.items()}
+def options(**given):
+    spec = {"strategy": ("", tf.string), "beam_width": (-1, tf.int32), "top_k": (-1, tf.int32),
+            "top_p": (-1.0, tf.float32), "temperature": (-1.0, tf.float32), "seed": (-1, tf.int64),
+            "max_length": (-1, tf.int32)}
+    return {k: tf.constant(given.get(k, d), t) for k, (d, t) in spec.items()}
+out = {
+    "default": plain(model.signatures["serving_default"](question=questions)),
+    "beam3": plain(model.signatures["generate"](question=questions, **options(strategy="beam", beam_width=3))),
+    "sample": plain(model.signatures["generate"](question=questions, **options(strategy="sample", seed=5, top_k=3))),
+    "score": plain(model.signatures["score"](question=questions[:1], answer=tf.constant(["Parcels ship within 2 working days."]))),
+}
+assert not [m for m in sys.modules if m.startswith("qa_assistant")]
+print(json.dumps(out, default=lambda b: b.decode()))
+"""
+
+
+def test_export_generates_in_a_fresh_tensorflow_only_process(trained: Path, exported: Path) -> None:
+    questions = ["what is your delivery?", "cost please", "", "WHAT IS YOUR DELIVERY?"]
+    # TensorFlow plus tensorflow_text, which registers the NFKC op the default cleaning uses.
+    done = subprocess.run(
+        [sys.executable, "-c", "import tensorflow_text\n" + SCRIPT, str(exported), json.dumps(questions)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+
+    _, task, model = load_run(trained)
+    generator = task.generator(model)
+    q = tf.constant(questions)
+    expected = {
+        "default": generator.answer(q),
+        "beam3": generator.generate(q, "beam", 3, -1, -1.0, -1.0, -1, -1),
+        "sample": generator.generate(q, "sample", -1, 3, -1.0, -1.0, 5, -1),
+        "score": generator.score(q[:1], tf.constant(["Parcels ship within 2 working days."])),
+    }
+    for name, want in expected.items():
+        for key, value in want.items():
+            value = value.numpy()
+            if value.dtype.kind == "O":
+                assert out[name][key] == [
+                    [v.decode() for v in r] if value.ndim > 1 else r.decode() for r in value
+                ]
+            else:
+                assert np.allclose(out[name][key], value, atol=1e-4), (name, key)
+    assert len(out["default"]["top_k_answers"][0]) == 2  # the configured beam width
+    assert len(out["beam3"]["top_k_answers"][0]) == 3
+    assert out["default"]["answer"][0] == out["default"]["answer"][3]  # cleaning happens inside
+    assert out["default"]["answer"][0]  # a real answer, not empty
+
+
+def test_assistant_passes_decoding_options(exported: Path) -> None:
+    bot = Assistant(exported)
+    default = bot.ask("what is your delivery?")
+    assert len(default.alternatives) == 2
+    assert default.score == pytest.approx(default.alternatives[0][1])
+    assert len(bot.ask("what is your delivery?", strategy="beam", beam_width=4).alternatives) == 4
+    first = bot.ask("what is your delivery?", strategy="sample", seed=9, temperature=2.0)
+    assert first == bot.ask("what is your delivery?", strategy="sample", seed=9, temperature=2.0)
+    short = bot.ask("what is your delivery?", max_length=2)
+    assert len(short.answer.split()) <= 2
+    with pytest.raises(UserError, match="unknown decoding option\\(s\\) beams; expected any of: beam_width"):
+        bot.ask("hi", beams=3)
+    with pytest.raises(UserError, match="unknown decoding strategy"):
+        bot.ask("hi", strategy="nucleus")
+    with pytest.raises(UserError, match="decoding option beam_width expects int32"):
+        bot.ask("hi", beam_width="wide")
+
+
+def test_transformer_encoder_decoder_exports_with_cached_decoding(tmp_path: Path) -> None:
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows(per_answer=4)).to_csv(data, index=False)
+    config = tiny_config(
+        *GENERATION,
+        "train.epochs=2",
+        "encoder.type=transformer",
+        "encoder.heads=2",
+        "decoder.type=transformer",
+        "decoder.heads=2",
+        train=data,
+    )
+    run = train_run(config, tmp_path / "run").run_dir
+    version = export_run(run, "tiny", tmp_path / "saved_models")  # checks export == in-process
+    _, task, model = load_run(run)
+    bot = Assistant(version)
+    questions = ["what is your price?", "tell me the address"]
+    exported = bot.raw(questions, strategy="sample", seed=3)
+    in_process = task.generator(model).generate(tf.constant(questions), "sample", -1, -1, -1.0, -1.0, 3, -1)
+    assert exported["answer"].tolist() == in_process["answer"].numpy().tolist()

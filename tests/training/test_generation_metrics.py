@@ -1,0 +1,111 @@
+"""Generation metrics: multi-reference text scores, masked loss/accuracy, likelihood sums."""
+
+import math
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from qa_assistant.training.generation_metrics import (
+    MaskedTokenAccuracy,
+    corpus_bleu,
+    evaluate_generation,
+    exact_match,
+    likelihood_metrics,
+    masked_loss,
+    rouge_l,
+)
+
+TARGETS = np.array([[3, 2, 0, 0]])
+
+
+def logits(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(1, 4, 5)).astype("float32")
+
+
+def test_exact_match_accepts_any_reference() -> None:
+    references = [["Hi there.", "Hello!"], ["Fine."], ["Yes."]]
+    assert exact_match(references, ["Hello!", "fine.", "Yes."]) == pytest.approx(2 / 3)  # case counts
+    assert exact_match([], []) == 0.0
+
+
+def test_bleu_is_one_for_copies_zero_for_disjoint_text_and_uses_all_references() -> None:
+    references = [["the cat sat on the mat today"], ["a dog ran in the park at noon"]]
+    assert corpus_bleu(
+        references, ["the cat sat on the mat today", "a dog ran in the park at noon"]
+    ) == pytest.approx(1.0)
+    assert corpus_bleu(references, ["zzz yyy xxx", "qqq www eee"]) == 0.0
+    single = corpus_bleu([["the cat sat on the mat today"]], ["a cat sat on the mat today"])
+    both = corpus_bleu(
+        [["the cat sat on the mat today", "a cat sat on the mat today"]], ["a cat sat on the mat today"]
+    )
+    assert single < both == pytest.approx(1.0)
+
+
+def test_rouge_l_takes_the_closest_reference_and_keeps_non_latin_words() -> None:
+    # LCS of "a b c d" and "a b x d" is 3 of 4 words: precision = recall = F1 = 0.75.
+    assert rouge_l([["a b c d"]], ["a b x d"]) == pytest.approx(0.75)
+    assert rouge_l([["zzz", "a b c d"]], ["a b c d"]) == pytest.approx(1.0)
+    assert rouge_l([["привет мир"]], ["привет мир"]) == pytest.approx(
+        1.0
+    )  # rouge-score's default drops these
+
+
+def test_masked_loss_and_accuracy_ignore_padding() -> None:
+    loss = masked_loss()
+    base = logits()
+    changed = base.copy()
+    changed[0, 2:] = 50.0  # anything at padded positions
+    per_token = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)(TARGETS, base)
+    expected = float(np.mean(np.asarray(per_token)[0, :2]))
+    assert float(loss(TARGETS, base)) == pytest.approx(expected, rel=1e-6)
+    assert float(loss(TARGETS, changed)) == pytest.approx(expected, rel=1e-6)
+    right = np.zeros((1, 4, 5), "float32")
+    right[0, 0, 3] = right[0, 1, 1] = 9.0  # first token right, second wrong
+    for padded_guess in (0, 4):
+        guesses = right.copy()
+        guesses[0, 2:, padded_guess] = 9.0
+        metric = MaskedTokenAccuracy()
+        metric.update_state(TARGETS, guesses)
+        assert float(metric.result()) == pytest.approx(0.5)
+
+
+def test_masked_accuracy_round_trips() -> None:
+    metric = MaskedTokenAccuracy(name="token_accuracy")
+    assert MaskedTokenAccuracy.from_config(metric.get_config()).name == "token_accuracy"
+
+
+def test_likelihood_metrics() -> None:
+    out = likelihood_metrics(np.array([-2.0, -4.0]), np.array([2.0, 2.0]), np.array([1.0, 2.0]))
+    assert out["perplexity"] == pytest.approx(math.exp(1.5))
+    assert out["token_accuracy"] == pytest.approx(0.75)
+    assert likelihood_metrics(np.zeros(0), np.zeros(0), np.zeros(0))["token_accuracy"] == 0.0
+
+
+def test_evaluate_generation_asks_each_question_once_with_all_its_answers() -> None:
+    frame = pd.DataFrame(
+        {"question": ["hi", "hi", "bye", "how are you"], "answer": ["Hello.", "Hi!", "Bye.", "Fine."]}
+    )
+    asked: list[list[str]] = []
+
+    def answer(questions: list[str]) -> dict:
+        asked.append(list(questions))
+        replies = {"hi": "Hi!", "bye": "Later.", "how are you": "Fine."}
+        return {
+            "answer": np.array([replies[q].encode() for q in questions]),
+            "score": np.zeros(len(questions)),
+        }
+
+    def score(questions: list[str], answers: list[str]) -> dict:
+        n = len(questions)
+        return {"log_probability": -np.ones(n), "tokens": np.full(n, 2.0), "correct_tokens": np.ones(n)}
+
+    metrics, predictions = evaluate_generation(frame, answer, score, batch_size=2)
+    assert asked == [["hi", "bye"], ["how are you"]]
+    assert metrics["exact_match"] == pytest.approx(2 / 3)
+    assert metrics["num_questions"] == 3
+    assert metrics["perplexity"] == pytest.approx(math.exp(0.5))
+    assert metrics["token_accuracy"] == pytest.approx(0.5)
+    assert predictions["references"].tolist()[0] == ["Hello.", "Hi!"]
+    assert predictions["exact"].tolist() == [True, False, True]
