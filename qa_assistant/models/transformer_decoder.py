@@ -96,8 +96,13 @@ class TransformerAnswerDecoder(keras.layers.Layer):
         self.built = True
 
     def call(self, decoder_ids: Any, encoder_outputs: dict[str, Any], training: bool | None = None) -> Any:
-        """Teacher forcing: logits `[batch, length, vocabulary]` (causal: position t sees tokens <= t)."""
-        x = self.input_dropout(self.embedding(decoder_ids), training=training)
+        """Teacher forcing: logits `[batch, length, vocabulary]` (causal: position t sees tokens <= t).
+
+        A batch may be padded past `max_length` (to the bucket of a long
+        question); those padding positions reuse the last position vector.
+        """
+        positions = ops.minimum(ops.arange(ops.shape(decoder_ids)[1]), self.max_length - 1)
+        x = self.input_dropout(self.embedding(decoder_ids, positions=positions), training=training)
         memory, mask = _unmasked(encoder_outputs["sequence_output"]), encoder_outputs["padding_mask"]
         for block in self.blocks:
             x = block(x, memory, encoder_padding_mask=mask, training=training)

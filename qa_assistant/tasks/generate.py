@@ -114,6 +114,11 @@ class GenerationTask(Task):
     def compile(self, model: keras.Model, *, jit_compile: bool) -> None:
         import keras_hub
 
+        if self.config.train.jit_compile == "auto":
+            # Measured on 2 CPU cores (BENCHMARKS.md): XLA made a train step of the
+            # GRU-attention model 3.3x and of the Transformer 1.6x slower than
+            # TensorFlow's own kernels, so "auto" leaves it off for generation.
+            jit_compile = False
         model.compile(
             optimizer=keras.optimizers.Adam(self.config.train.learning_rate),
             loss=masked_loss(),

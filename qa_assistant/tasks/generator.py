@@ -5,7 +5,9 @@ compiles three graph functions. Evaluation, the TensorBoard samples, the
 comparison script and the SavedModel all call these same functions:
 
 * `answer(question)` — decoding options fixed from the config
-  (`serving_default`);
+  (`serving_default`): `answer`, its log-probability `score`, its `length`
+  in tokens (end token included), and all hypotheses with their scores as
+  `top_k_answers` / `top_k_scores` (one unless beam search);
 * `generate(question, strategy, beam_width, top_k, top_p, temperature,
   seed, max_length)` — the same with per-request options (an empty strategy
   or a negative number keeps the configured value);
@@ -115,6 +117,7 @@ class Generator:
         return {
             "answer": texts[:, 0],
             "score": result.scores[:, 0],
+            "length": tf.math.count_nonzero(result.tokens[:, 0], axis=-1, dtype=tf.int32),
             "top_k_answers": texts,
             "top_k_scores": result.scores,
         }

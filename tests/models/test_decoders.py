@@ -79,6 +79,14 @@ def test_padding_changes_no_real_position(name: str) -> None:
     assert np.allclose(padded[real], logits[real], atol=1e-5)
 
 
+def test_transformer_decoder_accepts_padding_past_its_positions() -> None:
+    model = seq2seq("transformer")  # decoder.max_length=6
+    logits = teacher_forced(model)
+    padded = teacher_forced(model, QUESTIONS, np.pad(DECODER_IDS, [[0, 0], [0, 6]]))  # 10 positions
+    real = DECODER_IDS != 0
+    assert np.allclose(padded[:, :4][real], logits[real], atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["bilstm-lstm-2-layers", "transformer"])
 def test_saved_model_file_reloads_with_safe_mode(name: str, tmp_path) -> None:
     model = seq2seq(name)
@@ -158,3 +166,20 @@ def test_unknown_decoder_and_bad_widths_are_user_errors() -> None:
         UserError, match=re.escape("encoder.units (6) must be divisible by encoder.heads (4)")
     ):
         build_encoder(EncoderConfig(type="transformer", units=6), 10, embedding)
+
+
+@pytest.mark.parametrize("name", ["bigru-luong", "transformer"])
+def test_a_train_step_compiles_with_xla(name: str) -> None:
+    from qa_assistant.training.generation_metrics import MaskedTokenAccuracy, masked_loss
+
+    model = seq2seq(name)
+    model.compile(optimizer="adam", loss=masked_loss(), metrics=[MaskedTokenAccuracy()], jit_compile=True)
+    targets = np.array([[4, 5, 6, 3], [7, 3, 0, 0]], dtype="int32")
+    before = model.train_on_batch(
+        {"token_ids": QUESTIONS, "decoder_ids": DECODER_IDS}, targets, return_dict=True
+    )
+    after = model.train_on_batch(
+        {"token_ids": QUESTIONS, "decoder_ids": DECODER_IDS}, targets, return_dict=True
+    )
+    assert np.isfinite(before["loss"])
+    assert after["loss"] < before["loss"]

@@ -165,6 +165,7 @@ def test_assistant_passes_decoding_options(exported: Path) -> None:
     first = bot.ask("what is your delivery?", strategy="sample", seed=9, temperature=2.0)
     assert first == bot.ask("what is your delivery?", strategy="sample", seed=9, temperature=2.0)
     short = bot.ask("what is your delivery?", max_length=2)
+    assert short.extra["length"] <= 2
     assert len(short.answer.split()) <= 2
     with pytest.raises(UserError, match="unknown decoding option\\(s\\) beams; expected any of: beam_width"):
         bot.ask("hi", beams=3)
