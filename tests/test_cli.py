@@ -153,8 +153,6 @@ def test_generation_train_export_ask(tmp_path: Path, faq_split_files: tuple[Path
     assert len(answer["top_k"]) == 3
     assert isinstance(answer["answer"], str)
     assert answer["score"] <= 0  # a log-probability
-    refused = cli("ask", "--model", "saved_models/writer", "--decoding", "beams=2", "hi", cwd=tmp_path)
-    assert_user_error(refused, "unknown decoding option(s) beams")
 
 
 def test_user_errors_are_one_line_and_write_nothing(tmp_path: Path) -> None:

@@ -168,11 +168,11 @@ def test_unknown_decoder_and_bad_widths_are_user_errors() -> None:
         build_encoder(EncoderConfig(type="transformer", units=6), 10, embedding)
 
 
-@pytest.mark.parametrize("name", ["bigru-luong", "transformer"])
-def test_a_train_step_compiles_with_xla(name: str) -> None:
+def test_a_train_step_compiles_with_xla() -> None:
+    """XLA is off by default for generation, but `train.jit_compile=true` must work."""
     from qa_assistant.training.generation_metrics import MaskedTokenAccuracy, masked_loss
 
-    model = seq2seq(name)
+    model = seq2seq("bigru-luong")  # the decoder's own training loop is a tf.while_loop
     model.compile(optimizer="adam", loss=masked_loss(), metrics=[MaskedTokenAccuracy()], jit_compile=True)
     targets = np.array([[4, 5, 6, 3], [7, 3, 0, 0]], dtype="int32")
     before = model.train_on_batch(
