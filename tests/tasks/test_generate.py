@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from qa_assistant.config import load_config
 from qa_assistant.errors import UserError
 from qa_assistant.serving import Assistant, export_run
 from qa_assistant.tasks.generator import END, START
@@ -17,6 +18,7 @@ from qa_assistant.training.evaluate import evaluate_path
 from qa_assistant.training.runner import load_run, train_run
 from tests.helpers import faq_rows, tiny_config
 
+CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "configs"
 EPOCHS = 40
 GENERATION = [
     "task.type=generate",
@@ -212,3 +214,19 @@ def test_transformer_encoder_decoder_exports_with_cached_decoding(tmp_path: Path
         sampled["answer"].tolist()
         == bot.raw(questions, strategy="sample", seed=3, max_length=5)["answer"].tolist()
     )
+
+
+@pytest.mark.large
+def test_memorises_the_builtin_corpus(tmp_path: Path) -> None:
+    """It must at least be able to memorise: the shipped GRU config on its training questions.
+
+    About 35 minutes on 2 CPU cores (150 epochs). Answers longer than
+    `decoder.max_length` (4 % of the corpus) are cut and can never match.
+    """
+    config = load_config(
+        [CONFIGS / "generate_gru_attention.yaml"], ["train.early_stopping=0", "train.epochs=150"]
+    )
+    run = train_run(config, tmp_path / "run").run_dir
+    _, task, model = load_run(run)
+    metrics, _ = task.evaluate(model, pd.read_json(run / "data" / "train.jsonl", lines=True))
+    assert metrics["exact_match"] >= 0.9
