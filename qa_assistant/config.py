@@ -217,7 +217,8 @@ class DecodingConfig:
         temperature: divides the logits before sampling; 0 = always the most
             likely token.
         seed: sampling seed; the same question and seed give the same answer.
-        max_length: most tokens generated; unset means `decoder.max_length`.
+        max_length: most tokens generated (at most `decoder.max_length`, also per
+            request); unset means `decoder.max_length`.
     """
 
     strategy: str = field(default="greedy", metadata=_choices("greedy", "beam", "sample"))

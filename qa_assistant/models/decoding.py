@@ -29,6 +29,7 @@ import tensorflow as tf
 from qa_assistant.config import DecodingConfig
 
 STRATEGIES = ("greedy", "beam", "sample")
+MAX_BEAM_WIDTH = 64  # a request cannot make one call hold more hypotheses per question
 _NEG = -1e9  # "impossible" log-probability; finite so that sums never give NaN
 _HASH_BUCKETS = 1 << 24
 
@@ -151,7 +152,7 @@ class _Search:
         self.banned_ids = (0, start_id, *banned_ids)
         self.batch = tf.shape(encoder_outputs["padding_mask"])[0]
         is_beam = tf.equal(options.strategy, STRATEGIES.index("beam"))
-        self.width = tf.where(is_beam, tf.maximum(options.beam_width, 1), 1)
+        self.width = tf.where(is_beam, tf.clip_by_value(options.beam_width, 1, MAX_BEAM_WIDTH), 1)
         self.length = tf.maximum(options.max_length, 0)
         if getattr(decoder, "max_positions", None):
             self.length = tf.minimum(self.length, decoder.max_positions)

@@ -66,7 +66,8 @@ class Generator:
         source: question tokenizer.
         target: answer tokenizer (reversible, with `[START]` and `[END]`).
         decoding: default decoding options.
-        max_length: tokens generated when `decoding.max_length` is unset.
+        max_length: tokens generated when `decoding.max_length` is unset, and
+            the most a request may ask for (the decoder's `max_length`).
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class Generator:
         self.target = target
         self.encoder = model.get_layer("encoder")
         self.decoder = model.get_layer("decoder")
+        self.max_length = max_length
         self.defaults = SearchOptions.from_config(decoding, max_length)
         self.start_id = target.vocabulary.index(START)
         self.end_id = target.vocabulary.index(END)
@@ -103,6 +105,8 @@ class Generator:
         return self._run(question, self.defaults.override(strategy, *numbers))
 
     def _run(self, question: tf.Tensor, options: SearchOptions) -> dict[str, tf.Tensor]:
+        # No answer is longer than the model was trained for, whatever was asked.
+        options = options._replace(max_length=tf.minimum(options.max_length, self.max_length))
         cleaned = self.source.clean(question)
         encoded = self.encoder(self.source.tokenize(cleaned).to_tensor(), training=False)
         result = search(

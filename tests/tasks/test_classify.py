@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from qa_assistant.errors import UserError
 from qa_assistant.serving import Assistant, export_run
 from qa_assistant.training.runner import load_run, train_run
 from tests.helpers import faq_rows, tiny_config
@@ -125,6 +126,8 @@ def test_signature_names_and_shapes(trained: Path, tmp_path: Path) -> None:
     assert out["top_k_scores"].shape == (3, 3)
     assert np.all(np.diff(out["top_k_scores"], axis=1) <= 0)
     assert np.allclose(out["score"], out["top_k_scores"][:, 0])
+    with pytest.raises(UserError, match="takes no decoding options \\(strategy\\); only a generation export"):
+        bot.ask("a", strategy="beam")
 
 
 def test_versions_increment_and_never_overwrite(trained: Path, tmp_path: Path) -> None:

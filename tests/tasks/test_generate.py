@@ -181,6 +181,9 @@ def test_assistant_passes_decoding_options(exported: Path) -> None:
     short = bot.ask("what is your delivery?", max_length=2)
     assert short.extra["length"] <= 2
     assert len(short.answer.split()) <= 2
+    # Requests cannot go past the trained answer length or hold unbounded beams.
+    assert bot.ask("what is your delivery?", max_length=10_000).extra["length"] <= 16
+    assert len(bot.ask("hi", strategy="beam", beam_width=100_000).alternatives) == 64
     with pytest.raises(UserError, match="unknown decoding option\\(s\\) beams; expected any of: beam_width"):
         bot.ask("hi", beams=3)
     with pytest.raises(UserError, match="unknown decoding strategy"):
