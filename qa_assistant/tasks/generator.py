@@ -87,9 +87,11 @@ class Generator:
         self.defaults = SearchOptions.from_config(decoding, max_length)
         self.start_id = target.vocabulary.index(START)
         self.end_id = target.vocabulary.index(END)
-        self.answer = tf.function(self._answer, input_signature=[QUESTION])
-        self.generate = tf.function(self._generate, input_signature=[QUESTION, *OPTIONS])
-        self.score = tf.function(self._score, input_signature=[QUESTION, ANSWER])
+        # autograph off: the loops are explicit tf.while_loops, and tracing skips
+        # autograph's source rewriting.
+        self.answer = tf.function(self._answer, input_signature=[QUESTION], autograph=False)
+        self.generate = tf.function(self._generate, input_signature=[QUESTION, *OPTIONS], autograph=False)
+        self.score = tf.function(self._score, input_signature=[QUESTION, ANSWER], autograph=False)
 
     @property
     def trackables(self) -> list[Any]:
