@@ -151,6 +151,26 @@ def test_transformer_encoder_outputs_and_padding() -> None:
     assert np.allclose(np.asarray(clone(QUESTIONS)["pooled_output"]), np.asarray(out["pooled_output"]))
 
 
+def test_a_saved_transformer_encoder_loads_in_a_fresh_process(tmp_path) -> None:
+    """keras-hub's layers must be registered by the encoder catalogue itself, not by luck."""
+    import subprocess
+    import sys
+
+    encoder = build_encoder(EncoderConfig(type="transformer", units=8, heads=2), 20, EmbeddingConfig(dim=8))
+    ids = keras.Input(shape=(None,), dtype="int32")
+    keras.Model(ids, keras.layers.Dense(3)(encoder(ids)["pooled_output"])).save(tmp_path / "m.keras")
+    script = (
+        "import sys\n"
+        "import qa_assistant.models.encoders\n"
+        "from qa_assistant.models.loading import load_keras_model\n"
+        "print(load_keras_model(sys.argv[1]).count_params())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "m.keras")], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_unknown_decoder_and_bad_widths_are_user_errors() -> None:
     embedding = EmbeddingConfig(dim=4)
     with pytest.raises(
