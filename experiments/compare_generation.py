@@ -5,7 +5,7 @@ attention, Transformer encoder-decoder) on the same data and split, then
 prints, for the held-out questions:
 
 * BLEU / ROUGE-L / exact match against the reference answers, with greedy
-  decoding and with beam search (width 4);
+  decoding and with beam search (width 4, the config's length penalty);
 * perplexity and token accuracy (teacher-forced);
 * training time and decoding speed (answer tokens per second, greedy vs
   beam), measured on this machine;
@@ -76,7 +76,8 @@ def main() -> int:
     answers: dict[str, list[str]] = {}
     for name, path in CONFIGS.items():
         run_dir = Path(args.output) / path.stem
-        result = train_run(load_config([path], [*data, *args.overrides]), run_dir)
+        config = load_config([path], [*data, *args.overrides])
+        result = train_run(config, run_dir)
         print(
             f"[{name}] trained in {result.metrics['train_seconds']:.0f} s, {result.metrics['epochs_run']} epochs"
         )
@@ -84,7 +85,8 @@ def main() -> int:
         generator = task.generator(model)
         test = pd.read_json(run_dir / "data" / "test.jsonl", lines=True, dtype=False)
         for strategy, width in (("greedy", 1), ("beam", BEAM)):
-            label = f"{name}, {strategy}" + (f" {width}" if strategy == "beam" else "")
+            beam = f" {width}, length penalty {config.decoding.length_penalty:g}"
+            label = f"{name}, {strategy}" + (beam if strategy == "beam" else "")
             metrics, predicted = _decode(generator, test, strategy, width)
             rows[label] = {**metrics, "train_seconds": result.metrics["train_seconds"]}
             answers[label] = predicted
@@ -114,7 +116,7 @@ def _decode(
     """Held-out metrics with one decoding strategy, and answer tokens generated per second."""
 
     def answer(questions: list[str]) -> dict[str, tf.Tensor]:
-        return generator.generate(tf.constant(questions), strategy, width, -1, -1.0, -1.0, -1, -1)
+        return generator.generate(tf.constant(questions), strategy, width, -1, -1.0, -1.0, -1, -1, -1.0)
 
     def score(questions: list[str], answers: list[str]) -> dict[str, tf.Tensor]:
         return generator.score(tf.constant(questions), tf.constant(answers))

@@ -219,6 +219,9 @@ class DecodingConfig:
         seed: sampling seed; the same question and seed give the same answer.
         max_length: most tokens generated (at most `decoder.max_length`, also per
             request); unset means `decoder.max_length`.
+        length_penalty: beam search ranks hypotheses by log-probability divided
+            by `((5 + length) / 6) ** length_penalty`; 0 ranks by log-probability
+            alone, which favours short answers.
     """
 
     strategy: str = field(default="greedy", metadata=_choices("greedy", "beam", "sample"))
@@ -228,6 +231,7 @@ class DecodingConfig:
     temperature: float = field(default=1.0, metadata=_at_least(0.0))
     seed: int = field(default=0, metadata=_at_least(0))
     max_length: int | None = field(default=None, metadata=_at_least(1))
+    length_penalty: float = field(default=0.0, metadata=_at_least(0.0))
 
 
 @dataclass

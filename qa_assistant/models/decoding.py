@@ -44,6 +44,7 @@ class SearchOptions(NamedTuple):
     temperature: tf.Tensor  # float32, 0 = most likely token
     seed: tf.Tensor  # int64
     max_length: tf.Tensor  # int32
+    length_penalty: tf.Tensor  # float32, beam search ranks by log-probability / ((5 + length) / 6) ** this
 
     @classmethod
     def from_config(cls, config: DecodingConfig, max_length: int) -> SearchOptions:
@@ -56,6 +57,7 @@ class SearchOptions(NamedTuple):
             temperature=tf.constant(config.temperature, tf.float32),
             seed=tf.constant(config.seed, tf.int64),
             max_length=tf.constant(config.max_length or max_length, tf.int32),
+            length_penalty=tf.constant(config.length_penalty, tf.float32),
         )
 
     def override(self, strategy: tf.Tensor, *numbers: tf.Tensor) -> SearchOptions:
@@ -63,7 +65,8 @@ class SearchOptions(NamedTuple):
 
         Args:
             strategy: `tf.string` scalar, one of `STRATEGIES` or `""`.
-            numbers: beam_width, top_k, top_p, temperature, seed, max_length.
+            numbers: beam_width, top_k, top_p, temperature, seed, max_length,
+                length_penalty.
 
         Raises:
             tf.errors.InvalidArgumentError: (when run) an unknown strategy.
@@ -201,16 +204,24 @@ class _Search:
     ) -> tuple[Any, ...]:
         logits, state = self.decoder.step(previous, step, state, self.memory)
         logits = tf.reshape(tf.cast(logits, tf.float32), [self.batch, self.width, -1])
-        logits = _ban(logits, self.banned_ids)
+        # Scores are the model's own log-probabilities, taken before banning:
+        # banned tokens are never chosen, but the others are not renormalised.
         log_probs = tf.nn.log_softmax(logits)
-        pad_only = tf.where(tf.range(tf.shape(logits)[-1]) == 0, 0.0, _NEG)
+        vocabulary = tf.range(tf.shape(logits)[-1])
+        banned = tf.reduce_any(tf.equal(vocabulary[:, None], tf.constant(self.banned_ids)[None, :]), axis=1)
+        # No empty answers: no training answer is empty, yet an undertrained model
+        # may rate "[END]" first above every real word.
+        banned = tf.logical_or(banned, (step == 0) & (vocabulary == self.end_id))
+        logits = tf.where(banned, _NEG, logits)
+        log_probs = tf.where(banned, _NEG, log_probs)
+        pad_only = tf.where(vocabulary == 0, 0.0, _NEG)
         log_probs = tf.where(finished[..., None], pad_only, log_probs)
         options = self.options
         parent, token, scores = tf.switch_case(
             options.strategy,
             [
                 lambda: _greedy(log_probs, scores),
-                lambda: _beam(log_probs, scores, self.width),
+                lambda: _beam(log_probs, scores, self.width, tokens, finished, options.length_penalty),
                 lambda: _sample(logits, log_probs, scores, finished, options, step, self.row_keys),
             ],
         )
@@ -222,12 +233,6 @@ class _Search:
         return step + 1, tf.reshape(token, [-1]), state, tokens, scores, finished
 
 
-def _ban(logits: tf.Tensor, ids: tuple[int, ...]) -> tf.Tensor:
-    vocabulary = tf.shape(logits)[-1]
-    banned = tf.reduce_any(tf.equal(tf.range(vocabulary)[:, None], tf.constant(ids)[None, :]), axis=1)
-    return tf.where(banned, _NEG, logits)
-
-
 def _greedy(log_probs: tf.Tensor, scores: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """The most likely token of the single hypothesis."""
     best = log_probs[:, 0]
@@ -236,14 +241,27 @@ def _greedy(log_probs: tf.Tensor, scores: tf.Tensor) -> tuple[tf.Tensor, tf.Tens
 
 
 def _beam(
-    log_probs: tf.Tensor, scores: tf.Tensor, width: tf.Tensor
+    log_probs: tf.Tensor,
+    scores: tf.Tensor,
+    width: tf.Tensor,
+    tokens: tf.Tensor,
+    finished: tf.Tensor,
+    length_penalty: tf.Tensor,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """The `width` best (hypothesis, token) extensions of all hypotheses."""
+    """The `width` best (hypothesis, token) extensions of all hypotheses.
+
+    Ranked by log-probability divided by the GNMT length penalty
+    `((5 + length) / 6) ** length_penalty` (plain log-probability at 0, which
+    favours short answers); the returned scores stay log-probabilities.
+    """
     vocabulary = tf.shape(log_probs)[-1]
     candidates = scores[..., None] + log_probs
-    flat = tf.reshape(candidates, [tf.shape(candidates)[0], -1])
-    best = tf.math.top_k(flat, k=width)
-    return best.indices // vocabulary, best.indices % vocabulary, best.values
+    lengths = tf.math.count_nonzero(tokens, axis=-1, dtype=tf.float32) + tf.where(finished, 0.0, 1.0)
+    penalty = tf.pow((5.0 + lengths) / 6.0, length_penalty)
+    rank = tf.reshape(candidates / penalty[..., None], [tf.shape(candidates)[0], -1])
+    best = tf.math.top_k(rank, k=width)
+    chosen = tf.gather(tf.reshape(candidates, tf.shape(rank)), best.indices, batch_dims=1)
+    return best.indices // vocabulary, best.indices % vocabulary, chosen
 
 
 def _sample(

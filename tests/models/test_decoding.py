@@ -95,6 +95,28 @@ def test_padding_and_start_are_never_generated() -> None:
     assert tokens[0, 0].tolist()[:2] == [B, END]
 
 
+def test_no_strategy_gives_an_empty_answer() -> None:
+    decoder = BigramDecoder({START: {END: 0.9, A: 0.1}, A: {END: 1.0}})
+    for strategy in ("greedy", "beam", "sample"):
+        tokens, scores = run(decoder, strategy=strategy, beam_width=2)
+        assert tokens[0, 0].tolist()[:2] == [A, END], strategy
+        assert scores[0, 0] == pytest.approx(math.log(0.1), abs=1e-4)  # the model's own probability
+
+
+def test_length_penalty_lets_beam_search_prefer_longer_answers() -> None:
+    # "A" alone: 0.5 * 0.6 = 0.30; "B A" and "B B" each 0.5 * 0.5 * 1.0 = 0.25 but one token longer.
+    decoder = BigramDecoder(
+        {START: {A: 0.5, B: 0.5}, A: {END: 0.6, A: 0.4}, B: {A: 0.5, UNK: 0.5}, UNK: {END: 1.0}}
+    )
+    plain, plain_scores = run(decoder, strategy="beam", beam_width=3, max_length=4)
+    assert plain[0, 0].tolist()[:2] == [A, END]
+    assert plain_scores[0, 0] == pytest.approx(math.log(0.3), abs=1e-5)
+    longer, longer_scores = run(decoder, strategy="beam", beam_width=3, max_length=4, length_penalty=2.0)
+    assert longer[0, 0].tolist()[0] == B
+    assert np.count_nonzero(longer[0, 0]) == 3
+    assert longer_scores[0, 0] == pytest.approx(math.log(0.25), abs=1e-5)  # scores stay log-probabilities
+
+
 def test_sampling_is_reproducible_per_question_and_seed() -> None:
     uniform = BigramDecoder({START: {A: 0.5, B: 0.5}, A: {A: 0.5, END: 0.5}, B: {B: 0.5, END: 0.5}})
     keys = ["what is ai", "who are you", "hello"]
@@ -149,7 +171,7 @@ def test_overrides_keep_defaults_for_negative_numbers_and_reject_unknown_strateg
     defaults = SearchOptions.from_config(
         DecodingConfig(strategy="beam", beam_width=3, top_p=0.9), max_length=9
     )
-    kept = defaults.override(tf.constant(""), *[tf.constant(-1)] * 6)
+    kept = defaults.override(tf.constant(""), *[tf.constant(-1)] * 7)
     assert [float(v) for v in kept] == pytest.approx([float(v) for v in defaults])
     changed = defaults.override(
         tf.constant("sample"),
@@ -159,10 +181,11 @@ def test_overrides_keep_defaults_for_negative_numbers_and_reject_unknown_strateg
         tf.constant(0.7),
         tf.constant(11, tf.int64),
         tf.constant(4),
+        tf.constant(1.5),
     )
-    assert [float(v) for v in changed] == pytest.approx([2, 3, 5, 0.5, 0.7, 11, 4])
+    assert [float(v) for v in changed] == pytest.approx([2, 3, 5, 0.5, 0.7, 11, 4, 1.5])
     with pytest.raises(tf.errors.InvalidArgumentError, match="unknown decoding strategy"):
-        defaults.override(tf.constant("bean"), *[tf.constant(-1)] * 6)
+        defaults.override(tf.constant("bean"), *[tf.constant(-1)] * 7)
 
 
 @pytest.mark.parametrize("decoder_type", ["gru", "transformer"])

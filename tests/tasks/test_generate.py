@@ -69,6 +69,17 @@ def test_it_memorises_its_training_answers(trained: Path, loaded: tuple) -> None
     assert metrics["token_accuracy"] >= 0.95
 
 
+def test_generated_scores_are_the_model_log_probabilities(loaded: tuple) -> None:
+    """The decoding loop and teacher forcing agree on what the model says about an answer."""
+    task, model = loaded
+    generator = task.generator(model)
+    questions = tf.constant(["what is your price?", "tell me the address", "hours please", ""])
+    out = generator.answer(questions)
+    again = generator.score(questions, out["answer"])
+    assert out["length"].numpy().tolist() == again["tokens"].numpy().astype(int).tolist()
+    assert np.allclose(out["score"].numpy(), again["log_probability"].numpy(), atol=1e-4)
+
+
 def test_teacher_forcing_batches(trained: Path, loaded: tuple) -> None:
     task, _ = loaded
     vocabulary = task.target_tokenizer.vocabulary
@@ -121,11 +132,11 @@ def plain(out):
 def options(**given):
     spec = {"strategy": ("", tf.string), "beam_width": (-1, tf.int32), "top_k": (-1, tf.int32),
             "top_p": (-1.0, tf.float32), "temperature": (-1.0, tf.float32), "seed": (-1, tf.int64),
-            "max_length": (-1, tf.int32)}
+            "max_length": (-1, tf.int32), "length_penalty": (-1.0, tf.float32)}
     return {k: tf.constant(given.get(k, d), t) for k, (d, t) in spec.items()}
 out = {
     "default": plain(model.signatures["serving_default"](question=questions)),
-    "beam3": plain(model.signatures["generate"](question=questions, **options(strategy="beam", beam_width=3))),
+    "beam3": plain(model.signatures["generate"](question=questions, **options(strategy="beam", beam_width=3, length_penalty=1.0))),
     "sample": plain(model.signatures["generate"](question=questions, **options(strategy="sample", seed=5, top_k=3))),
     "score": plain(model.signatures["score"](question=questions[:1], answer=tf.constant(["Parcels ship within 2 working days."]))),
 }
@@ -151,8 +162,8 @@ def test_export_generates_in_a_fresh_tensorflow_only_process(loaded: tuple, expo
     q = tf.constant(questions)
     expected = {
         "default": generator.answer(q),
-        "beam3": generator.generate(q, "beam", 3, -1, -1.0, -1.0, -1, -1),
-        "sample": generator.generate(q, "sample", -1, 3, -1.0, -1.0, 5, -1),
+        "beam3": generator.generate(q, "beam", 3, -1, -1.0, -1.0, -1, -1, 1.0),
+        "sample": generator.generate(q, "sample", -1, 3, -1.0, -1.0, 5, -1, -1.0),
         "score": generator.score(q[:1], tf.constant(["Parcels ship within 2 working days."])),
     }
     for name, want in expected.items():
