@@ -7,8 +7,8 @@ prints, for the held-out questions:
 * BLEU / ROUGE-L / exact match against the reference answers, with greedy
   decoding and with beam search (width 4, the config's length penalty);
 * perplexity and token accuracy (teacher-forced);
-* training time and decoding speed (answer tokens per second, greedy vs
-  beam), measured on this machine;
+* training time and decoding speed (answers and answer tokens per second,
+  greedy vs beam, batches of 32 questions), measured on this machine;
 * the same text metrics for a retrieval answer: the training answer of the
   most similar training question (TF-IDF nearest neighbour), so one sees
   when writing a new answer beats picking a known one;
@@ -51,6 +51,7 @@ KEYS = (
     "perplexity",
     "token_accuracy",
     "train_seconds",
+    "answers_per_second",
     "tokens_per_second",
 )
 BEAM = 4
@@ -127,6 +128,7 @@ def _decode(
     lengths = [answer(questions[i : i + 32])["length"] for i in range(0, len(questions), 32)]
     seconds = time.perf_counter() - started
     metrics, predictions = evaluate_generation(test, answer, score)
+    metrics["answers_per_second"] = len(questions) / seconds
     metrics["tokens_per_second"] = float(sum(int(tf.reduce_sum(n)) for n in lengths)) / seconds
     return metrics, predictions["predicted"].tolist()
 

@@ -115,9 +115,9 @@ class GenerationTask(Task):
         import keras_hub
 
         if self.config.train.jit_compile == "auto":
-            # Measured on 2 CPU cores (BENCHMARKS.md): XLA made a train step of the
-            # GRU-attention model 3.3x and of the Transformer 1.6x slower than
-            # TensorFlow's own kernels, so "auto" leaves it off for generation.
+            # Measured on 2 CPU cores (experiments/generation_step_time.py): XLA made
+            # a train step of the GRU-attention model about 3x and of the Transformer
+            # 1.6x slower than TensorFlow's own kernels; "auto" leaves it off here.
             jit_compile = False
         model.compile(
             optimizer=keras.optimizers.Adam(self.config.train.learning_rate),
