@@ -405,7 +405,7 @@ def _check_consistency(config: Config) -> None:
             raise UserError(
                 f"encoder.units ({encoder.units}) must be a multiple of encoder.heads ({encoder.heads})"
             )
-        encodes_answers = config.task.type != "classify"
+        encodes_answers = config.task.type == "retrieve"  # a generator decodes answers instead
         longest = max(text.max_length, text.answer_max_length if encodes_answers else 0)
         if encoder.max_positions < longest:
             keys = "text.max_length / text.answer_max_length" if encodes_answers else "text.max_length"

@@ -211,6 +211,7 @@ def test_transformer_encoder_decoder_exports_with_cached_decoding(tmp_path: Path
         "train.epochs=1",
         "encoder.type=transformer",
         "encoder.heads=2",
+        "encoder.intermediate_dim=16",
         "decoder.type=transformer",
         "decoder.heads=2",
         train=data,

@@ -132,7 +132,7 @@ def test_reversible_option_survives_assets(tmp_path: Path) -> None:
     assert loaded.detokenize(loaded(tf.constant(["Hi, you."]))).numpy().tolist() == [b"Hi, you."]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.lists(st.text(max_size=80), min_size=1, max_size=4))
 def test_reversible_round_trip_of_any_cleaned_text(texts: list[str]) -> None:
     cleaned = clean_text(texts, lowercase=False, normalize="none")
