@@ -109,52 +109,6 @@ def test_train_export_ask_evaluate(tmp_path: Path, faq_split_files: tuple[Path, 
     assert "assistant> " in chat.stdout
 
 
-def test_generation_train_export_ask(tmp_path: Path, faq_split_files: tuple[Path, Path]) -> None:
-    train, test = faq_split_files
-    run = tmp_path / "run"
-    done = cli(
-        "train",
-        "--config",
-        str(ROOT / "experiments/configs/generate_gru_attention.yaml"),
-        "--train-data",
-        str(train),
-        "--test-data",
-        str(test),
-        "--output",
-        str(run),
-        "--set",
-        *TINY,
-        "decoder.units=8",
-        "decoder.max_length=16",
-        "--name",
-        "writer",
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert {"bleu", "rouge_l", "exact_match", "perplexity", "token_accuracy"} <= set(metrics)
-    assert "| gru generate |" in done.stdout
-    asked = cli(
-        "ask",
-        "--model",
-        "saved_models/writer",
-        "--json",
-        "--top-k",
-        "3",
-        "--decoding",
-        "strategy=beam",
-        "--decoding",
-        "beam_width=3",
-        "what is your price?",
-        cwd=tmp_path,
-    )
-    assert asked.returncode == 0, asked.stderr[-3000:]
-    answer = json.loads(asked.stdout)
-    assert len(answer["top_k"]) == 3
-    assert isinstance(answer["answer"], str)
-    assert answer["score"] <= 0  # a log-probability
-
-
 def test_user_errors_are_one_line_and_write_nothing(tmp_path: Path) -> None:
     (tmp_path / "onecol.csv").write_text("q,a\nx,y\n")
     out = tmp_path / "run"

@@ -18,7 +18,8 @@ from qa_assistant.training.evaluate import evaluate_path
 from qa_assistant.training.runner import load_run, train_run
 from tests.helpers import faq_rows, tiny_config
 
-CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "configs"
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "experiments" / "configs"
 EPOCHS = 40
 GENERATION = [
     "task.type=generate",
@@ -27,15 +28,68 @@ GENERATION = [
     "decoding.strategy=beam",
     "decoding.beam_width=2",
 ]
+# The shipped GRU config, made tiny; trained long enough to memorise the FAQ.
+CLI_SETTINGS = [
+    "text.max_length=8",
+    "embedding.dim=8",
+    "encoder.units=16",
+    "decoder.units=16",
+    "decoder.max_length=16",
+    "decoder.dropout=0",
+    "decoding.strategy=beam",
+    "decoding.beam_width=2",
+    f"train.epochs={EPOCHS}",
+    "train.batch_size=8",
+    "train.learning_rate=0.005",  # tiny model, few steps: a larger step than the config's
+    "train.early_stopping=0",
+]
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "qa_assistant", *args], cwd=cwd, capture_output=True, text=True, timeout=900
+    )
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """`(run_dir, export, finished process)` of one CLI training shared by the module.
+
+    `qa-assistant train --config generate_gru_attention.yaml --train-data A --test-data B
+    --output RUN --name faq`: one training and one export for all the tests below.
+    """
     root = tmp_path_factory.mktemp("generate")
-    data = root / "faq.csv"
-    pd.DataFrame(faq_rows(per_answer=8)).to_csv(data, index=False)
-    config = tiny_config(*GENERATION, f"train.epochs={EPOCHS}", "encoder.bidirectional=true", train=data)
-    return train_run(config, root / "run").run_dir
+    rows = faq_rows(per_answer=10)
+    seen: dict[str, int] = {}
+    train, test = [], []
+    for row in rows:  # two phrasings of every answer are held out
+        seen[row["answer"]] = seen.get(row["answer"], 0) + 1
+        (test if seen[row["answer"]] <= 2 else train).append(row)
+    pd.DataFrame(train).to_csv(root / "train.csv", index=False)
+    pd.DataFrame(test).to_csv(root / "test.csv", index=False)
+    done = cli(
+        "train",
+        "--config",
+        str(CONFIGS / "generate_gru_attention.yaml"),
+        "--train-data",
+        "train.csv",
+        "--test-data",
+        "test.csv",
+        "--output",
+        "run",
+        "--name",
+        "faq",
+        "--set",
+        *CLI_SETTINGS,
+        cwd=root,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root / "run", root / "saved_models" / "faq" / "1", done
+
+
+@pytest.fixture(scope="module")
+def trained(cli_run: tuple) -> Path:
+    return cli_run[0]
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +100,34 @@ def loaded(trained: Path) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def exported(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_run(trained, "faq", tmp_path_factory.mktemp("saved_models"))
+def exported(cli_run: tuple) -> Path:
+    return cli_run[1]
+
+
+def test_cli_train_writes_metrics_and_ask_answers_from_the_export(cli_run: tuple) -> None:
+    run, export, done = cli_run
+    assert "| gru generate |" in done.stdout
+    assert (export / "saved_model.pb").is_file()
+    asked = cli(
+        "ask",
+        "--model",
+        "saved_models/faq",
+        "--json",
+        "--top-k",
+        "3",
+        "--decoding",
+        "strategy=beam",
+        "--decoding",
+        "beam_width=3",
+        "what is your price?",
+        cwd=run.parent,
+    )
+    assert asked.returncode == 0, asked.stderr[-3000:]
+    answer = json.loads(asked.stdout)
+    assert len(answer["top_k"]) == 3
+    assert isinstance(answer["answer"], str)
+    assert answer["answer"]
+    assert answer["score"] <= 0  # a log-probability
 
 
 def test_run_writes_generation_metrics(trained: Path) -> None:
