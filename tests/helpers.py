@@ -87,6 +87,7 @@ def tiny_preset(directory: Path, *, layers: int = 2) -> Path:
         hidden_dim=8,
         intermediate_dim=16,
         max_sequence_length=32,
+        name="bert_backbone",  # not the next free auto-name: tests look the layer up by name
     ).save_to_preset(str(directory))
     keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=True).save_to_preset(str(directory))
     return directory
