@@ -114,11 +114,6 @@ class GenerationTask(Task):
     def compile(self, model: keras.Model, *, jit_compile: bool) -> None:
         import keras_hub
 
-        if self.config.train.jit_compile == "auto":
-            # Measured on 2 CPU cores (experiments/generation_step_time.py): XLA made
-            # a train step of the GRU-attention model about 3x and of the Transformer
-            # 1.6x slower than TensorFlow's own kernels; "auto" leaves it off here.
-            jit_compile = False
         model.compile(
             optimizer=keras.optimizers.Adam(self.config.train.learning_rate),
             loss=masked_loss(),

@@ -308,7 +308,8 @@ def global_batch_size(batch_size: int, scope: str, replicas: int) -> int:
 # -- XLA ---------------------------------------------------------------------
 
 _REPLICATED = ("mirrored", "multi_worker")
-# Measured on 2 CPU cores (BENCHMARKS.md): where XLA made training slower.
+# Measured on 2 CPU cores (BENCHMARKS.md; generation: experiments/generation_step_time.py):
+# where XLA made training slower.
 _XLA_SLOWER_ON_CPU = {
     ("task", "generate"): "a generator's train step ran 1.6-3.3x slower with XLA",
     ("encoder", "pretrained"): "compiling a pretrained Transformer cost more than it saved",
