@@ -98,6 +98,8 @@ def build_seq2seq(
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     decoder_ids = keras.Input(shape=(None,), dtype="int32", name="decoder_ids")
     logits = decoder(decoder_ids, encoder(token_ids))
+    # float32 logits under a mixed-precision policy, as every task's outputs (loss, softmax).
+    logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits)
     return keras.Model({"token_ids": token_ids, "decoder_ids": decoder_ids}, logits, name="seq2seq")
 
 
