@@ -56,6 +56,12 @@ class DataConfig:
         validation_fraction: share of the data held out for early stopping.
         test_fraction: share held out for the final, reported metrics.
         deduplicate: drop repeated (question, answer) pairs after cleaning.
+        folds: `0` for one split by `test_fraction`; `K` (at least 2) for
+            k-fold cross-validation: the data is partitioned into K folds
+            (stratified like the single split, seeded by `train.seed`) and
+            fold `fold` is the test split. `qa-assistant train --folds K`
+            trains every fold.
+        fold: which of the `folds` folds is the test split (0 to K-1).
     """
 
     train: str = "builtin:chatterbot"
@@ -66,6 +72,8 @@ class DataConfig:
     validation_fraction: float = field(default=0.1, metadata=_fraction())
     test_fraction: float = field(default=0.2, metadata=_fraction())
     deduplicate: bool = True
+    folds: int = field(default=0, metadata=_at_least(0))
+    fold: int = field(default=0, metadata=_at_least(0))
 
 
 @dataclass
@@ -330,6 +338,25 @@ class ExportConfig:
 
 
 @dataclass
+class TensorBoardConfig:
+    """What a run writes to TensorBoard besides its scalar curves and hyper-parameters.
+
+    Args:
+        samples: validation questions whose predicted answers (with the
+            reference and score) are written as a text table every epoch;
+            `0` writes none. For retrieval every table ranks the whole
+            answer bank, which costs an encoding of the bank per epoch.
+        confusion_classes: classification: after every epoch a
+            confusion-matrix image of the validation split, showing its
+            most frequent classes up to this many (the rest are pooled
+            as "other"); `0` draws none.
+    """
+
+    samples: int = field(default=8, metadata=_at_least(0))
+    confusion_classes: int = field(default=20, metadata=_at_least(0))
+
+
+@dataclass
 class Config:
     """The whole, resolved description of a run."""
 
@@ -342,6 +369,7 @@ class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    tensorboard: TensorBoardConfig = field(default_factory=TensorBoardConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict, suitable for YAML or JSON."""
@@ -398,6 +426,20 @@ def _check_consistency(config: Config) -> None:
         raise UserError(
             f"data.validation_fraction + data.test_fraction must be below 1 (some data must be left to "
             f"train on); got {data.validation_fraction} + {data.test_fraction}"
+        )
+    if data.folds == 1:
+        raise UserError("data.folds must be 0 (one split) or at least 2; got 1")
+    if data.folds and data.fold >= data.folds:
+        raise UserError(f"data.fold must be below data.folds ({data.folds}); got {data.fold}")
+    if data.folds and data.validation_fraction + 1 / data.folds >= 1.0:
+        raise UserError(
+            f"data.validation_fraction + 1/data.folds must be below 1 (some data must be left to "
+            f"train on); got {data.validation_fraction} + 1/{data.folds}"
+        )
+    if data.folds and data.test is not None:
+        raise UserError(
+            f"data.folds ({data.folds}) splits the training data into test folds; "
+            f"it cannot be combined with a test file (data.test = {data.test!r})"
         )
     encoder, text = config.encoder, config.text
     if encoder.type == "transformer":

@@ -81,6 +81,8 @@ def load_qa_data(config: Config) -> QAData:
             test_fraction=data.test_fraction,
             seed=config.train.seed,
             test_frame=test_frame,
+            folds=data.folds,
+            fold=data.fold,
         )
     else:
         splits = split_grouped(
@@ -89,5 +91,7 @@ def load_qa_data(config: Config) -> QAData:
             test_fraction=data.test_fraction,
             seed=config.train.seed,
             test_frame=test_frame,
+            folds=data.folds,
+            fold=data.fold,
         )
     return QAData(splits=splits, target=target, sources=sources, reports=reports)

@@ -14,13 +14,22 @@ random split would test answers the model could never predict. Two methods:
 For retrieval and generation the split is grouped by question text, at random.
 A user-given test file is used as-is; validation is then carved from the
 training data.
+
+K-fold cross-validation (`folds=K`, `fold=i`) applies the same rules: the
+seed fixes a partition of the data into K folds (stratified `StratifiedGroupKFold`
+folds, known-answer folds in which every class keeps a phrasing outside each
+fold, or K groups of distinct questions), fold `i` is the test split, and
+validation is carved from the other folds as in a single split. Runs with the
+same seed and K, one per fold, therefore test every eligible question once.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,8 +64,20 @@ def split_classification(
     test_fraction: float,
     seed: int,
     test_frame: pd.DataFrame | None = None,
+    folds: int = 0,
+    fold: int = 0,
 ) -> Splits:
     """Splits for a classifier whose classes are the values of `target`.
+
+    Args:
+        frame: cleaned pairs (`question`, `target`).
+        target: the column whose values are the classes.
+        validation_fraction: share of the data for validation.
+        test_fraction: share for the test split (ignored with a test file or folds).
+        seed: seeds the split (and the fold partition).
+        test_frame: a user-given test split, used as-is.
+        folds: `K` >= 2 for k-fold cross-validation, `0` for one split.
+        fold: the fold that is the test split (0 to K-1).
 
     Raises:
         UserError: fewer than two classes, or no question can be held out.
@@ -71,7 +92,9 @@ def split_classification(
     if test_frame is None and test_fraction <= 0:
         raise UserError("data.test_fraction is 0 and no --test-data was given; expected one of them")
     counts = frame[target].value_counts()
-    if counts.min() >= MIN_PER_CLASS_FOR_STRATIFIED:
+    if folds:
+        method, parts, notes = _classification_fold(frame, target, folds, fold, validation_fraction, seed)
+    elif counts.min() >= MIN_PER_CLASS_FOR_STRATIFIED:
         method, parts, notes = "stratified", _stratified(frame, target, fractions, seed), {}
     else:
         method = "known-answer"
@@ -112,15 +135,31 @@ def split_grouped(
     test_fraction: float,
     seed: int,
     test_frame: pd.DataFrame | None = None,
+    folds: int = 0,
+    fold: int = 0,
 ) -> Splits:
-    """Random split grouped by question text (retrieval, generation)."""
+    """Random split grouped by question text (retrieval, generation).
+
+    With `folds` = K, the shuffled distinct questions form K near-equal
+    folds; fold `fold` is the test split and validation comes from the rest.
+    """
     rng = np.random.default_rng(seed)
     questions = np.asarray(frame["question"].unique(), dtype=object)
     rng.shuffle(questions)
-    fractions = [validation_fraction] if test_frame is not None else [test_fraction, validation_fraction]
-    sizes = [round(f * len(questions)) for f in fractions]
-    bounds = np.cumsum([0, *sizes])
-    held = [set(questions[bounds[i] : bounds[i + 1]]) for i in range(len(sizes))]
+    if folds:
+        if folds > len(questions):
+            raise UserError(
+                f"data.folds is {folds} but there are only {len(questions)} distinct questions; "
+                f"expected at most {len(questions)} folds"
+            )
+        tested = set(np.array_split(questions, folds)[fold])
+        rest = [q for q in questions if q not in tested]
+        held = [tested, set(rest[: round(validation_fraction * len(questions))])]
+    else:
+        fractions = [validation_fraction] if test_frame is not None else [test_fraction, validation_fraction]
+        sizes = [round(f * len(questions)) for f in fractions]
+        bounds = np.cumsum([0, *sizes])
+        held = [set(questions[bounds[i] : bounds[i + 1]]) for i in range(len(sizes))]
     masks = [frame["question"].isin(h).to_numpy() for h in held]
     train = frame.loc[~np.logical_or.reduce(masks)].reset_index(drop=True)
     parts = [frame.loc[m].reset_index(drop=True) for m in masks]
@@ -129,7 +168,8 @@ def split_grouped(
         _warn_overlap(train, test)
     else:
         test, validation = parts
-    return Splits(train, validation, test, "grouped-random", {})
+    notes = {"folds": folds, "fold": fold} if folds else {}
+    return Splits(train, validation, test, "grouped-random", notes)
 
 
 def _warn_overlap(train: pd.DataFrame, test: pd.DataFrame) -> None:
@@ -169,8 +209,10 @@ def _stratified(frame: pd.DataFrame, target: str, fractions: list[float], seed: 
 FAST_SPLIT_QUESTIONS = 20_000
 
 
-def _hold_out_fold(sub: pd.DataFrame, target: str, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """`(keep, held)` positions in `sub`: one stratified fold, a question never on both sides.
+def _hold_out_fold(
+    sub: pd.DataFrame, target: str, folds: int, seed: int, index: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(keep, held)` positions in `sub`: stratified fold `index`, a question never on both sides.
 
     When there are many questions and each has a single class, stratifying
     the distinct questions with `StratifiedKFold` is the same split rule and
@@ -183,11 +225,15 @@ def _hold_out_fold(sub: pd.DataFrame, target: str, folds: int, seed: int) -> tup
     if classes_per_question.ngroups > FAST_SPLIT_QUESTIONS and classes_per_question.nunique().max() == 1:
         label = classes_per_question.first()
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        _, held_questions = next(splitter.split(label.index, label.to_numpy()))
+        _, held_questions = _nth(splitter.split(label.index, label.to_numpy()), index)
         held = sub["question"].isin(label.index[held_questions]).to_numpy()
         return np.flatnonzero(~held), np.flatnonzero(held)
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return next(splitter.split(sub, sub[target], groups=sub["question"]))
+    return _nth(splitter.split(sub, sub[target], groups=sub["question"]), index)
+
+
+def _nth(folds: Iterator[tuple[np.ndarray, np.ndarray]], index: int) -> tuple[np.ndarray, np.ndarray]:
+    return next(itertools.islice(folds, index, None))
 
 
 def _known_answer(
@@ -230,3 +276,72 @@ def _known_answer(
         " + ".join(str(len(a)) for a in assigned),
     )
     return parts, notes
+
+
+def _classification_fold(
+    frame: pd.DataFrame, target: str, folds: int, fold: int, validation_fraction: float, seed: int
+) -> tuple[str, list[np.ndarray], dict[str, int]]:
+    """`(method, [train, test, validation] positions, notes)` of fold `fold` of `folds`.
+
+    The split rule is the single split's: stratified folds when every class
+    has enough examples, known-answer folds otherwise. Validation is carved
+    from the other folds with the single split's rule, its fraction scaled so
+    that it stays `validation_fraction` of all the data.
+    """
+    within_rest = validation_fraction * folds / (folds - 1)
+    notes = {"folds": folds, "fold": fold}
+    if frame[target].value_counts().min() >= MIN_PER_CLASS_FOR_STRATIFIED:
+        largest = int(frame[target].value_counts().max())
+        if folds > min(largest, frame["question"].nunique()):
+            raise UserError(
+                f"data.folds is {folds} but the largest class of '{target}' has {largest} examples; "
+                f"expected at most {largest} folds"
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "least populated class" notices
+            rest, test = _hold_out_fold(frame, target, folds, seed, index=fold)
+        train, validation = _stratified(frame.iloc[rest], target, [within_rest], seed)
+        return "stratified", [rest[train], test, rest[validation]], notes
+    rest, test, fold_notes = _known_answer_fold(frame, target, folds, fold, seed)
+    if len(test) == 0:
+        raise UserError(
+            f"fold {fold} of {folds} holds no question: only {fold_notes['holdable_questions']} questions "
+            f"have an answer with another phrasing; use fewer folds or add phrasings"
+        )
+    (train, validation), _ = _known_answer(frame.iloc[rest], target, [within_rest], seed)
+    return "known-answer", [rest[train], test, rest[validation]], {**fold_notes, **notes}
+
+
+def _known_answer_fold(
+    frame: pd.DataFrame, target: str, folds: int, fold: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """`(rest, test)` positions: known-answer folds, every class keeps a phrasing outside each fold.
+
+    Questions are dealt, in a seeded order, to the emptiest fold that can
+    still take them: a fold may hold at most n - 1 of a class's n
+    phrasings. Questions of single-phrasing classes are never tested.
+    """
+    labels_of = frame.groupby("question", sort=True)[target].agg(lambda s: sorted(set(s)))
+    phrasings = collections.Counter(label for labels in labels_of for label in labels)
+    held = [collections.Counter() for _ in range(folds)]
+    assigned: list[list[str]] = [[] for _ in range(folds)]
+    for position in np.random.default_rng(seed).permutation(len(labels_of)):
+        question, labels = labels_of.index[position], labels_of.iloc[position]
+        room = [f for f in range(folds) if all(held[f][lab] < phrasings[lab] - 1 for lab in labels)]
+        if not room:
+            continue
+        chosen = min(room, key=lambda f: len(assigned[f]))
+        assigned[chosen].append(question)
+        held[chosen].update(labels)
+    tested = frame["question"].isin(set(assigned[fold])).to_numpy()
+    notes = {
+        "eligible_questions": int(sum(all(phrasings[lab] >= 2 for lab in labels) for labels in labels_of)),
+        "holdable_questions": sum(len(a) for a in assigned),
+    }
+    log.info(
+        "known-answer %d-fold split: %s questions per fold; fold %d is the test split",
+        folds,
+        " / ".join(str(len(a)) for a in assigned),
+        fold,
+    )
+    return np.flatnonzero(~tested), np.flatnonzero(tested), notes
