@@ -97,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_argument(ask)
     ask.add_argument("questions", nargs="+", metavar="QUESTION")
 
+    board = commands.add_parser(
+        "tensorboard", help="TensorBoard on 127.0.0.1 for a run directory or a directory of runs"
+    )
+    board.add_argument("path", metavar="RUN_DIR_or_ROOT")
+    board.add_argument(
+        "--port", type=int, default=None, help="port (default: the first free one from 6006; 0: any free one)"
+    )
+
     chat = commands.add_parser("chat", help="interactive questions and answers from an export")
     chat.add_argument("--model", required=True, metavar="PATH")
     chat.add_argument("--top-k", type=int, default=None, metavar="K")
@@ -222,7 +230,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     print(f"\nrun directory:   {result.run_dir}")
     print(f"metrics:         {result.run_dir / 'metrics.json'}")
-    print(f"TensorBoard:     tensorboard --logdir {result.run_dir / 'logs'}")
+    print(f"TensorBoard:     qa-assistant tensorboard {result.run_dir}")
     if args.name:
         version = export_run(result.run_dir, args.name, args.saved_models)
         print(f"exported:        {version}")
@@ -303,6 +311,12 @@ def _chat(args: argparse.Namespace) -> int:
         _print_answer(assistant.ask(question, top_k=args.top_k, **options), args.top_k, prefix="assistant> ")
 
 
+def _tensorboard(args: argparse.Namespace) -> int:
+    from qa_assistant.experiments.board import serve
+
+    return serve(args.path, args.port)
+
+
 def _check_top_k(top_k: int | None) -> None:
     if top_k is not None and top_k < 1:
         raise UserError(f"--top-k must be at least 1; got {top_k}")
@@ -371,6 +385,7 @@ _COMMANDS = {
     "ask": _ask,
     "chat": _chat,
     "benchmark": _benchmark,
+    "tensorboard": _tensorboard,
 }
 
 

@@ -59,6 +59,8 @@ class Task(abc.ABC):
     """
 
     name: ClassVar[str]
+    # Predictions are labels of a small set of classes: TensorBoard draws their confusion matrix.
+    confusion_matrix: ClassVar[bool] = False
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -103,15 +105,20 @@ class Task(abc.ABC):
         """Called once after training, before `save`: post-training calibration (none by default)."""
         del model, splits  # nothing to calibrate for most tasks
 
-    def callbacks(self, run_dir: Path, splits: Splits) -> list[keras.callbacks.Callback]:
-        """Task-specific callbacks added to `fit` (e.g. TensorBoard sample tables)."""
-        return []
-
     # -- evaluation ----------------------------------------------------------
 
     @abc.abstractmethod
     def evaluate(self, model: keras.Model, frame: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
         """Test metrics (keys as in DESIGN.md) and one row of predictions per example."""
+
+    def sample_predictions(self, model: keras.Model, frame: pd.DataFrame) -> pd.DataFrame:
+        """Predictions for the rows of `frame`, as `evaluate` makes them, for TensorBoard summaries.
+
+        Columns `question`, `reference`, `predicted`, `score` (and `correct`),
+        one row per row of `frame`, in order. Called after every epoch on a
+        few validation questions (`training.tensorboard.PredictionSummaries`).
+        """
+        return self.evaluate(model, frame)[1]
 
     @abc.abstractmethod
     def baseline(self, splits: Splits) -> dict[str, float]:

@@ -30,6 +30,7 @@ class ClassificationTask(Task):
     """Softmax classifier over the answers (or `data.target` labels) seen in training."""
 
     name = "classify"
+    confusion_matrix = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)

@@ -37,11 +37,8 @@ from qa_assistant.training.generation_metrics import (
     text_metrics,
 )
 from qa_assistant.training.pipeline import make_dataset
-from qa_assistant.training.text_summary import SampleTable
 
 log = logging.getLogger(__name__)
-
-SAMPLE_QUESTIONS = 8  # rows of the per-epoch TensorBoard table
 
 
 class GenerationTask(Task):
@@ -124,17 +121,6 @@ class GenerationTask(Task):
             jit_compile=jit_compile,
         )
 
-    def callbacks(self, run_dir: Path, splits: Splits) -> list[keras.callbacks.Callback]:
-        frame = splits.validation if len(splits.validation) else splits.train
-        grouped = frame.groupby("question", sort=False)["answer"].agg(" | ".join).head(SAMPLE_QUESTIONS)
-
-        def predict(model: keras.Model, questions: list[str]) -> list[str]:
-            out = self.generator(model).answer(tf.constant(questions))
-            return [a.decode("utf-8") for a in out["answer"].numpy()]
-
-        log_dir = run_dir / "logs" / ("validation" if len(splits.validation) else "train")
-        return [SampleTable(log_dir, grouped.index.tolist(), grouped.tolist(), predict)]
-
     # -- evaluation ----------------------------------------------------------
 
     def generator(self, model: keras.Model) -> Generator:
@@ -156,6 +142,28 @@ class GenerationTask(Task):
             frame,
             lambda q: generator.answer(tf.constant(q, dtype=tf.string)),
             lambda q, a: generator.score(tf.constant(q, dtype=tf.string), tf.constant(a, dtype=tf.string)),
+        )
+
+    def sample_predictions(self, model: keras.Model, frame: pd.DataFrame) -> pd.DataFrame:
+        """One generated answer per distinct question (no likelihood pass), on every row of `frame`.
+
+        The per-epoch TensorBoard table only needs the answers, so this skips
+        the `score` pass that `evaluate` makes for perplexity.
+        """
+        grouped = frame.groupby("question", sort=False)["answer"].agg(list)
+        out = self.generator(model).answer(tf.constant(grouped.index.tolist(), dtype=tf.string))
+        answers = dict(zip(grouped.index, (a.decode("utf-8") for a in out["answer"].numpy()), strict=True))
+        scores = dict(zip(grouped.index, np.asarray(out["score"], dtype=np.float64).reshape(-1).tolist(), strict=True))
+        references = frame["question"].map(lambda q: " | ".join(grouped[q]))
+        predicted = frame["question"].map(answers)
+        return pd.DataFrame(
+            {
+                "question": frame["question"].to_numpy(),
+                "reference": references.to_numpy(),
+                "predicted": predicted.to_numpy(),
+                "score": frame["question"].map(scores).to_numpy(),
+                "correct": [p in set(grouped[q]) for q, p in zip(frame["question"], predicted, strict=True)],
+            }
         )
 
     def baseline(self, splits: Splits) -> dict[str, float]:

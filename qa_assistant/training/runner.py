@@ -52,6 +52,13 @@ from qa_assistant.training.resume import (
     latest_snapshot,
 )
 from qa_assistant.training.strategy import Placement, global_batch_size, make_placement
+from qa_assistant.training.tensorboard import (
+    BestMetrics,
+    confusion_classes,
+    hparams_of,
+    prediction_summaries,
+    write_test_summaries,
+)
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +250,9 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
     splits = data.splits
     model, train_ds, val_ds, steps = build_training(task, data, placement)
     monitor = config.train.monitor if val_ds is not None else "loss"
-    callbacks, state = _callbacks(config, run_dir, monitor, steps, task.callbacks(run_dir, splits))
+    # Per-epoch predictions on the chief alone would stall a multi-worker strategy's collectives.
+    summaries = [] if placement.multi_worker else prediction_summaries(task, run_dir, splits)
+    callbacks, state = _callbacks(config, run_dir, monitor, steps, summaries)
     fit_model(model, placement, train_ds, steps, val_ds, config, callbacks, state)
     if placement.multi_worker:
         log.info("%s: weights fingerprint %s", placement.description, distributed.weights_fingerprint(model))
@@ -267,6 +276,7 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
         epochs_run=len(state.history),
         **{f"baseline_{k}": v for k, v in baseline.items()},
     )
+    write_test_summaries(run_dir / "logs", metrics, predictions, len(state.history), confusion_classes(task))
     write_json(run_dir / METRICS_FILE, metrics)
     discard_snapshots(run_dir / "checkpoints")
     return RunResult(run_dir, metrics)
@@ -277,7 +287,7 @@ def _callbacks(
     run_dir: Path,
     monitor: str,
     steps_per_epoch: int,
-    task_callbacks: list[keras.callbacks.Callback],
+    summaries: list[keras.callbacks.Callback],
 ) -> tuple[list[keras.callbacks.Callback], TrainingState]:
     checkpoints = run_dir / "checkpoints"
     stateful: list[keras.callbacks.Callback] = [
@@ -296,12 +306,13 @@ def _callbacks(
                 restore_best_weights=True,
             )
         )
+    stateful.append(BestMetrics(run_dir / "logs", hparams_of(config), monitor))
     # Last, so it saves after the others have updated and restores after they reset.
     state = TrainingState(checkpoints, steps_per_epoch, stateful=stateful, logs_dir=run_dir / "logs")
     callbacks = [
         LearningRateLogger(),
         TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
-        *task_callbacks,  # before the state: what they log at an epoch's end is kept on resume
+        *summaries,  # before the state: what they log at an epoch's end is kept on resume
         *stateful,
         state,
     ]

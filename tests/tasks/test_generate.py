@@ -182,10 +182,10 @@ def test_tensorboard_has_a_sample_table_every_epoch(trained: Path) -> None:
 
     events = EventAccumulator(str(trained / "logs" / "validation"), size_guidance={"tensors": 0})
     events.Reload()
-    tables = events.Tensors("sample_answers")
+    tables = events.Tensors("sample_predictions")
     assert [e.step for e in tables] == list(range(EPOCHS))
     table = tf.make_ndarray(tables[-1].tensor_proto)
-    assert table[0].tolist() == [b"question", b"reference", b"predicted"]
+    assert table[0].tolist() == [b"question", b"reference", b"predicted", b"score", b"correct"]
     assert table.shape[0] > 1
     validation = pd.read_json(trained / "data" / "validation.jsonl", lines=True)
     assert {q.decode() for q in table[1:, 0]} <= set(validation["question"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -41,16 +42,24 @@ def kill_when(process: subprocess.Popen, ready, what: str) -> None:
     assert process.wait() == -signal.SIGKILL
 
 
-def events(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar event in the event files, in file order: tag -> [(step, value)]."""
-    found: dict[str, list[tuple[int, float]]] = {}
+def events(log_dir: Path) -> dict[str, list[tuple[int, float | str]]]:
+    """Every summary in the event files, in file order: tag -> [(step, value)].
+
+    Scalars are numbers; text tables and images are compared by a digest of their bytes.
+    """
+    found: dict[str, list[tuple[int, float | str]]] = {}
     for path in sorted(log_dir.glob("events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             for value in event.summary.value:
-                number = (
-                    float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
+                if not value.HasField("tensor"):
+                    found.setdefault(value.tag, []).append((event.step, value.simple_value))
+                    continue
+                array = tf.make_ndarray(value.tensor)
+                number = array.ndim == 0 and array.dtype.kind in "fiu"
+                shown = (
+                    float(array) if number else hashlib.sha256(value.tensor.SerializeToString()).hexdigest()
                 )
-                found.setdefault(value.tag, []).append((event.step, number))
+                found.setdefault(value.tag, []).append((event.step, shown))
     return found
 
 
@@ -106,7 +115,8 @@ def test_kill_9_mid_save_then_resume_matches_the_uninterrupted_run(
     predictions = [pd.read_json(r / "predictions.jsonl", lines=True) for r in (uninterrupted_run, run)]
     pd.testing.assert_frame_equal(*predictions)
 
-    for split in ("train", "validation"):
+    # "": the HParams session with the best epoch's metrics and the test metrics.
+    for split in ("", "train", "validation"):
         logged, reference = events(run / "logs" / split), events(uninterrupted_run / "logs" / split)
         assert set(logged) == set(reference)
         for tag, points in logged.items():
@@ -115,6 +125,9 @@ def test_kill_9_mid_save_then_resume_matches_the_uninterrupted_run(
             )
             assert sorted(points) == sorted(reference[tag]), f"{split}/{tag}"
     assert len(events(run / "logs" / "train")["epoch_learning_rate"]) == got["epochs_run"]
+    session = events(run / "logs")
+    assert len(session["_hparams_/session_start_info"]) == 1
+    assert len(session["best/val_loss"]) == got["epochs_run"]
     assert not list(checkpoints.glob("state-*"))  # a finished run keeps no resume state
 
 

@@ -1,0 +1,1 @@
+"""Experiments users can read: k-fold statistics, sweeps, paired comparisons, TensorBoard."""
