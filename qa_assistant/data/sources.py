@@ -37,11 +37,20 @@ BUILTINS = ("chatterbot",)
 
 @dataclass
 class SourceInfo:
-    """What was read: for the run manifest and the log."""
+    """What was read: for the run manifest and the log.
+
+    `sha256` is the hash of a file's bytes; for `builtin:` and `tfds:`
+    sources, which are not one file, of the rows read (as JSON lines).
+    """
 
     source: str
     rows: int
     sha256: str | None = None
+
+
+def _rows_sha256(frame: pd.DataFrame) -> str:
+    text = frame.to_json(orient="records", lines=True, force_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def load_pairs(
@@ -269,7 +278,7 @@ def _load_builtin(name: str) -> tuple[pd.DataFrame, SourceInfo]:
         {key: value.decode("utf-8") for key, value in example.items()} for example in tfds.as_numpy(dataset)
     ]
     frame = pd.DataFrame(rows, columns=["question", "answer", "category"], dtype=object)
-    return frame, SourceInfo(f"builtin:{name}", len(frame))
+    return frame, SourceInfo(f"builtin:{name}", len(frame), _rows_sha256(frame))
 
 
 def _load_tfds(
@@ -292,9 +301,8 @@ def _load_tfds(
                 "answer": _feature(example, answer_key, spec),
             }
         )
-    return pd.DataFrame(rows, columns=["question", "answer"], dtype=object), SourceInfo(
-        f"tfds:{name}#{split}", len(rows)
-    )
+    frame = pd.DataFrame(rows, columns=["question", "answer"], dtype=object)
+    return frame, SourceInfo(f"tfds:{name}#{split}", len(rows), _rows_sha256(frame))
 
 
 def _feature(example: dict[str, Any], key: str, spec: str) -> str:
