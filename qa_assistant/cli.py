@@ -59,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--restart", action="store_true", help="discard an existing run in RUN_DIR and start over"
     )
+    train.add_argument(
+        "--folds",
+        type=int,
+        metavar="K",
+        help="k-fold cross-validation: one run per fold under RUN_DIR, with mean, std and 95%% CI",
+    )
+    train.add_argument(
+        "--repeats", type=int, default=1, metavar="R", help="with --folds: repeat with R seeds (default 1)"
+    )
     train.add_argument("--name", help="also export the trained model as saved_models/NAME/<version>")
     train.add_argument(
         "--saved-models", default="saved_models", metavar="DIR", help="export root (default: ./saved_models)"
@@ -216,6 +225,8 @@ def _train(args: argparse.Namespace) -> int:
         validate_name(args.name)
     config = load_config(args.config, overrides)
     output = args.output or _default_output(args.config)
+    if args.folds is not None:
+        return _train_folds(args, config, output)
     result = train_run(config, output, restart=args.restart)
     if not result.chief:
         print("worker done: the chief worker writes the run directory and any export")
@@ -236,6 +247,23 @@ def _train(args: argparse.Namespace) -> int:
         print(f"exported:        {version}")
     else:
         print(f"export with:     qa-assistant export --run {result.run_dir} --name NAME")
+    return 0
+
+
+def _train_folds(args: argparse.Namespace, config: object, output: str) -> int:
+    from qa_assistant.experiments.kfold import SUMMARY_JSON, run_folds, summary_table
+
+    if args.name:
+        raise UserError(
+            "--name exports one model, but --folds trains one per fold; export a fold with "
+            "qa-assistant export --run RUN_DIR/seed-S/fold-I --name NAME"
+        )
+    result = run_folds(config, output, folds=args.folds, repeats=args.repeats, restart=args.restart)
+    print(f"\nTest metrics over {len(result.run_dirs)} runs ({args.folds} folds x {args.repeats} seeds):")
+    print(summary_table(result.summary))
+    print(f"\nruns:            {result.parent}/seed-*/fold-*")
+    print(f"statistics:      {result.parent / SUMMARY_JSON}")
+    print(f"TensorBoard:     qa-assistant tensorboard {result.parent}")
     return 0
 
 

@@ -61,6 +61,8 @@ class Task(abc.ABC):
     name: ClassVar[str]
     # Predictions are labels of a small set of classes: TensorBoard draws their confusion matrix.
     confusion_matrix: ClassVar[bool] = False
+    # The test metrics that experiment tables show first (all of metrics.json is kept).
+    headline_metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -114,9 +116,10 @@ class Task(abc.ABC):
     def sample_predictions(self, model: keras.Model, frame: pd.DataFrame) -> pd.DataFrame:
         """Predictions for the rows of `frame`, as `evaluate` makes them, for TensorBoard summaries.
 
-        Columns `question`, `reference`, `predicted`, `score` (and `correct`),
-        one row per row of `frame`, in order. Called after every epoch on a
-        few validation questions (`training.tensorboard.PredictionSummaries`).
+        Columns `question`, `reference`, `predicted`, `score` (and `correct`);
+        at least one row per distinct question of `frame`. Called after every
+        epoch on a few validation questions (`training.tensorboard.PredictionSummaries`);
+        classification's confusion matrix needs one row per row of `frame`.
         """
         return self.evaluate(model, frame)[1]
 

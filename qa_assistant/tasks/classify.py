@@ -31,6 +31,7 @@ class ClassificationTask(Task):
 
     name = "classify"
     confusion_matrix = True
+    headline_metrics = ("accuracy", "f1_macro", "recall_at_5", "mrr")
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)

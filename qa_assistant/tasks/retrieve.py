@@ -46,6 +46,7 @@ class RetrievalTask(Task):
     """Dual-encoder retrieval over the answer bank (see the module docstring)."""
 
     name = "retrieve"
+    headline_metrics = ("recall_at_1", "recall_at_5", "mrr")
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)

@@ -184,8 +184,8 @@ class PredictionSummaries(keras.callbacks.Callback):
     Args:
         log_dir: where to write (`RUN_DIR/logs/validation`).
         predict: `(model, frame) -> predictions` with the columns
-            `question`, `reference`, `predicted`, `score` (and `correct`),
-            one row per row of `frame` (`Task.sample_predictions`).
+            `question`, `reference`, `predicted`, `score` (and `correct`)
+            for the questions of `frame` (`Task.sample_predictions`).
         frame: the validation split.
         samples: how many distinct questions of `frame` (its first ones)
             the table shows; `0` for none.
@@ -209,7 +209,7 @@ class PredictionSummaries(keras.callbacks.Callback):
         predictions = self.predict(self.model, self.frame)
         with self.writer:
             if len(self.samples):
-                shown = self.frame["question"].isin(set(self.samples["question"])).to_numpy()
+                shown = predictions["question"].isin(set(self.samples["question"]))
                 write_sample_table(predictions.loc[shown].drop_duplicates("question"), epoch)
             if self.confusion_classes:
                 title = f"validation, epoch {epoch + 1}"

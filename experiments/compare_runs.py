@@ -1,0 +1,52 @@
+"""Is run B really better than run A? A paired bootstrap test on the same test questions.
+
+Both runs must have been tested on the same questions: train them on the same
+data with the same train.seed (and data.fold), or the same --test-data. Every
+question is a pair of scores (right or wrong, reciprocal rank, ...);
+resampling the questions gives the distribution of B - A. A 95 % interval
+that excludes 0 (p < 0.05) says the difference is unlikely to be luck of
+this test set; it says nothing about other data.
+
+Usage:
+    python experiments/compare_runs.py RUN_A RUN_B [--samples 10000] [--seed 0] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from qa_assistant.errors import UserError
+from qa_assistant.experiments.compare import compare_runs, comparison_table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run_a", metavar="RUN_A", help="the reference run directory")
+    parser.add_argument("run_b", metavar="RUN_B", help="the run that may be better")
+    parser.add_argument("--samples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the resampling")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args()
+    if args.samples < 100:
+        raise UserError(f"--samples must be at least 100; got {args.samples}")
+
+    results = compare_runs(args.run_a, args.run_b, samples=args.samples, seed=args.seed)
+    if args.json:
+        print(json.dumps({metric: r.as_dict() for metric, r in results.items()}, indent=2))
+        return 0
+    n = next(iter(results.values())).n if results else 0
+    print(f"A = {args.run_a}\nB = {args.run_b}\n{n} test questions, {args.samples} paired resamples:\n")
+    print(comparison_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
