@@ -154,9 +154,15 @@ def run_sweep(
 def _point_config(
     config_files: Sequence[str | Path], overrides: Sequence[str], values: Mapping[str, Any]
 ) -> Config:
+    from qa_assistant.models.encoders import get_encoder_builder
+    from qa_assistant.tasks import get_task
+
     settings = [f"{key}={json.dumps(value)}" for key, value in values.items()]
     try:
-        return load_config(list(config_files), [*overrides, *settings])
+        config = load_config(list(config_files), [*overrides, *settings])
+        get_encoder_builder(config.encoder.type)  # catalogue names, checked before anything trains
+        get_task(config)
+        return config
     except UserError as error:
         raise UserError(f"sweep point {point_name(values)}: {error}") from None
 

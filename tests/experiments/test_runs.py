@@ -1,0 +1,149 @@
+"""K-fold runs, a sweep and a paired comparison on tiny generated data (each run a few seconds)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from qa_assistant.cli import main
+from qa_assistant.errors import UserError
+from qa_assistant.experiments.compare import align, compare_runs, per_question_scores
+from qa_assistant.experiments.kfold import SUMMARY_JSON, SUMMARY_TABLE, run_folds
+from qa_assistant.experiments.sweep import (
+    RESULTS_CSV,
+    RESULTS_TABLE,
+    grid_points,
+    load_grid,
+    parse_grid,
+    run_sweep,
+)
+from tests.helpers import TINY, faq_rows, tiny_config
+
+FAST = [*TINY, "train.epochs=1", "train.jit_compile=false", "tensorboard.confusion_classes=0"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("experiments") / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sweep(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two points that differ in the encoder, trained on the same split."""
+    base = tmp_path_factory.mktemp("sweep") / "base.yaml"
+    base.write_text(f"data: {{train: {json.dumps(str(data))}}}\n")
+    root = base.parent / "root"
+    run_sweep([base], parse_grid(["encoder.type=gru,lstm"]), root, overrides=FAST)
+    return root
+
+
+def test_folds_are_runs_under_a_parent_with_mean_std_and_interval(data: Path, tmp_path: Path) -> None:
+    result = run_folds(tiny_config(*FAST[len(TINY) :], train=data), tmp_path / "cv", folds=2, repeats=1)
+    assert [p.relative_to(tmp_path / "cv").as_posix() for p in result.run_dirs] == [
+        "seed-42/fold-0",
+        "seed-42/fold-1",
+    ]
+    tested = [pd.read_json(run / "data" / "test.jsonl", lines=True)["question"] for run in result.run_dirs]
+    assert not set(tested[0]) & set(tested[1])
+    assert len(tested[0]) + len(tested[1]) == len(faq_rows())  # every question tested once
+    summary = json.loads((tmp_path / "cv" / SUMMARY_JSON).read_text())
+    accuracy = summary["metrics"]["accuracy"]
+    values = [m["accuracy"] for m in result.metrics]
+    assert accuracy["mean"] == pytest.approx(sum(values) / 2)
+    assert accuracy["n"] == 2
+    assert accuracy["ci_low"] <= accuracy["mean"] <= accuracy["ci_high"]
+    assert "baseline_accuracy" in summary["metrics"]
+    assert "| accuracy |" in (tmp_path / "cv" / SUMMARY_TABLE).read_text()
+    again = run_folds(tiny_config(*FAST[len(TINY) :], train=data), tmp_path / "cv", folds=2)
+    assert again.metrics == result.metrics  # finished folds are not retrained
+
+
+def test_sweep_writes_one_run_per_point_under_one_tensorboard_root(sweep: Path) -> None:
+    names = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert names == ["encoder.type=gru", "encoder.type=lstm"]
+    with (sweep / RESULTS_CSV).open() as f:
+        rows = list(csv.DictReader(f))
+    assert [row["encoder.type"] for row in rows] == ["gru", "lstm"]
+    for row, name in zip(rows, names, strict=True):
+        metrics = json.loads((sweep / name / "metrics.json").read_text())
+        assert float(row["accuracy"]) == pytest.approx(metrics["accuracy"])
+        assert row["accuracy_ci_low"] == ""  # one run: no interval
+    table = (sweep / RESULTS_TABLE).read_text()
+    assert table.startswith(
+        "| encoder.type | accuracy | f1_macro | recall_at_5 | mrr | TF-IDF accuracy | runs |"
+    )
+    sessions = [
+        name
+        for name in names
+        for path in (sweep / name / "logs").glob("events.out.tfevents.*")
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+        if value.tag == "_hparams_/session_start_info"
+    ]
+    assert sorted(sessions) == names
+
+
+def test_paired_bootstrap_compares_two_runs_on_the_same_questions(sweep: Path) -> None:
+    gru, lstm = sweep / "encoder.type=gru", sweep / "encoder.type=lstm"
+    results = compare_runs(gru, lstm, samples=500)
+    accuracy = results["accuracy"]
+    assert accuracy.mean_a == pytest.approx(json.loads((gru / "metrics.json").read_text())["accuracy"])
+    assert accuracy.mean_b == pytest.approx(json.loads((lstm / "metrics.json").read_text())["accuracy"])
+    assert results["mrr"].mean_b == pytest.approx(json.loads((lstm / "metrics.json").read_text())["mrr"])
+    assert 0 < accuracy.p_value <= 1
+
+
+def test_per_question_scores_and_alignment_refuse_other_questions() -> None:
+    a = pd.DataFrame(
+        {
+            "question": ["q1", "q2", "q2"],
+            "reference": ["x", "y", "z"],
+            "correct": [True, False, True],
+            "rank": [1.0, None, 3.0],
+        }
+    )
+    scores = per_question_scores(a)
+    assert scores["accuracy"].tolist() == [1.0, 0.0, 1.0]
+    assert scores["mrr"].tolist() == pytest.approx([1.0, 0.0, 1 / 3])
+    assert scores["recall_at_1"].tolist() == [1.0, 0.0, 0.0]
+    shuffled = a.iloc[[2, 0, 1]]
+    _, right = align(a, shuffled)
+    assert right["reference"].tolist() == ["x", "y", "z"]
+    with pytest.raises(UserError, match="tested on different questions"):
+        align(a, a.iloc[:2])
+
+
+def test_grid_from_the_command_line_and_from_yaml(tmp_path: Path) -> None:
+    grid = parse_grid(["encoder.type=gru,lstm", "encoder.layers=1,2"])
+    assert grid_points(grid)[1] == {"encoder.type": "gru", "encoder.layers": 2}
+    assert len(grid_points(grid)) == 4
+    path = tmp_path / "grid.yaml"
+    path.write_text("encoder.type: [gru, transformer]\ntrain.learning_rate: 0.01\n")
+    assert load_grid(path) == {"encoder.type": ["gru", "transformer"], "train.learning_rate": [0.01]}
+    with pytest.raises(UserError, match="not of the form"):
+        parse_grid(["encoder.type"])
+
+
+def test_a_bad_point_fails_before_anything_trains(data: Path, tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text(f"data: {{train: {json.dumps(str(data))}}}\n")
+    with pytest.raises(UserError, match=re.escape("sweep point encoder.type=gur: unknown encoder 'gur'")):
+        run_sweep([base], parse_grid(["encoder.type=gru,gur"]), tmp_path / "root", overrides=FAST)
+    assert not (tmp_path / "root").exists()
+
+
+def test_folds_cannot_export_one_model(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(
+        ["train", "--train-data", str(data), "--folds", "2", "--name", "faq", "--output", str(tmp_path / "x")]
+    )
+    assert code == 2
+    assert "--name exports one model, but --folds trains one per fold" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,62 @@
+"""Fold intervals and the paired bootstrap, checked against what they must do."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from qa_assistant.experiments.statistics import fold_summary, paired_bootstrap
+
+
+def test_fold_summary_is_the_corrected_resampled_t_interval() -> None:
+    values = [0.61, 0.55, 0.58, 0.66, 0.52, 0.60]
+    ratio = 0.25  # 5 folds: test/train = 1/4
+    s = fold_summary(values, test_train_ratio=ratio)
+    sd = np.std(values, ddof=1)
+    half = stats.t.ppf(0.975, df=5) * sd * math.sqrt(1 / 6 + ratio)
+    assert s.mean == pytest.approx(np.mean(values))
+    assert s.std == pytest.approx(sd)
+    assert (s.ci_low, s.ci_high) == pytest.approx((np.mean(values) - half, np.mean(values) + half))
+    assert s.n == 6
+    plain = fold_summary(values)  # independent runs: the ordinary t-interval, narrower
+    assert plain.ci_high - plain.ci_low == pytest.approx(2 * stats.t.ppf(0.975, df=5) * sd / math.sqrt(6))
+    assert plain.ci_high - plain.ci_low < s.ci_high - s.ci_low
+    assert s.shown() == f"{np.mean(values):.3f} ± {sd:.3f}"
+
+
+def test_one_run_has_no_interval() -> None:
+    s = fold_summary([0.7], test_train_ratio=0.25)
+    assert (s.mean, s.std, s.n) == (0.7, 0.0, 1)
+    assert math.isnan(s.ci_low)
+    assert s.shown_interval() == ""
+
+
+def test_corrected_interval_covers_the_truth_about_95_percent_of_the_time_for_independent_draws() -> None:
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(2000):
+        s = fold_summary(rng.normal(0.5, 0.1, size=5))
+        hits += s.ci_low <= 0.5 <= s.ci_high
+    assert 0.93 < hits / 2000 < 0.97
+
+
+def test_bootstrap_sees_a_real_difference_and_not_a_coin_flip() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.random(300) < 0.5
+    better = a | (rng.random(300) < 0.3)  # B is right wherever A is, and on some more
+    r = paired_bootstrap(a, better, samples=4000, seed=0)
+    assert r.delta == pytest.approx(better.mean() - a.mean())
+    assert r.ci_low > 0
+    assert r.p_value < 0.001
+    same = paired_bootstrap(a, rng.permutation(a), samples=4000, seed=0)  # same accuracy, other questions
+    assert same.delta == 0
+    assert same.p_value > 0.5
+    assert same.ci_low < 0 < same.ci_high
+
+
+def test_bootstrap_is_seeded_and_refuses_unpaired_scores() -> None:
+    a, b = [0, 1, 1, 0, 1], [1, 1, 1, 0, 0]
+    assert paired_bootstrap(a, b, samples=500, seed=3) == paired_bootstrap(a, b, samples=500, seed=3)
+    with pytest.raises(ValueError, match="two equal, non-empty lists; got 5 and 4"):
+        paired_bootstrap(a, b[:4])
