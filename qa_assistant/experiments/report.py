@@ -1,0 +1,94 @@
+"""Tables and charts of k-fold summaries: what an experiment script prints and saves."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from qa_assistant.experiments.statistics import FoldSummary
+
+# A table of systems (rows) per group (e.g. a task): group -> system -> metric -> summary.
+Results = Mapping[str, Mapping[str, Mapping[str, FoldSummary]]]
+
+
+def systems_table(systems: Mapping[str, Mapping[str, FoldSummary]], metrics: Sequence[str]) -> str:
+    """Markdown: one row per system, `mean ± std` per metric, the first metric's 95 % CI, mean epochs.
+
+    Example:
+
+    >>> from qa_assistant.experiments.statistics import fold_summary
+    >>> print(systems_table({"gru": {"accuracy": fold_summary([0.5, 0.7])}}, ["accuracy"]))
+    | system | accuracy | accuracy 95 % CI | epochs |
+    |---|---:|---:|---:|
+    | gru | 0.600 ± 0.141 | [-0.671, 1.871] |  |
+    """
+    first = metrics[0]
+    lines = [
+        "| system | " + " | ".join(metrics) + f" | {first} 95 % CI | epochs |",
+        "|---|" + "---:|" * (len(metrics) + 2),
+    ]
+    for name, summary in systems.items():
+        cells = [summary[m].shown() if m in summary else "" for m in metrics]
+        cells.append(summary[first].shown_interval() if first in summary else "")
+        epochs = summary.get("epochs_run")
+        cells.append(f"{epochs.mean:.1f}" if epochs else "")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def results_csv(results: Results) -> str:
+    """Long format: group, system, metric, mean, std, ci_low, ci_high, n."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["group", "system", "metric", "mean", "std", "ci_low", "ci_high", "n"])
+    for group, systems in results.items():
+        for system, summary in systems.items():
+            for metric, s in summary.items():
+                bounds = ["" if math.isnan(v) else v for v in (s.ci_low, s.ci_high)]
+                writer.writerow([group, system, metric, s.mean, s.std, *bounds, s.n])
+    return out.getvalue()
+
+
+def bar_chart(results: Results, metrics: Mapping[str, str], path: str | Path, title: str) -> Path:
+    """A PNG with one panel per group: a bar per system, error bars = the 95 % interval.
+
+    Args:
+        results: group -> system -> metric -> summary.
+        metrics: group -> the metric its panel shows.
+        path: where to write the PNG.
+        title: the figure's title.
+
+    Returns:
+        `path`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    groups = list(results)
+    figure, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4.2), dpi=100, squeeze=False)
+    for axis, group in zip(axes[0], groups, strict=True):
+        metric = metrics[group]
+        names = [name for name, summary in results[group].items() if metric in summary]
+        summaries = [results[group][name][metric] for name in names]
+        means = [s.mean for s in summaries]
+        low = [0.0 if math.isnan(s.ci_low) else s.mean - max(s.ci_low, 0.0) for s in summaries]
+        high = [0.0 if math.isnan(s.ci_high) else min(s.ci_high, 1.0) - s.mean for s in summaries]
+        bars = axis.bar(range(len(names)), means, yerr=[low, high], capsize=4, color="#4878a8")
+        axis.bar_label(bars, labels=[f"{m:.2f}" for m in means], padding=2, fontsize=8)
+        axis.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=9)
+        axis.set_ylim(0, 1)
+        axis.set_ylabel(metric)
+        axis.set_title(group, fontsize=10)
+        axis.grid(axis="y", alpha=0.3)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path

@@ -1,0 +1,53 @@
+"""The tables and the chart an experiment script writes from k-fold summaries."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from qa_assistant.experiments.report import bar_chart, results_csv, systems_table
+from qa_assistant.experiments.statistics import fold_summary
+
+RESULTS = {
+    "classification": {
+        "GRU": {"accuracy": fold_summary([0.5, 0.7, 0.6]), "epochs_run": fold_summary([4, 6, 5])},
+        "TF-IDF": {"accuracy": fold_summary([0.8])},
+    },
+    "retrieval": {"GRU": {"mrr": fold_summary([0.2, 0.3])}},
+}
+
+
+def test_systems_table_shows_mean_std_the_interval_and_epochs() -> None:
+    table = systems_table(RESULTS["classification"], ["accuracy", "f1_macro"])
+    gru = RESULTS["classification"]["GRU"]["accuracy"]
+    assert table.splitlines() == [
+        "| system | accuracy | f1_macro | accuracy 95 % CI | epochs |",
+        "|---|---:|---:|---:|---:|",
+        f"| GRU | 0.600 ± 0.100 |  | [{gru.ci_low:.3f}, {gru.ci_high:.3f}] | 5.0 |",
+        "| TF-IDF | 0.800 ± 0.000 |  |  |  |",  # one run: no interval
+    ]
+
+
+def test_results_csv_has_one_row_per_group_system_and_metric() -> None:
+    rows = list(csv.DictReader(io.StringIO(results_csv(RESULTS))))
+    assert [(r["group"], r["system"], r["metric"]) for r in rows] == [
+        ("classification", "GRU", "accuracy"),
+        ("classification", "GRU", "epochs_run"),
+        ("classification", "TF-IDF", "accuracy"),
+        ("retrieval", "GRU", "mrr"),
+    ]
+    assert float(rows[0]["mean"]) == pytest.approx(0.6)
+    assert rows[0]["n"] == "3"
+    assert rows[2]["ci_low"] == rows[2]["ci_high"] == ""
+
+
+def test_bar_chart_is_a_png_with_a_panel_per_group(tmp_path: Path) -> None:
+    import matplotlib.image
+
+    path = bar_chart(RESULTS, {"classification": "accuracy", "retrieval": "mrr"}, tmp_path / "c.png", "t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    height, width, _ = matplotlib.image.imread(path).shape
+    assert (width, height) == (1040, 420)  # two 5.2 x 4.2 inch panels at 100 dpi
