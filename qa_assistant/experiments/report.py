@@ -78,9 +78,12 @@ def bar_chart(results: Results, metrics: Mapping[str, str], path: str | Path, ti
         means = [s.mean for s in summaries]
         low = [0.0 if math.isnan(s.ci_low) else s.mean - max(s.ci_low, 0.0) for s in summaries]
         high = [0.0 if math.isnan(s.ci_high) else min(s.ci_high, 1.0) - s.mean for s in summaries]
-        bars = axis.bar(range(len(names)), means, yerr=[low, high], capsize=4, color="#4878a8")
-        axis.bar_label(bars, labels=[f"{m:.2f}" for m in means], padding=2, fontsize=8)
-        axis.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=9)
+        axis.bar(range(len(names)), means, yerr=[low, high], capsize=4, color="#4878a8")
+        # The mean goes under the name: on or above the bar it collides with the error bar.
+        ticks = [
+            "\n".join([*name.split(" "), f"{mean:.2f}"]) for name, mean in zip(names, means, strict=True)
+        ]
+        axis.set_xticks(range(len(names)), ticks, fontsize=8)
         axis.set_ylim(0, 1)
         axis.set_ylabel(metric)
         axis.set_title(group, fontsize=10)
