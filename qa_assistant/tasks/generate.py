@@ -153,7 +153,9 @@ class GenerationTask(Task):
         grouped = frame.groupby("question", sort=False)["answer"].agg(list)
         out = self.generator(model).answer(tf.constant(grouped.index.tolist(), dtype=tf.string))
         answers = dict(zip(grouped.index, (a.decode("utf-8") for a in out["answer"].numpy()), strict=True))
-        scores = dict(zip(grouped.index, np.asarray(out["score"], dtype=np.float64).reshape(-1).tolist(), strict=True))
+        scores = dict(
+            zip(grouped.index, np.asarray(out["score"], dtype=np.float64).reshape(-1).tolist(), strict=True)
+        )
         references = frame["question"].map(lambda q: " | ".join(grouped[q]))
         predicted = frame["question"].map(answers)
         return pd.DataFrame(
