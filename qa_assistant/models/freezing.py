@@ -1,6 +1,6 @@
-"""Freezing an encoder: all of it, or its embeddings and lowest N blocks.
+"""Freezing an encoder: all of it, its embeddings, or its embeddings and lowest N blocks.
 
-`encoder.freeze` (`none`, `all` or N) is applied by every encoder builder;
+`encoder.freeze` (`none`, `embedding`, `all` or N) is applied by every encoder builder;
 `freeze_encoder` is also the API for code that loads weights into an
 encoder first and freezes afterwards (e.g. `--init-from`).
 
@@ -38,7 +38,8 @@ def freeze_encoder(encoder: keras.Model, freeze: str | int) -> None:
 
     Args:
         encoder: an encoder from the catalogue (or a model holding one).
-        freeze: `none`, `all`, or N: the embeddings and blocks 0..N-1.
+        freeze: `none`, `embedding` (the embeddings only), `all`, or N:
+            the embeddings and blocks 0..N-1.
 
     Raises:
         UserError: N is larger than the number of blocks, or not a number.
@@ -49,8 +50,15 @@ def freeze_encoder(encoder: keras.Model, freeze: str | int) -> None:
     if spec == "all":
         encoder.trainable = False
         return
+    if spec == "embedding":
+        for layer in _walk(encoder):
+            if "embedding" in layer.name:
+                layer.trainable = False
+        return
     if not spec.isdigit():
-        raise UserError(f"encoder.freeze got {freeze!r}; expected none, all or a number of lower layers")
+        raise UserError(
+            f"encoder.freeze got {freeze!r}; expected none, embedding, all or a number of lower layers"
+        )
     count = int(spec)
     layers = list(_walk(encoder))
     blocks = sorted({int(m.group(1)) for layer in layers if (m := _BLOCK.match(layer.name))})

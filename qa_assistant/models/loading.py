@@ -100,14 +100,27 @@ def check_keras_file(path: str | Path) -> dict[str, Any]:
     if path.suffix.lower() != ".keras" or not zipfile.is_zipfile(path):
         raise UserError(f"'{path}' is not a .keras model file (a zip archive with config.json)")
     config = _read_config(path)
+    check_keras_config(config, f"model file '{path}'")
+    return config
+
+
+def check_keras_config(config: Any, source: str) -> None:
+    """Refuses a serialised Keras config (a model's `config.json`, a preset's) naming a layer that runs code.
+
+    Args:
+        config: the parsed JSON.
+        source: how the message names where it came from.
+
+    Raises:
+        UserError: naming the layer and why it is refused.
+    """
     for class_name, name in _classes(config):
         if class_name in UNSAFE_CLASSES:
             kind = "a serialised Python lambda" if class_name == "__lambda__" else f"a {class_name} layer"
             raise UserError(
-                f"model file '{path}' contains {kind} ('{name}'), which {UNSAFE_CLASSES[class_name]}; "
+                f"{source} contains {kind} ('{name}'), which {UNSAFE_CLASSES[class_name]}; "
                 "refusing to load it (expected a model built only from standard or registered layers)"
             )
-    return config
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -4,8 +4,10 @@
 signature takes `question` (`tf.string`, shape `[None]`) and returns at least
 `answer` and `score` (the classifier adds `top_k_answers` / `top_k_scores`;
 other tasks add their own outputs). Cleaning and tokenisation run inside the
-graph, so clients send raw text. `assets.extra/` carries the run's config and
-manifest and TF Serving's warmup requests (`serving/warmup.py`).
+graph, so clients send raw text. `assets.extra/` carries the run's config,
+manifest, vocabulary (`preprocessor/`) and labels (what `train --init-from`
+needs to start from the export) and TF Serving's warmup requests
+(`serving/warmup.py`).
 
 A version is written to a hidden temporary directory beside its final place
 (`.tmp-<host>-<pid>-...`, which TF Serving ignores), reloaded, checked, flushed
@@ -185,6 +187,10 @@ def _write_extra(staging: Path, run_dir: Path, name: str) -> None:
     extra = staging / "assets.extra"
     extra.mkdir(parents=True, exist_ok=True)
     shutil.copy2(run_dir / "config.yaml", extra / "config.yaml")
+    # The vocabulary and labels, so that `train --init-from` can start from the export itself.
+    shutil.copytree(run_dir / "preprocessor", extra / "preprocessor")
+    if (run_dir / "labels.json").is_file():
+        shutil.copy2(run_dir / "labels.json", extra / "labels.json")
     run_manifest = {}
     if (run_dir / "manifest.json").is_file():
         run_manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))

@@ -21,9 +21,13 @@ import pandas as pd
 import tensorflow as tf
 
 from qa_assistant.config import Config
+from qa_assistant.data.augment import Augmentation, augment_questions
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.split import Splits
+from qa_assistant.models.transfer import Remap
 from qa_assistant.text.tokenizer_factory import Tokenizer, build_tokenizer
+from qa_assistant.training.init_source import InitSource
+from qa_assistant.training.optimization import build_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,11 @@ class Task(abc.ABC):
     def __init__(self, config: Config) -> None:
         self.config = config
         self.tokenizer: Tokenizer | None = None
+        # Set by the runner before `compile`: a learning-rate schedule counts steps.
+        self.steps_per_epoch: int | None = None
+        # Set by the runner for `init.source` (personalisation): the model this run starts from.
+        self.init_source: InitSource | None = None
+        self.augmentation: Augmentation | None = None
 
     # -- preprocessing -------------------------------------------------------
 
@@ -75,8 +84,13 @@ class Task(abc.ABC):
         """Fits preprocessing (vocabularies) on the training split only."""
 
     def build_tokenizer(self, texts: list[str], reserved_tokens: tuple[str, ...] = ()) -> Tokenizer:
-        """The run's tokenizer (word, WordPiece or the pretrained preset's) over cleaned training texts."""
-        return build_tokenizer(self.config, texts, reserved_tokens)
+        """The run's tokenizer (word, WordPiece or the pretrained preset's) over cleaned training texts.
+
+        When the run starts from a base model, the base vocabulary is kept
+        (a word vocabulary extended with the new words of `texts`).
+        """
+        base = self.init_source.tokenizer if self.init_source is not None else None
+        return build_tokenizer(self.config, texts, reserved_tokens, base=base)
 
     def embedding_matrix(self) -> np.ndarray | None:
         """Initial embedding from `embedding.pretrained`, or `None` for random."""
@@ -88,6 +102,51 @@ class Task(abc.ABC):
         return embedding_from_file(
             path, self.tokenizer.vocabulary, self.config.embedding.dim, seed=self.config.train.seed
         )
+
+    def training_rows(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The training split with its EDA copies (`augment`; unchanged when off).
+
+        Synonyms are nearest neighbours in `augment.vectors` (or
+        `embedding.pretrained`), limited to the vocabulary of a word-level
+        tokenizer so that every inserted word has an embedding row.
+        """
+        augment = self.config.augment
+        if not augment.enabled:
+            return frame
+        synonyms = None
+        if augment.needs_vectors:
+            from qa_assistant.data.augment import NeighbourSynonyms
+            from qa_assistant.embeddings.neighbours import VectorIndex
+
+            index = VectorIndex.from_file(augment.vectors or self.config.embedding.pretrained)
+            word_level = self.tokenizer is not None and self.tokenizer.KIND == "word"
+            allowed = set(self.tokenizer.vocabulary[2:]) if word_level else None
+            synonyms = NeighbourSynonyms(index, augment.neighbours, augment.min_similarity, allowed)
+        self.augmentation = augment_questions(frame, augment, synonyms=synonyms, seed=self.config.train.seed)
+        return self.augmentation.frame
+
+    # -- personalisation -----------------------------------------------------
+
+    def weight_remaps(self, model: keras.Model) -> dict[str, Remap]:
+        """Variables whose rows stand for tokens (or answers) of the base model: how they map.
+
+        The token embedding's rows follow the vocabulary (base words keep
+        their rows; new words start from word vectors or the mean row).
+        Tasks with answer-indexed weights add theirs.
+        """
+        from qa_assistant.training.personalize import embedding_remaps
+
+        return embedding_remaps(self, model)
+
+    def projector_embeddings(self, model: keras.Model) -> dict[str, tuple[np.ndarray, list[str]]]:
+        """What the TensorBoard projector shows: name -> (matrix, one label per row).
+
+        The word embedding of a word-level model; tasks add answer embeddings.
+        """
+        from qa_assistant.training.personalize import word_embedding
+
+        found = word_embedding(self, model)
+        return {"words": found} if found is not None else {}
 
     # -- training ------------------------------------------------------------
 
@@ -102,6 +161,10 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def compile(self, model: keras.Model, *, jit_compile: bool) -> None:
         """Optimizer, loss and metrics."""
+
+    def optimizer(self, model: keras.Model) -> keras.optimizers.Optimizer:
+        """Adam with the `train` section's schedule and head learning rate (`training/optimization.py`)."""
+        return build_optimizer(self.config.train, self.steps_per_epoch, model)
 
     def finalize(self, model: keras.Model, splits: Splits) -> None:
         """Called once after training, before `save`: post-training calibration (none by default)."""

@@ -8,6 +8,7 @@ known answers trained with sparse categorical cross-entropy, instead of
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,16 @@ import tensorflow as tf
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.split import Splits
 from qa_assistant.models.encoders import build_encoder
+from qa_assistant.models.transfer import Remap, index_map
 from qa_assistant.tasks.base import Task
 from qa_assistant.text.tokenizer_factory import load_tokenizer
 from qa_assistant.training.baseline import tfidf_logistic_regression
 from qa_assistant.training.metrics import classification_metrics, ranking_metrics, ranks_from_scores
 from qa_assistant.training.pipeline import as_targets, ids_dataset, make_dataset
+
+log = logging.getLogger(__name__)
+
+HEAD = "answer_logits"  # the class head: one column per answer
 
 
 class ClassificationTask(Task):
@@ -56,6 +62,8 @@ class ClassificationTask(Task):
     # -- training ------------------------------------------------------------
 
     def dataset(self, frame: pd.DataFrame, *, training: bool) -> tf.data.Dataset:
+        if training:
+            frame = self.training_rows(frame)
         targets = self.label_ids(frame)
         keep = targets >= 0  # unseen labels cannot be learned (validation never has them)
         return make_dataset(
@@ -78,13 +86,13 @@ class ClassificationTask(Task):
         pooled = encoder(token_ids)["pooled_output"]
         if self.config.encoder.dropout:
             pooled = keras.layers.Dropout(self.config.encoder.dropout, name="head_dropout")(pooled)
-        logits = keras.layers.Dense(len(self.labels), dtype="float32", name="answer_logits")(pooled)
+        logits = keras.layers.Dense(len(self.labels), dtype="float32", name=HEAD)(pooled)
         return keras.Model(token_ids, logits, name="classifier")
 
     def compile(self, model: keras.Model, *, jit_compile: bool) -> None:
         top_k = min(5, len(self.labels))
         model.compile(
-            optimizer=keras.optimizers.Adam(self.config.train.learning_rate),
+            optimizer=self.optimizer(model),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[
                 keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
@@ -92,6 +100,31 @@ class ClassificationTask(Task):
             ],
             jit_compile=jit_compile,
         )
+
+    # -- personalisation -----------------------------------------------------
+
+    def weight_remaps(self, model: keras.Model) -> dict[str, Remap]:
+        """Adds the class head: answers the base also had keep their columns, new answers start fresh."""
+        remaps = super().weight_remaps(model)
+        base_labels = self.init_source.labels if self.init_source is not None else None
+        if base_labels is not None:
+            index = index_map(self.labels, base_labels)
+            log.info(
+                "class head: %d of %d answers kept from the base model, %d new",
+                int((index >= 0).sum()),
+                len(self.labels),
+                int((index < 0).sum()),
+            )
+            remaps[f"{HEAD}/kernel"] = Remap(axis=1, index=index, what="answers")
+            remaps[f"{HEAD}/bias"] = Remap(axis=0, index=index, what="answers")
+        return remaps
+
+    def projector_embeddings(self, model: keras.Model) -> dict[str, tuple[np.ndarray, list[str]]]:
+        """Word embeddings, and each answer's vector: its column of the class head."""
+        found = super().projector_embeddings(model)
+        kernel = model.get_layer(HEAD).kernel
+        found["answers"] = (np.asarray(kernel.numpy()).T, list(self.labels))
+        return found
 
     # -- evaluation ----------------------------------------------------------
 

@@ -85,6 +85,8 @@ class RetrievalTask(Task):
     # -- training ------------------------------------------------------------
 
     def dataset(self, frame: pd.DataFrame, *, training: bool) -> tf.data.Dataset:
+        if training:
+            frame = self.training_rows(frame)
         text = self.config.text
         features = {
             "question": self._question_ids(frame["question"].tolist()),
@@ -127,7 +129,7 @@ class RetrievalTask(Task):
 
     def compile(self, model: keras.Model, *, jit_compile: bool) -> None:
         model.compile(
-            optimizer=keras.optimizers.Adam(self.config.train.learning_rate),
+            optimizer=self.optimizer(model),
             loss=retrieval_loss(self.config.task.loss),
             metrics=[keras.metrics.MeanMetricWrapper(in_batch_accuracy, name="accuracy")],
             jit_compile=jit_compile,
@@ -153,6 +155,12 @@ class RetrievalTask(Task):
         """Unit vectors `[n, d]` of answers (as displayed)."""
         ids = self._answer_ids(answers)
         return self._embed(self.towers(model)[1], ids, self.config.text.answer_max_length)
+
+    def projector_embeddings(self, model: keras.Model) -> dict[str, tuple[np.ndarray, list[str]]]:
+        """Word embeddings, and the answer bank as the answer tower embeds it."""
+        found = super().projector_embeddings(model)
+        found["answers"] = (self.embed_answers(model, self.bank), list(self.bank))
+        return found
 
     # -- evaluation ----------------------------------------------------------
 

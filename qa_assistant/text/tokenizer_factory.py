@@ -28,23 +28,33 @@ from qa_assistant.config import Config
 from qa_assistant.errors import UserError
 from qa_assistant.text.subword_tokenizer import KIND as SUBWORD_KIND
 from qa_assistant.text.subword_tokenizer import SubwordTokenizer
-from qa_assistant.text.word_tokenizer import WordTokenizer
+from qa_assistant.text.word_tokenizer import WordTokenizer, extend_vocabulary
 
 log = logging.getLogger(__name__)
 
 Tokenizer = WordTokenizer | SubwordTokenizer
 
 
-def build_tokenizer(config: Config, texts: Sequence[str], reserved_tokens: Sequence[str] = ()) -> Tokenizer:
+def build_tokenizer(
+    config: Config,
+    texts: Sequence[str],
+    reserved_tokens: Sequence[str] = (),
+    base: Tokenizer | None = None,
+) -> Tokenizer:
     """The tokenizer a run uses, fitted on already-cleaned training texts.
 
     A `pretrained` encoder brings its preset's WordPiece vocabulary (nothing
-    is fitted); otherwise `text.tokenizer` picks `word` or `wordpiece`.
+    is fitted); otherwise `text.tokenizer` picks `word` or `wordpiece`. With
+    a `base` tokenizer (personalising a trained model) its vocabulary is
+    kept: a word vocabulary is extended with the new words of `texts`
+    (`init.max_new_words`), a WordPiece one is reused as it is (a
+    `pretrained` encoder always takes its preset's).
 
     Args:
-        config: the run's config (`text` and `encoder` sections).
+        config: the run's config (`text`, `encoder` and `init` sections).
         texts: cleaned training texts to build a vocabulary from.
         reserved_tokens: whole tokens that must get their own ids.
+        base: the tokenizer of the model this run starts from.
 
     Raises:
         UserError: reserved tokens that a pretrained vocabulary lacks.
@@ -57,6 +67,10 @@ def build_tokenizer(config: Config, texts: Sequence[str], reserved_tokens: Seque
         "strip_html": text.strip_html,
         "max_chars": text.max_chars,
     }
+    if base is not None and config.encoder.type != "pretrained":
+        kept = _from_base(config, base, texts, reserved_tokens, cleaning)
+        if kept is not None:
+            return kept
     if config.encoder.type == "pretrained":
         return _preset_tokenizer(config, reserved_tokens, cleaning)
     if text.tokenizer == "wordpiece":
@@ -70,6 +84,47 @@ def build_tokenizer(config: Config, texts: Sequence[str], reserved_tokens: Seque
         reserved_tokens=reserved_tokens,
         **cleaning,
     )
+
+
+def _wanted_kind(config: Config) -> str:
+    return SUBWORD_KIND if config.text.tokenizer == "wordpiece" else WordTokenizer.KIND
+
+
+def _from_base(
+    config: Config,
+    base: Tokenizer,
+    texts: Sequence[str],
+    reserved_tokens: Sequence[str],
+    cleaning: dict[str, Any],
+) -> Tokenizer | None:
+    """The base tokenizer's vocabulary (extended if word-level) with this run's cleaning; `None` if the kinds differ."""
+    wanted = _wanted_kind(config)
+    if wanted != base.KIND:
+        log.warning(
+            "the base model's tokenizer is %s but this config asks for %s: a new vocabulary is built, "
+            "and the base's token embeddings cannot be carried over",
+            base.KIND,
+            wanted,
+        )
+        return None
+    if isinstance(base, SubwordTokenizer):
+        options = {**base.options(), **cleaning}
+        return SubwordTokenizer(base.vocabulary, **options)
+    vocabulary, new_words = extend_vocabulary(
+        base.vocabulary,
+        texts,
+        max_new_words=config.init.max_new_words,
+        min_count=config.text.min_count,
+        reserved_tokens=reserved_tokens,
+    )
+    shown = ", ".join(new_words[:10]) + (", ..." if len(new_words) > 10 else "")
+    log.info(
+        "vocabulary: %d base words kept at their ids, %d new words appended%s",
+        len(base.vocabulary),
+        len(new_words),
+        f" ({shown})" if new_words else "",
+    )
+    return WordTokenizer(vocabulary, **cleaning)
 
 
 def _preset_tokenizer(config: Config, reserved_tokens: Sequence[str], cleaning: dict[str, Any]) -> Tokenizer:

@@ -14,7 +14,7 @@ exactly the cleaned text.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import keras
@@ -71,6 +71,60 @@ def join_reversible(tokens: tf.RaggedTensor | tf.Tensor) -> tf.Tensor:
     text = tf.strings.reduce_join(tokens, axis=-1, separator=" ")
     text = tf.strings.regex_replace(text, "^" + JOINER + "([^ ])", r"\1")
     return tf.strings.regex_replace(text, " " + JOINER + "([^ ])", r"\1")
+
+
+def ranked_words(
+    texts: Iterable[str],
+    *,
+    min_count: int = 1,
+    exclude: Iterable[str] = (),
+    split: Callable[[tf.Tensor], tf.RaggedTensor] = split_words,
+) -> list[str]:
+    """Words of cleaned `texts` (as `split` cuts them) seen at least `min_count` times.
+
+    Most frequent first, ties alphabetical.
+    """
+    words = split(tf.constant(list(texts), dtype=tf.string)).flat_values.numpy()
+    counts = collections.Counter(w.decode("utf-8") for w in words)
+    for token in exclude:
+        counts.pop(token, None)
+    return sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
+
+
+def extend_vocabulary(
+    base: Sequence[str],
+    texts: Iterable[str],
+    *,
+    max_new_words: int,
+    min_count: int = 1,
+    reserved_tokens: Sequence[str] = (),
+) -> tuple[list[str], list[str]]:
+    """A base vocabulary with the new words of `texts` appended; base ids are unchanged.
+
+    Personalising a word-level model keeps every base word at its id (so its
+    trained embedding row still applies) and adds the user's words the base
+    never saw, most frequent first, up to `max_new_words`.
+
+    Args:
+        base: the base model's vocabulary (`""`, `"[UNK]"`, ...).
+        texts: cleaned training texts.
+        max_new_words: cap on appended words.
+        min_count: a new word must occur this often.
+        reserved_tokens: tokens that must have ids; appended first if missing.
+
+    Returns:
+        `(vocabulary, new_words)`.
+
+    Example:
+
+    >>> extend_vocabulary(["", "[UNK]", "what", "is"], ["what is rust", "rust is fast"], max_new_words=5)
+    (['', '[UNK]', 'what', 'is', 'rust', 'fast'], ['rust', 'fast'])
+    """
+    known = set(base)
+    missing = [t for t in reserved_tokens if t not in known]
+    new = [w for w in ranked_words(texts, min_count=min_count, exclude=reserved_tokens) if w not in known]
+    new = [*missing, *new[:max_new_words]]
+    return [*base, *new], new
 
 
 @keras.saving.register_keras_serializable(package="qa_assistant")
@@ -140,11 +194,7 @@ class WordTokenizer(VocabularyTokenizer):
     ) -> WordTokenizer:
         """Builds the vocabulary from already-cleaned texts (the training split)."""
         split = split_reversible if kwargs.get("reversible") else split_words
-        words = split(tf.constant(list(texts), dtype=tf.string)).flat_values.numpy()
-        counts = collections.Counter(w.decode("utf-8") for w in words)
-        for token in reserved_tokens:
-            counts.pop(token, None)
-        ranked = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
+        ranked = ranked_words(texts, min_count=min_count, exclude=reserved_tokens, split=split)
         room = max(0, max_tokens - 2 - len(reserved_tokens))
         return cls([PAD, OOV, *reserved_tokens, *ranked[:room]], **kwargs)
 

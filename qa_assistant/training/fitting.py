@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -30,7 +31,7 @@ from qa_assistant.config import Config
 from qa_assistant.data.dataset import QAData
 from qa_assistant.errors import UserError
 from qa_assistant.tasks import Task
-from qa_assistant.training import distributed
+from qa_assistant.training import distributed, personalize
 from qa_assistant.training.cudnn import cudnn_warnings
 from qa_assistant.training.precision import dtype_policy, resolve_mixed_precision
 from qa_assistant.training.resume import TrainingState, advance_shuffle, count_batches
@@ -40,9 +41,12 @@ log = logging.getLogger(__name__)
 
 
 def build_training(
-    task: Task, data: QAData, placement: Placement
+    task: Task, data: QAData, placement: Placement, run_dir: Path | None = None
 ) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset | None, int]:
     """Fits the preprocessing, makes the datasets, and builds and compiles the model under the strategy.
+
+    With `init.source`, the base model's weights are copied in before
+    compiling (`training/personalize.py`; its report goes to `run_dir`).
 
     Returns:
         `(model, training batches (one epoch), validation batches or None,
@@ -74,17 +78,19 @@ def build_training(
     log.info(
         "XLA %s, dtype policy %s, global batch %d", "on" if jit else "off", policy, config.train.batch_size
     )
-    with placement.strategy.scope(), dtype_policy(policy):
-        model = task.build_model()
-        task.compile(model, jit_compile=jit)
-    for message in cudnn_warnings(model, placement.device_types):
-        log.warning(message)
-    _log_first_batch(train_ds, model)
     # One iterator per epoch, made by tf.data: the shuffle order of epoch k is
     # then the k-th draw however often Keras or a restart makes iterators.
     steps = count_batches(train_ds)
     if steps == 0:
         raise UserError("the training split gives no batches; expected at least one training example")
+    task.steps_per_epoch = steps  # a learning-rate schedule counts steps
+    with placement.strategy.scope(), dtype_policy(policy):
+        model = task.build_model()
+        personalize.initialize(task, model, run_dir)  # --init-from: base weights, before compile
+        task.compile(model, jit_compile=jit)
+    for message in cudnn_warnings(model, placement.device_types):
+        log.warning(message)
+    _log_first_batch(train_ds, model)
     return model, train_ds, val_ds, steps
 
 

@@ -43,7 +43,7 @@ from qa_assistant.manifest import build_manifest, write_json
 from qa_assistant.models.encoders import get_encoder_builder
 from qa_assistant.models.loading import load_keras_model
 from qa_assistant.tasks import Task, get_task
-from qa_assistant.training import distributed
+from qa_assistant.training import distributed, personalize
 from qa_assistant.training.callbacks import BestCheckpoint, EarlyStopping, LearningRateLogger, TensorBoard
 from qa_assistant.training.fitting import build_training, fit_model
 from qa_assistant.training.resume import (
@@ -144,6 +144,7 @@ def _train_chief(
         log.info("%s already holds a finished run; not retraining (use --restart to start over)", run_dir)
         start.send(distributed.FINISHED)
         return RunResult(run_dir, _read_metrics(run_dir), already_finished=True)
+    task.init_source = personalize.open_source(config)  # an unsafe or missing base fails before any write
     keras.utils.set_random_seed(config.train.seed)
     data = load_qa_data(config)
     if restart and run_dir.exists():
@@ -233,6 +234,7 @@ def _write_inputs(run_dir: Path, config: Config, data: QAData) -> None:
 def _train_worker(task: Task, placement: Placement, run_dir: Path) -> RunResult:
     """A multi-worker run's other workers: train alongside the chief, write nothing."""
     keras.utils.set_random_seed(task.config.train.seed)
+    task.init_source = personalize.open_source(task.config)  # the same starting weights as the chief
     data = load_qa_data(task.config)
     told = distributed.hear_chief(placement.strategy)
     if told == distributed.FINISHED:
@@ -248,7 +250,7 @@ def _train_worker(task: Task, placement: Placement, run_dir: Path) -> RunResult:
 def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Placement) -> RunResult:
     config = task.config
     splits = data.splits
-    model, train_ds, val_ds, steps = build_training(task, data, placement)
+    model, train_ds, val_ds, steps = build_training(task, data, placement, run_dir)
     monitor = config.train.monitor if val_ds is not None else "loss"
     # Per-epoch predictions on the chief alone would stall a multi-worker strategy's collectives.
     summaries = [] if placement.multi_worker else prediction_summaries(task, run_dir, splits)
@@ -262,6 +264,7 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
         model = load_keras_model(run_dir / MODEL_FILE)
     task.finalize(model, splits)
     task.save(run_dir)
+    personalize.write_extras(task, model, run_dir / "logs")  # projector, augmented examples
     with replacing(run_dir / MODEL_FILE) as tmp:
         model.save(tmp)
     metrics, predictions = task.evaluate(model, splits.test)
