@@ -222,6 +222,7 @@ _WORD2VEC_OPTIONS = (
     ("window", int, 4, "context window"),
     ("negatives", int, 5, "negative samples per pair"),
     ("min-count", int, 2, "minimum word count"),
+    ("subsample", float, 1e-3, "frequent-word dropping threshold, 0 = off"),
     ("epochs", int, 10, "passes over the text"),
     ("seed", int, 0, "random seed"),
 )
