@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from qa_assistant.cli import main
 from qa_assistant.embeddings import (
     VectorIndex,
     Word2VecConfig,
@@ -66,31 +65,23 @@ def test_skipgram_pairs_stay_inside_the_window() -> None:
     assert (distance == 1).sum() == 18  # neighbours always meet: 9 pairs, both ways
 
 
-def test_cli_writes_word2vec_text_that_loads_back_and_neighbours_reads_it(tmp_path: Path) -> None:
+def test_cli_writes_word2vec_text_that_loads_back_and_neighbours_reads_it(tmp_path: Path, capsys) -> None:
     data = tmp_path / "corpus.csv"
     corpus = planted_corpus(600)
     pd.DataFrame({"question": corpus[::2], "answer": corpus[1::2]}).to_csv(data, index=False)
     assert len(read_text_corpus(str(data))) == 600  # questions and answers
     vectors = tmp_path / "vectors.txt"
-    command = [
-        sys.executable,
-        "-m",
-        "qa_assistant",
-        "word2vec",
-        "--data",
-        str(data),
-        "--output",
-        str(vectors),
-    ]
+    command = ["word2vec", "--data", str(data), "--output", str(vectors)]
     command += ["--dim", "8", "--window", "2", "--min-count", "1", "--epochs", "5", "--seed", "1"]
     command += ["--subsample", "0"]  # 17 words: each is "frequent"
-    command += ["&&", sys.executable, "-m", "qa_assistant", "neighbours", "--vectors", str(vectors)]
-    command += ["--top-k", "2", "pear", "nosuchword"]
-    done = subprocess.run(" ".join(command), shell=True, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2, done.stderr[-2000:]  # the second word has no vector
-    assert "error: 'nosuchword' has no vector" in done.stderr
-    assert done.stdout.splitlines()[0] == f"17 words x 8 dimensions -> {vectors}"
-    line = done.stdout.splitlines()[1]
+    assert main(command) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"17 words x 8 dimensions -> {vectors}"
+    code = main(["neighbours", "--vectors", str(vectors), "--top-k", "2", "pear", "nosuchword"])
+    out, err = capsys.readouterr()
+    assert code == 2  # the second word has no vector
+    assert "error: 'nosuchword' has no vector" in err
+    assert "Traceback" not in err
+    line = out.splitlines()[0]
     assert line.startswith("pear: ")
     assert {"apple", "plum"} == {part.split(" ")[0] for part in line[len("pear: ") :].split(", ")}
     loaded, dim = load_vectors(vectors)
