@@ -190,27 +190,25 @@ def test_one_command_personalises_exports_and_trains_the_new_words(
 
 
 def test_init_from_a_model_with_a_lambda_is_refused_before_anything_is_written(
-    tiny_run: Path, mine_csv: Path, tmp_path: Path
+    tiny_run: Path, mine_csv: Path, tmp_path: Path, capsys
 ) -> None:
     base = tmp_path / "downloaded_run"
     shutil.copytree(tiny_run, base)
     marker = tmp_path / "pwned"
     booby_trapped(base / "model.keras", marker)
     output = tmp_path / "out"
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "qa_assistant", "train", "--init-from", str(base)),
-            *("--train-data", str(mine_csv), "--output", str(output), "--set", *TINY),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert "error: model file" in done.stderr
-    assert "contains a Lambda layer ('sneaky')" in done.stderr
-    assert "Traceback" not in done.stderr
+    with cli_logging():
+        code = main(
+            [
+                *("train", "--init-from", str(base), "--train-data", str(mine_csv)),
+                *("--output", str(output), "--set", *TINY),
+            ]
+        )
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert "error: model file" in err
+    assert "contains a Lambda layer ('sneaky')" in err
+    assert "Traceback" not in err
     assert not marker.exists()
     assert not output.exists()
 
