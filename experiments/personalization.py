@@ -146,7 +146,7 @@ def write_vectors(folder: Path, pool: pd.DataFrame) -> Path:
     if not path.exists():
         text = pd.concat([pd.read_csv(folder / "base.csv", dtype=str), pool])
         texts = text["question"].tolist() + text["answer"].tolist()
-        words, matrix = train_word2vec(texts, Word2VecConfig(dim=64, epochs=5, min_count=2))
+        words, matrix = train_word2vec(texts, Word2VecConfig())  # the CLI defaults
         save_vectors(path, words, matrix)
     return path
 
