@@ -55,7 +55,7 @@ def test_freeze_all_and_lower_layers(preset: Path) -> None:
 def test_freezing_more_layers_than_exist_is_a_user_error(preset: Path) -> None:
     with pytest.raises(UserError, match=re.escape("encoder.freeze is 3, but the encoder has 2 layers")):
         pretrained(preset, freeze="3")
-    with pytest.raises(UserError, match="expected none, all or a number of lower layers"):
+    with pytest.raises(UserError, match="expected none, embedding, all or a number of lower layers"):
         load_config([], ["encoder.freeze=some"])
 
 
