@@ -48,7 +48,10 @@ def test_files_merge_left_to_right_and_overrides_win(tmp_path: Path) -> None:
         ("train.epochs=0", "config key 'train.epochs' must be at least 1; got 0"),
         ("train.learning_rate=.nan", "config key 'train.learning_rate' expects a number; got nan"),
         ("train.epochs.x=1", "config key 'train.epochs' expects an integer; got {'x': 1}"),
-        ("encoder.freeze=some", "config key 'encoder.freeze' got 'some'; expected none, all or a number"),
+        (
+            "encoder.freeze=some",
+            "config key 'encoder.freeze' got 'some'; expected none, embedding, all or a number",
+        ),
         ("text.tokenizer=bpe", "expected one of: word, wordpiece"),
         ("task.loss=hinge", "expected one of: softmax, sigmoid"),
         ("task.temperature=0", "must be greater than 0"),
