@@ -10,9 +10,16 @@ import tempfile
 from pathlib import Path
 
 # Before TensorFlow / TFDS are imported: quiet C++ logs, and keep TFDS's cache
-# of the builtin corpus out of the user's ~/tensorflow_datasets.
+# of the builtin corpus out of the user's ~/tensorflow_datasets. One cache per
+# pytest-xdist worker, so that two workers never prepare it into the same place.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TFDS_DATA_DIR", str(Path(tempfile.gettempdir()) / "qa_assistant_test_tfds"))
+os.environ.setdefault(
+    "TFDS_DATA_DIR",
+    str(
+        Path(tempfile.gettempdir())
+        / f"qa_assistant_test_tfds_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    ),
+)
 
 import pandas as pd
 import pytest
