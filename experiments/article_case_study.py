@@ -22,12 +22,11 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import sys
 import time
 from pathlib import Path
 
 from qa_assistant.config import load_config
-from qa_assistant.errors import UserError
+from qa_assistant.errors import run_script
 from qa_assistant.training.metrics import format_table
 from qa_assistant.training.runner import train_run
 
@@ -87,8 +86,4 @@ def _mean_std(runs: list[dict[str, float]], prefix: str) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
 from qa_assistant.atomic import write_text
 from qa_assistant.config import load_config
-from qa_assistant.errors import UserError
+from qa_assistant.errors import run_script
 from qa_assistant.experiments.kfold import BASELINE, run_folds
 from qa_assistant.experiments.report import bar_chart, results_csv, systems_table
 from qa_assistant.experiments.sweep import headline_metrics
@@ -141,8 +140,4 @@ def _data(data: str, task: str, target: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ import pandas as pd
 import tensorflow as tf
 
 from qa_assistant.config import load_config
-from qa_assistant.errors import UserError
+from qa_assistant.errors import run_script
 from qa_assistant.training.baseline import tfidf_nearest_answers
 from qa_assistant.training.generation_metrics import evaluate_generation, text_metrics
 from qa_assistant.training.metrics import format_table
@@ -144,8 +143,4 @@ def _markdown(columns: dict[str, list[str]], rows: int) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

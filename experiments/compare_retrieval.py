@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
 from qa_assistant.config import Config, load_config
 from qa_assistant.data import load_qa_data
-from qa_assistant.errors import UserError
+from qa_assistant.errors import UserError, run_script
 from qa_assistant.tasks.retrieve import RetrievalTask
 from qa_assistant.training.baseline import tfidf_retrieval
 from qa_assistant.training.metrics import format_table
@@ -116,8 +115,4 @@ def zero_shot(config: Config, data: object) -> dict[str, float | str]:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from qa_assistant.errors import UserError
+from qa_assistant.errors import UserError, run_script
 from qa_assistant.experiments.compare import compare_runs, comparison_table
 
 
@@ -45,8 +44,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from sklearn.model_selection import train_test_split
 from qa_assistant.config import Config, load_config
 from qa_assistant.data import load_qa_data
 from qa_assistant.embeddings import Word2VecConfig, save_vectors, train_word2vec
-from qa_assistant.errors import UserError
+from qa_assistant.errors import UserError, run_script
 from qa_assistant.training.personalize import config_for_init
 from qa_assistant.training.runner import train_run
 
@@ -265,8 +264,4 @@ def plot(results: pd.DataFrame, path: Path, pool: int) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

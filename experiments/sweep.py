@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 
-from qa_assistant.errors import UserError
+from qa_assistant.errors import UserError, run_script
 from qa_assistant.experiments.sweep import RESULTS_CSV, load_grid, parse_grid, results_table, run_sweep
 
 
@@ -67,8 +66,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

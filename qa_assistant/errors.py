@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
 
 class UserError(Exception):
     """A problem with the user's input (file, config, command line), not a bug.
@@ -17,3 +21,22 @@ def closest(name: str, choices: list[str] | tuple[str, ...]) -> str:
 
     match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def run_script(main: Callable[[], int]) -> NoReturn:
+    """Runs an experiment script's `main` and exits with its status.
+
+    A `UserError` becomes the CLI's one line (`error: ...`) and exit status 2,
+    so scripts fail like `qa-assistant` does: no traceback for a user's mistake.
+
+    Example:
+
+        if __name__ == "__main__":
+            run_script(main)
+    """
+    try:
+        status = main()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        status = 2
+    sys.exit(status)
