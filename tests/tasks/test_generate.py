@@ -315,7 +315,7 @@ def test_transformer_encoder_decoder_exports_with_cached_decoding(tmp_path: Path
 def test_memorises_the_builtin_corpus(tmp_path: Path) -> None:
     """It must at least be able to memorise: the shipped GRU config on its training questions.
 
-    About 35 minutes on 2 CPU cores (150 epochs). Answers longer than
+    About 18 minutes on 2 CPU cores (150 epochs). Answers longer than
     `decoder.max_length` (4 % of the corpus) are cut and can never match.
     """
     config = load_config(
