@@ -145,26 +145,23 @@ class GenerationTask(Task):
         )
 
     def sample_predictions(self, model: keras.Model, frame: pd.DataFrame) -> pd.DataFrame:
-        """One generated answer per distinct question (no likelihood pass), on every row of `frame`.
+        """`evaluate`'s per-question answers without its likelihood pass, on every row of `frame`.
 
         The per-epoch TensorBoard table only needs the answers, so this skips
         the `score` pass that `evaluate` makes for perplexity.
         """
-        grouped = frame.groupby("question", sort=False)["answer"].agg(list)
-        out = self.generator(model).answer(tf.constant(grouped.index.tolist(), dtype=tf.string))
-        answers = dict(zip(grouped.index, (a.decode("utf-8") for a in out["answer"].numpy()), strict=True))
-        scores = dict(
-            zip(grouped.index, np.asarray(out["score"], dtype=np.float64).reshape(-1).tolist(), strict=True)
+        generator = self.generator(model)
+        _, per_question = evaluate_generation(
+            frame, lambda q: generator.answer(tf.constant(q, dtype=tf.string)), None
         )
-        references = frame["question"].map(lambda q: " | ".join(grouped[q]))
-        predicted = frame["question"].map(answers)
+        rows = per_question.set_index("question").loc[frame["question"]]
         return pd.DataFrame(
             {
                 "question": frame["question"].to_numpy(),
-                "reference": references.to_numpy(),
-                "predicted": predicted.to_numpy(),
-                "score": frame["question"].map(scores).to_numpy(),
-                "correct": [p in set(grouped[q]) for q, p in zip(frame["question"], predicted, strict=True)],
+                "reference": [" | ".join(references) for references in rows["references"]],
+                "predicted": rows["predicted"].to_numpy(),
+                "score": rows["score"].to_numpy(),
+                "correct": rows["exact"].to_numpy(),
             }
         )
 
