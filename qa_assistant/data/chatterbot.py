@@ -13,12 +13,15 @@ Because the data comes from an installed package, `tfds.load` works offline:
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import tensorflow_datasets as tfds
 import yaml
+
+log = logging.getLogger(__name__)
 
 _DESCRIPTION = """
 English part of chatterbot-corpus: every adjacent utterance/reply pair of each
@@ -41,12 +44,37 @@ def corpus_directory(language: str = "english") -> Path:
     return Path(spec.origin).parent / "data" / language
 
 
+def conversation_turns(conversation: Any) -> list[str] | None:
+    """The turns of one YAML conversation, or `None` if it is not a list of turns.
+
+    A conversation must be a YAML list. The corpus has one written as a plain
+    string (`trivia.yml`); iterating that string would give one-character
+    "turns" and pairs such as `'o' -> 'f'`, so it is rejected instead. Empty
+    (`None`) turns are dropped; scalar turns (e.g. the number `22`) become text.
+    """
+    if not isinstance(conversation, list):
+        return None
+    return [str(turn) for turn in conversation if turn is not None and str(turn).strip()]
+
+
 def iter_pairs(directory: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """Yields `(key, {"question", "answer", "category"})` from the YAML files."""
+    """Yields `(key, {"question", "answer", "category"})` from the YAML files.
+
+    Conversations that are not lists of turns are skipped with a warning.
+    """
     for path in sorted(directory.glob("*.yml")):
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for c, conversation in enumerate(document.get("conversations") or []):
-            turns = [str(turn) for turn in conversation if turn is not None]
+            turns = conversation_turns(conversation)
+            if turns is None:
+                log.warning(
+                    "%s: conversation %d is a %s, not a list of turns; skipped: %.60r",
+                    path.name,
+                    c,
+                    type(conversation).__name__,
+                    conversation,
+                )
+                continue
             for t, (question, answer) in enumerate(itertools.pairwise(turns)):
                 yield (
                     f"{path.stem}-{c}-{t}",
@@ -57,9 +85,11 @@ def iter_pairs(directory: Path) -> Iterator[tuple[str, dict[str, str]]]:
 class ChatterbotCorpus(tfds.core.GeneratorBasedBuilder):
     """TFDS builder for the English chatterbot-corpus Q/A pairs."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {
-        "1.0.0": "Adjacent pairs of the English conversations, topic as category."
+        "1.0.0": "Adjacent pairs of the English conversations, topic as category.",
+        "1.1.0": "Conversations that are not lists (one plain string in trivia.yml) are skipped "
+        "instead of split into one-character turns; blank turns are dropped.",
     }
 
     def _info(self) -> tfds.core.DatasetInfo:
