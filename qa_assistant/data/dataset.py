@@ -71,7 +71,6 @@ def load_qa_data(config: Config) -> QAData:
             raise UserError(f"'{spec}' has no usable rows: every row had an empty question or answer")
         frames[role], reports[spec] = clean, report
         sources.append(info)
-        log.info("%s: %d rows read, %d kept after cleaning", spec, report.rows_read, report.rows_kept)
     test_frame = frames.get("test")
     if config.task.type == "classify":
         splits = split_classification(

@@ -22,18 +22,48 @@ log = logging.getLogger(__name__)
 _CHUNK = 50_000
 
 
+# Fewer word characters than this in a question or answer marks a row as suspicious:
+# a one-character "turn" is usually a parsing accident, rarely a real answer.
+MIN_WORD_CHARACTERS = 2
+
+
 @dataclass
 class CleanReport:
-    """Row counts before and after each cleaning step."""
+    """Row counts before and after each cleaning step, and rows worth a look.
+
+    Attributes:
+        suspicious_short: kept rows whose question or answer has fewer than
+            `MIN_WORD_CHARACTERS` letters or digits (kept: "7" can be a real answer).
+        near_duplicate_questions: kept distinct questions that share their
+            `question_key` with another one ("will you die" / "will you die?");
+            splits group them, so they never sit on both sides.
+    """
 
     rows_read: int
     dropped_repeated_header: int
     dropped_empty: int
     dropped_duplicates: int
     rows_kept: int
+    suspicious_short: int = 0
+    near_duplicate_questions: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+def question_key(questions: pd.Series) -> pd.Series:
+    """Each question's phrasing key: lower case, punctuation removed, single spaces.
+
+    A question with no letters or digits keeps its own text as key, so that
+    such questions do not all fall into one group.
+    """
+    text = questions.astype(str)
+    key = text.str.lower().str.replace(r"[^\w\s]|_", " ", regex=True).str.split().str.join(" ")
+    return key.where(key != "", text)
+
+
+def _short(values: pd.Series) -> pd.Series:
+    return values.astype(str).str.count(r"[^\W_]") < MIN_WORD_CHARACTERS
 
 
 def clean_strings(values: list[str], text: TextConfig, *, for_display: bool = False) -> list[str]:
@@ -89,22 +119,54 @@ def clean_pairs(
     before_dedup = len(frame)
     if deduplicate:
         frame = frame.drop_duplicates(subset=columns)
+    short = _short(frame["question"]) | _short(frame["answer"])
+    distinct = pd.Series(frame["question"].unique(), dtype=object)
     report = CleanReport(
         rows_read=rows_read,
         dropped_repeated_header=int(is_header.sum()),
         dropped_empty=int(empty.sum()),
         dropped_duplicates=before_dedup - len(frame),
         rows_kept=len(frame),
+        suspicious_short=int(short.sum()),
+        near_duplicate_questions=len(distinct) - question_key(distinct).nunique(),
+    )
+    _log_report(report, frame.loc[short], source)
+    return frame.reset_index(drop=True), report
+
+
+def _log_report(report: CleanReport, short_rows: pd.DataFrame, source: str) -> None:
+    """One summary line per source, and a warning with examples for each kind of suspicious row."""
+    log.info(
+        "data quality of %s: %d rows read; dropped %d empty, %d repeated headers, %d duplicates; "
+        "%d kept; %d with a question or answer under %d letters/digits; "
+        "%d questions differ from another only in case, punctuation or spacing",
+        source,
+        report.rows_read,
+        report.dropped_empty,
+        report.dropped_repeated_header,
+        report.dropped_duplicates,
+        report.rows_kept,
+        report.suspicious_short,
+        MIN_WORD_CHARACTERS,
+        report.near_duplicate_questions,
     )
     if report.dropped_empty:
         log.warning(
             "%s: dropped %d of %d rows with an empty question or answer after cleaning",
             source,
             report.dropped_empty,
-            rows_read,
+            report.rows_read,
         )
     if report.dropped_repeated_header:
         log.warning("%s: dropped %d repeated header rows", source, report.dropped_repeated_header)
-    if report.dropped_duplicates:
-        log.info("%s: dropped %d duplicate pairs", source, report.dropped_duplicates)
-    return frame.reset_index(drop=True), report
+    if report.suspicious_short:
+        examples = "; ".join(
+            f"{q!r} -> {a!r}" for q, a in short_rows[["question", "answer"]].head(3).to_numpy()
+        )
+        log.warning(
+            "%s: %d rows have a question or answer with fewer than %d letters/digits (kept; check them), e.g. %s",
+            source,
+            report.suspicious_short,
+            MIN_WORD_CHARACTERS,
+            examples,
+        )

@@ -11,7 +11,11 @@ random split would test answers the model could never predict. Two methods:
   other phrasing in training are held out ("a new phrasing of a known
   question"); the split reports how many such questions exist.
 
-For retrieval and generation the split is grouped by question text, at random.
+For retrieval and generation the split is grouped by question, at random.
+
+Questions are grouped by their phrasing key (`question_key`: lower case, no
+punctuation, single spaces), not by their exact text: "will you die" and
+"will you die?" are one question and never sit on both sides of a split.
 A user-given test file is used as-is; validation is then carved from the
 training data.
 
@@ -35,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from qa_assistant.data.prepare import question_key
 from qa_assistant.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -92,13 +97,14 @@ def split_classification(
     if test_frame is None and test_fraction <= 0:
         raise UserError("data.test_fraction is 0 and no --test-data was given; expected one of them")
     counts = frame[target].value_counts()
+    keyed = _keyed(frame)  # positions are computed on phrasing keys, rows taken from `frame`
     if folds:
-        method, parts, notes = _classification_fold(frame, target, folds, fold, validation_fraction, seed)
+        method, parts, notes = _classification_fold(keyed, target, folds, fold, validation_fraction, seed)
     elif counts.min() >= MIN_PER_CLASS_FOR_STRATIFIED:
-        method, parts, notes = "stratified", _stratified(frame, target, fractions, seed), {}
+        method, parts, notes = "stratified", _stratified(keyed, target, fractions, seed), {}
     else:
         method = "known-answer"
-        parts, notes = _known_answer(frame, target, fractions, seed)
+        parts, notes = _known_answer(keyed, target, fractions, seed)
         if test_frame is None and len(parts[1]) == 0:
             raise UserError(
                 f"no question can be held out for testing: every '{target}' value has a single "
@@ -138,13 +144,14 @@ def split_grouped(
     folds: int = 0,
     fold: int = 0,
 ) -> Splits:
-    """Random split grouped by question text (retrieval, generation).
+    """Random split grouped by question phrasing key (retrieval, generation).
 
     With `folds` = K, the shuffled distinct questions form K near-equal
     folds; fold `fold` is the test split and validation comes from the rest.
     """
     rng = np.random.default_rng(seed)
-    questions = np.asarray(frame["question"].unique(), dtype=object)
+    keys = question_key(frame["question"])
+    questions = np.asarray(keys.unique(), dtype=object)
     rng.shuffle(questions)
     if folds:
         if folds > len(questions):
@@ -160,7 +167,7 @@ def split_grouped(
         sizes = [round(f * len(questions)) for f in fractions]
         bounds = np.cumsum([0, *sizes])
         held = [set(questions[bounds[i] : bounds[i + 1]]) for i in range(len(sizes))]
-    masks = [frame["question"].isin(h).to_numpy() for h in held]
+    masks = [keys.isin(h).to_numpy() for h in held]
     train = frame.loc[~np.logical_or.reduce(masks)].reset_index(drop=True)
     parts = [frame.loc[m].reset_index(drop=True) for m in masks]
     if test_frame is not None:
@@ -172,12 +179,17 @@ def split_grouped(
     return Splits(train, validation, test, "grouped-random", notes)
 
 
+def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with each question replaced by its phrasing key, so that groups follow the key."""
+    return frame.assign(question=question_key(frame["question"]))
+
+
 def _warn_overlap(train: pd.DataFrame, test: pd.DataFrame) -> None:
-    overlap = int(test["question"].isin(set(train["question"])).sum())
+    overlap = int(question_key(test["question"]).isin(set(question_key(train["question"]))).sum())
     if overlap:
         log.warning(
-            "%d test questions also appear verbatim in the training data; "
-            "their metrics do not measure generalisation",
+            "%d test questions also appear in the training data (ignoring case, punctuation and "
+            "spacing); their metrics do not measure generalisation",
             overlap,
         )
 

@@ -1,7 +1,10 @@
+import logging
+
 import pandas as pd
+import pytest
 
 from qa_assistant.config import TextConfig
-from qa_assistant.data.prepare import clean_pairs
+from qa_assistant.data.prepare import clean_pairs, question_key
 
 
 def frame(rows: list[tuple[str, str]]) -> pd.DataFrame:
@@ -50,3 +53,28 @@ def test_label_columns_cleaned_for_display() -> None:
 def test_lowercase_off_keeps_case() -> None:
     out, _ = clean_pairs(frame([("What IS AI?", "x")]), TextConfig(lowercase=False))
     assert out.loc[0, "question"] == "What IS AI?"
+
+
+def test_quality_report_counts_short_rows_and_near_duplicates(caplog: pytest.LogCaptureFixture) -> None:
+    rows = [
+        ("o", "f"),  # the shape of a conversation cut into characters
+        ("How many legs has a spider?", "8"),  # a real short answer: kept, but flagged
+        ("Will you die?", "No."),
+        ("will you die", "Never."),
+        ("WILL YOU DIE!!", "No."),
+        ("What is AI?", "Artificial intelligence."),
+    ]
+    with caplog.at_level(logging.INFO, logger="qa_assistant.data.prepare"):
+        out, report = clean_pairs(frame(rows), TextConfig(), source="mine.csv")
+    assert len(out) == 6
+    assert report.suspicious_short == 2
+    assert report.near_duplicate_questions == 2  # three phrasings of one key
+    assert report.as_dict()["suspicious_short"] == 2
+    assert "mine.csv: 2 rows have a question or answer with fewer than 2 letters/digits" in caplog.text
+    assert "'o' -> 'f'" in caplog.text
+    assert "data quality of mine.csv: 6 rows read" in caplog.text
+
+
+def test_question_key_ignores_case_punctuation_and_spacing() -> None:
+    keys = question_key(pd.Series(["Will you die?", "will  you die", "¿Qué es IA?", "???", "!!"]))
+    assert keys.tolist() == ["will you die", "will you die", "qué es ia", "???", "!!"]

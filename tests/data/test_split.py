@@ -1,6 +1,7 @@
 import pandas as pd
 import pytest
 
+from qa_assistant.data.prepare import question_key
 from qa_assistant.data.split import split_classification, split_grouped
 from qa_assistant.errors import UserError
 
@@ -95,3 +96,42 @@ def test_grouped_split_for_retrieval() -> None:
     s = split_grouped(data, validation_fraction=0.1, test_fraction=0.2, seed=0)
     assert (len(s.train), len(s.validation), len(s.test)) == (70, 10, 20)
     assert not set(s.train["question"]) & set(s.test["question"])
+
+
+def _near_duplicates() -> pd.DataFrame:
+    """Forty answers, each asked three ways, two of which differ only in case and punctuation."""
+    rows = []
+    for a in range(40):
+        rows += [(f"will you {a} die?", f"answer {a % 8}"), (f"Will you {a} DIE", f"answer {a % 8}")]
+        rows.append((f"another way to ask {a}", f"answer {a % 8}"))
+    return pd.DataFrame(rows, columns=["question", "answer"])
+
+
+def _sides(splits) -> list[set[str]]:
+    return [set(question_key(part["question"])) for part in (splits.train, splits.validation, splits.test)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 42])
+def test_near_duplicate_questions_never_on_both_sides(seed: int) -> None:
+    data = _near_duplicates()
+    for splits in (
+        split_grouped(data, validation_fraction=0.1, test_fraction=0.2, seed=seed),
+        split_grouped(data, validation_fraction=0.1, test_fraction=0.2, seed=seed, folds=4, fold=1),
+        split_classification(data, "answer", validation_fraction=0.1, test_fraction=0.2, seed=seed),
+        split_classification(data, "answer", validation_fraction=0.1, test_fraction=0.2, seed=seed, folds=3),
+    ):
+        train, validation, test = _sides(splits)
+        assert len(test) > 0
+        assert not train & test
+        assert not train & validation
+        assert not validation & test
+
+
+def test_known_answer_split_counts_phrasings_by_key() -> None:
+    # One answer, two questions that differ only in punctuation: a single phrasing, nothing to hold out.
+    rows = [("will you die?", "no"), ("will you die", "no"), ("hi", "hello"), ("hi there", "hello")]
+    data = pd.DataFrame(rows, columns=["question", "answer"])
+    splits = split_classification(data, "answer", validation_fraction=0.0, test_fraction=0.5, seed=0)
+    assert splits.method == "known-answer"
+    assert set(splits.test["answer"]) == {"hello"}
+    assert splits.notes["eligible_questions"] == 2
