@@ -7,9 +7,12 @@ checkpoints do not match, so a run writes it itself after training, into
 * `embeddings.ckpt-1.*` — a TensorFlow checkpoint with one variable per
   embedding (`<name>/.ATTRIBUTES/VARIABLE_VALUE`);
 * `<name>.tsv` — one label per row (a word, an answer), in row order;
-* `projector_config.pbtxt` — ties each tensor to its labels.
+* `projector_config.pbtxt` — ties each tensor to its labels;
+* an event file (a text summary of what is there), without which TensorBoard
+  does not list the directory as a run and shows no Projector tab.
 
-`tensorboard --logdir RUN_DIR/logs` then shows them in the Projector tab.
+`tensorboard --logdir RUN_DIR` then shows them in the Projector tab, run
+`logs/projector`.
 
 Example:
 
@@ -70,8 +73,26 @@ def write_projector(
         entry.tensor_name = f"{name}/.ATTRIBUTES/VARIABLE_VALUE"
         entry.metadata_path = f"{name}.tsv"
     projector.visualize_embeddings(str(directory), config)
+    _mark_as_run(directory, kept)
     log.info("projector: %s in %s", ", ".join(f"{n} ({len(m)})" for n, (m, _) in kept.items()), directory)
     return directory
+
+
+def _mark_as_run(directory: Path, kept: dict[str, tuple[np.ndarray, Sequence[str]]]) -> None:
+    """Writes one event file, so that TensorBoard lists the directory as a run.
+
+    TensorBoard's projector only looks in directories it treats as runs (those
+    holding an event file) and in the log directory itself; a directory with a
+    config and a checkpoint alone never appears in the Projector tab.
+    """
+    writer = tf.summary.create_file_writer(str(directory))
+    with writer.as_default():
+        lines = [
+            f"{name}: {matrix.shape[0]} rows x {matrix.shape[1]} dimensions"
+            for name, (matrix, _) in kept.items()
+        ]
+        tf.summary.text("embeddings", "\n\n".join(lines), step=0)
+    writer.close()
 
 
 def _label(text: str) -> str:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,7 +96,7 @@ def _listening_addresses(port: int) -> set[str]:
     return found
 
 
-def test_tensorboard_serves_curves_hparams_with_the_best_metric_and_sample_tables(
+def test_tensorboard_serves_curves_hparams_sample_tables_and_the_projector(
     board: str, tiny_run: Path
 ) -> None:
     host, port = URL.match(board).groups()
@@ -104,7 +105,7 @@ def test_tensorboard_serves_curves_hparams_with_the_best_metric_and_sample_table
         assert _listening_addresses(int(port)) == {"0100007F"}  # 127.0.0.1 only, no wildcard, no IPv6
 
     deadline = time.monotonic() + LOAD_SECONDS
-    while set(_get(board + "data/runs")) != {"logs", "logs/train", "logs/validation"}:
+    while set(_get(board + "data/runs")) != {"logs", "logs/train", "logs/validation", "logs/projector"}:
         assert time.monotonic() < deadline, f"runs never loaded: {_get(board + 'data/runs')}"
         time.sleep(1)
 
@@ -149,6 +150,29 @@ def test_tensorboard_serves_curves_hparams_with_the_best_metric_and_sample_table
     assert [t["step"] for t in texts] == list(range(epochs))
     for cell in ("question", "reference", "predicted", "score", _first_validation_question(tiny_run)):
         assert f"<td><p>{cell}</p></td>" in texts[-1]["text"]
+
+    _assert_projector_serves_the_words(board, tiny_run)
+
+
+def _assert_projector_serves_the_words(board: str, run: Path) -> None:
+    """The Projector tab is enabled, lists the run, and serves its word vectors and labels."""
+    deadline = time.monotonic() + LOAD_SECONDS
+    while not _get(board + "data/plugins_listing")["projector"]["enabled"]:
+        assert time.monotonic() < deadline, "the projector plugin never became active"
+        time.sleep(1)
+    assert _get(board + "data/plugin/projector/runs") == ["logs/projector"]
+    info = _get(board + "data/plugin/projector/info?run=logs/projector")
+    words = next(e for e in info["embeddings"] if e["tensorName"].startswith("words/"))
+    vocabulary = (run / "preprocessor" / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    rows, dim = words["tensorShape"]
+    assert rows == len(vocabulary)
+    query = f"run=logs/projector&name={urllib.parse.quote(words['tensorName'])}"
+    with urllib.request.urlopen(f"{board}data/plugin/projector/tensor?{query}", timeout=30) as response:
+        assert len(response.read()) == rows * dim * 4  # float32 rows, as the browser reads them
+    with urllib.request.urlopen(f"{board}data/plugin/projector/metadata?{query}", timeout=30) as response:
+        labels = response.read().decode("utf-8").split("\n")
+    assert labels[1] == vocabulary[1] == "[UNK]"
+    assert labels[2] == vocabulary[2]
 
 
 def _first_validation_question(run: Path) -> str:
