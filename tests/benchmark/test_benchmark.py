@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_readme_main_command_is_what_gets_timed() -> None:
     steps = readme_steps(ROOT / "README.md")
     assert [s[0] for s in steps] == ["train", "export", "evaluate", "ask"]
-    assert steps[0][:3] == ["train", "--config", "experiments/configs/article_gru.yaml"]
+    assert steps[0][:3] == ["train", "--config", "experiments/configs/retrieval_pretrained.yaml"]
 
 
 def test_readme_without_a_quick_start_is_a_user_error(tmp_path: Path) -> None:
