@@ -64,6 +64,11 @@ def build_training(
         len(splits.validation),
         len(splits.test),
     )
+    # Seeded here, right before anything random is built, and not only at start-up:
+    # building the TFDS cache of the builtin corpus the first time draws from the
+    # global generators, and a run right after that build would otherwise start
+    # from other weights than every later run with the same seed.
+    keras.utils.set_random_seed(config.train.seed)
     task.prepare(data)
     train_ds = task.dataset(splits.train, training=True)
     val_ds = task.dataset(splits.validation, training=False) if len(splits.validation) else None
