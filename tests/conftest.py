@@ -5,13 +5,15 @@ Everything a test reads is generated here or comes from an installed package.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 # Before TensorFlow / TFDS are imported: quiet C++ logs, and keep TFDS's cache
-# of the builtin corpus out of the user's ~/tensorflow_datasets. One cache per
-# pytest-xdist worker, so that two workers never prepare it into the same place.
+# of the builtin corpus out of the user's ~/tensorflow_datasets. Each test then
+# gets its own (`_own_state`); this one is for whatever runs outside a test.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault(
     "TFDS_DATA_DIR",
@@ -41,6 +43,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
         if not reason.startswith(DEVICE_SKIP_PREFIXES):
             report.outcome = "failed"
             report.longrepr = f"skipped in CI, which allows skips only for a missing device: {reason}"
+
+
+@pytest.fixture(autouse=True)
+def _own_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test owns its TFDS cache and gets the package logger back as it found it.
+
+    A fresh TFDS directory means every test that reads the builtin corpus builds
+    it, as a user's first run does. `cli.main` takes the package logger over (its
+    own handler, no propagation), which would hide later tests' log records from
+    pytest's capture.
+    """
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tensorflow_datasets"))
+    logger = logging.getLogger("qa_assistant")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -273,7 +274,8 @@ def _load_builtin(name: str) -> tuple[pd.DataFrame, SourceInfo]:
     import qa_assistant.data.chatterbot  # noqa: F401  (registers the builder)
 
     tfds.disable_progress_bar()  # a one-second build of a bundled corpus needs no bar
-    dataset = tfds.load("chatterbot_corpus", split="train")
+    # Read at call time (TFDS reads it once, at import): a process may point it elsewhere later.
+    dataset = tfds.load("chatterbot_corpus", split="train", data_dir=os.environ.get("TFDS_DATA_DIR"))
     rows = [
         {key: value.decode("utf-8") for key, value in example.items()} for example in tfds.as_numpy(dataset)
     ]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -133,16 +131,6 @@ def test_serving_speed_calls_the_reloaded_export(tiny_export: Path) -> None:
     assert speed.batch_questions_per_second > 0
 
 
-@pytest.fixture
-def cli_logging() -> Iterator[None]:
-    """`cli.main` takes over the package logger (its own handler, no propagation); give it back."""
-    logger = logging.getLogger("qa_assistant")
-    saved = logger.handlers[:], logger.level, logger.propagate
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
-
-
-@pytest.mark.usefixtures("cli_logging")
 def test_benchmark_command_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["benchmark", "--parts", "training,speed", "--output", "-"]) == 2
     assert (

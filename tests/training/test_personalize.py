@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,17 +44,6 @@ def mine_csv(tmp_path: Path) -> Path:
     path = tmp_path / "mine.csv"
     pd.DataFrame(rows + known).to_csv(path, index=False)
     return path
-
-
-@contextlib.contextmanager
-def cli_logging() -> Iterator[None]:
-    """Puts back the package logger that `main` configures for a terminal."""
-    logger = logging.getLogger("qa_assistant")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    try:
-        yield
-    finally:
-        logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 def prepared(config_overrides: list[str], init_from: Path | str, data: Path):
@@ -140,21 +126,20 @@ def test_one_command_personalises_exports_and_trains_the_new_words(
         "train.warmup_epochs=1",
         "train.schedule=cosine",
     ]
-    with cli_logging():
-        code = main(
-            [
-                *("train", "--init-from", str(tiny_run), "--train-data", str(mine_csv), "--output", str(run)),
-                *(
-                    "--name",
-                    "me",
-                    "--saved-models",
-                    str(saved),
-                    "--set",
-                    *settings,
-                    "train.head_learning_rate=0.1",
-                ),
-            ]
-        )
+    code = main(
+        [
+            *("train", "--init-from", str(tiny_run), "--train-data", str(mine_csv), "--output", str(run)),
+            *(
+                "--name",
+                "me",
+                "--saved-models",
+                str(saved),
+                "--set",
+                *settings,
+                "train.head_learning_rate=0.1",
+            ),
+        ]
+    )
     assert code == 0
     version = saved / "me" / "1"
     assert (version / "saved_model.pb").is_file()
@@ -197,13 +182,12 @@ def test_init_from_a_model_with_a_lambda_is_refused_before_anything_is_written(
     marker = tmp_path / "pwned"
     booby_trapped(base / "model.keras", marker)
     output = tmp_path / "out"
-    with cli_logging():
-        code = main(
-            [
-                *("train", "--init-from", str(base), "--train-data", str(mine_csv)),
-                *("--output", str(output), "--set", *TINY),
-            ]
-        )
+    code = main(
+        [
+            *("train", "--init-from", str(base), "--train-data", str(mine_csv)),
+            *("--output", str(output), "--set", *TINY),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2, err[-2000:]
     assert "error: model file" in err
