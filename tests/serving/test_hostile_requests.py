@@ -80,9 +80,16 @@ def test_an_empty_batch_gives_empty_outputs(serve, tiny_export: Path) -> None:
 def test_long_requests_cost_no_more_than_max_chars(serve, tiny_run: Path) -> None:
     max_chars = 10_000  # text.max_chars in the run's config; everything after it is never read
     assert f"max_chars: {max_chars}" in (tiny_run / "config.yaml").read_text()
+    keyword = "refund email address"
+    empty, alone = call(serve, [""]), call(serve, [keyword])
+    assert (alone["answer"][0], alone["score"][0]) != (empty["answer"][0], empty["score"][0])  # it matters
+    # Whitespace collapses during cleaning: the cut must come before it, so a keyword
+    # after max_chars spaces is never read and the request answers like an empty one.
+    long = call(serve, [" " * max_chars + keyword])
+    assert long["answer"][0] == empty["answer"][0]
+    assert long["score"][0] == empty["score"][0]
     head = "what is your price? " * (max_chars // 20)
-    long = call(serve, [head + " refund email address" * 5000])
-    short = call(serve, [head])
+    long, short = call(serve, [head + f" {keyword}" * 5000]), call(serve, [head])
     assert long["answer"][0] == short["answer"][0]
     assert long["score"][0] == short["score"][0]
 

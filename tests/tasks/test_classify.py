@@ -61,7 +61,8 @@ def test_metrics_have_design_keys_and_learn_something(trained: Path) -> None:
         assert isinstance(metrics[key], (int, float)), key
     assert metrics["accuracy"] == metrics["recall_at_1"]
     assert metrics["num_test"] > 0
-    assert metrics["accuracy"] > 1 / 6  # better than chance over 6 answers
+    # Chance is 1/6 and one answer's share about as much; this model reaches 0.9 here.
+    assert metrics["accuracy"] >= 0.6
 
 
 def test_vocabulary_comes_from_training_split_only(trained: Path) -> None:

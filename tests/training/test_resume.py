@@ -140,8 +140,10 @@ def test_kill_9_at_random_moments(
     run = tmp_path / "run"
     process = start_slow(train_args(faq_file, run), QA_TEST_EPOCH_SLEEP="0.2")
     time.sleep(delay)
+    assert process.poll() is None, f"the run ended within {delay} s: the kill would test nothing"
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    assert process.wait() == -signal.SIGKILL
+    assert not (run / "metrics.json").exists()  # killed unfinished
     done = run_cli(*train_args(faq_file, run))
     assert done.returncode == 0, done.stderr[-3000:]
     want = json.loads((uninterrupted_run / "metrics.json").read_text())

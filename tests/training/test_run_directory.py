@@ -58,9 +58,15 @@ def test_a_crash_before_metrics_leaves_an_unfinished_run_that_resumes(
     with pytest.raises(UserError, match="does not exist"):
         train_run(tiny_config("train.epochs=3", train=tmp_path / "typo.csv"), run, restart=True)
     assert (run / "metrics.json").read_bytes() == finished  # a failed --restart deletes nothing
+    leftover = run / "checkpoints" / "left-by-the-old-run"
+    leftover.write_text("x")
+    (run / "metrics.json").write_text('{"accuracy": -1}')  # a finished run whose numbers are not a training's
     again = train_run(config, run, restart=True)
     assert not again.already_finished
-    assert (run / "metrics.json").read_bytes() != finished  # retrained (train_seconds differ)
+    assert not leftover.exists()  # the old run directory was deleted, not trained on top of
+    got = json.loads((run / "metrics.json").read_text())
+    got.pop("train_seconds")
+    assert got == want  # trained again from scratch: the same numbers as the first training
 
 
 def test_restart_and_output_refuse_directories_that_are_not_runs(tmp_path: Path) -> None:
