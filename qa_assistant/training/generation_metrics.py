@@ -4,8 +4,10 @@ Text metrics compare each question's generated answer with *all* of its
 reference answers (a question asked with several answers in the data has
 several correct ones):
 
-* `bleu` — corpus BLEU-4 (keras-hub `Bleu`, SacreBLEU's 13a tokenisation),
-  in [0, 1];
+* `bleu` — corpus BLEU-4 as SacreBLEU computes it (`sacrebleu`: 13a
+  tokenisation, exponential smoothing, brevity penalty from the reference
+  closest in length), over every reference of each question, divided by 100
+  to lie in [0, 1]; a run's `metrics.json` holds its `bleu_signature`;
 * `rouge_l` — ROUGE-L F1 against the closest reference (`rouge-score`),
   averaged over questions;
 * `exact_match` — share of questions whose answer equals a reference.
@@ -77,15 +79,22 @@ def exact_match(references: Sequence[Sequence[str]], predictions: Sequence[str])
 
 
 def corpus_bleu(references: Sequence[Sequence[str]], predictions: Sequence[str]) -> float:
-    """Corpus BLEU-4 with every reference of each question (keras-hub `Bleu`)."""
-    if not predictions:
-        return 0.0
-    import keras_hub
-    import tensorflow as tf
+    """Corpus BLEU-4 (SacreBLEU, every reference of each question), in [0, 1]."""
+    return _bleu(references, predictions)[0]
 
-    metric = keras_hub.metrics.Bleu(max_order=4)
-    metric.update_state(tf.ragged.constant([list(r) for r in references]), tf.constant(list(predictions)))
-    return float(metric.result())
+
+def _bleu(references: Sequence[Sequence[str]], predictions: Sequence[str]) -> tuple[float, str]:
+    """`(score in [0, 1], SacreBLEU signature)`; questions may have different numbers of references."""
+    from sacrebleu.metrics import BLEU
+
+    bleu = BLEU()
+    if not predictions:
+        return 0.0, str(bleu.get_signature())
+    width = max(len(refs) for refs in references)
+    # SacreBLEU takes one stream per reference position; `None` marks a question with fewer.
+    streams = [[refs[i] if i < len(refs) else None for refs in references] for i in range(width)]
+    score = bleu.corpus_score(list(predictions), streams).score / 100
+    return score, str(bleu.get_signature())
 
 
 class _Words:
@@ -164,7 +173,8 @@ def evaluate_generation(
         out = answer(questions[start : start + batch_size])
         predicted += [a.decode("utf-8") for a in np.asarray(out["answer"]).reshape(-1)]
         scores += np.asarray(out["score"], dtype=np.float64).reshape(-1).tolist()
-    metrics = {**text_metrics(references, predicted), "num_questions": len(questions)}
+    metrics: dict[str, Any] = {**text_metrics(references, predicted), "num_questions": len(questions)}
+    metrics["bleu_signature"] = _bleu(references, predicted)[1]
     if score is not None:
         sums: dict[str, list[np.ndarray]] = {"log_probability": [], "tokens": [], "correct_tokens": []}
         rows_q, rows_a = frame["question"].tolist(), frame["answer"].tolist()

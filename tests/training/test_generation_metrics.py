@@ -109,3 +109,31 @@ def test_evaluate_generation_asks_each_question_once_with_all_its_answers() -> N
     assert metrics["token_accuracy"] == pytest.approx(0.5)
     assert predictions["references"].tolist()[0] == ["Hello.", "Hi!"]
     assert predictions["exact"].tolist() == [True, False, True]
+
+
+def test_bleu_follows_sacrebleus_definition_with_a_variable_number_of_references() -> None:
+    """Values worked out by hand from SacreBLEU's definition of corpus BLEU-4."""
+    ref = "the cat sat on the mat"
+    # n-gram precisions 5/6, 3/5, 2/4, 1/3; equal lengths, no brevity penalty.
+    assert corpus_bleu([[ref]], ["the cat sat on a mat"]) == pytest.approx(
+        (5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25
+    )
+    # No 4-gram matches: exponential smoothing counts 1 / (2 * 3) instead of 0 (keras-hub gave 0.000).
+    assert corpus_bleu([[ref]], ["the cat sat in a mat"]) == pytest.approx(
+        (4 / 6 * 2 / 5 * 1 / 4 * 1 / 6) ** 0.25
+    )
+    # The brevity penalty takes the reference closest in length (7 words), not the shortest (1).
+    assert corpus_bleu([[ref + " today", "cat"]], [ref]) == pytest.approx(math.exp(1 - 7 / 6))
+    # Questions with two references and with one, in one corpus.
+    assert corpus_bleu(
+        [[ref, "a cat was on the mat"], ["it rained all day long"]],
+        ["a cat was on the mat", "it rained all day long"],
+    ) == pytest.approx(1.0)
+
+
+def test_evaluation_reports_the_sacrebleu_signature() -> None:
+    frame = pd.DataFrame({"question": ["q1", "q1", "q2"], "answer": ["yes it is", "sure it is", "no"]})
+    metrics, _ = evaluate_generation(
+        frame, lambda q: {"answer": [b"yes it is"] * len(q), "score": [0.0] * len(q)}, None
+    )
+    assert metrics["bleu_signature"].startswith("nrefs:var|case:mixed|eff:no|tok:13a|smooth:exp|version:")
