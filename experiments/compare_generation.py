@@ -116,7 +116,9 @@ def _decode(
     """Held-out metrics with one decoding strategy, and answer tokens generated per second."""
 
     def answer(questions: list[str]) -> dict[str, tf.Tensor]:
-        return generator.generate(tf.constant(questions), strategy, width, -1, -1.0, -1.0, -1, -1, -1.0)
+        return generator.generate(
+            tf.constant(questions), strategy, width, -1, -1.0, -1.0, -1, -1, -1.0, -1, -1.0, -1
+        )
 
     def score(questions: list[str], answers: list[str]) -> dict[str, tf.Tensor]:
         return generator.score(tf.constant(questions), tf.constant(answers))

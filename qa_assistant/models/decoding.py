@@ -15,6 +15,14 @@ with padding at no cost, so its score is final.
 Scores are log-probabilities under the model (temperature 1), summed over
 the generated tokens including the end token.
 
+Three guards against degenerate answers apply to every strategy, as in
+ParlAI and Hugging Face generation: `no_repeat_ngram` bans any token that
+would repeat an n-gram the hypothesis already holds, `min_length` bans the
+end token before that many tokens, and `repetition_penalty` (CTRL) makes
+tokens the hypothesis already holds less likely. Bans never change a score;
+the penalty only steers the choice (beam search ranks by the penalised
+log-probabilities), so a score stays the model's own log-probability.
+
 Sampling is a pure function of (question, seed, step): each row draws its
 uniform number from a hash of its question text, so a question gets the
 same sample whatever else is in the batch.
@@ -45,6 +53,9 @@ class SearchOptions(NamedTuple):
     seed: tf.Tensor  # int64
     max_length: tf.Tensor  # int32
     length_penalty: tf.Tensor  # float32, beam search ranks by log-probability / ((5 + length) / 6) ** this
+    no_repeat_ngram: tf.Tensor  # int32, n-grams of this size never repeat; 0 = off
+    repetition_penalty: tf.Tensor  # float32, > 0; logits of tokens already written / or * this; 1 = off
+    min_length: tf.Tensor  # int32, tokens before the end token may come (at least 1: no empty answer)
 
     @classmethod
     def from_config(cls, config: DecodingConfig, max_length: int) -> SearchOptions:
@@ -58,6 +69,9 @@ class SearchOptions(NamedTuple):
             seed=tf.constant(config.seed, tf.int64),
             max_length=tf.constant(config.max_length or max_length, tf.int32),
             length_penalty=tf.constant(config.length_penalty, tf.float32),
+            no_repeat_ngram=tf.constant(config.no_repeat_ngram, tf.int32),
+            repetition_penalty=tf.constant(config.repetition_penalty, tf.float32),
+            min_length=tf.constant(config.min_length, tf.int32),
         )
 
     def override(self, strategy: tf.Tensor, *numbers: tf.Tensor) -> SearchOptions:
@@ -66,10 +80,11 @@ class SearchOptions(NamedTuple):
         Args:
             strategy: `tf.string` scalar, one of `STRATEGIES` or `""`.
             numbers: beam_width, top_k, top_p, temperature, seed, max_length,
-                length_penalty.
+                length_penalty, no_repeat_ngram, repetition_penalty, min_length.
 
         Raises:
-            tf.errors.InvalidArgumentError: (when run) an unknown strategy.
+            tf.errors.InvalidArgumentError: (when run) an unknown strategy, or a
+                repetition penalty of 0.
         """
         known = tf.equal(strategy, tf.constant(STRATEGIES))
         check = tf.debugging.Assert(
@@ -84,7 +99,14 @@ class SearchOptions(NamedTuple):
         for default, given in zip(self[1:], numbers, strict=True):
             given = tf.cast(given, default.dtype)
             values.append(tf.where(given < 0, default, given))
-        return SearchOptions(*values)
+        options = SearchOptions(*values)
+        # Negative keeps the default, which the config validated; only 0 gets here unchecked.
+        positive = tf.debugging.Assert(
+            options.repetition_penalty > 0,
+            ["repetition_penalty must be positive (1 = off); got", options.repetition_penalty],
+        )
+        with tf.control_dependencies([positive]):
+            return options._replace(repetition_penalty=tf.identity(options.repetition_penalty))
 
 
 class SearchResult(NamedTuple):
@@ -168,13 +190,14 @@ class _Search:
 
     def run(self) -> SearchResult:
         batch, width, length = self.batch, self.width, self.length
-        alive = tf.where(tf.range(width) == 0, 0.0, _NEG)  # beams start as copies: keep one
+        alive = tf.tile(tf.where(tf.range(width) == 0, 0.0, _NEG)[None], [batch, 1])  # beams start as copies
         loop = (
             tf.constant(0),
             tf.fill([batch * width], tf.constant(self.start_id, tf.int32)),
             self.state,
             tf.zeros([batch, width, length], tf.int32),
-            tf.tile(alive[None], [batch, 1]),
+            alive,  # scores: the model's log-probabilities
+            alive,  # ranks: what beam search sorts by (penalised by repetition_penalty)
             tf.zeros([batch, width], tf.bool),
         )
         # The hypothesis count is only known at run time when the strategy is.
@@ -185,8 +208,11 @@ class _Search:
             tf.TensorShape([None, None, None]),
             tf.TensorShape([None, None]),
             tf.TensorShape([None, None]),
+            tf.TensorShape([None, None]),
         )
-        _, _, _, tokens, scores, _ = tf.while_loop(self._cond, self._body, loop, shape_invariants=invariants)
+        _, _, _, tokens, scores, _, _ = tf.while_loop(
+            self._cond, self._body, loop, shape_invariants=invariants
+        )
         return SearchResult(tokens, scores)
 
     def _cond(self, step: tf.Tensor, *rest: Any) -> tf.Tensor:
@@ -200,28 +226,28 @@ class _Search:
         state: Any,
         tokens: tf.Tensor,
         scores: tf.Tensor,
+        ranks: tf.Tensor,
         finished: tf.Tensor,
     ) -> tuple[Any, ...]:
         logits, state = self.decoder.step(previous, step, state, self.memory)
         logits = tf.reshape(tf.cast(logits, tf.float32), [self.batch, self.width, -1])
-        # Scores are the model's own log-probabilities, taken before banning:
-        # banned tokens are never chosen, but the others are not renormalised.
+        # Scores are the model's own log-probabilities, taken before banning and
+        # penalising: banned tokens are never chosen, but the others are not renormalised.
         log_probs = tf.nn.log_softmax(logits)
-        vocabulary = tf.range(tf.shape(logits)[-1])
-        banned = tf.reduce_any(tf.equal(vocabulary[:, None], tf.constant(self.banned_ids)[None, :]), axis=1)
-        # No empty answers: no training answer is empty, yet an undertrained model
-        # may rate "[END]" first above every real word.
-        banned = tf.logical_or(banned, (step == 0) & (vocabulary == self.end_id))
-        logits = tf.where(banned, _NEG, logits)
-        log_probs = tf.where(banned, _NEG, log_probs)
-        pad_only = tf.where(vocabulary == 0, 0.0, _NEG)
-        log_probs = tf.where(finished[..., None], pad_only, log_probs)
+        banned = self._banned(step, tokens, tf.shape(logits)[-1])
+        logits = _penalise(logits, tokens, self.options.repetition_penalty)
+        choice = tf.nn.log_softmax(logits)  # = log_probs when the penalty is 1
+        pad_only = tf.where(tf.range(tf.shape(logits)[-1]) == 0, 0.0, _NEG)
+        logits, log_probs, choice = (
+            tf.where(finished[..., None], pad_only, tf.where(banned, _NEG, x))
+            for x in (logits, log_probs, choice)
+        )
         options = self.options
-        parent, token, scores = tf.switch_case(
+        parent, token, scores, ranks = tf.switch_case(
             options.strategy,
             [
-                lambda: _greedy(log_probs, scores),
-                lambda: _beam(log_probs, scores, self.width, tokens, finished, options.length_penalty),
+                lambda: _greedy(choice, log_probs, scores),
+                lambda: _beam(choice, log_probs, scores, ranks, self.width, tokens, finished, options),
                 lambda: _sample(logits, log_probs, scores, finished, options, step, self.row_keys),
             ],
         )
@@ -230,38 +256,98 @@ class _Search:
         tokens = tf.gather(tokens, parent, batch_dims=1)
         tokens += tf.one_hot(step, self.length, dtype=tf.int32)[None, None, :] * token[..., None]
         finished = tf.logical_or(tf.gather(finished, parent, batch_dims=1), tf.equal(token, self.end_id))
-        return step + 1, tf.reshape(token, [-1]), state, tokens, scores, finished
+        return step + 1, tf.reshape(token, [-1]), state, tokens, scores, ranks, finished
+
+    def _banned(self, step: tf.Tensor, tokens: tf.Tensor, vocabulary_size: tf.Tensor) -> tf.Tensor:
+        """`[batch, width, vocabulary]`: tokens that may not come next."""
+        vocabulary = tf.range(vocabulary_size)
+        fixed = tf.reduce_any(tf.equal(vocabulary[:, None], tf.constant(self.banned_ids)[None, :]), axis=1)
+        # No empty answers, whatever min_length says: no training answer is empty, yet
+        # an undertrained model may rate "[END]" first above every real word.
+        too_short = step < tf.maximum(self.options.min_length, 1)
+        banned = (fixed | (too_short & (vocabulary == self.end_id)))[None, None, :]
+        banned = banned | _repeated_ngrams(tokens, step, self.options.no_repeat_ngram, vocabulary_size)
+        # A hypothesis whose every token is banned (a tiny vocabulary, n-grams all used)
+        # may end rather than write padding mid-answer.
+        stuck = tf.reduce_all(banned, axis=-1, keepdims=True)
+        return banned & ~(stuck & (vocabulary == self.end_id))
 
 
-def _greedy(log_probs: tf.Tensor, scores: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """The most likely token of the single hypothesis."""
-    best = log_probs[:, 0]
-    token = tf.argmax(best, axis=-1, output_type=tf.int32)
-    return tf.zeros_like(token)[:, None], token[:, None], (scores[:, 0] + tf.reduce_max(best, -1))[:, None]
+def _repeated_ngrams(
+    tokens: tf.Tensor, step: tf.Tensor, n: tf.Tensor, vocabulary_size: tf.Tensor
+) -> tf.Tensor:
+    """`[batch, width, vocabulary]`: the tokens that would complete an n-gram already in `tokens`.
+
+    `tokens[..., :step]` are each hypothesis' tokens so far; `n <= 0` bans nothing.
+    """
+    shape = tf.shape(tokens)
+    length = shape[-1]
+    flat = tf.reshape(tokens, [-1, length])
+    prefix = tf.maximum(n - 1, 0)  # the n - 1 tokens an n-gram starts with
+    starts = tf.range(length)
+    offsets = tf.range(prefix)
+    windows = tf.gather(flat, tf.minimum(starts[:, None] + offsets[None, :], length - 1), axis=1)
+    suffix = tf.gather(flat, tf.clip_by_value(step - prefix + offsets, 0, length - 1), axis=1)
+    # An n-gram starting at j repeats when its first n - 1 tokens equal the last n - 1
+    # written; it must lie wholly before `step` (j + n - 1 < step).
+    same = tf.reduce_all(tf.equal(windows, suffix[:, None, :]), axis=-1)
+    repeats = same & (starts <= step - n)[None, :] & (n > 0)
+    following = tf.gather(flat, tf.minimum(starts + prefix, length - 1), axis=1)
+    hits = tf.where(repeats)  # [k, 2]: (row, start)
+    indices = tf.stack([hits[:, 0], tf.cast(tf.gather_nd(following, hits), tf.int64)], axis=1)
+    rows = tf.shape(flat, out_type=tf.int64)[0]
+    counts = tf.scatter_nd(indices, tf.ones_like(hits[:, 0]), [rows, tf.cast(vocabulary_size, tf.int64)])
+    return tf.reshape(counts > 0, [shape[0], shape[1], vocabulary_size])
+
+
+def _penalise(logits: tf.Tensor, tokens: tf.Tensor, penalty: tf.Tensor) -> tf.Tensor:
+    """CTRL's repetition penalty: logits of tokens already in the hypothesis / penalty (if > 0) or * penalty."""
+    shape = tf.shape(logits)
+    rows = shape[0] * shape[1]
+    flat = tf.reshape(tokens, [rows, -1])
+    row_ids = tf.repeat(tf.range(rows), tf.shape(flat)[1])
+    indices = tf.stack([row_ids, tf.reshape(flat, [-1])], axis=1)
+    written = tf.scatter_nd(indices, tf.ones_like(row_ids), [rows, shape[2]]) > 0
+    written = tf.reshape(written, shape)  # padding (id 0) counts too: it is banned anyway
+    penalised = tf.where(logits > 0, logits / penalty, logits * penalty)
+    return tf.where(written, penalised, logits)
+
+
+def _greedy(
+    choice: tf.Tensor, log_probs: tf.Tensor, scores: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The most likely token (after the guards) of the single hypothesis."""
+    token = tf.argmax(choice[:, 0], axis=-1, output_type=tf.int32)
+    scores = scores + tf.gather(log_probs[:, 0], token, batch_dims=1)[:, None]
+    return tf.zeros_like(token)[:, None], token[:, None], scores, scores
 
 
 def _beam(
+    choice: tf.Tensor,
     log_probs: tf.Tensor,
     scores: tf.Tensor,
+    ranks: tf.Tensor,
     width: tf.Tensor,
     tokens: tf.Tensor,
     finished: tf.Tensor,
-    length_penalty: tf.Tensor,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    options: SearchOptions,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """The `width` best (hypothesis, token) extensions of all hypotheses.
 
-    Ranked by log-probability divided by the GNMT length penalty
+    Ranked by the summed `choice` log-probabilities (the model's, penalised
+    for repetition) divided by the GNMT length penalty
     `((5 + length) / 6) ** length_penalty` (plain log-probability at 0, which
-    favours short answers); the returned scores stay log-probabilities.
+    favours short answers); the returned scores stay the model's log-probabilities.
     """
     vocabulary = tf.shape(log_probs)[-1]
-    candidates = scores[..., None] + log_probs
+    ranked = ranks[..., None] + choice
     lengths = tf.math.count_nonzero(tokens, axis=-1, dtype=tf.float32) + tf.where(finished, 0.0, 1.0)
-    penalty = tf.pow((5.0 + lengths) / 6.0, length_penalty)
-    rank = tf.reshape(candidates / penalty[..., None], [tf.shape(candidates)[0], -1])
-    best = tf.math.top_k(rank, k=width)
-    chosen = tf.gather(tf.reshape(candidates, tf.shape(rank)), best.indices, batch_dims=1)
-    return best.indices // vocabulary, best.indices % vocabulary, chosen
+    penalty = tf.pow((5.0 + lengths) / 6.0, options.length_penalty)
+    flat = [tf.shape(ranked)[0], -1]
+    best = tf.math.top_k(tf.reshape(ranked / penalty[..., None], flat), k=width)
+    chosen = tf.gather(tf.reshape(scores[..., None] + log_probs, flat), best.indices, batch_dims=1)
+    chosen_ranks = tf.gather(tf.reshape(ranked, flat), best.indices, batch_dims=1)
+    return best.indices // vocabulary, best.indices % vocabulary, chosen, chosen_ranks
 
 
 def _sample(
@@ -272,7 +358,7 @@ def _sample(
     options: SearchOptions,
     step: tf.Tensor,
     row_keys: tf.Tensor,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """A token drawn from the temperature-scaled, top-k and top-p filtered distribution."""
     x = logits[:, 0]
     vocabulary = tf.shape(x)[-1]
@@ -292,8 +378,8 @@ def _sample(
     most_likely = tf.argmax(x, axis=-1, output_type=tf.int32)
     token = tf.where(options.temperature > 0, drawn, most_likely)
     token = tf.where(finished[:, 0], 0, token)
-    gained = tf.gather(log_probs[:, 0], token, batch_dims=1)
-    return tf.zeros_like(token)[:, None], token[:, None], scores + gained[:, None]
+    scores = scores + tf.gather(log_probs[:, 0], token, batch_dims=1)[:, None]
+    return tf.zeros_like(token)[:, None], token[:, None], scores, scores
 
 
 def _uniform(row_keys: tf.Tensor, seed: tf.Tensor, step: tf.Tensor) -> tf.Tensor:

@@ -83,6 +83,16 @@ class Task(abc.ABC):
     def prepare(self, data: QAData) -> None:
         """Fits preprocessing (vocabularies) on the training split only."""
 
+    def settings_from_data(self, data: QAData) -> dict[str, Any]:
+        """Config values that a config leaves null to be taken from the data: `{"section.key": value}`.
+
+        The runner writes them into the run's config.yaml before training, so
+        a resumed run, `load_run` and the export use the same values. None by
+        default.
+        """
+        del data
+        return {}
+
     def build_tokenizer(self, texts: list[str], reserved_tokens: tuple[str, ...] = ()) -> Tokenizer:
         """The run's tokenizer (word, WordPiece or the pretrained preset's) over cleaned training texts.
 
@@ -185,6 +195,15 @@ class Task(abc.ABC):
         classification's confusion matrix needs one row per row of `frame`.
         """
         return self.evaluate(model, frame)[1]
+
+    def epoch_metrics(self, model: keras.Model, frame: pd.DataFrame) -> dict[str, float]:
+        """Validation metrics that Keras' own validation pass cannot compute (none by default).
+
+        Called after every epoch on the validation split when `train.monitor`
+        names one of them (`training.callbacks.EpochMetrics` logs them as `val_<name>`).
+        """
+        del model, frame
+        return {}
 
     @abc.abstractmethod
     def baseline(self, splits: Splits) -> dict[str, float]:

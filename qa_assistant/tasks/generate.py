@@ -165,6 +165,19 @@ class GenerationTask(Task):
             }
         )
 
+    def epoch_metrics(self, model: keras.Model, frame: pd.DataFrame) -> dict[str, float]:
+        """`rouge_l`, `bleu` and `exact_match` of the answers the model decodes for `frame`.
+
+        Decoded as the export would (the configured options, guards included):
+        teacher-forced loss keeps falling on answers a model cannot yet write,
+        so early stopping on it can keep a model that loops (`train.monitor: val_rouge_l`).
+        """
+        generator = self.generator(model)
+        metrics, _ = evaluate_generation(
+            frame, lambda q: generator.answer(tf.constant(q, dtype=tf.string)), None
+        )
+        return {key: metrics[key] for key in ("rouge_l", "bleu", "exact_match")}
+
     def baseline(self, splits: Splits) -> dict[str, float]:
         from qa_assistant.training.baseline import tfidf_nearest_answers
 

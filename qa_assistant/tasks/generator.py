@@ -9,8 +9,9 @@ comparison script and the SavedModel all call these same functions:
   in tokens (end token included), and all hypotheses with their scores as
   `top_k_answers` / `top_k_scores` (one unless beam search);
 * `generate(question, strategy, beam_width, top_k, top_p, temperature,
-  seed, max_length, length_penalty)` — the same with per-request options (an
-  empty strategy or a negative number keeps the configured value);
+  seed, max_length, length_penalty, no_repeat_ngram, repetition_penalty,
+  min_length)` — the same with per-request options (an empty strategy or a
+  negative number keeps the configured value);
 * `score(question, answer)` — teacher-forced log-probability of a given
   answer, its token count and how many tokens the model predicts right
   (perplexity and token accuracy from an export).
@@ -40,6 +41,9 @@ OPTIONS = (
     tf.TensorSpec([], tf.int64, name="seed"),
     tf.TensorSpec([], tf.int32, name="max_length"),
     tf.TensorSpec([], tf.float32, name="length_penalty"),
+    tf.TensorSpec([], tf.int32, name="no_repeat_ngram"),
+    tf.TensorSpec([], tf.float32, name="repetition_penalty"),
+    tf.TensorSpec([], tf.int32, name="min_length"),
 )
 
 

@@ -9,8 +9,10 @@ answers are known and the questions are new; evaluation ranks each test
 question against the whole bank. Unlike a classifier, the bank can grow
 without retraining (`qa-assistant index`).
 
-After training, a cosine threshold is calibrated on the validation split;
-the export answers `task.fallback_answer` below it.
+After training, a cosine threshold is calibrated on the validation split
+when it has enough questions and the threshold helps there (`finalize`); the
+export answers `task.fallback_answer` below it. `text.answer_max_length:
+null` is set from the training answers' lengths (`settings_from_data`).
 """
 
 from __future__ import annotations
@@ -28,18 +30,22 @@ import tensorflow as tf
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.split import Splits
 from qa_assistant.models.encoders import build_encoder
-from qa_assistant.serving.bank import BANK_COLLECTION, AnswerBank, calibrate_threshold, search
+from qa_assistant.serving.bank import BANK_COLLECTION, AnswerBank, fallback_threshold, search
 from qa_assistant.tasks.base import ServingBundle, Task
 from qa_assistant.tasks.retrieval_head import ScaledSimilarity, in_batch_accuracy, retrieval_loss
 from qa_assistant.text.tokenizer_factory import load_tokenizer, with_max_length
 from qa_assistant.training.baseline import tfidf_retrieval
-from qa_assistant.training.metrics import ranking_metrics, ranks_from_scores
+from qa_assistant.training.metrics import ranking_metrics, ranks_from_scores, selective_metrics
 from qa_assistant.training.pipeline import as_targets, ids_dataset, make_dataset
 
 log = logging.getLogger(__name__)
 
 QUESTION_TOWER = "question_tower"
 ANSWER_TOWER = "answer_tower"
+# `text.answer_max_length: null` keeps this share of the training answers whole ...
+ANSWER_LENGTH_PERCENTILE = 95
+# ... up to this many tokens: attention cost grows with the square of the length.
+ANSWER_LENGTH_CAP = 256
 
 
 class RetrievalTask(Task):
@@ -54,14 +60,46 @@ class RetrievalTask(Task):
         self.bank: list[str] = []
         self.known: list[tuple[str, str]] = []  # (question, answer) pairs of all the data
         self.threshold: float | None = None
-        self.calibration: dict[str, float] = {}
+        self.calibration: dict[str, Any] = {}
 
     # -- preprocessing -------------------------------------------------------
 
+    def _fit_tokenizer(self, train: pd.DataFrame) -> Any:
+        answers = [a.lower() if self.config.text.lowercase else a for a in train["answer"]]
+        return self.build_tokenizer([*train["question"], *answers])
+
+    def settings_from_data(self, data: QAData) -> dict[str, Any]:
+        """`text.answer_max_length` when null: long enough for most training answers (see the config)."""
+        text, encoder = self.config.text, self.config.encoder
+        if text.answer_max_length is not None:
+            return {}
+        cap = ANSWER_LENGTH_CAP
+        if encoder.type == "transformer":
+            cap = min(cap, encoder.max_positions)  # its position embedding ends there
+        # Counted untruncated (a token holds at least one character), so the log tells what a cap cuts.
+        counter = with_max_length(self._fit_tokenizer(data.splits.train), text.max_chars + 2)
+        answers = sorted(set(data.splits.train["answer"]))  # the bank embeds each answer once
+        if not answers:
+            return {"text.answer_max_length": min(cap, text.max_length)}
+        lengths = counter.tokenize(counter.clean(tf.constant(answers, dtype=tf.string))).row_lengths().numpy()
+        percentile = int(np.percentile(lengths, ANSWER_LENGTH_PERCENTILE, method="higher"))
+        chosen = min(cap, max(text.max_length, percentile))
+        log.info(
+            "text.answer_max_length = %d tokens, from the data: %d %% of the %d training answers fit "
+            "(percentile %d: %d tokens; at least text.max_length %d, at most %d)",
+            chosen,
+            round(100 * float(np.mean(lengths <= chosen))),
+            len(answers),
+            ANSWER_LENGTH_PERCENTILE,
+            percentile,
+            text.max_length,
+            cap,
+        )
+        return {"text.answer_max_length": chosen}
+
     def prepare(self, data: QAData) -> None:
         train = data.splits.train
-        answers = [a.lower() if self.config.text.lowercase else a for a in train["answer"]]
-        self.tokenizer = self.build_tokenizer([*train["question"], *answers])
+        self.tokenizer = self._fit_tokenizer(train)
         self.answer_tokenizer = with_max_length(self.tokenizer, self.config.text.answer_max_length)
         frames = data.all_frames()
         self.bank = sorted(frames["answer"].unique().tolist())
@@ -181,11 +219,9 @@ class RetrievalTask(Task):
         predicted = [bank[i] for i in best]
         references = frame["answer"].tolist()
         correct = np.asarray([p == r for p, r in zip(predicted, references, strict=True)], dtype=bool)
-        if self.threshold is not None and len(frame):
-            answered = top >= self.threshold
-            metrics["threshold"] = float(self.threshold)
-            metrics["answered_fraction"] = float(answered.mean())
-            metrics["answered_accuracy"] = float(correct[answered].mean()) if answered.any() else 0.0
+        answered = top >= self.threshold if self.threshold is not None else np.ones(len(frame), dtype=bool)
+        metrics["threshold"] = float(self.threshold) if self.threshold is not None else None
+        metrics.update(selective_metrics(top, correct, answered))
         predictions = pd.DataFrame(
             {
                 "question": frame["question"].tolist(),
@@ -199,17 +235,25 @@ class RetrievalTask(Task):
         return metrics, predictions
 
     def finalize(self, model: keras.Model, splits: Splits) -> None:
-        """Sets the fallback threshold: `task.threshold`, or calibrated on the validation split."""
+        """Sets the fallback threshold: `task.threshold`, or calibrated on the validation split.
+
+        A calibrated threshold needs `task.threshold_min_questions` validation
+        questions and must raise the accuracy of the answered ones there
+        (`serving.bank.fallback_threshold`); otherwise none is applied and
+        the log says why.
+        """
         task = self.config.task
         if task.fallback_answer is None:
-            self.threshold = None
+            self.threshold, reason = None, "task.fallback_answer is null"
         elif task.threshold is not None:
-            self.threshold = float(task.threshold)
+            self.threshold, reason = float(task.threshold), "set by task.threshold"
         else:
             scores, target, _ = self.rank(model, splits.validation)
             top = scores.max(axis=1) if len(target) else np.zeros(0)
             correct = scores.argmax(axis=1) == target if len(target) else np.zeros(0, dtype=bool)
-            self.threshold = calibrate_threshold(top, correct, keep=task.threshold_keep)
+            self.threshold, reason = fallback_threshold(
+                top, correct, keep=task.threshold_keep, min_questions=task.threshold_min_questions
+            )
             self.calibration = {
                 "validation_questions": len(target),
                 "validation_recall_at_1": float(correct.mean()) if len(target) else 0.0,
@@ -217,11 +261,11 @@ class RetrievalTask(Task):
                 if self.threshold is not None
                 else 1.0,
             }
-            if self.threshold is None:
-                log.warning(
-                    "no correctly answered validation question to calibrate the fallback on; it is off"
-                )
-        log.info("fallback threshold (cosine similarity): %s", self.threshold)
+        self.calibration["reason"] = reason
+        if self.threshold is None:
+            log.info("no fallback threshold, every question is answered: %s", reason)
+        else:
+            log.info("fallback threshold (cosine similarity) %.4f: %s", self.threshold, reason)
 
     def baseline(self, splits: Splits) -> dict[str, float]:
         return tfidf_retrieval(

@@ -9,6 +9,7 @@ every epoch and put it back after a restart.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,31 +38,88 @@ class LearningRateLogger(keras.callbacks.Callback):
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
 
 
-class _LaterTiesWin:
-    """Counts an epoch that equals the best value so far as an improvement.
+class EpochMetrics(keras.callbacks.Callback):
+    """Adds the task's `epoch_metrics` of the validation split to the epoch logs as `val_<name>`.
 
-    Validation accuracy on a few dozen held-out questions moves in coarse
-    steps and is often flat for many epochs (e.g. 0.0 while the model is
-    still learning). With Keras' strict comparison a flat start makes epoch 1
-    "the best" and early stopping restores an untrained model; letting later
-    ties win keeps training while validation is flat and stops only after
-    `patience` epochs that are strictly worse than the best.
+    Placed before TensorBoard, early stopping and the best checkpoint, which
+    read the same `logs` dict, so they log and watch these like Keras' own
+    metrics. It keeps no state: a resumed run recomputes them from the model,
+    and the callbacks that remember the best value save it themselves.
+
+    Args:
+        measure: `(model, frame) -> {name: value}` (`Task.epoch_metrics`).
+        frame: the validation split.
     """
 
+    def __init__(self, measure: Callable[[keras.Model, Any], dict[str, float]], frame: Any) -> None:
+        super().__init__()
+        self.measure = measure
+        self.frame = frame
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is None:
+            return
+        for name, value in self.measure(self.model, self.frame).items():
+            logs[f"val_{name}"] = float(value)
+
+
+def loss_key(monitor: str) -> str:
+    """The loss of the split that `monitor` is computed on (`val_loss` or `loss`)."""
+    return "val_loss" if monitor.startswith("val_") else "loss"
+
+
+def is_better(
+    value: float, loss: float | None, best: float | None, best_loss: float | None, *, lower_is_better: bool
+) -> bool:
+    """The one rule for "a better epoch", used by early stopping, the best checkpoint and HParams.
+
+    A better monitored value wins; an equal one wins only with a lower loss on
+    the same split. Validation accuracy on a few dozen questions moves in
+    coarse steps and is often flat (0.0 for many epochs): the loss then decides,
+    so the best epoch is the one validation prefers, neither simply the first
+    nor the last.
+    """
+    if best is None:
+        return True
+    if value != best:
+        return value < best if lower_is_better else value > best
+    return loss is not None and best_loss is not None and loss < best_loss
+
+
+class _TiesBrokenByLoss:
+    """Makes a Keras callback's `_is_improvement` follow `is_better` (ties broken by the loss)."""
+
+    best_loss: float | None = None
+    _epoch_loss: float | None = None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_begin(logs)
+        self.best_loss = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch_loss = _number((logs or {}).get(loss_key(self.monitor)))
+        super().on_epoch_end(epoch, logs)
+
     def _is_improvement(self, monitor_value: Any, reference_value: Any) -> bool:
-        if reference_value is None:
-            return True
-        if self.monitor_op is keras.ops.greater:
-            return bool(monitor_value - self.min_delta >= reference_value)
-        return bool(monitor_value - self.min_delta <= reference_value)
+        # Keras asks this once per epoch, and takes the epoch as its new best when it says yes.
+        better = is_better(
+            float(monitor_value),
+            self._epoch_loss,
+            _number(reference_value),
+            self.best_loss,
+            lower_is_better=self.monitor_op is keras.ops.less,
+        )
+        if better:
+            self.best_loss = self._epoch_loss
+        return better
 
 
 def _number(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-class EarlyStopping(_LaterTiesWin, keras.callbacks.EarlyStopping):
-    """`keras.callbacks.EarlyStopping` where a tie with the best epoch counts as progress."""
+class EarlyStopping(_TiesBrokenByLoss, keras.callbacks.EarlyStopping):
+    """`keras.callbacks.EarlyStopping` whose best epoch follows `is_better`."""
 
     resume_key = "early_stopping"
 
@@ -71,6 +129,7 @@ class EarlyStopping(_LaterTiesWin, keras.callbacks.EarlyStopping):
             "wait": int(self.wait),
             "stopped_epoch": int(self.stopped_epoch),
             "best": _number(self.best),
+            "best_loss": self.best_loss,
             "best_epoch": int(self.best_epoch),
             "has_best_weights": self.best_weights is not None,
         }
@@ -81,12 +140,13 @@ class EarlyStopping(_LaterTiesWin, keras.callbacks.EarlyStopping):
         self.wait = state["wait"]
         self.stopped_epoch = state["stopped_epoch"]
         self.best = state["best"]
+        self.best_loss = state.get("best_loss")
         self.best_epoch = state["best_epoch"]
         self.best_weights = list(arrays) if state["has_best_weights"] else None
 
 
-class BestCheckpoint(_LaterTiesWin, keras.callbacks.ModelCheckpoint):
-    """`keras.callbacks.ModelCheckpoint(save_best_only=True)` with the same tie rule.
+class BestCheckpoint(_TiesBrokenByLoss, keras.callbacks.ModelCheckpoint):
+    """`keras.callbacks.ModelCheckpoint(save_best_only=True)` whose best epoch follows `is_better`.
 
     Writes atomically: Keras saves to a temporary file beside `filepath`,
     which is renamed over `filepath` once complete, so a kill mid-save
@@ -95,11 +155,14 @@ class BestCheckpoint(_LaterTiesWin, keras.callbacks.ModelCheckpoint):
 
     resume_key = "best_checkpoint"
 
-    def __init__(self, filepath: str | Path, **kwargs: Any) -> None:
+    def __init__(self, filepath: str | Path, *, start_from_epoch: int = 0, **kwargs: Any) -> None:
         self.final_path = Path(filepath)
+        self.start_from_epoch = start_from_epoch  # as in EarlyStopping: earlier epochs are never the best
         super().__init__(str(self.final_path.with_name(temporary_name(self.final_path.name))), **kwargs)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if epoch < self.start_from_epoch:
+            return
         super().on_epoch_end(epoch, logs)
         written = Path(self.filepath)
         if written.exists():
@@ -108,10 +171,11 @@ class BestCheckpoint(_LaterTiesWin, keras.callbacks.ModelCheckpoint):
             fsync_dir(self.final_path.parent)
 
     def resume_state(self) -> tuple[dict[str, Any], list[np.ndarray]]:
-        return {"best": _number(self.best)}, []
+        return {"best": _number(self.best), "best_loss": self.best_loss}, []
 
     def restore_resume_state(self, state: dict[str, Any], arrays: list[np.ndarray]) -> None:
         self.best = state["best"]
+        self.best_loss = state.get("best_loss")
 
 
 class TensorBoard(keras.callbacks.TensorBoard):

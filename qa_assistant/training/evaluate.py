@@ -12,7 +12,12 @@ import yaml
 from qa_assistant.config import Config, from_dict
 from qa_assistant.data.prepare import clean_pairs
 from qa_assistant.data.sources import load_pairs
-from qa_assistant.training.metrics import classification_metrics, ranking_metrics, ranks_from_lists
+from qa_assistant.training.metrics import (
+    classification_metrics,
+    ranking_metrics,
+    ranks_from_lists,
+    selective_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +60,13 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
             metrics.update(classification_metrics(references, predicted))
         else:
             # Retrieval: accuracy is recall@1 (the best-ranked answer), as in a
-            # run's metrics; how often the export falls back is reported apart.
+            # run's metrics; the fallback is measured apart, as a run measures it:
+            # a question is answered where the export did not replace its best answer.
             metrics["accuracy"] = metrics["recall_at_1"]
             best = [row[0] if row else "" for row in ranked]
-            metrics["answered_fraction"] = float(
-                np.mean([p == b for p, b in zip(predicted, best, strict=True)]) if predicted else 0.0
-            )
+            correct = [b == r for b, r in zip(best, references, strict=True)]
+            answered = [p == b for p, b in zip(predicted, best, strict=True)]
+            metrics.update(selective_metrics(np.asarray(out["score"]), correct, answered))
     metrics["num_examples"] = len(frame)
     return metrics
 

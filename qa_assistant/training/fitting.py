@@ -19,10 +19,12 @@ run's shuffle order could not be vouched for.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -38,6 +40,26 @@ from qa_assistant.training.resume import TrainingState, advance_shuffle, count_b
 from qa_assistant.training.strategy import Placement, resolve_jit_compile
 
 log = logging.getLogger(__name__)
+
+
+def settle_from_data(config: Config, task: Task, data: QAData) -> Config:
+    """`config` with the values the task takes from the data (`Task.settings_from_data`); `task.config` too.
+
+    Called before the config is compared with an unfinished run's and written
+    to config.yaml: the data decides the same values again on resume.
+    """
+    settings = task.settings_from_data(data)
+    task.config = _with_settings(task.config, settings)
+    return _with_settings(config, settings)
+
+
+def _with_settings(config: Config, settings: dict[str, Any]) -> Config:
+    for key, value in settings.items():
+        section, name = key.split(".")
+        config = dataclasses.replace(
+            config, **{section: dataclasses.replace(getattr(config, section), **{name: value})}
+        )
+    return config
 
 
 def build_training(
@@ -69,6 +91,7 @@ def build_training(
     # global generators, and a run right after that build would otherwise start
     # from other weights than every later run with the same seed.
     keras.utils.set_random_seed(config.train.seed)
+    config = settle_from_data(config, task, data)  # a no-op when the runner settled them already
     task.prepare(data)
     train_ds = task.dataset(splits.train, training=True)
     val_ds = task.dataset(splits.validation, training=False) if len(splits.validation) else None

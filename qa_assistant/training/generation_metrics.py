@@ -93,7 +93,7 @@ def _bleu(references: Sequence[Sequence[str]], predictions: Sequence[str]) -> tu
     width = max(len(refs) for refs in references)
     # SacreBLEU takes one stream per reference position; `None` marks a question with fewer.
     streams = [[refs[i] if i < len(refs) else None for refs in references] for i in range(width)]
-    score = bleu.corpus_score(list(predictions), streams).score / 100
+    score = min(1.0, bleu.corpus_score(list(predictions), streams).score / 100)  # 100.00000000000004 happens
     return score, str(bleu.get_signature())
 
 

@@ -25,6 +25,49 @@ def ranking_metrics(ranks: Sequence[float]) -> dict[str, float]:
     return out
 
 
+def selective_metrics(
+    scores: Sequence[float], correct: Sequence[bool], answered: Sequence[bool]
+) -> dict[str, float]:
+    """`coverage`, `selective_accuracy` and `aurc` of answers that may be withheld (a fallback).
+
+    Args:
+        scores: confidence of each question's best answer (higher = surer).
+        correct: whether that best answer is right.
+        answered: whether it was given (false where the fallback was given instead).
+
+    `coverage` is the share answered, `selective_accuracy` the share of the
+    answered that is right (0 when none is). `aurc`, the area under the
+    risk-coverage curve, does not depend on where the threshold is: for each
+    question, the risk is the error rate among the questions scoring at least
+    as high (those a threshold at its score would answer); `aurc` is the mean
+    of these risks. Sorting by score, that is the error rate of each prefix
+    averaged over the prefixes, with tied scores entering together (a
+    threshold cannot split them), so a constant score gets exactly the error
+    rate and a perfect ranking `sum_{i=k+1..n} (i-k)/i / n` for k right of n.
+    Lower is better.
+
+    >>> out = selective_metrics([0.9, 0.8, 0.1], [True, False, True], [True, True, False])
+    >>> {k: round(v, 4) for k, v in out.items()}  # aurc = (0/1 + 1/2 + 1/3) / 3
+    {'coverage': 0.6667, 'selective_accuracy': 0.5, 'aurc': 0.2778}
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    right = np.asarray(correct, dtype=bool)
+    given = np.asarray(answered, dtype=bool)
+    if s.size == 0:
+        return {"coverage": 0.0, "selective_accuracy": 0.0, "aurc": 0.0}
+    order = np.argsort(-s, kind="stable")
+    errors = np.cumsum(~right[order])
+    # The last position of each run of equal scores: where a threshold at that score cuts.
+    sorted_scores = s[order]
+    cut = np.searchsorted(-sorted_scores, -sorted_scores, side="right") - 1
+    risks = errors[cut] / (cut + 1.0)
+    return {
+        "coverage": float(given.mean()),
+        "selective_accuracy": float(right[given].mean()) if given.any() else 0.0,
+        "aurc": float(risks.mean()),
+    }
+
+
 def classification_metrics(references: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
     """Accuracy and macro precision/recall/F1 over the classes present in `references`.
 

@@ -44,8 +44,14 @@ from qa_assistant.models.encoders import get_encoder_builder
 from qa_assistant.models.loading import load_keras_model
 from qa_assistant.tasks import Task, get_task
 from qa_assistant.training import distributed, personalize
-from qa_assistant.training.callbacks import BestCheckpoint, EarlyStopping, LearningRateLogger, TensorBoard
-from qa_assistant.training.fitting import build_training, fit_model
+from qa_assistant.training.callbacks import (
+    BestCheckpoint,
+    EarlyStopping,
+    EpochMetrics,
+    LearningRateLogger,
+    TensorBoard,
+)
+from qa_assistant.training.fitting import build_training, fit_model, settle_from_data
 from qa_assistant.training.resume import (
     TrainingState,
     discard_snapshots,
@@ -64,6 +70,8 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
+# Monitors that `Task.epoch_metrics` computes after each epoch (Keras' validation pass cannot).
+GENERATED_MONITORS = ("val_rouge_l",)
 RUN_MARKER = ".qa-assistant-run"  # written first: marks a directory this package may resume or --restart
 
 
@@ -102,6 +110,12 @@ def train_run(config: Config, output: str | Path, *, restart: bool = False) -> R
     get_encoder_builder(config.encoder.type)  # bad names fail before TensorFlow starts or data is read
     get_task(config)
     placement = make_placement(config.train.strategy)  # the first TensorFlow work: multi_worker needs that
+    if placement.multi_worker and config.train.monitor in GENERATED_MONITORS:
+        # Decoding on the chief alone would stall the workers' collectives (as the sample tables would).
+        raise UserError(
+            f"train.monitor {config.train.monitor} decodes validation answers on one machine; "
+            "a multi_worker run cannot, expected val_loss or val_accuracy"
+        )
     task = get_task(_with_global_batch(config, placement.replicas))
     with distributed.peer_failures(placement.multi_worker):
         if not placement.chief:
@@ -147,6 +161,7 @@ def _train_chief(
     task.init_source = personalize.open_source(config)  # an unsafe or missing base fails before any write
     keras.utils.set_random_seed(config.train.seed)
     data = load_qa_data(config)
+    config = settle_from_data(config, task, data)
     if restart and run_dir.exists():
         shutil.rmtree(run_dir)  # only once the new config and data have proved usable
     _check_resumable(run_dir, config, data)
@@ -236,6 +251,7 @@ def _train_worker(task: Task, placement: Placement, run_dir: Path) -> RunResult:
     keras.utils.set_random_seed(task.config.train.seed)
     task.init_source = personalize.open_source(task.config)  # the same starting weights as the chief
     data = load_qa_data(task.config)
+    settle_from_data(task.config, task, data)  # the chief's values: the same data gives the same numbers
     told = distributed.hear_chief(placement.strategy)
     if told == distributed.FINISHED:
         return RunResult(run_dir, {}, already_finished=True, chief=False)
@@ -254,8 +270,14 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
     monitor = config.train.monitor if val_ds is not None else "loss"
     # Per-epoch predictions on the chief alone would stall a multi-worker strategy's collectives.
     summaries = [] if placement.multi_worker else prediction_summaries(task, run_dir, splits)
-    callbacks, state = _callbacks(config, run_dir, monitor, steps, summaries)
+    measures = [EpochMetrics(task.epoch_metrics, splits.validation)] if monitor in GENERATED_MONITORS else []
+    callbacks, state = _callbacks(config, run_dir, monitor, steps, summaries, measures)
     fit_model(model, placement, train_ds, steps, val_ds, config, callbacks, state)
+    best = run_dir / "checkpoints" / "best.weights.h5"
+    if best.is_file():
+        # The best epoch by `callbacks.is_better`, with or without early stopping (which
+        # restores it only when it stops the run); none before `train.monitor_from_epoch`.
+        model.load_weights(best)
     if placement.multi_worker:
         log.info("%s: weights fingerprint %s", placement.description, distributed.weights_fingerprint(model))
         # Calibration, evaluation and export use the saved model, outside the multi-worker strategy.
@@ -277,6 +299,7 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
         num_test=len(splits.test),
         train_seconds=round(state.train_seconds, 2),
         epochs_run=len(state.history),
+        best_epoch=_best_epoch(callbacks),
         **{f"baseline_{k}": v for k, v in baseline.items()},
     )
     write_test_summaries(run_dir / "logs", metrics, predictions, len(state.history), confusion_classes(task))
@@ -291,12 +314,23 @@ def _callbacks(
     monitor: str,
     steps_per_epoch: int,
     summaries: list[keras.callbacks.Callback],
+    measures: list[keras.callbacks.Callback],
 ) -> tuple[list[keras.callbacks.Callback], TrainingState]:
+    """The run's callbacks and its `TrainingState`.
+
+    `measures` (`EpochMetrics`) come before everything that reads the epoch
+    logs: they add the values that TensorBoard logs and early stopping watches.
+    """
     checkpoints = run_dir / "checkpoints"
+    # Explicit: Keras cannot tell the direction of a metric it does not compute itself.
+    mode = "min" if "loss" in monitor else "max"
+    warmup = config.train.monitor_from_epoch
     stateful: list[keras.callbacks.Callback] = [
         BestCheckpoint(
             checkpoints / "best.weights.h5",
+            start_from_epoch=warmup,
             monitor=monitor,
+            mode=mode,
             save_best_only=True,
             save_weights_only=True,
         ),
@@ -305,21 +339,30 @@ def _callbacks(
         stateful.append(
             EarlyStopping(
                 monitor=monitor,
+                mode=mode,
+                start_from_epoch=warmup,
                 patience=config.train.early_stopping,
                 restore_best_weights=True,
             )
         )
-    stateful.append(BestMetrics(run_dir / "logs", hparams_of(config), monitor))
+    stateful.append(BestMetrics(run_dir / "logs", hparams_of(config), monitor, start_from_epoch=warmup))
     # Last, so it saves after the others have updated and restores after they reset.
     state = TrainingState(checkpoints, steps_per_epoch, stateful=stateful, logs_dir=run_dir / "logs")
     callbacks = [
         LearningRateLogger(),
+        *measures,
         TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
         *summaries,  # before the state: what they log at an epoch's end is kept on resume
         *stateful,
         state,
     ]
     return callbacks, state
+
+
+def _best_epoch(callbacks: list[keras.callbacks.Callback]) -> int:
+    """The 1-based epoch whose weights the run keeps; 0 when no epoch qualified (all in warm-up)."""
+    tracker = next(c for c in callbacks if isinstance(c, BestMetrics))
+    return tracker.best_epoch + 1
 
 
 def _read_metrics(run_dir: Path) -> dict[str, float]:

@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from qa_assistant.config import Config
 from qa_assistant.data.split import Splits
+from qa_assistant.training.callbacks import is_better, loss_key
 from qa_assistant.training.confusion import confusion_counts, confusion_image
 
 # Config sections that do not change what a model learns: left out of the hyper-parameters.
@@ -100,7 +101,8 @@ class BestMetrics(keras.callbacks.Callback):
     """Opens the run's HParams session and logs the best epoch's metrics after every epoch.
 
     The best epoch is the one with the best `monitor` value (lowest for a
-    loss, highest otherwise; a later tie wins, as in early stopping). Its
+    loss, highest otherwise; a tie goes to the lower loss of the same split:
+    `callbacks.is_better`, as in early stopping and the best checkpoint). Its
     metrics of the same split as `monitor` are written as `best/<name>`
     with `best/epoch` (1-based). Stateful for `TrainingState`: after a
     restart the best epoch and the session survive.
@@ -108,7 +110,9 @@ class BestMetrics(keras.callbacks.Callback):
     Args:
         log_dir: the session directory (`RUN_DIR/logs`).
         hparams: `hparams_of(config)`.
-        monitor: the watched metric (`val_loss`, `val_accuracy`, or `loss`).
+        monitor: the watched metric (`val_loss`, `val_accuracy`, `val_rouge_l` or `loss`).
+        start_from_epoch: epochs (0-based) before this one are never the best
+            (`train.monitor_from_epoch`, as early stopping counts them).
 
     Example:
 
@@ -117,14 +121,18 @@ class BestMetrics(keras.callbacks.Callback):
 
     resume_key = "best_metrics"
 
-    def __init__(self, log_dir: str | Path, hparams: dict[str, Any], monitor: str) -> None:
+    def __init__(
+        self, log_dir: str | Path, hparams: dict[str, Any], monitor: str, start_from_epoch: int = 0
+    ) -> None:
         super().__init__()
+        self.start_from_epoch = start_from_epoch
         self.writer = _Writer(log_dir)
         self.hparams = dict(hparams)
         self.monitor = monitor
         self.lower_is_better = "loss" in monitor
         self.session_written = False
         self.best: float | None = None
+        self.best_loss: float | None = None
         self.best_epoch = -1
         self.best_logs: dict[str, float] = {}
 
@@ -140,12 +148,14 @@ class BestMetrics(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
-        if self.monitor not in logs:
+        if self.monitor not in logs or epoch < self.start_from_epoch:
             return
         value = float(logs[self.monitor])
-        if self.best is None or (value <= self.best if self.lower_is_better else value >= self.best):
+        loss = logs.get(loss_key(self.monitor))
+        loss = None if loss is None else float(loss)
+        if is_better(value, loss, self.best, self.best_loss, lower_is_better=self.lower_is_better):
             validation = self.monitor.startswith("val_")
-            self.best, self.best_epoch = value, epoch
+            self.best, self.best_loss, self.best_epoch = value, loss, epoch
             self.best_logs = {
                 k: float(v)
                 for k, v in logs.items()
@@ -164,6 +174,7 @@ class BestMetrics(keras.callbacks.Callback):
         state = {
             "session_written": self.session_written,
             "best": self.best,
+            "best_loss": self.best_loss,
             "best_epoch": self.best_epoch,
             "best_logs": self.best_logs,
         }
@@ -174,6 +185,7 @@ class BestMetrics(keras.callbacks.Callback):
         del arrays
         self.session_written = state["session_written"]
         self.best = state["best"]
+        self.best_loss = state.get("best_loss")
         self.best_epoch = state["best_epoch"]
         self.best_logs = dict(state["best_logs"])
 
@@ -273,7 +285,7 @@ def write_confusion(predictions: pd.DataFrame, max_classes: int, step: int, titl
 
 
 # metrics.json entries that describe the run, not its quality
-_RUN_FACTS = ("train_seconds", "epochs_run")
+_RUN_FACTS = ("train_seconds", "epochs_run", "best_epoch")
 
 
 def _is_test_metric(key: str, value: Any) -> bool:

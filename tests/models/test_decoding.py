@@ -7,15 +7,17 @@ worked out by hand; the last ones use a real (untrained) encoder-decoder.
 
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from qa_assistant.config import DecodingConfig, load_config
 from qa_assistant.models.decoders import build_seq2seq
-from qa_assistant.models.decoding import SearchOptions, search
+from qa_assistant.models.decoding import SearchOptions, _penalise, search
 
 PAD, UNK, START, END, A, B = range(6)
+GUARDS_OFF = {"no_repeat_ngram": 0, "repetition_penalty": 1.0}
 
 
 class BigramDecoder:
@@ -49,7 +51,9 @@ TRAP = BigramDecoder(
 def run(
     decoder, questions: int = 1, keys: list[str] | None = None, **options
 ) -> tuple[np.ndarray, np.ndarray]:
-    config = DecodingConfig(**{k: v for k, v in options.items() if k != "max_length"})
+    # The guards are off unless a test asks for them: the hand-worked answers below assume the plain model.
+    given = {**GUARDS_OFF, **options}
+    config = DecodingConfig(**{k: v for k, v in given.items() if k != "max_length"})
     defaults = SearchOptions.from_config(config, max_length=options.get("max_length", 5))
     keys = keys or [f"question {i}" for i in range(questions)]
     encoded = {"padding_mask": tf.ones([len(keys), 3], tf.bool)}
@@ -171,7 +175,7 @@ def test_overrides_keep_defaults_for_negative_numbers_and_reject_unknown_strateg
     defaults = SearchOptions.from_config(
         DecodingConfig(strategy="beam", beam_width=3, top_p=0.9), max_length=9
     )
-    kept = defaults.override(tf.constant(""), *[tf.constant(-1)] * 7)
+    kept = defaults.override(tf.constant(""), *[tf.constant(-1)] * 10)
     assert [float(v) for v in kept] == pytest.approx([float(v) for v in defaults])
     changed = defaults.override(
         tf.constant("sample"),
@@ -182,14 +186,20 @@ def test_overrides_keep_defaults_for_negative_numbers_and_reject_unknown_strateg
         tf.constant(11, tf.int64),
         tf.constant(4),
         tf.constant(1.5),
+        tf.constant(2),
+        tf.constant(1.3),
+        tf.constant(3),
     )
-    assert [float(v) for v in changed] == pytest.approx([2, 3, 5, 0.5, 0.7, 11, 4, 1.5])
+    assert [float(v) for v in changed] == pytest.approx([2, 3, 5, 0.5, 0.7, 11, 4, 1.5, 2, 1.3, 3])
     with pytest.raises(tf.errors.InvalidArgumentError, match="unknown decoding strategy"):
-        defaults.override(tf.constant("bean"), *[tf.constant(-1)] * 7)
+        defaults.override(tf.constant("bean"), *[tf.constant(-1)] * 10)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="repetition_penalty must be positive"):
+        defaults.override(tf.constant(""), *[tf.constant(-1)] * 8, tf.constant(0.0), tf.constant(-1))
 
 
 @pytest.mark.parametrize("decoder_type", ["gru", "transformer"])
 def test_beam_width_one_equals_greedy_on_a_real_model(decoder_type: str) -> None:
+    keras.utils.set_random_seed(0)  # the weights, whatever ran before in this process
     overrides = ["encoder.units=8", "embedding.dim=4", "decoder.max_length=7", f"decoder.type={decoder_type}"]
     seq2seq = build_seq2seq(load_config([], [*overrides, "decoder.heads=2"]), 20, 15)
     questions = tf.constant([[5, 6, 7, 0], [8, 0, 0, 0], [9, 10, 11, 12]])
@@ -197,8 +207,8 @@ def test_beam_width_one_equals_greedy_on_a_real_model(decoder_type: str) -> None
     decoder = seq2seq.get_layer("decoder")
     results = {}
     for name, config in {
-        "greedy": DecodingConfig(),
-        "beam1": DecodingConfig(strategy="beam", beam_width=1),
+        "greedy": DecodingConfig(**GUARDS_OFF),
+        "beam1": DecodingConfig(strategy="beam", beam_width=1, **GUARDS_OFF),
     }.items():
         options = SearchOptions.from_config(config, max_length=7)
         results[name] = search(
@@ -206,10 +216,12 @@ def test_beam_width_one_equals_greedy_on_a_real_model(decoder_type: str) -> None
         )
     assert np.array_equal(results["greedy"].tokens.numpy(), results["beam1"].tokens.numpy())
     assert np.allclose(results["greedy"].scores.numpy(), results["beam1"].scores.numpy(), atol=1e-5)
+    # Without the guards beams rank by log-probability alone (with a penalty, by the penalised one).
+    plain = DecodingConfig(strategy="beam", beam_width=4, **GUARDS_OFF)
     wide = search(
         decoder,
         encoded,
-        SearchOptions.from_config(DecodingConfig(strategy="beam", beam_width=4), max_length=7),
+        SearchOptions.from_config(plain, max_length=7),
         start_id=2,
         end_id=3,
         row_keys=tf.constant(["a", "b", "c"]),
@@ -217,3 +229,85 @@ def test_beam_width_one_equals_greedy_on_a_real_model(decoder_type: str) -> None
     assert wide.tokens.shape[:2] == (3, 4)
     assert np.all(np.diff(wide.scores.numpy(), axis=1) <= 1e-6)  # best first
     assert np.all(wide.scores.numpy()[:, 0] >= results["greedy"].scores.numpy()[:, 0] - 1e-5)
+
+
+# Wants to loop: after START or any word, "A" is the most likely next token, then "B A".
+LOOP = BigramDecoder(
+    {
+        START: {A: 0.6, B: 0.3, UNK: 0.1},
+        A: {A: 0.5, B: 0.3, UNK: 0.1, END: 0.1},
+        B: {A: 0.7, B: 0.1, UNK: 0.1, END: 0.1},
+        UNK: {A: 0.6, B: 0.2, UNK: 0.1, END: 0.1},
+    }
+)
+
+
+def ngrams(answer: list[int], n: int) -> list[tuple[int, ...]]:
+    """The n-grams of an answer up to its end token (padding after it left out)."""
+    words = answer[: answer.index(END) + 1] if END in answer else answer
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_repeat_ngram_never_repeats_an_ngram(strategy: str, n: int) -> None:
+    keys = [f"q{i}" for i in range(6)]
+    settings = {"strategy": strategy, "beam_width": 3, "seed": 4, "max_length": 8}
+    looping, _ = run(LOOP, keys=keys, **settings, **GUARDS_OFF)
+    assert any(len(set(ngrams(a, n))) < len(ngrams(a, n)) for a in looping[:, 0].tolist())  # wants to
+    tokens, scores = run(LOOP, keys=keys, **settings, no_repeat_ngram=n, repetition_penalty=1.0)
+    for answer in tokens.reshape(-1, tokens.shape[-1]).tolist():
+        grams = ngrams(answer, n)
+        assert len(set(grams)) == len(grams), answer
+        assert PAD not in answer[: len(grams) + n - 1], answer  # no padding mid-answer
+    assert np.all(scores[:, 0] > -1e3)  # real log-probabilities, not banned choices
+
+
+def test_an_answer_with_every_word_used_ends_rather_than_writing_padding() -> None:
+    # n = 1 bans every word once written: after A, B and UNK only the end token is left.
+    tokens, _ = run(
+        LOOP, strategy="greedy", max_length=8, no_repeat_ngram=1, min_length=8, repetition_penalty=1.0
+    )
+    assert sorted(tokens[0, 0].tolist()[:3]) == [UNK, A, B]
+    assert tokens[0, 0].tolist()[3:] == [END, PAD, PAD, PAD, PAD]
+
+
+def test_repetition_penalty_lowers_repeated_tokens_and_keeps_model_scores() -> None:
+    logits = tf.constant([[[2.0, -1.0, 3.0, -2.0]]])
+    written = tf.constant([[[0, 1, 2]]])  # padding, token 1, token 2 already written
+    penalised = _penalise(logits, written, tf.constant(2.0)).numpy()[0, 0]
+    # Positive logits are divided, negative ones multiplied: both become less likely.
+    assert penalised.tolist() == pytest.approx([1.0, -2.0, 1.5, -2.0])
+    assert _penalise(logits, written, tf.constant(1.0)).numpy().tolist() == logits.numpy().tolist()
+
+    # After "A", A (log 0.5) beats B (log 0.3); with penalty 2, -0.69 * 2 < -1.20 and B wins.
+    decoder = BigramDecoder({START: {A: 0.9, B: 0.1}, A: {A: 0.5, B: 0.3, END: 0.2}, B: {END: 1.0}})
+    plain, _ = run(decoder, strategy="greedy", max_length=4, **GUARDS_OFF)
+    assert plain[0, 0].tolist()[:2] == [A, A]
+    for strategy in ("greedy", "beam", "sample"):
+        tokens, scores = run(
+            decoder,
+            strategy=strategy,
+            beam_width=1,
+            temperature=0.0,
+            max_length=4,
+            no_repeat_ngram=0,
+            repetition_penalty=2.0,
+        )
+        assert tokens[0, 0].tolist()[:3] == [A, B, END], strategy
+        # The score is the model's own log-probability of what was written, not the penalised one.
+        assert scores[0, 0] == pytest.approx(math.log(0.9 * 0.3 * 1.0), abs=1e-5), strategy
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+def test_min_length_forbids_the_end_token_before_it(strategy: str) -> None:
+    eager = BigramDecoder({START: {A: 0.2, END: 0.8}, A: {END: 0.9, B: 0.1}, B: {END: 0.9, A: 0.1}})
+    keys = [f"q{i}" for i in range(5)]
+    settings = {"strategy": strategy, "beam_width": 2, "seed": 1, "max_length": 6, **GUARDS_OFF}
+    short, _ = run(eager, keys=keys, **settings)
+    assert (np.argmax(short[:, 0] == END, axis=-1) == 1).all()  # one word, then the end
+    tokens, scores = run(eager, keys=keys, **settings, min_length=3)
+    for answer in tokens.reshape(-1, tokens.shape[-1]).tolist():
+        assert END not in answer[:3], answer
+        assert PAD not in answer[:3], answer
+    assert np.all(scores > -1e3)

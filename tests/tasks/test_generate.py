@@ -42,6 +42,7 @@ CLI_SETTINGS = [
     "train.batch_size=8",
     "train.learning_rate=0.005",  # tiny model, few steps: a larger step than the config's
     "train.early_stopping=0",
+    "train.monitor=val_loss",  # decoding validation every epoch is the shipped configs' test's job
 ]
 
 
@@ -119,6 +120,8 @@ def test_cli_train_writes_metrics_and_ask_answers_from_the_export(cli_run: tuple
         "strategy=beam",
         "--decoding",
         "beam_width=3",
+        "--decoding",
+        "no_repeat_ngram=2",
         "what is your price?",
         cwd=run.parent,
     )
@@ -199,7 +202,10 @@ def test_run_and_export_evaluate_alike(trained: Path, loaded: tuple, exported: P
     assert from_export.pop("num_examples") == from_run["num_questions"]  # one pair per question here
     assert from_run.keys() == from_export.keys()
     for key, value in from_run.items():
-        assert from_export[key] == pytest.approx(value, rel=1e-4), key
+        if isinstance(value, str):  # bleu_signature
+            assert from_export[key] == value, key
+        else:
+            assert from_export[key] == pytest.approx(value, rel=1e-4), key
     assert json.loads((trained / "metrics.json").read_text())["bleu"] == pytest.approx(from_run["bleu"])
 
 
@@ -212,12 +218,15 @@ def plain(out):
 def options(**given):
     spec = {"strategy": ("", tf.string), "beam_width": (-1, tf.int32), "top_k": (-1, tf.int32),
             "top_p": (-1.0, tf.float32), "temperature": (-1.0, tf.float32), "seed": (-1, tf.int64),
-            "max_length": (-1, tf.int32), "length_penalty": (-1.0, tf.float32)}
+            "max_length": (-1, tf.int32), "length_penalty": (-1.0, tf.float32),
+            "no_repeat_ngram": (-1, tf.int32), "repetition_penalty": (-1.0, tf.float32),
+            "min_length": (-1, tf.int32)}
     return {k: tf.constant(given.get(k, d), t) for k, (d, t) in spec.items()}
 out = {
     "default": plain(model.signatures["serving_default"](question=questions)),
     "beam3": plain(model.signatures["generate"](question=questions, **options(strategy="beam", beam_width=3, length_penalty=1.0))),
     "sample": plain(model.signatures["generate"](question=questions, **options(strategy="sample", seed=5, top_k=3))),
+    "guards": plain(model.signatures["generate"](question=questions, **options(no_repeat_ngram=1, min_length=14))),
     "score": plain(model.signatures["score"](question=questions[:1], answer=tf.constant(["Parcels ship within 2 working days."]))),
 }
 assert not [m for m in sys.modules if m.startswith("qa_assistant")]
@@ -242,8 +251,9 @@ def test_export_generates_in_a_fresh_tensorflow_only_process(loaded: tuple, expo
     q = tf.constant(questions)
     expected = {
         "default": generator.answer(q),
-        "beam3": generator.generate(q, "beam", 3, -1, -1.0, -1.0, -1, -1, 1.0),
-        "sample": generator.generate(q, "sample", -1, 3, -1.0, -1.0, 5, -1, -1.0),
+        "beam3": generator.generate(q, "beam", 3, -1, -1.0, -1.0, -1, -1, 1.0, -1, -1.0, -1),
+        "sample": generator.generate(q, "sample", -1, 3, -1.0, -1.0, 5, -1, -1.0, -1, -1.0, -1),
+        "guards": generator.generate(q, "", -1, -1, -1.0, -1.0, -1, -1, -1.0, 1, -1.0, 14),
         "score": generator.score(q[:1], tf.constant(["Parcels ship within 2 working days."])),
     }
     for name, want in expected.items():
@@ -259,6 +269,10 @@ def test_export_generates_in_a_fresh_tensorflow_only_process(loaded: tuple, expo
     assert len(out["beam3"]["top_k_answers"][0]) == 3
     assert out["default"]["answer"][0] == out["default"]["answer"][3]  # cleaning happens inside
     assert out["default"]["answer"][0]  # a real answer, not empty
+    # The guards reach the signature: no word twice (n = 1), and at least 14 tokens before the end.
+    assert all(len(set(a.split())) == len(a.split()) for a in out["guards"]["answer"])
+    assert min(out["guards"]["length"]) >= 15
+    assert out["guards"]["answer"] != out["default"]["answer"]
 
 
 def test_assistant_passes_decoding_options(exported: Path) -> None:
@@ -281,6 +295,8 @@ def test_assistant_passes_decoding_options(exported: Path) -> None:
         bot.ask("hi", strategy="nucleus")
     with pytest.raises(UserError, match="decoding option beam_width expects int32"):
         bot.ask("hi", beam_width="wide")
+    with pytest.raises(UserError, match="repetition_penalty must be positive \\(1 = off\\); got 0"):
+        bot.ask("hi", repetition_penalty=0.0)
 
 
 def test_transformer_encoder_decoder_exports_with_cached_decoding(tmp_path: Path) -> None:
@@ -318,8 +334,11 @@ def test_memorises_the_builtin_corpus(tmp_path: Path) -> None:
     About 18 minutes on 2 CPU cores (150 epochs). Answers longer than
     `decoder.max_length` (4 % of the corpus) are cut and can never match.
     """
+    # Guards off: memorising is the model's property, and no_repeat_ngram 3 forbids the 10 %
+    # of training answers that hold a repeated trigram.
+    guards_off = ["decoding.no_repeat_ngram=0", "decoding.repetition_penalty=1.0"]
     config = load_config(
-        [CONFIGS / "generate_gru_attention.yaml"], ["train.early_stopping=0", "train.epochs=150"]
+        [CONFIGS / "generate_gru_attention.yaml"], ["train.early_stopping=0", "train.epochs=150", *guards_off]
     )
     run = train_run(config, tmp_path / "run").run_dir
     _, task, model = load_run(run)

@@ -1,20 +1,28 @@
 """The retrieval task end to end on a tiny FAQ: train -> evaluate -> export -> reload -> index -> answer."""
 
+import dataclasses
 import json
+import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+import yaml
 
+from qa_assistant.config import load_config
+from qa_assistant.data.split import Splits
 from qa_assistant.errors import UserError
 from qa_assistant.serving import Assistant, export_run
 from qa_assistant.serving.index import index_answers
+from qa_assistant.training import runner
 from qa_assistant.training.evaluate import evaluate_path
-from qa_assistant.training.runner import load_run, train_run
+from qa_assistant.training.runner import RunResult, load_run, train_run
 from tests.helpers import TOPICS, faq_rows, tiny_config, tiny_preset
 
 OUTPUTS = {"answer", "score", "top_k_answers", "top_k_scores", "matched_question", "matched_question_score"}
@@ -49,8 +57,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "task.type=retrieve",
         "train.epochs=20",
         "train.jit_compile=false",  # XLA compiles each bucket shape: slower than training these tiny models
-        "text.answer_max_length=12",
-        "encoder.bidirectional=true",
+        "encoder.bidirectional=true",  # text.answer_max_length is left to the data
         train=data,
     )
     return train_run(config, root / "run").run_dir
@@ -78,11 +85,75 @@ def test_run_directory_and_metrics(trained: Path) -> None:
         "mrr",
         "accuracy",
         "baseline_recall_at_1",
-        "threshold",
+        "coverage",
+        "selective_accuracy",
+        "aurc",
     ):
         assert isinstance(metrics[key], float), key
     assert metrics["accuracy"] == metrics["recall_at_1"]
     assert metrics["recall_at_1"] > 1 / 6  # better than chance over 6 answers
+    # A few validation questions calibrate no threshold: every test question is answered.
+    assert metrics["threshold"] is None
+    assert metrics["coverage"] == 1.0
+    assert metrics["selective_accuracy"] == metrics["accuracy"]
+    assert 0.0 <= metrics["aurc"] <= 1.0
+    reason = json.loads((trained / "retrieval.json").read_text())["reason"]
+    assert "task.threshold_min_questions" in reason
+
+
+def run_splits(run: Path) -> Splits:
+    frames = {
+        s: pd.read_json(run / "data" / f"{s}.jsonl", lines=True) for s in ("train", "validation", "test")
+    }
+    return Splits(**frames, method="saved")
+
+
+def test_too_few_validation_questions_apply_no_threshold_and_log_why(
+    trained: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, task, model = load_run(trained)
+    splits = run_splits(trained)
+    assert 0 < len(splits.validation) < task.config.task.threshold_min_questions
+    with caplog.at_level(logging.INFO, logger="qa_assistant.tasks.retrieve"):
+        task.finalize(model, splits)
+    assert task.threshold is None
+    lines = [r.getMessage() for r in caplog.records if "no fallback threshold" in r.getMessage()]
+    assert len(lines) == 1
+    assert f"{len(splits.validation)} validation questions" in lines[0]
+
+
+def test_a_calibrated_threshold_keeps_the_answered_at_least_as_accurate(trained: Path) -> None:
+    _, task, model = load_run(trained)
+    splits = run_splits(trained)
+    # Calibrate on the training questions, enough of them for the rule to apply.
+    splits = dataclasses.replace(splits, validation=splits.train)
+    task.config = dataclasses.replace(
+        task.config, task=dataclasses.replace(task.config.task, threshold_min_questions=len(splits.train))
+    )
+    task.finalize(model, splits)
+    metrics, _ = task.evaluate(model, splits.train)
+    if task.threshold is None:
+        assert "would not raise" in task.calibration["reason"]
+    else:
+        assert metrics["threshold"] == task.threshold
+        assert metrics["selective_accuracy"] >= metrics["accuracy"]
+        assert metrics["coverage"] == task.calibration["validation_answered_fraction"]
+
+
+def test_answer_max_length_comes_from_the_data_into_the_config_and_the_export(
+    trained: Path, exported: Path
+) -> None:
+    config, task, _ = load_run(trained)
+    length = config.text.answer_max_length
+    train = pd.read_json(trained / "data" / "train.jsonl", lines=True)
+    answers = sorted(set(train["answer"]))
+    counter = task.tokenizer.__class__.from_config({**task.tokenizer.get_config(), "max_length": 256})
+    counts = counter.tokenize(counter.clean(tf.constant(answers))).row_lengths().numpy()
+    # The word tokenizer's answers are longer than text.max_length (8): the percentile decides.
+    assert length == int(np.percentile(counts, 95, method="higher")) > config.text.max_length
+    assert task.answer_tokenizer.max_length == length
+    saved = yaml.safe_load((exported / "assets.extra" / "config.yaml").read_text())
+    assert saved["text"]["answer_max_length"] == length
 
 
 def test_bank_holds_every_answer_of_every_split(trained: Path) -> None:
@@ -176,13 +247,54 @@ def test_index_refuses_an_export_without_a_bank(tmp_path: Path) -> None:
         index_answers(tmp_path / "plain", str(tmp_path / "new.csv"), "x", tmp_path)
 
 
+def test_an_unfinished_run_with_answer_max_length_from_the_data_resumes(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (run / "metrics.json").unlink()
+    saved = load_config([run / "config.yaml"])
+    command = dataclasses.replace(saved, text=dataclasses.replace(saved.text, answer_max_length=None))
+
+    def resumed(task: Any, data: Any, run_dir: Path, placement: Any) -> RunResult:
+        return RunResult(run_dir, {"answer_max_length": task.config.text.answer_max_length})
+
+    # Only the check that the command's config is the unfinished run's, not the training.
+    monkeypatch.setattr(runner, "_train_and_evaluate", resumed)
+    result = train_run(command, run)
+    assert result.metrics["answer_max_length"] == saved.text.answer_max_length
+    assert load_config([run / "config.yaml"]) == saved
+
+
 def test_evaluate_run_and_export(trained: Path, exported: Path) -> None:
     data = str(trained / "data" / "test.jsonl")
     from_run = evaluate_path(trained, data)
     from_export = evaluate_path(exported, data)
     assert from_run["recall_at_1"] == pytest.approx(from_export["recall_at_1"])
     assert from_export["accuracy"] == from_export["recall_at_1"]
-    assert 0.0 <= from_export["answered_fraction"] <= 1.0
+    for key in ("coverage", "selective_accuracy", "aurc"):
+        assert from_run[key] == pytest.approx(from_export[key], abs=1e-6), key
+
+
+def test_evaluate_run_and_export_agree_on_the_fallback(trained: Path, exported: Path, tmp_path: Path) -> None:
+    data = str(trained / "data" / "test.jsonl")
+    from_run = evaluate_path(trained, data)
+    # The same model behind a threshold that withholds some answers: in the widest gap between
+    # two test scores, so that the export's rounding cannot move a question across it.
+    scores = np.sort(pd.read_json(trained / "predictions.jsonl", lines=True)["score"].to_numpy())
+    gap = int(np.argmax(np.diff(scores)))
+    threshold = float((scores[gap] + scores[gap + 1]) / 2)
+    retrieval = json.loads((trained / "retrieval.json").read_text())
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (run / "retrieval.json").write_text(json.dumps({**retrieval, "threshold": threshold}))
+    withheld_run = evaluate_path(run, data)
+    withheld_export = evaluate_path(export_run(run, "withheld", tmp_path / "saved_models"), data)
+    assert withheld_run["threshold"] == threshold
+    assert 0.0 < withheld_run["coverage"] < 1.0
+    for key in ("coverage", "selective_accuracy", "aurc", "recall_at_1"):
+        assert withheld_run[key] == pytest.approx(withheld_export[key], abs=1e-6), key
+    assert withheld_run["aurc"] == pytest.approx(from_run["aurc"])  # the ranking did not change
 
 
 def test_transformer_wordpiece_and_pretrained_variants_export(tmp_path: Path) -> None:
@@ -199,14 +311,19 @@ def test_transformer_wordpiece_and_pretrained_variants_export(tmp_path: Path) ->
             "text.max_tokens=60",
             "task.loss=sigmoid",
             "task.shared_towers=false",
+            # text.answer_max_length from the data: longer than 12 WordPiece tokens, so capped there
         ],
-        "pretrained": ["encoder.type=pretrained", f"encoder.preset={preset}", "encoder.freeze=1"],
+        "pretrained": [
+            "encoder.type=pretrained",
+            f"encoder.preset={preset}",
+            "encoder.freeze=1",
+            "text.answer_max_length=12",
+        ],
     }
     versions = []
     for name, overrides in variants.items():
         config = tiny_config(
             "task.type=retrieve",
-            "text.answer_max_length=12",
             "train.epochs=1",
             "train.jit_compile=false",
             *overrides,
@@ -214,6 +331,7 @@ def test_transformer_wordpiece_and_pretrained_variants_export(tmp_path: Path) ->
         )
         run = train_run(config, tmp_path / name).run_dir
         assert json.loads((run / "metrics.json").read_text())["num_test"] > 0
+        assert yaml.safe_load((run / "config.yaml").read_text())["text"]["answer_max_length"] == 12
         versions.append(export_run(run, name, tmp_path / "saved_models"))
     for out in reload_in_fresh_process(*versions):
         assert set(out["outputs"]) == OUTPUTS

@@ -46,7 +46,7 @@ def drive(callback: BestMetrics, epochs: list[dict[str, float]], start: int = 0)
     callback.on_train_end()
 
 
-def test_best_metrics_follow_the_monitor_with_later_ties_winning_and_survive_a_restart(
+def test_best_metrics_follow_the_monitor_keep_the_earlier_of_full_ties_and_survive_a_restart(
     tmp_path: Path,
 ) -> None:
     epochs = [
@@ -58,7 +58,7 @@ def test_best_metrics_follow_the_monitor_with_later_ties_winning_and_survive_a_r
             "val_loss": 0.7,
             "val_accuracy": 0.5,
             "learning_rate": 0.1,
-        },  # a tie: the later epoch wins
+        },  # a full tie (the monitor is the loss): the earlier epoch stays the best
         {"loss": 0.4, "val_loss": 0.75, "val_accuracy": 0.9, "learning_rate": 0.1},
     ]
     first = BestMetrics(tmp_path, {"encoder.type": "gru"}, "val_loss")
@@ -72,8 +72,8 @@ def test_best_metrics_follow_the_monitor_with_later_ties_winning_and_survive_a_r
     for tag in ("best/val_loss", "best/val_accuracy", "best/epoch"):
         assert [step for step, _ in logged[tag]] == [0, 1, 2, 3, 4]
     assert [v for _, v in logged["best/val_loss"]] == pytest.approx([0.9, 0.7, 0.7, 0.7, 0.7])
-    assert [v for _, v in logged["best/val_accuracy"]] == pytest.approx([0.2, 0.4, 0.4, 0.5, 0.5])
-    assert [v for _, v in logged["best/epoch"]] == [1, 2, 2, 4, 4]
+    assert [v for _, v in logged["best/val_accuracy"]] == pytest.approx([0.2, 0.4, 0.4, 0.4, 0.4])
+    assert [v for _, v in logged["best/epoch"]] == [1, 2, 2, 2, 2]
     assert "best/loss" not in logged  # the best epoch's metrics of the monitored split only
     assert "best/learning_rate" not in logged
 

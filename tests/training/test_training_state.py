@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from qa_assistant.errors import UserError
 from qa_assistant.training import resume
-from qa_assistant.training.callbacks import BestCheckpoint, EarlyStopping, LearningRateLogger
+from qa_assistant.training.callbacks import BestCheckpoint, EarlyStopping, EpochMetrics, LearningRateLogger
 from qa_assistant.training.resume import TrainingState, advance_shuffle, count_batches, prune_events
 
 
@@ -30,8 +30,25 @@ class Interrupt(keras.callbacks.Callback):
             raise RuntimeError("interrupted")
 
 
-def fit(directory: Path, epochs: int, interrupt_at: int | None = None) -> tuple[keras.Model, TrainingState]:
-    """A dropout model with a decaying learning rate on a reshuffled dataset, fitted as the runner does."""
+# What a decoded validation metric says after each epoch: the best is epoch 3's 0.5 (the
+# warm-up epoch's 0.9 does not count), then three worse epochs: patience 3 stops after epoch 6.
+SCRIPTED = [0.9, 0.1, 0.5, 0.4, 0.45, 0.3, 0.95, 0.2]
+
+
+def scripted_metric(model: keras.Model, frame: object) -> dict[str, float]:
+    """Stands in for `Task.epoch_metrics`: a function of the model (its step count) alone, like decoding."""
+    del frame
+    return {"score": SCRIPTED[int(model.optimizer.iterations) // 6 - 1]}
+
+
+def fit(
+    directory: Path, epochs: int, interrupt_at: int | None = None, *, decoded: bool = False
+) -> tuple[keras.Model, TrainingState]:
+    """A dropout model with a decaying learning rate on a reshuffled dataset, fitted as the runner does.
+
+    With `decoded`, early stopping watches `val_score` (added by `EpochMetrics`,
+    highest is best) after a one-epoch warm-up, as `train.monitor: val_rouge_l` does.
+    """
     keras.utils.set_random_seed(7)
     x = np.random.default_rng(0).normal(size=(48, 4)).astype("float32")
     y = (x.sum(axis=1) > 0).astype("int32")
@@ -47,9 +64,15 @@ def fit(directory: Path, epochs: int, interrupt_at: int | None = None) -> tuple[
     )
     steps = count_batches(data)
     stopping = EarlyStopping(monitor="loss", patience=50, restore_best_weights=True)
+    measures = []
+    if decoded:
+        stopping = EarlyStopping(
+            monitor="val_score", mode="max", start_from_epoch=1, patience=3, restore_best_weights=True
+        )
+        measures = [EpochMetrics(scripted_metric, None)]
     state = TrainingState(directory, steps, stateful=[stopping])
     advance_shuffle(data, state.epochs_done)
-    callbacks = [LearningRateLogger(), stopping, state]
+    callbacks = [LearningRateLogger(), *measures, stopping, state]
     if interrupt_at is not None:
         callbacks.append(Interrupt(interrupt_at))
     model.fit(
@@ -79,6 +102,19 @@ def test_resume_restores_optimizer_schedule_dropout_and_early_stopping(tmp_path:
     assert int(resumed.optimizer.iterations) == int(reference.optimizer.iterations) == 6 * 6
     for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_decoded_monitor_with_warm_up_resumes_like_an_uninterrupted_run(tmp_path: Path) -> None:
+    reference, reference_state = fit(tmp_path / "a", epochs=8, decoded=True)
+    scores = [epoch["val_score"] for epoch in reference_state.history]
+    assert scores == SCRIPTED[:6]  # stopped after three epochs worse than epoch 3's 0.5
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(tmp_path / "b", epochs=8, interrupt_at=4, decoded=True)
+    resumed, resumed_state = fit(tmp_path / "b", epochs=8, decoded=True)
+    # A resume that lost the best value or the patience count would train on to epoch 7.
+    assert resumed_state.history == reference_state.history
+    for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # both restored epoch 3's weights
 
 
 def test_a_failed_save_keeps_the_previous_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,14 +195,16 @@ def test_best_checkpoint_writes_atomically_and_its_best_survives_a_restart(tmp_p
     assert [p.name for p in tmp_path.iterdir()] == ["best.weights.h5"]  # no temporary file left
     written = path.read_bytes()
     state, arrays = first.resume_state()
-    assert (state, arrays) == ({"best": 1.0}, [])
+    assert (state, arrays) == ({"best": 1.0, "best_loss": 1.0}, [])
 
     model.layers[0].kernel.assign(np.ones((2, 1)))
     resumed = checkpoint(json.loads(json.dumps(state)))  # through the JSON of a snapshot
     resumed.on_epoch_begin(1)
     resumed.on_epoch_end(1, {"val_loss": 1.5})  # worse than the restored best: not saved
     assert path.read_bytes() == written
-    resumed.on_epoch_end(2, {"val_loss": 1.0})  # a tie counts as progress
+    resumed.on_epoch_end(2, {"val_loss": 1.0})  # a full tie keeps the earlier best
+    assert path.read_bytes() == written
+    resumed.on_epoch_end(3, {"val_loss": 0.9})
     assert path.read_bytes() != written
 
 
@@ -177,7 +215,14 @@ def test_early_stopping_state_round_trips() -> None:
     for epoch, value in enumerate([1.0, 0.5, 0.7]):
         stopper.on_epoch_end(epoch, {"val_loss": value})
     state, arrays = stopper.resume_state()
-    assert state == {"wait": 1, "stopped_epoch": 0, "best": 0.5, "best_epoch": 1, "has_best_weights": True}
+    assert state == {
+        "wait": 1,
+        "stopped_epoch": 0,
+        "best": 0.5,
+        "best_loss": 0.5,
+        "best_epoch": 1,
+        "has_best_weights": True,
+    }
     fresh = EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
     fresh.on_train_begin()
     fresh.restore_resume_state(json.loads(json.dumps(state)), arrays)

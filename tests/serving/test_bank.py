@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from qa_assistant.serving.bank import fallback_threshold
+
+
+def test_no_threshold_from_too_few_questions_and_the_reason_says_so() -> None:
+    scores = np.linspace(0.0, 1.0, 40)
+    threshold, why = fallback_threshold(scores, scores > 0.5, keep=0.95, min_questions=100)
+    assert threshold is None
+    assert "40 validation questions" in why
+    assert "100" in why
+    assert "task.threshold_min_questions" in why
+    assert fallback_threshold(scores, scores > 0.5, keep=0.95, min_questions=40)[0] is not None
+
+
+def test_no_threshold_without_a_right_answer() -> None:
+    threshold, why = fallback_threshold(np.ones(5), np.zeros(5, dtype=bool), keep=0.95, min_questions=1)
+    assert threshold is None
+    assert "none of the 5" in why
+
+
+def test_no_threshold_when_it_would_withhold_right_answers_for_nothing() -> None:
+    # The keep rule cuts at 0.2: it withholds the right answer at 0.1 and keeps both wrong ones.
+    scores = np.array([0.1, 0.2, 0.9, 1.0, 0.95, 0.96])
+    correct = np.array([True, True, True, True, False, False])
+    threshold, why = fallback_threshold(scores, correct, keep=0.5, min_questions=1)
+    assert threshold is None
+    assert "would not raise" in why
+    assert "60.0%" in why
+    assert "66.7%" in why
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_an_applied_threshold_raises_the_accuracy_of_the_answered(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    count = int(rng.integers(100, 400))
+    correct = rng.random(count) < rng.uniform(0.2, 0.9)
+    # Scores that only partly tell right from wrong, as a retriever's cosine does.
+    scores = rng.normal(0.5 + rng.uniform(-0.1, 0.3) * correct, 0.15)
+    keep = float(rng.uniform(0.5, 0.99))
+    threshold, why = fallback_threshold(scores, correct, keep=keep, min_questions=100)
+    if threshold is None:
+        assert "would not raise" in why or "none of the" in why
+        return
+    answered = scores >= threshold
+    assert correct[answered].mean() >= correct.mean()
+    assert np.mean(scores[correct] >= threshold) >= keep
