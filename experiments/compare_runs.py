@@ -2,8 +2,9 @@
 
 Both runs must have been tested on the same questions: train them on the same
 data with the same train.seed (and data.fold), or the same --test-data. Every
-question is a pair of scores (right or wrong, reciprocal rank, ...);
-resampling the questions gives the distribution of B - A. A 95 % interval
+distinct question is a pair of scores (right or wrong, reciprocal rank, ...);
+resampling the distinct questions (never rows: a question asked in several
+rows is one sample) gives the distribution of B - A. A 95 % interval
 that excludes 0 (p < 0.05) says the difference is unlikely to be luck of
 this test set; it says nothing about other data.
 

@@ -275,7 +275,10 @@ def _train(args: argparse.Namespace) -> int:
     model_row = {k: v for k, v in metrics.items() if not k.startswith("baseline_")}
     baseline_row = {k[len("baseline_") :]: v for k, v in metrics.items() if k.startswith("baseline_")}
     keys = [k for k in model_row if k in baseline_row and not isinstance(model_row[k], str)]
-    print(f"\nTest metrics ({metrics.get('num_test', '?')} held-out examples):")
+    print(
+        f"\nTest metrics ({metrics.get('num_questions', '?')} distinct held-out questions, "
+        f"{metrics.get('num_test', '?')} rows):"
+    )
     print(
         format_table({f"{config.encoder.type} {config.task.type}": model_row, "baseline": baseline_row}, keys)
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 from qa_assistant.config import Config, load_config
@@ -38,6 +39,30 @@ def faq_rows(seed: int = 0, per_answer: int = 8) -> list[dict[str, str]]:
             rows.append({"question": question, "answer": answer})
     rng.shuffle(rows)
     return rows
+
+
+def split_with_a_second_answer(run: Path, path: Path) -> Path:
+    """A run's test split (JSONL) with its first question asked again with another answer.
+
+    Evaluated per distinct question, that question has two references; the
+    file has one more row than questions.
+    """
+    rows = [json.loads(line) for line in (run / "data" / "test.jsonl").read_text().splitlines() if line]
+    other = next(a for a in sorted(TOPICS) if a != rows[0]["answer"])
+    rows.append({**rows[0], "answer": other})
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def run_with_top_k(run: Path, top_k: int, copy: Path) -> Path:
+    """A copy of a finished run whose exports return `top_k` answers (`export.top_k`)."""
+    import yaml
+
+    shutil.copytree(run, copy)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["export"]["top_k"] = top_k
+    (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return copy
 
 
 TINY = [
@@ -108,8 +133,37 @@ def tiny_hf_bert_checkpoint(directory: Path, *, layers: int = 2, hidden: int = 8
     vocabulary = SPECIAL_TOKENS + faq_words()
     intermediate, positions = 2 * hidden, 32
     rng = np.random.default_rng(0)
-    shapes = {
-        "embeddings.word_embeddings.weight": (len(vocabulary), hidden),
+    shapes = _bert_weight_shapes(len(vocabulary), hidden, intermediate, positions, layers)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {name: rng.normal(0, 0.2, shape).astype("float32") for name, shape in shapes.items()},
+        str(directory / "model.safetensors"),
+    )
+    config = {
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "vocab_size": len(vocabulary),
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 2,
+        "intermediate_size": intermediate,
+        "max_position_embeddings": positions,
+        "type_vocab_size": 2,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12,
+    }
+    (directory / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    (directory / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}), encoding="utf-8")
+    (directory / "vocab.txt").write_text("".join(f"{token}\n" for token in vocabulary), encoding="utf-8")
+    return directory
+
+
+def _bert_weight_shapes(
+    vocabulary_size: int, hidden: int, intermediate: int, positions: int, layers: int
+) -> dict[str, tuple[int, ...]]:
+    """Hugging Face BERT weight names and shapes (torch `Linear` weights are `[out, in]`)."""
+    shapes: dict[str, tuple[int, ...]] = {
+        "embeddings.word_embeddings.weight": (vocabulary_size, hidden),
         "embeddings.position_embeddings.weight": (positions, hidden),
         "embeddings.token_type_embeddings.weight": (2, hidden),
         "pooler.dense.weight": (hidden, hidden),
@@ -134,25 +188,4 @@ def tiny_hf_bert_checkpoint(directory: Path, *, layers: int = 2, hidden: int = 8
             f"{layer}output.LayerNorm.weight": (hidden,),
             f"{layer}output.LayerNorm.bias": (hidden,),
         }
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {name: rng.normal(0, 0.2, shape).astype("float32") for name, shape in shapes.items()},
-        str(directory / "model.safetensors"),
-    )
-    config = {
-        "architectures": ["BertModel"],
-        "model_type": "bert",
-        "vocab_size": len(vocabulary),
-        "hidden_size": hidden,
-        "num_hidden_layers": layers,
-        "num_attention_heads": 2,
-        "intermediate_size": intermediate,
-        "max_position_embeddings": positions,
-        "type_vocab_size": 2,
-        "hidden_act": "gelu",
-        "layer_norm_eps": 1e-12,
-    }
-    (directory / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    (directory / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}), encoding="utf-8")
-    (directory / "vocab.txt").write_text("".join(f"{token}\n" for token in vocabulary), encoding="utf-8")
-    return directory
+    return shapes

@@ -1,9 +1,11 @@
 """Is run B really better than run A? A paired bootstrap over the test questions both answered.
 
 Both runs must have been tested on the same questions (same data, split
-seed and fold): their `predictions.jsonl` rows are matched by question and
-reference answer. Per question, each metric is a score (1 or 0 for a right
-answer, the reciprocal rank for MRR, ...); the test resamples questions and
+seed and fold): their `predictions.jsonl` rows (one per distinct question,
+with all its references) are matched by question and references. Per
+question, each metric is a score (1 or 0 for a right answer, the reciprocal
+rank for MRR, ...); the test resamples distinct questions, never rows (a
+file with several rows per question has them resampled together), and
 reports B - A with its 95 % interval and p-value
 (`experiments.statistics.paired_bootstrap`).
 """
@@ -19,7 +21,7 @@ import pandas as pd
 
 from qa_assistant.errors import UserError
 from qa_assistant.experiments.statistics import BootstrapResult, paired_bootstrap
-from qa_assistant.training.metrics import RANK_KS
+from qa_assistant.training.metrics import MRR_DEPTH, RANK_KS
 
 PREDICTIONS = "predictions.jsonl"
 # Per-question columns that are already scores (generation writes `exact`).
@@ -41,8 +43,8 @@ def load_predictions(run_dir: str | Path) -> pd.DataFrame:
 def per_question_scores(predictions: pd.DataFrame) -> dict[str, np.ndarray]:
     """Per-question scores whose means are the test metrics.
 
-    `correct` gives `accuracy`, `rank` gives `recall_at_{1,5,10}` and `mrr`
-    (an unranked reference, written as null, scores 0).
+    `correct` gives `accuracy`, `rank` gives `recall_at_{1,5,10}`, `mrr`
+    and `mrr_at_10` (an unranked reference, written as null, scores 0).
     """
     scores: dict[str, np.ndarray] = {}
     for column, metric in _SCORE_COLUMNS.items():
@@ -54,6 +56,7 @@ def per_question_scores(predictions: pd.DataFrame) -> dict[str, np.ndarray]:
         for k in RANK_KS:
             scores[f"recall_at_{k}"] = (ranked & (np.nan_to_num(rank, nan=np.inf) <= k)).astype(np.float64)
         scores["mrr"] = np.where(ranked, 1.0 / np.where(ranked, rank, 1.0), 0.0)
+        scores[f"mrr_at_{MRR_DEPTH}"] = np.where(scores[f"recall_at_{MRR_DEPTH}"] > 0, scores["mrr"], 0.0)
     return scores
 
 
@@ -90,7 +93,7 @@ def _keys(frame: pd.DataFrame) -> list[tuple[str, str, int]]:
 def compare_runs(
     run_a: str | Path, run_b: str | Path, *, samples: int = 10_000, seed: int = 0
 ) -> dict[str, BootstrapResult]:
-    """Paired bootstrap of every per-question metric the two runs share.
+    """Paired bootstrap of every per-question metric the two runs share, resampling distinct questions.
 
     Args:
         run_a: the reference run directory.
@@ -113,8 +116,11 @@ def compare_runs(
     scores_a, scores_b = per_question_scores(a), per_question_scores(b)
     if not len(a):
         raise UserError("the runs have no test questions to compare")
+    questions = a["question"].astype(str).tolist()
     return {
-        metric: paired_bootstrap(scores_a[metric], scores_b[metric], samples=samples, seed=seed)
+        metric: paired_bootstrap(
+            scores_a[metric], scores_b[metric], samples=samples, seed=seed, groups=questions
+        )
         for metric in scores_a
         if metric in scores_b
     }

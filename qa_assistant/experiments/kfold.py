@@ -37,7 +37,7 @@ SUMMARY_JSON = "kfold.json"
 SUMMARY_TABLE = "kfold.md"
 BASELINE = "baseline_"
 # metrics.json entries that are sizes, not scores
-_SIZES = ("num_train", "num_validation", "num_test")
+_SIZES = ("num_train", "num_validation", "num_test", "num_questions")
 
 
 @dataclass

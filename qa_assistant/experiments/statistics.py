@@ -20,7 +20,10 @@ scores (B - A) each time. The 95 % interval is the 2.5th-97.5th percentile of
 those differences; the two-sided p-value is the share of resampled
 differences at least as far from the observed one as the observed one is
 from zero (the bootstrap distribution shifted to the null hypothesis of no
-difference).
+difference). The resampling unit is the distinct question: scores given in
+several rows per question (`groups`) are resampled together, since rows of
+one question are not independent samples and would make the interval too
+narrow.
 """
 
 from __future__ import annotations
@@ -118,6 +121,7 @@ def paired_bootstrap(
     samples: int = 10_000,
     seed: int = 0,
     confidence: float = CONFIDENCE,
+    groups: Sequence[object] | None = None,
 ) -> BootstrapResult:
     """Paired bootstrap test of mean(b) - mean(a) over the same questions.
 
@@ -127,13 +131,17 @@ def paired_bootstrap(
         samples: bootstrap resamples.
         seed: seeds the resampling.
         confidence: coverage of the percentile interval.
+        groups: the question of each score, when a question has several:
+            the questions are resampled, each with all its scores (the
+            resampled statistic is the mean over the rows drawn). `None`:
+            every score is its own question.
 
     Returns:
         The observed difference, its percentile interval and the two-sided
-        p-value for "no difference".
+        p-value for "no difference"; `n` is the number of questions.
 
     Raises:
-        ValueError: `a` and `b` differ in length or are empty.
+        ValueError: `a` and `b` differ in length or are empty, or `groups` has another length.
 
     Example:
 
@@ -144,15 +152,11 @@ def paired_bootstrap(
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1 or len(x) == 0:
         raise ValueError(f"paired scores must be two equal, non-empty lists; got {len(x)} and {len(y)}")
+    if groups is not None and len(groups) != len(x):
+        raise ValueError(f"groups must name the question of each of the {len(x)} scores; got {len(groups)}")
     differences = y - x
     observed = float(differences.mean())
-    rng = np.random.default_rng(seed)
-    resampled = np.empty(samples)
-    chunk = max(1, 2_000_000 // len(x))  # bounded memory for large test sets
-    for start in range(0, samples, chunk):
-        count = min(chunk, samples - start)
-        picks = rng.integers(0, len(x), size=(count, len(x)))
-        resampled[start : start + count] = differences[picks].mean(axis=1)
+    resampled = resample_means(differences, groups, samples=samples, seed=seed)
     tail = (1 - confidence) / 2
     low, high = np.quantile(resampled, [tail, 1 - tail])
     extreme = np.sum(np.abs(resampled - observed) >= abs(observed) - 1e-12)
@@ -163,6 +167,31 @@ def paired_bootstrap(
         ci_low=float(low),
         ci_high=float(high),
         p_value=float((extreme + 1) / (samples + 1)),
-        n=len(x),
+        n=len({str(g) for g in groups}) if groups is not None else len(x),
         samples=samples,
     )
+
+
+def resample_means(
+    values: np.ndarray, groups: Sequence[object] | None, *, samples: int, seed: int
+) -> np.ndarray:
+    """`samples` bootstrap means of `values`, drawing whole groups (questions) with replacement.
+
+    Each resample draws as many groups as there are, and its mean is the
+    total of the drawn groups' values over their total row count.
+    """
+    if groups is None:
+        codes = np.arange(len(values))
+    else:
+        codes = np.unique(np.asarray([str(g) for g in groups], dtype=object), return_inverse=True)[1]
+    totals = np.bincount(codes, weights=values)
+    sizes = np.bincount(codes).astype(np.float64)
+    n = len(totals)
+    rng = np.random.default_rng(seed)
+    resampled = np.empty(samples)
+    chunk = max(1, 2_000_000 // n)  # bounded memory for large test sets
+    for start in range(0, samples, chunk):
+        count = min(chunk, samples - start)
+        picks = rng.integers(0, n, size=(count, n))
+        resampled[start : start + count] = totals[picks].sum(axis=1) / sizes[picks].sum(axis=1)
+    return resampled

@@ -184,7 +184,11 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def evaluate(self, model: keras.Model, frame: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
-        """Test metrics (keys as in DESIGN.md) and one row of predictions per example."""
+        """Test metrics (README's keys, `num_questions` among them) and one prediction row per distinct question.
+
+        Every task scores a question asked in several rows once, against all
+        its answers (`training/metrics.py`).
+        """
 
     def sample_predictions(self, model: keras.Model, frame: pd.DataFrame) -> pd.DataFrame:
         """Predictions for the rows of `frame`, as `evaluate` makes them, for TensorBoard summaries.
@@ -192,7 +196,8 @@ class Task(abc.ABC):
         Columns `question`, `reference`, `predicted`, `score` (and `correct`);
         at least one row per distinct question of `frame`. Called after every
         epoch on a few validation questions (`training.tensorboard.PredictionSummaries`);
-        classification's confusion matrix needs one row per row of `frame`.
+        classification's confusion matrix counts each row once (one per
+        distinct question, `reference` being the class it counts for).
         """
         return self.evaluate(model, frame)[1]
 

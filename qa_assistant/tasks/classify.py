@@ -24,7 +24,13 @@ from qa_assistant.models.transfer import Remap, index_map
 from qa_assistant.tasks.base import Task
 from qa_assistant.text.tokenizer_factory import load_tokenizer
 from qa_assistant.training.baseline import tfidf_logistic_regression
-from qa_assistant.training.metrics import classification_metrics, ranking_metrics, ranks_from_scores
+from qa_assistant.training.metrics import (
+    classification_metrics,
+    group_references,
+    predictions_frame,
+    rank_candidates,
+    ranking_metrics,
+)
 from qa_assistant.training.pipeline import as_targets, ids_dataset, make_dataset
 
 log = logging.getLogger(__name__)
@@ -141,24 +147,15 @@ class ClassificationTask(Task):
         return keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
 
     def evaluate(self, model: keras.Model, frame: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
-        probabilities = self.scores(model, frame["question"].tolist())
-        target = self.label_ids(frame)
-        ranks = ranks_from_scores(probabilities, target)
-        best = probabilities.argmax(axis=1) if len(frame) else np.zeros(0, dtype=int)
-        predicted = [self.labels[i] for i in best]
-        references = frame[self.target].tolist()
-        metrics = {**classification_metrics(references, predicted), **ranking_metrics(ranks)}
-        predictions = pd.DataFrame(
-            {
-                "question": frame["question"].tolist(),
-                "reference": references,
-                "predicted": predicted,
-                "score": probabilities.max(axis=1) if len(frame) else [],
-                "rank": ranks,
-                "correct": [p == r for p, r in zip(predicted, references, strict=True)],
-            }
-        )
-        return metrics, predictions
+        """Per distinct question: right when the predicted label is any of its rows' labels."""
+        questions, references = group_references(frame["question"].tolist(), frame[self.target].tolist())
+        scored = rank_candidates(self.scores(model, questions), self.labels, references)
+        metrics = {
+            **classification_metrics(references, scored.predicted),
+            **ranking_metrics(scored.rank),
+            "num_questions": len(questions),
+        }
+        return metrics, predictions_frame(questions, references, scored)
 
     def baseline(self, splits: Splits) -> dict[str, float]:
         return tfidf_logistic_regression(

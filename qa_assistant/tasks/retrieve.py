@@ -35,7 +35,14 @@ from qa_assistant.tasks.base import ServingBundle, Task
 from qa_assistant.tasks.retrieval_head import ScaledSimilarity, in_batch_accuracy, retrieval_loss
 from qa_assistant.text.tokenizer_factory import load_tokenizer, with_max_length
 from qa_assistant.training.baseline import tfidf_retrieval
-from qa_assistant.training.metrics import ranking_metrics, ranks_from_scores, selective_metrics
+from qa_assistant.training.metrics import (
+    Scored,
+    group_references,
+    predictions_frame,
+    rank_candidates,
+    ranking_metrics,
+    selective_metrics,
+)
 from qa_assistant.training.pipeline import as_targets, ids_dataset, make_dataset
 
 log = logging.getLogger(__name__)
@@ -202,37 +209,28 @@ class RetrievalTask(Task):
 
     # -- evaluation ----------------------------------------------------------
 
-    def rank(self, model: keras.Model, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """`(scores [n, bank], target ids, bank)`; answers of `frame` missing from the bank join it."""
+    def rank(self, model: keras.Model, frame: pd.DataFrame) -> tuple[list[str], list[list[str]], Scored]:
+        """`(questions, references, scored)` per distinct question of `frame`, ranked against the bank.
+
+        Answers of `frame` missing from the bank join it, so every reference can be found.
+        """
+        questions, references = group_references(frame["question"].tolist(), frame["answer"].tolist())
         bank = self.bank + sorted(set(frame["answer"]) - set(self.bank))
-        questions = self.embed_questions(model, frame["question"].tolist())
-        scores = questions @ self.embed_answers(model, bank).T
-        return scores, self._bank_ids(frame["answer"].tolist(), bank), bank
+        scores = self.embed_questions(model, questions) @ self.embed_answers(model, bank).T
+        return questions, references, rank_candidates(scores, bank, references)
 
     def evaluate(self, model: keras.Model, frame: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
-        scores, target, bank = self.rank(model, frame)
-        ranks = ranks_from_scores(scores, target)
-        metrics = ranking_metrics(ranks)
+        """Per distinct question: a hit on any of its rows' answers counts; the fallback is measured apart."""
+        questions, references, scored = self.rank(model, frame)
+        metrics: dict[str, Any] = ranking_metrics(scored.rank)
         metrics["accuracy"] = metrics["recall_at_1"]
-        best = scores.argmax(axis=1) if len(frame) else np.zeros(0, dtype=int)
-        top = scores.max(axis=1) if len(frame) else np.zeros(0)
-        predicted = [bank[i] for i in best]
-        references = frame["answer"].tolist()
-        correct = np.asarray([p == r for p, r in zip(predicted, references, strict=True)], dtype=bool)
-        answered = top >= self.threshold if self.threshold is not None else np.ones(len(frame), dtype=bool)
-        metrics["threshold"] = float(self.threshold) if self.threshold is not None else None
-        metrics.update(selective_metrics(top, correct, answered))
-        predictions = pd.DataFrame(
-            {
-                "question": frame["question"].tolist(),
-                "reference": references,
-                "predicted": predicted,
-                "score": top,
-                "rank": ranks,
-                "correct": correct,
-            }
+        answered = (
+            scored.score >= self.threshold if self.threshold is not None else np.ones(len(questions), bool)
         )
-        return metrics, predictions
+        metrics["threshold"] = float(self.threshold) if self.threshold is not None else None
+        metrics.update(selective_metrics(scored.score, scored.correct, answered))
+        metrics["num_questions"] = len(questions)
+        return metrics, predictions_frame(questions, references, scored)
 
     def finalize(self, model: keras.Model, splits: Splits) -> None:
         """Sets the fallback threshold: `task.threshold`, or calibrated on the validation split.
@@ -248,15 +246,15 @@ class RetrievalTask(Task):
         elif task.threshold is not None:
             self.threshold, reason = float(task.threshold), "set by task.threshold"
         else:
-            scores, target, _ = self.rank(model, splits.validation)
-            top = scores.max(axis=1) if len(target) else np.zeros(0)
-            correct = scores.argmax(axis=1) == target if len(target) else np.zeros(0, dtype=bool)
+            # Per distinct question, as the test metrics are.
+            _, _, scored = self.rank(model, splits.validation)
+            top, correct = scored.score, scored.correct
             self.threshold, reason = fallback_threshold(
                 top, correct, keep=task.threshold_keep, min_questions=task.threshold_min_questions
             )
             self.calibration = {
-                "validation_questions": len(target),
-                "validation_recall_at_1": float(correct.mean()) if len(target) else 0.0,
+                "validation_questions": len(top),
+                "validation_recall_at_1": float(correct.mean()) if len(top) else 0.0,
                 "validation_answered_fraction": float((top >= self.threshold).mean())
                 if self.threshold is not None
                 else 1.0,

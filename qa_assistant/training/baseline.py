@@ -6,7 +6,12 @@ import warnings
 
 import numpy as np
 
-from qa_assistant.training.metrics import classification_metrics, ranking_metrics, ranks_from_scores
+from qa_assistant.training.metrics import (
+    classification_metrics,
+    group_references,
+    rank_candidates,
+    ranking_metrics,
+)
 
 
 def tfidf_logistic_regression(
@@ -19,8 +24,10 @@ def tfidf_logistic_regression(
 ) -> dict[str, float]:
     """TF-IDF (word 1-2-grams) + multinomial logistic regression.
 
-    Questions are the already-cleaned text the neural model sees. Test labels
-    never seen in training count as errors, as they do for the model.
+    Questions are the already-cleaned text the neural model sees. Scored as
+    the model is (`training/metrics.py`): once per distinct test question,
+    right when the prediction is any of its labels; labels never seen in
+    training count as errors, as they do for the model.
 
     Returns:
         The same metric keys as the classification task.
@@ -35,15 +42,12 @@ def tfidf_logistic_regression(
         # "more unique classes than half the samples": expected for one-phrasing FAQs.
         warnings.simplefilter("ignore", UserWarning)
         classifier.fit(features, train_labels)
-    scores = classifier.predict_proba(vectorizer.transform(test_questions))
-    classes = list(classifier.classes_)
-    index = {label: i for i, label in enumerate(classes)}
-    target = np.asarray([index.get(label, -1) for label in test_labels])
-    predictions = [classes[i] for i in scores.argmax(axis=1)]
-    return {
-        **classification_metrics(test_labels, predictions),
-        **ranking_metrics(ranks_from_scores(scores, target)),
-    }
+    questions, references = group_references(test_questions, test_labels)
+    if not questions:
+        return {**classification_metrics([], []), **ranking_metrics([])}
+    scores = classifier.predict_proba(vectorizer.transform(questions))
+    scored = rank_candidates(scores, [str(c) for c in classifier.classes_], references)
+    return {**classification_metrics(references, scored.predicted), **ranking_metrics(scored.rank)}
 
 
 def tfidf_retrieval(
@@ -57,10 +61,11 @@ def tfidf_retrieval(
 
     Each bank answer is represented by its own text plus the training
     questions that lead to it (the classical FAQ-retrieval document); a test
-    question is ranked against every answer by cosine similarity.
+    question is ranked against every answer by cosine similarity. Scored as
+    the model is: once per distinct test question, a hit on any of its answers.
 
     Returns:
-        `recall_at_1/5/10`, `mrr` and `accuracy` (= `recall_at_1`).
+        `recall_at_1/5/10`, `mrr`, `mrr_at_10` and `accuracy` (= `recall_at_1`).
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -70,10 +75,13 @@ def tfidf_retrieval(
     documents = [" ".join([answer.lower(), *questions_of[answer]]) for answer in bank]
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
     answer_vectors = vectorizer.fit_transform(documents)
-    scores = (vectorizer.transform(test_questions) @ answer_vectors.T).toarray()
-    index = {answer: i for i, answer in enumerate(bank)}
-    target = np.asarray([index.get(answer, -1) for answer in test_answers])
-    metrics = ranking_metrics(ranks_from_scores(scores, target))
+    questions, references = group_references(test_questions, test_answers)
+    scores = (
+        (vectorizer.transform(questions) @ answer_vectors.T).toarray()
+        if questions
+        else np.zeros((0, len(bank)))
+    )
+    metrics = ranking_metrics(rank_candidates(scores, bank, references).rank)
     return {**metrics, "accuracy": metrics["recall_at_1"]}
 
 

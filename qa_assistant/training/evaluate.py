@@ -14,8 +14,9 @@ from qa_assistant.data.prepare import clean_pairs
 from qa_assistant.data.sources import load_pairs
 from qa_assistant.training.metrics import (
     classification_metrics,
+    group_references,
+    rank_lists,
     ranking_metrics,
-    ranks_from_lists,
     selective_metrics,
 )
 
@@ -25,10 +26,15 @@ log = logging.getLogger(__name__)
 def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
     """Evaluates a run directory (in-process model) or an export (its signature) on `data`.
 
-    For an export the ranking metrics only see the `top_k` answers it returns,
-    so `mrr` is MRR@top_k there; a run directory ranks every answer. A
-    generation export is measured with its `serving_default` and `score`
-    signatures, giving the same metrics as its run directory.
+    Both score each distinct question of `data` once, a hit on any of its
+    answers counting, with one tie rule (`training/metrics.py`). A run
+    directory ranks every answer; an export only returns its `top_k`, so
+    there the metrics are the ones `top_k` answers determine (`mrr_at_10`,
+    `recall_at_k` for k <= top_k), unless it returned fewer answers than its
+    `top_k` (the whole bank): then the ranking is complete and `mrr` is
+    reported too. A generation export is measured with its
+    `serving_default` and `score` signatures, giving the same metrics as
+    its run directory.
 
     Raises:
         UserError: not a run or export, or a bad data file.
@@ -48,26 +54,34 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
         frame = _load(config, data)
         if config.task.type == "generate":
             metrics = _evaluate_generation_export(assistant, frame)
-            metrics["num_examples"] = len(frame)
-            return metrics
-        target = config.data.target if config.task.type == "classify" else "answer"
-        out = assistant.raw(frame["question"].tolist())
-        ranked = [[a.decode("utf-8") for a in row] for row in out["top_k_answers"]]
-        predicted = [a.decode("utf-8") for a in out["answer"]]
-        references = frame[target].tolist()
-        metrics = ranking_metrics(ranks_from_lists(ranked, references))
-        if config.task.type == "classify":
-            metrics.update(classification_metrics(references, predicted))
         else:
-            # Retrieval: accuracy is recall@1 (the best-ranked answer), as in a
-            # run's metrics; the fallback is measured apart, as a run measures it:
-            # a question is answered where the export did not replace its best answer.
-            metrics["accuracy"] = metrics["recall_at_1"]
-            best = [row[0] if row else "" for row in ranked]
-            correct = [b == r for b, r in zip(best, references, strict=True)]
-            answered = [p == b for p, b in zip(predicted, best, strict=True)]
-            metrics.update(selective_metrics(np.asarray(out["score"]), correct, answered))
+            metrics = _evaluate_ranking_export(assistant, config, frame)
     metrics["num_examples"] = len(frame)
+    return metrics
+
+
+def _evaluate_ranking_export(assistant: Any, config: Config, frame: Any) -> dict[str, Any]:
+    """Classification or retrieval metrics of an export, per distinct question, from its `top_k` lists."""
+    target = config.data.target if config.task.type == "classify" else "answer"
+    questions, references = group_references(frame["question"].tolist(), frame[target].tolist())
+    out = assistant.raw(questions)
+    ranked = [[a.decode("utf-8") for a in row] for row in out["top_k_answers"]]
+    scored = rank_lists(ranked, np.asarray(out["top_k_scores"]), references)
+    returned = int(np.asarray(out["top_k_answers"]).shape[1])
+    # Fewer answers than `top_k` means the export returned its whole bank: a full ranking.
+    depth = None if returned < config.export.top_k else returned
+    metrics: dict[str, Any] = ranking_metrics(scored.rank, depth)
+    predicted = [a.decode("utf-8") for a in out["answer"]]
+    if config.task.type == "classify":
+        metrics.update(classification_metrics(references, predicted))
+    else:
+        # Retrieval: accuracy is recall@1 (the best-ranked answer), as in a
+        # run's metrics; the fallback is measured apart, as a run measures it:
+        # a question is answered where the export did not replace its best answer.
+        metrics["accuracy"] = metrics["recall_at_1"]
+        answered = [p == b for p, b in zip(predicted, scored.predicted, strict=True)]
+        metrics.update(selective_metrics(np.asarray(out["score"]), scored.correct, answered))
+    metrics["num_questions"] = len(questions)
     return metrics
 
 

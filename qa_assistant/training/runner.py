@@ -11,7 +11,7 @@ Run directory layout::
       model.keras         trained model, best validation epoch
       checkpoints/        best weights and the resume state (training/resume.py)
       logs/train, logs/validation   TensorBoard
-      predictions.jsonl   one line per test example
+      predictions.jsonl   one line per distinct test question, with all its references
       metrics.json        test metrics; written last, marks the run finished
 
 Nothing is created before the data and config have been validated, and
@@ -296,7 +296,7 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
     metrics.update(
         num_train=len(splits.train),
         num_validation=len(splits.validation),
-        num_test=len(splits.test),
+        num_test=len(splits.test),  # rows; `num_questions` (from `evaluate`) counts distinct questions
         train_seconds=round(state.train_seconds, 2),
         epochs_run=len(state.history),
         best_epoch=_best_epoch(callbacks),

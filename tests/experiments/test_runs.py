@@ -99,6 +99,9 @@ def test_paired_bootstrap_compares_two_runs_on_the_same_questions(sweep: Path) -
     assert accuracy.mean_b == pytest.approx(json.loads((lstm / "metrics.json").read_text())["accuracy"])
     assert results["mrr"].mean_b == pytest.approx(json.loads((lstm / "metrics.json").read_text())["mrr"])
     assert 0 < accuracy.p_value <= 1
+    assert (
+        accuracy.n == json.loads((gru / "metrics.json").read_text())["num_questions"]
+    )  # questions, not rows
 
 
 def test_per_question_scores_and_alignment_refuse_other_questions() -> None:
@@ -114,11 +117,39 @@ def test_per_question_scores_and_alignment_refuse_other_questions() -> None:
     assert scores["accuracy"].tolist() == [1.0, 0.0, 1.0]
     assert scores["mrr"].tolist() == pytest.approx([1.0, 0.0, 1 / 3])
     assert scores["recall_at_1"].tolist() == [1.0, 0.0, 0.0]
+    assert scores["mrr_at_10"].tolist() == pytest.approx([1.0, 0.0, 1 / 3])
     shuffled = a.iloc[[2, 0, 1]]
     _, right = align(a, shuffled)
     assert right["reference"].tolist() == ["x", "y", "z"]
     with pytest.raises(UserError, match="tested on different questions"):
         align(a, a.iloc[:2])
+
+
+def test_the_comparison_resamples_distinct_questions(tmp_path: Path) -> None:
+    runs = []
+    for name, correct in (("a", [True, False, True]), ("b", [True, True, True])):
+        run = tmp_path / name
+        run.mkdir()
+        pd.DataFrame(
+            {
+                "question": ["tell me a joke", "hi", "bye"],
+                "references": [["pun", "knock knock"], ["hello"], ["see you"]],
+                "correct": correct,
+                "rank": [1.0, 1.0 if correct[1] else 12.0, 1.0],
+            }
+        ).to_json(run / "predictions.jsonl", orient="records", lines=True)
+        runs.append(run)
+    results = compare_runs(*runs, samples=200)
+    assert results["accuracy"].n == 3
+    assert results["mrr"].delta == pytest.approx((1 - 1 / 12) / 3)
+    assert results["mrr_at_10"].delta == pytest.approx(1 / 3)
+    # A file with a row per (question, answer) pair: still 3 questions, resampled whole.
+    for run in runs:
+        rows = pd.read_json(run / "predictions.jsonl", lines=True)
+        rows = pd.concat([rows, rows.iloc[[0, 0]]]).rename(columns={"references": "reference"})
+        rows["reference"] = rows["reference"].astype(str)
+        rows.to_json(run / "predictions.jsonl", orient="records", lines=True)
+    assert compare_runs(*runs, samples=200)["accuracy"].n == 3
 
 
 def test_grid_from_the_command_line_and_from_yaml(tmp_path: Path) -> None:

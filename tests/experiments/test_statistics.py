@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from qa_assistant.experiments.statistics import fold_summary, paired_bootstrap
+from qa_assistant.experiments.statistics import fold_summary, paired_bootstrap, resample_means
 
 
 def test_fold_summary_is_the_corrected_resampled_t_interval() -> None:
@@ -60,3 +60,29 @@ def test_bootstrap_is_seeded_and_refuses_unpaired_scores() -> None:
     assert paired_bootstrap(a, b, samples=500, seed=3) == paired_bootstrap(a, b, samples=500, seed=3)
     with pytest.raises(ValueError, match="two equal, non-empty lists; got 5 and 4"):
         paired_bootstrap(a, b[:4])
+    with pytest.raises(ValueError, match="groups must name the question of each of the 5 scores"):
+        paired_bootstrap(a, b, groups=["q"] * 4)
+
+
+def test_the_bootstrap_resamples_questions_with_all_their_rows() -> None:
+    # One question in 9 rows scoring 1, another in 1 row scoring 0. Drawing 2 questions gives
+    # 18/18, 9/10 or 0/2; drawing rows would give any k/10.
+    values = np.array([1.0] * 9 + [0.0])
+    means = resample_means(values, ["joke"] * 9 + ["hi"], samples=2000, seed=0)
+    assert set(np.unique(means).round(6)) == {0.0, 0.9, 1.0}
+    rows = resample_means(values, None, samples=2000, seed=0)
+    assert len(np.unique(rows)) > 3
+
+
+def test_rows_of_one_question_do_not_narrow_the_interval() -> None:
+    rng = np.random.default_rng(2)
+    a, b = rng.random(40) < 0.5, rng.random(40) < 0.6
+    questions = np.repeat(np.arange(40), 10)  # each question in 10 identical rows
+    by_question = paired_bootstrap(np.repeat(a, 10), np.repeat(b, 10), samples=4000, groups=questions)
+    alone = paired_bootstrap(a, b, samples=4000)
+    by_row = paired_bootstrap(np.repeat(a, 10), np.repeat(b, 10), samples=4000)
+    assert by_question.n == alone.n == 40
+    assert by_question.delta == pytest.approx(alone.delta)
+    width = by_question.ci_high - by_question.ci_low
+    assert width == pytest.approx(alone.ci_high - alone.ci_low, rel=0.2)
+    assert by_row.ci_high - by_row.ci_low < width / 2  # rows as samples: about 1/sqrt(10) as wide

@@ -11,8 +11,9 @@ import pytest
 
 from qa_assistant.errors import UserError
 from qa_assistant.serving import Assistant, export_run
+from qa_assistant.training.evaluate import evaluate_path
 from qa_assistant.training.runner import load_run, train_run
-from tests.helpers import faq_rows, tiny_config
+from tests.helpers import faq_rows, run_with_top_k, split_with_a_second_answer, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +54,19 @@ def test_metrics_have_design_keys_and_learn_something(trained: Path) -> None:
         "recall_at_5",
         "recall_at_10",
         "mrr",
+        "mrr_at_10",
         "num_train",
         "num_test",
+        "num_questions",
         "train_seconds",
         "baseline_accuracy",
     ):
         assert isinstance(metrics[key], (int, float)), key
     assert metrics["accuracy"] == metrics["recall_at_1"]
-    assert metrics["num_test"] > 0
+    assert metrics["num_test"] >= metrics["num_questions"] > 0
+    predictions = pd.read_json(trained / "predictions.jsonl", lines=True)
+    assert len(predictions) == predictions["question"].nunique() == metrics["num_questions"]
+    assert predictions["correct"].mean() == metrics["accuracy"]
     # Chance is 1/6 and one answer's share about as much; this model reaches 0.9 here.
     assert metrics["accuracy"] >= 0.6
 
@@ -114,6 +120,25 @@ def test_export_reload_in_a_fresh_tensorflow_only_process(trained: Path, tmp_pat
     in_process = Assistant(version).ask("what is your price?")
     assert out["answer"][0] == in_process.answer
     assert out["score"][0] == pytest.approx(in_process.score, abs=1e-5)
+
+
+def test_evaluate_run_and_export_agree_per_question(trained: Path, tmp_path: Path) -> None:
+    # One test question asked twice with two labels: scored once, right if either is predicted.
+    data = str(split_with_a_second_answer(trained, tmp_path / "test.jsonl"))
+    from_run = evaluate_path(trained, data)
+    assert from_run["num_questions"] == from_run["num_examples"] - 1
+    # export.top_k = 3 of 6 labels: no name claims more than 3 answers show.
+    top3 = evaluate_path(export_run(trained, "top3", tmp_path / "saved_models"), data)
+    assert set(top3) & {"mrr", "mrr_at_10", "recall_at_5", "recall_at_10"} == set()
+    assert {"recall_at_1", "recall_at_3", "mrr_at_3"} <= set(top3)
+    # export.top_k = 10 returns every label: a full ranking, the run's numbers exactly.
+    whole = run_with_top_k(trained, 10, tmp_path / "top10")
+    top10 = evaluate_path(export_run(whole, "top10", tmp_path / "saved_models"), data)
+    keys = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "recall_at_1", "recall_at_10")
+    for key in (*keys, "mrr", "mrr_at_10"):
+        assert top10[key] == from_run[key], key
+    for key in ("accuracy", "f1_macro", "recall_at_1"):
+        assert top3[key] == from_run[key], key
 
 
 def test_signature_names_and_shapes(trained: Path, tmp_path: Path) -> None:

@@ -23,7 +23,14 @@ from qa_assistant.serving.index import index_answers
 from qa_assistant.training import runner
 from qa_assistant.training.evaluate import evaluate_path
 from qa_assistant.training.runner import RunResult, load_run, train_run
-from tests.helpers import TOPICS, faq_rows, tiny_config, tiny_preset
+from tests.helpers import (
+    TOPICS,
+    faq_rows,
+    run_with_top_k,
+    split_with_a_second_answer,
+    tiny_config,
+    tiny_preset,
+)
 
 OUTPUTS = {"answer", "score", "top_k_answers", "top_k_scores", "matched_question", "matched_question_score"}
 
@@ -83,8 +90,10 @@ def test_run_directory_and_metrics(trained: Path) -> None:
         "recall_at_5",
         "recall_at_10",
         "mrr",
+        "mrr_at_10",
         "accuracy",
         "baseline_recall_at_1",
+        "baseline_mrr_at_10",
         "coverage",
         "selective_accuracy",
         "aurc",
@@ -92,6 +101,9 @@ def test_run_directory_and_metrics(trained: Path) -> None:
         assert isinstance(metrics[key], float), key
     assert metrics["accuracy"] == metrics["recall_at_1"]
     assert metrics["recall_at_1"] > 1 / 6  # better than chance over 6 answers
+    predictions = pd.read_json(trained / "predictions.jsonl", lines=True)
+    assert metrics["num_questions"] == len(predictions) == predictions["question"].nunique()
+    assert metrics["mrr_at_10"] == metrics["mrr"]  # 6 answers: every rank is within 10
     # A few validation questions calibrate no threshold: every test question is answered.
     assert metrics["threshold"] is None
     assert metrics["coverage"] == 1.0
@@ -266,14 +278,35 @@ def test_an_unfinished_run_with_answer_max_length_from_the_data_resumes(
     assert load_config([run / "config.yaml"]) == saved
 
 
-def test_evaluate_run_and_export(trained: Path, exported: Path) -> None:
-    data = str(trained / "data" / "test.jsonl")
+def test_evaluate_run_and_export(trained: Path, exported: Path, tmp_path: Path) -> None:
+    # One test question asked twice with two answers: scored once, a hit on either counts.
+    data = str(split_with_a_second_answer(trained, tmp_path / "test.jsonl"))
     from_run = evaluate_path(trained, data)
+    assert from_run["num_questions"] == from_run["num_examples"] - 1
+    assert {"mrr", "mrr_at_10", "recall_at_10"} <= set(from_run)
+    # The fixture's export returns 3 of the 6 answers: only what 3 answers show, named so.
     from_export = evaluate_path(exported, data)
-    assert from_run["recall_at_1"] == pytest.approx(from_export["recall_at_1"])
+    assert from_export["num_questions"] == from_run["num_questions"]
+    assert not {"mrr", "mrr_at_10", "recall_at_5", "recall_at_10"} & set(from_export)
+    assert from_export["recall_at_1"] == from_run["recall_at_1"]
     assert from_export["accuracy"] == from_export["recall_at_1"]
     for key in ("coverage", "selective_accuracy", "aurc"):
         assert from_run[key] == pytest.approx(from_export[key], abs=1e-6), key
+    # With top_k = 10 it returns the whole bank: the same ranking, the same numbers.
+    whole = run_with_top_k(trained, 10, tmp_path / "top10")
+    from_whole = evaluate_path(export_run(whole, "top10", tmp_path / "saved_models"), data)
+    for key in ("mrr", "mrr_at_10", "recall_at_1", "recall_at_5", "recall_at_10"):
+        assert from_whole[key] == from_run[key], key
+    assert from_export["mrr_at_3"] == pytest.approx(
+        np.mean([1 / r if r <= 3 else 0.0 for r in _ranks(trained, data)])
+    )
+
+
+def _ranks(run: Path, data: str) -> list[float]:
+    """Each distinct question's best rank, from the run's own evaluation of `data` (cleaned JSONL)."""
+    _, task, model = load_run(run)
+    _, predictions = task.evaluate(model, pd.read_json(data, lines=True, dtype=False))
+    return predictions["rank"].tolist()
 
 
 def test_evaluate_run_and_export_agree_on_the_fallback(trained: Path, exported: Path, tmp_path: Path) -> None:
