@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from qa_assistant.serving import export_run
 from qa_assistant.training.runner import train_run
@@ -20,6 +21,7 @@ RELOAD = (
 )
 
 
+@pytest.mark.large  # a minute or more on 2 cores; CI runs it after the default suite (.ci/run)
 def test_transformer_and_pretrained_classifiers_export(tmp_path: Path) -> None:
     data = tmp_path / "faq.csv"
     pd.DataFrame(faq_rows(per_answer=6)).to_csv(data, index=False)

@@ -330,6 +330,7 @@ def test_evaluate_run_and_export_agree_on_the_fallback(trained: Path, exported: 
     assert withheld_run["aurc"] == pytest.approx(from_run["aurc"])  # the ranking did not change
 
 
+@pytest.mark.large  # a minute or more on 2 cores; CI runs it after the default suite (.ci/run)
 def test_transformer_wordpiece_and_pretrained_variants_export(tmp_path: Path) -> None:
     data = tmp_path / "faq.csv"
     pd.DataFrame(faq_rows(per_answer=4)).to_csv(data, index=False)

@@ -15,6 +15,7 @@ from qa_assistant.training.runner import train_run
 from tests.training.conftest import config_overrides, run_cli
 
 
+@pytest.mark.large  # a minute or more on 2 cores; CI runs it after the default suite (.ci/run)
 def test_same_seed_same_metrics_and_same_exported_answers(
     uninterrupted_run: Path, faq_file: Path, tmp_path: Path
 ) -> None:
