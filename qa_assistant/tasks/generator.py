@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from qa_assistant.config import DecodingConfig
 from qa_assistant.models.decoding import SearchOptions, search
-from qa_assistant.text.word_tokenizer import WordTokenizer
+from qa_assistant.text.word_tokenizer import OOV, WordTokenizer
 
 START = "[START]"
 END = "[END]"
@@ -92,6 +92,7 @@ class Generator:
         self.defaults = SearchOptions.from_config(decoding, max_length)
         self.start_id = target.vocabulary.index(START)
         self.end_id = target.vocabulary.index(END)
+        self.unknown_id = target.vocabulary.index(OOV)
         # autograph off: the loops are explicit tf.while_loops, and tracing skips
         # autograph's source rewriting.
         self.answer = tf.function(self._answer, input_signature=[QUESTION], autograph=False)
@@ -146,4 +147,7 @@ class Generator:
             "log_probability": tf.reduce_sum(picked * real, axis=-1),
             "tokens": tf.reduce_sum(real, axis=-1),
             "correct_tokens": tf.reduce_sum(hits * real, axis=-1),
+            # Reference words outside the answer vocabulary: perplexity scores them as "[UNK]",
+            # which flatters it, so the rate is reported beside it.
+            "unknown_tokens": tf.reduce_sum(tf.cast(targets == self.unknown_id, tf.float32) * real, axis=-1),
         }

@@ -15,7 +15,9 @@ several correct ones):
 Likelihood metrics are teacher-forced over every (question, answer) pair,
 padding excluded: `perplexity` = exp(mean negative log-likelihood per
 token), `token_accuracy` = share of answer tokens (end token included) that
-are the model's most likely next token.
+are the model's most likely next token, `oov_rate` = share of those tokens
+that are "[UNK]" (words outside the answer vocabulary, which perplexity
+scores as one cheap token: compare perplexities only at similar rates).
 """
 
 from __future__ import annotations
@@ -157,7 +159,8 @@ def evaluate_generation(
             are asked once, with all their answers as references.
         answer: questions `[n]` -> outputs with `answer` (bytes) and `score`.
         score: `(questions, answers)` -> `log_probability`, `tokens`,
-            `correct_tokens`; `None` leaves out perplexity and token accuracy.
+            `correct_tokens`, `unknown_tokens`; `None` leaves out perplexity,
+            token accuracy and the OOV rate.
         batch_size: questions per call.
 
     Returns:
@@ -176,7 +179,12 @@ def evaluate_generation(
     metrics: dict[str, Any] = {**text_metrics(references, predicted), "num_questions": len(questions)}
     metrics["bleu_signature"] = _bleu(references, predicted)[1]
     if score is not None:
-        sums: dict[str, list[np.ndarray]] = {"log_probability": [], "tokens": [], "correct_tokens": []}
+        sums: dict[str, list[np.ndarray]] = {
+            "log_probability": [],
+            "tokens": [],
+            "correct_tokens": [],
+            "unknown_tokens": [],
+        }
         rows_q, rows_a = frame["question"].tolist(), frame["answer"].tolist()
         for start in range(0, len(rows_q), batch_size):
             out = score(rows_q[start : start + batch_size], rows_a[start : start + batch_size])
@@ -186,6 +194,8 @@ def evaluate_generation(
         metrics.update(
             likelihood_metrics(joined["log_probability"], joined["tokens"], joined["correct_tokens"])
         )
+        total = float(np.sum(joined["tokens"]))
+        metrics["oov_rate"] = float(np.sum(joined["unknown_tokens"])) / total if total else 0.0
     predictions = pd.DataFrame(
         {
             "question": questions,

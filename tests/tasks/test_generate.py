@@ -136,13 +136,32 @@ def test_cli_train_writes_metrics_and_ask_answers_from_the_export(cli_run: tuple
 def test_run_writes_generation_metrics(trained: Path) -> None:
     assert (trained / "answer_preprocessor" / "vocab.txt").is_file()
     metrics = json.loads((trained / "metrics.json").read_text())
-    for key in ("bleu", "rouge_l", "exact_match", "token_accuracy", "baseline_bleu", "baseline_exact_match"):
+    keys = (
+        "bleu",
+        "rouge_l",
+        "exact_match",
+        "token_accuracy",
+        "oov_rate",
+        "baseline_bleu",
+        "baseline_exact_match",
+    )
+    for key in keys:
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["perplexity"] >= 1.0
     assert metrics["num_questions"] == metrics["num_test"] > 0
     predictions = pd.read_json(trained / "predictions.jsonl", lines=True)
     assert set(predictions.columns) >= {"question", "references", "predicted", "score", "exact"}
     assert (predictions["score"] <= 0).all()  # log-probabilities
+
+
+def test_score_counts_reference_words_outside_the_answer_vocabulary(loaded: tuple) -> None:
+    task, model = loaded
+    generator = task.generator(model)
+    out = generator.score(
+        tf.constant(["what is your price?"] * 2),
+        tf.constant(["A basic plan costs 10 euros per month.", "A basic plan costs zzyzx euros."]),
+    )
+    assert out["unknown_tokens"].numpy().tolist() == [0.0, 1.0]
 
 
 def test_it_memorises_its_training_answers(trained: Path, loaded: tuple) -> None:

@@ -100,7 +100,8 @@ def test_run_directory_and_metrics(trained: Path) -> None:
     ):
         assert isinstance(metrics[key], float), key
     assert metrics["accuracy"] == metrics["recall_at_1"]
-    assert metrics["recall_at_1"] > 1 / 6  # better than chance over 6 answers
+    # Chance is 1/6; this model reaches 0.6 here, a random one would pass 0.5 about once in 70.
+    assert metrics["recall_at_1"] >= 0.5
     predictions = pd.read_json(trained / "predictions.jsonl", lines=True)
     assert metrics["num_questions"] == len(predictions) == predictions["question"].nunique()
     assert metrics["mrr_at_10"] == metrics["mrr"]  # 6 answers: every rank is within 10

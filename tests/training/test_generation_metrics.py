@@ -99,7 +99,12 @@ def test_evaluate_generation_asks_each_question_once_with_all_its_answers() -> N
 
     def score(questions: list[str], answers: list[str]) -> dict:
         n = len(questions)
-        return {"log_probability": -np.ones(n), "tokens": np.full(n, 2.0), "correct_tokens": np.ones(n)}
+        return {
+            "log_probability": -np.ones(n),
+            "tokens": np.full(n, 2.0),
+            "correct_tokens": np.ones(n),
+            "unknown_tokens": np.array([1.0, 0.0] * n)[:n],
+        }
 
     metrics, predictions = evaluate_generation(frame, answer, score, batch_size=2)
     assert asked == [["hi", "bye"], ["how are you"]]
@@ -107,6 +112,7 @@ def test_evaluate_generation_asks_each_question_once_with_all_its_answers() -> N
     assert metrics["num_questions"] == 3
     assert metrics["perplexity"] == pytest.approx(math.exp(0.5))
     assert metrics["token_accuracy"] == pytest.approx(0.5)
+    assert metrics["oov_rate"] == pytest.approx(2 / 8)  # one "[UNK]" in each call's first answer
     assert predictions["references"].tolist()[0] == ["Hello.", "Hi!"]
     assert predictions["exact"].tolist() == [True, False, True]
 
