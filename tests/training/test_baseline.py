@@ -1,14 +1,16 @@
 from qa_assistant.training.baseline import tfidf_logistic_regression, tfidf_retrieval
 
+TRAIN_QUESTIONS = [
+    "what are your opening hours",
+    "when do you open",
+    "how much does it cost",
+    "what is the price",
+]
+TRAIN_LABELS = ["hours", "hours", "price", "price"]
+
 
 def test_baseline_learns_word_overlap_and_counts_unseen_labels_as_errors() -> None:
-    train_q = [
-        "what are your opening hours",
-        "when do you open",
-        "how much does it cost",
-        "what is the price",
-    ]
-    train_y = ["hours", "hours", "price", "price"]
+    train_q, train_y = TRAIN_QUESTIONS, TRAIN_LABELS
     metrics = tfidf_logistic_regression(
         train_q,
         train_y,
@@ -21,13 +23,7 @@ def test_baseline_learns_word_overlap_and_counts_unseen_labels_as_errors() -> No
 
 
 def test_baselines_score_each_question_once_with_a_hit_on_any_of_its_answers() -> None:
-    train_q = [
-        "what are your opening hours",
-        "when do you open",
-        "how much does it cost",
-        "what is the price",
-    ]
-    train_y = ["hours", "hours", "price", "price"]
+    train_q, train_y = TRAIN_QUESTIONS, TRAIN_LABELS
     # "opening hours please" is asked twice with two answers: one question, right if "hours" comes first.
     test_q = ["opening hours please", "opening hours please", "the price please"]
     test_y = ["hours", "price", "price"]
