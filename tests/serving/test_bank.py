@@ -41,8 +41,18 @@ def test_an_applied_threshold_raises_the_accuracy_of_the_answered(seed: int) -> 
     keep = float(rng.uniform(0.5, 0.99))
     threshold, why = fallback_threshold(scores, correct, keep=keep, min_questions=100)
     if threshold is None:
-        assert "would not raise" in why or "none of the" in why
+        assert "would not raise" in why or "none of the" in why or "does not separate" in why
         return
     answered = scores >= threshold
     assert correct[answered].mean() >= correct.mean()
     assert np.mean(scores[correct] >= threshold) >= keep
+
+
+def test_no_threshold_when_the_gain_on_validation_is_chance() -> None:
+    """Shaped like builtin:chatterbot's validation: 102 questions, 25 right, a weak score; it withholds 8 wrong."""
+    correct = np.array([True] * 25 + [False] * 77)
+    scores = np.concatenate([np.linspace(0.9, 0.5, 24), [0.45], np.linspace(0.95, 0.5, 69), np.full(8, 0.4)])
+    threshold, why = fallback_threshold(scores, correct, keep=0.96, min_questions=100)
+    assert threshold is None
+    assert "does not separate right from wrong answers on the 102 validation questions" in why
+    assert "one-sided Fisher exact test p = 0.10, needs < 0.05" in why

@@ -146,7 +146,10 @@ def test_a_calibrated_threshold_keeps_the_answered_at_least_as_accurate(trained:
     task.finalize(model, splits)
     metrics, _ = task.evaluate(model, splits.train)
     if task.threshold is None:
-        assert "would not raise" in task.calibration["reason"]
+        assert (
+            "would not raise" in task.calibration["reason"]
+            or "does not separate" in task.calibration["reason"]
+        )
     else:
         assert metrics["threshold"] == task.threshold
         assert metrics["selective_accuracy"] >= metrics["accuracy"]
