@@ -120,13 +120,19 @@ def rouge_l(references: Sequence[Sequence[str]], predictions: Sequence[str]) -> 
     return float(np.mean(scores))
 
 
-def text_metrics(references: Sequence[Sequence[str]], predictions: Sequence[str]) -> dict[str, float]:
-    """`bleu`, `rouge_l` and `exact_match` of one prediction per question."""
-    return {
-        "bleu": corpus_bleu(references, predictions),
+def text_metrics(
+    references: Sequence[Sequence[str]], predictions: Sequence[str], *, with_signature: bool = False
+) -> dict[str, Any]:
+    """`bleu`, `rouge_l` and `exact_match` of one prediction per question (and `bleu_signature`)."""
+    bleu, signature = _bleu(references, predictions)
+    metrics: dict[str, Any] = {
+        "bleu": bleu,
         "rouge_l": rouge_l(references, predictions),
         "exact_match": exact_match(references, predictions),
     }
+    if with_signature:
+        metrics["bleu_signature"] = signature
+    return metrics
 
 
 def likelihood_metrics(
@@ -176,26 +182,9 @@ def evaluate_generation(
         out = answer(questions[start : start + batch_size])
         predicted += [a.decode("utf-8") for a in np.asarray(out["answer"]).reshape(-1)]
         scores += np.asarray(out["score"], dtype=np.float64).reshape(-1).tolist()
-    metrics: dict[str, Any] = {**text_metrics(references, predicted), "num_questions": len(questions)}
-    metrics["bleu_signature"] = _bleu(references, predicted)[1]
+    metrics = {**text_metrics(references, predicted, with_signature=True), "num_questions": len(questions)}
     if score is not None:
-        sums: dict[str, list[np.ndarray]] = {
-            "log_probability": [],
-            "tokens": [],
-            "correct_tokens": [],
-            "unknown_tokens": [],
-        }
-        rows_q, rows_a = frame["question"].tolist(), frame["answer"].tolist()
-        for start in range(0, len(rows_q), batch_size):
-            out = score(rows_q[start : start + batch_size], rows_a[start : start + batch_size])
-            for key, values in sums.items():
-                values.append(np.asarray(out[key], dtype=np.float64).reshape(-1))
-        joined = {k: np.concatenate(v) if v else np.zeros(0) for k, v in sums.items()}
-        metrics.update(
-            likelihood_metrics(joined["log_probability"], joined["tokens"], joined["correct_tokens"])
-        )
-        total = float(np.sum(joined["tokens"]))
-        metrics["oov_rate"] = float(np.sum(joined["unknown_tokens"])) / total if total else 0.0
+        metrics.update(_likelihood(frame, score, batch_size))
     predictions = pd.DataFrame(
         {
             "question": questions,
@@ -206,3 +195,23 @@ def evaluate_generation(
         }
     )
     return metrics, predictions
+
+
+def _likelihood(frame: Any, score: Any, batch_size: int) -> dict[str, float]:
+    """`perplexity`, `token_accuracy` and `oov_rate`, teacher-forced over every (question, answer) row."""
+    sums: dict[str, list[np.ndarray]] = {
+        "log_probability": [],
+        "tokens": [],
+        "correct_tokens": [],
+        "unknown_tokens": [],
+    }
+    rows_q, rows_a = frame["question"].tolist(), frame["answer"].tolist()
+    for start in range(0, len(rows_q), batch_size):
+        out = score(rows_q[start : start + batch_size], rows_a[start : start + batch_size])
+        for key, values in sums.items():
+            values.append(np.asarray(out[key], dtype=np.float64).reshape(-1))
+    joined = {k: np.concatenate(v) if v else np.zeros(0) for k, v in sums.items()}
+    metrics = likelihood_metrics(joined["log_probability"], joined["tokens"], joined["correct_tokens"])
+    total = float(np.sum(joined["tokens"]))
+    metrics["oov_rate"] = float(np.sum(joined["unknown_tokens"])) / total if total else 0.0
+    return metrics
