@@ -72,8 +72,14 @@ class RetrievalTask(Task):
     # -- preprocessing -------------------------------------------------------
 
     def _fit_tokenizer(self, train: pd.DataFrame) -> Any:
+        """The run's tokenizer over `train`; fitted once per split (`settings_from_data`, then `prepare`)."""
+        fitted = getattr(self, "_fitted", None)
+        if fitted is not None and fitted[0] is train:
+            return fitted[1]
         answers = [a.lower() if self.config.text.lowercase else a for a in train["answer"]]
-        return self.build_tokenizer([*train["question"], *answers])
+        tokenizer = self.build_tokenizer([*train["question"], *answers])
+        self._fitted = (train, tokenizer)
+        return tokenizer
 
     def settings_from_data(self, data: QAData) -> dict[str, Any]:
         """`text.answer_max_length` when null: long enough for most training answers (see the config)."""
