@@ -129,9 +129,9 @@ def mean_rows(runs: list[dict[str, dict[str, float | str]]]) -> dict[str, dict[s
             if any(isinstance(v, str) for v in values):
                 cells[key] = str(values[0])
             else:
-                cells[key] = (
-                    f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
-                )
+                digits = 0 if key == "train_seconds" else 3
+                spread = np.std(values, ddof=1) if len(values) > 1 else 0.0
+                cells[key] = f"{np.mean(values):.{digits}f} ± {spread:.{digits}f}"
         table[system] = cells
     return table
 
