@@ -4,7 +4,11 @@ Each grid point is an ordinary run (or, with --folds, a k-fold parent) under
 --output; the whole directory is one TensorBoard root, so the HParams
 dashboard compares the points (qa-assistant tensorboard OUTPUT). Writes
 OUTPUT/results.csv (every metric; with folds mean, std and 95 % interval
-bounds) and OUTPUT/results.md (the task's headline metrics).
+bounds) and OUTPUT/results.md (the task's headline metrics). The point with the
+best mean validation score is chosen (the test split takes no part); with
+--folds its test metric is compared with every other point's and the TF-IDF
+baseline's on the same folds (corrected resampled paired t-test, Holm-adjusted);
+OUTPUT/selection.json holds the choice.
 
 Usage:
     python experiments/sweep.py --config experiments/configs/article_gru.yaml \\
@@ -22,7 +26,15 @@ import logging
 import time
 
 from qa_assistant.errors import UserError, run_script
-from qa_assistant.experiments.sweep import RESULTS_CSV, load_grid, parse_grid, results_table, run_sweep
+from qa_assistant.experiments.sweep import (
+    RESULTS_CSV,
+    load_grid,
+    parse_grid,
+    results_table,
+    run_sweep,
+    select_point,
+    selection_report,
+)
 
 
 def main() -> int:
@@ -60,6 +72,7 @@ def main() -> int:
     what = f"mean ± std over {args.folds} folds x {args.repeats} seeds" if args.folds else "one run each"
     print(f"\n{len(points)} points ({what}), {time.perf_counter() - started:.0f} s:\n")
     print(results_table(points))
+    print("\n" + selection_report(select_point(points)))
     print(f"\nall metrics: {args.output}/{RESULTS_CSV}")
     print(f"TensorBoard: qa-assistant tensorboard {args.output}")
     return 0

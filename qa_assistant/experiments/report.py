@@ -14,8 +14,14 @@ from qa_assistant.experiments.statistics import FoldSummary
 Results = Mapping[str, Mapping[str, Mapping[str, FoldSummary]]]
 
 
-def systems_table(systems: Mapping[str, Mapping[str, FoldSummary]], metrics: Sequence[str]) -> str:
+def systems_table(
+    systems: Mapping[str, Mapping[str, FoldSummary]], metrics: Sequence[str], validation: str | None = None
+) -> str:
     """Markdown: one row per system, `mean ± std` per metric, the first metric's 95 % CI, mean epochs.
+
+    `validation` (e.g. `best_val_accuracy`) adds a first column with that
+    validation score, mean ± std: what a system is chosen by, since the
+    test folds must take no part in the choice.
 
     Example:
 
@@ -26,12 +32,15 @@ def systems_table(systems: Mapping[str, Mapping[str, FoldSummary]], metrics: Seq
     | gru | 0.600 ± 0.141 | [-0.671, 1.871] |  |
     """
     first = metrics[0]
+    chosen_by = [validation] if validation else []
     lines = [
-        "| system | " + " | ".join(metrics) + f" | {first} 95 % CI | epochs |",
-        "|---|" + "---:|" * (len(metrics) + 2),
+        "| system | "
+        + " | ".join([*(f"validation {v[len('best_val_') :]}" for v in chosen_by), *metrics])
+        + f" | {first} 95 % CI | epochs |",
+        "|---|" + "---:|" * (len(chosen_by) + len(metrics) + 2),
     ]
     for name, summary in systems.items():
-        cells = [summary[m].shown() if m in summary else "" for m in metrics]
+        cells = [summary[m].shown() if m in summary else "" for m in [*chosen_by, *metrics]]
         cells.append(summary[first].shown_interval() if first in summary else "")
         epochs = summary.get("epochs_run")
         cells.append(f"{epochs.mean:.1f}" if epochs else "")

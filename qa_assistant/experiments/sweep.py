@@ -6,11 +6,21 @@
       ...
       results.csv                           one row per point: its values, every metric
                                             (mean, std, 95 % CI bounds with folds)
-      results.md                            the headline metrics as a Markdown table
+      results.md                            the headline metrics as a Markdown table, then the
+                                            point chosen by validation and its paired tests
+      selection.json                        the same choice and tests, for scripts
 
 ROOT is one TensorBoard log directory: each run is an HParams session, so the
 dashboard lists the points side by side (`qa-assistant tensorboard ROOT`).
 Every point's config is checked before the first one trains.
+
+**Choosing a point.** The point with the best mean validation score (the
+best epoch's value of the points' `train.monitor`, `best_val_*` in
+metrics.json) is chosen: the test split never takes part in the choice.
+With --folds, the chosen point's test headline metric is then compared with
+every other point's, and with the TF-IDF baseline, on the same folds
+(corrected resampled paired t-test, `statistics.corrected_paired_ttest`), and
+the p-values are Holm-adjusted for the number of comparisons.
 """
 
 from __future__ import annotations
@@ -26,18 +36,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from qa_assistant.atomic import write_text
 from qa_assistant.config import Config, load_config
 from qa_assistant.errors import UserError
 from qa_assistant.experiments.kfold import BASELINE, run_folds, summarize
-from qa_assistant.experiments.statistics import FoldSummary
+from qa_assistant.experiments.statistics import FoldSummary, corrected_paired_ttest, holm
+from qa_assistant.manifest import write_json
 
 log = logging.getLogger(__name__)
 
 RESULTS_CSV = "results.csv"
 RESULTS_TABLE = "results.md"
+SELECTION_JSON = "selection.json"
 
 
 @dataclass
@@ -48,6 +61,31 @@ class PointResult:
     directory: Path
     config: Config
     summary: dict[str, FoldSummary] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)  # each run's metrics.json, in fold order
+
+    def scores(self, metric: str) -> list[float]:
+        return [float(run[metric]) for run in self.runs]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The chosen point's test metric minus another point's (or the baseline's), over the same runs."""
+
+    other: str
+    delta: float
+    p_value: float
+    p_holm: float
+
+
+@dataclass
+class Selection:
+    """The point with the best mean validation score, and its paired tests against the others."""
+
+    chosen: PointResult
+    criterion: str
+    lower_is_better: bool
+    metric: str
+    comparisons: list[Comparison]
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
@@ -142,11 +180,12 @@ def run_sweep(
     for index, point in enumerate(points, start=1):
         log.info("sweep point %d of %d: %s", index, len(points), point_name(point.values))
         if folds:
-            point.summary = run_folds(
+            point.runs = run_folds(
                 point.config, point.directory, folds=folds, repeats=repeats, restart=restart
-            ).summary
+            ).metrics
         else:
-            point.summary = summarize([train_run(point.config, point.directory, restart=restart).metrics])
+            point.runs = [train_run(point.config, point.directory, restart=restart).metrics]
+        point.summary = summarize(point.runs)
     write_results(root, points)
     return points
 
@@ -175,9 +214,94 @@ def headline_metrics(config: Config) -> tuple[str, ...]:
 
 
 def write_results(root: Path, points: Sequence[PointResult]) -> None:
-    """`results.csv` (every metric) and `results.md` (headline metrics, mean ± std) in `root`."""
+    """`results.csv`, `results.md` (headline metrics, the choice) and `selection.json` in `root`."""
     write_text(root / RESULTS_CSV, results_csv(points))
-    write_text(root / RESULTS_TABLE, results_table(points) + "\n")
+    selection = select_point(points)
+    write_text(root / RESULTS_TABLE, results_table(points) + "\n\n" + selection_report(selection) + "\n")
+    if selection is not None:
+        write_json(root / SELECTION_JSON, selection_dict(selection))
+
+
+def select_point(points: Sequence[PointResult]) -> Selection | None:
+    """The point with the best mean validation score; with several runs each, its paired tests.
+
+    `None` when the points watch different `train.monitor`s or a monitor
+    that is not a validation metric (no validation split): nothing to choose by.
+    """
+    monitors = {point.config.train.monitor for point in points}
+    if len(monitors) != 1 or not next(iter(monitors)).startswith("val_"):
+        return None
+    criterion = "best_" + next(iter(monitors))
+    if not points or any(criterion not in run for point in points for run in point.runs):
+        return None
+    lower = "loss" in criterion
+    means = [float(np.mean(point.scores(criterion))) for point in points]
+    best = min(means) if lower else max(means)
+    chosen = points[means.index(best)]  # ties: the first in grid order
+    metric = headline_metrics(chosen.config)[0]
+    return Selection(chosen, criterion, lower, metric, _comparisons(chosen, points, metric))
+
+
+def _comparisons(chosen: PointResult, points: Sequence[PointResult], metric: str) -> list[Comparison]:
+    """Chosen minus each other point and minus the TF-IDF baseline, Holm-adjusted together."""
+    mine = chosen.scores(metric)
+    if len(mine) < 2:
+        return []  # one run per point: nothing to test
+    others = [(point_name(p.values), p.scores(metric)) for p in points if p is not chosen]
+    if all(BASELINE + metric in run for run in chosen.runs):
+        others.append(("TF-IDF baseline", chosen.scores(BASELINE + metric)))
+    paired = [(name, scores) for name, scores in others if len(scores) == len(mine)]
+    ratio = float(np.mean([run["num_test"] / run["num_train"] for run in chosen.runs]))
+    tests = [corrected_paired_ttest(scores, mine, ratio) for _, scores in paired]
+    adjusted = holm([t.p_value for t in tests])
+    return [
+        Comparison(name, t.delta, t.p_value, p_adj)
+        for (name, _), t, p_adj in zip(paired, tests, adjusted, strict=True)
+    ]
+
+
+def selection_report(selection: Selection | None) -> str:
+    """Markdown: which point was chosen by validation, and its Holm-adjusted paired tests."""
+    if selection is None:
+        return "No point chosen: the points do not share one validation `train.monitor`."
+    chosen = selection.chosen
+    n = len(chosen.runs)
+    lines = [
+        f"Chosen by validation: **{point_name(chosen.values)}** (best mean {selection.criterion}, "
+        f"{np.mean(chosen.scores(selection.criterion)):.4f} over {n} run{'s' if n > 1 else ''}; "
+        f"{'lower' if selection.lower_is_better else 'higher'} is better). The test split took no part.",
+    ]
+    if n < 2:
+        lines.append("\nOne run per point: no significance test (use --folds K).")
+        return "\n".join(lines)
+    lines += [
+        "",
+        f"Its test {selection.metric} minus each other's on the same {n} runs (corrected resampled "
+        f"paired t-test; p adjusted by Holm over {len(selection.comparisons)} comparisons):",
+        "",
+        f"| compared with | chosen − other ({selection.metric}) | p | p (Holm) |",
+        "|---|---:|---:|---:|",
+    ]
+    for c in selection.comparisons:
+        lines.append(f"| {c.other} | {c.delta:+.3f} | {c.p_value:.3f} | {c.p_holm:.3f} |")
+    return "\n".join(lines)
+
+
+def selection_dict(selection: Selection) -> dict[str, Any]:
+    """`selection.json`: the chosen point, its criterion and every comparison."""
+    return {
+        "chosen": point_name(selection.chosen.values),
+        "values": selection.chosen.values,
+        "criterion": selection.criterion,
+        "criterion_mean": float(np.mean(selection.chosen.scores(selection.criterion))),
+        "lower_is_better": selection.lower_is_better,
+        "metric": selection.metric,
+        "test": "corrected resampled paired t-test (Nadeau & Bengio 2003), Holm-adjusted",
+        "comparisons": [
+            {"other": c.other, "delta": c.delta, "p_value": c.p_value, "p_holm": c.p_holm}
+            for c in selection.comparisons
+        ],
+    }
 
 
 def results_csv(points: Sequence[PointResult]) -> str:

@@ -300,6 +300,7 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
         train_seconds=round(state.train_seconds, 2),
         epochs_run=len(state.history),
         best_epoch=_best_epoch(callbacks),
+        **_best_logs(callbacks),
         **{f"baseline_{k}": v for k, v in baseline.items()},
     )
     write_test_summaries(run_dir / "logs", metrics, predictions, len(state.history), confusion_classes(task))
@@ -363,6 +364,16 @@ def _best_epoch(callbacks: list[keras.callbacks.Callback]) -> int:
     """The 1-based epoch whose weights the run keeps; 0 when no epoch qualified (all in warm-up)."""
     tracker = next(c for c in callbacks if isinstance(c, BestMetrics))
     return tracker.best_epoch + 1
+
+
+def _best_logs(callbacks: list[keras.callbacks.Callback]) -> dict[str, float]:
+    """The best epoch's metrics of the monitored split as `best_<name>` (`best_val_loss`, ...).
+
+    What a sweep or a comparison chooses by: the validation split of the
+    training data, never the test split.
+    """
+    tracker = next(c for c in callbacks if isinstance(c, BestMetrics))
+    return {f"best_{key}": value for key, value in tracker.best_logs.items()}
 
 
 def _read_metrics(run_dir: Path) -> dict[str, float]:

@@ -290,7 +290,8 @@ _RUN_FACTS = ("train_seconds", "epochs_run", "best_epoch")
 
 def _is_test_metric(key: str, value: Any) -> bool:
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    return number and not key.startswith("num_") and key not in _RUN_FACTS
+    # `best_*`: the best epoch's validation metrics, already logged as `best/<name>`.
+    return number and not key.startswith(("num_", "best_")) and key not in _RUN_FACTS
 
 
 def write_test_summaries(

@@ -29,6 +29,10 @@ def test_systems_table_shows_mean_std_the_interval_and_epochs() -> None:
         f"| GRU | 0.600 ± 0.100 |  | [{gru.ci_low:.3f}, {gru.ci_high:.3f}] | 5.0 |",
         "| TF-IDF | 0.800 ± 0.000 |  |  |  |",  # one run: no interval
     ]
+    systems = {"GRU": {**RESULTS["classification"]["GRU"], "best_val_accuracy": fold_summary([0.4, 0.6])}}
+    chosen_by = systems_table(systems, ["accuracy"], validation="best_val_accuracy").splitlines()
+    assert chosen_by[0] == "| system | validation accuracy | accuracy | accuracy 95 % CI | epochs |"
+    assert chosen_by[2].startswith("| GRU | 0.500 ± 0.141 | 0.600 ± 0.100 |")
 
 
 def test_results_csv_has_one_row_per_group_system_and_metric() -> None:

@@ -15,13 +15,18 @@ from qa_assistant.cli import main
 from qa_assistant.errors import UserError
 from qa_assistant.experiments.compare import align, compare_runs, per_question_scores
 from qa_assistant.experiments.kfold import SUMMARY_JSON, SUMMARY_TABLE, run_folds
+from qa_assistant.experiments.statistics import corrected_paired_ttest
 from qa_assistant.experiments.sweep import (
     RESULTS_CSV,
     RESULTS_TABLE,
+    PointResult,
     grid_points,
     load_grid,
     parse_grid,
+    point_name,
     run_sweep,
+    select_point,
+    selection_report,
 )
 from tests.helpers import TINY, faq_rows, tiny_config
 
@@ -178,3 +183,57 @@ def test_folds_cannot_export_one_model(data: Path, tmp_path: Path, capsys: pytes
     assert code == 2
     assert "--name exports one model, but --folds trains one per fold" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def _point(values: dict, validation: list[float], test: list[float], baseline: list[float]) -> PointResult:
+    runs = [
+        {"best_val_accuracy": v, "accuracy": t, "baseline_accuracy": b, "num_test": 50, "num_train": 100}
+        for v, t, b in zip(validation, test, baseline, strict=True)
+    ]
+    config = tiny_config("train.monitor=val_accuracy")
+    return PointResult(values, Path(point_name(values)), config, runs=runs)
+
+
+def test_the_sweep_chooses_by_validation_and_holm_adjusts_its_paired_tests(tmp_path: Path) -> None:
+    base = [0.30, 0.32, 0.31]
+    points = [
+        _point({"encoder.units": 64}, [0.50, 0.52, 0.51], [0.70, 0.72, 0.71], base),  # best on test
+        _point({"encoder.units": 128}, [0.60, 0.61, 0.62], [0.60, 0.65, 0.61], base),  # best on validation
+        _point({"encoder.units": 256}, [0.40, 0.41, 0.40], [0.40, 0.50, 0.45], base),
+    ]
+    selection = select_point(points)
+    assert selection.chosen is points[1]  # the test split takes no part in the choice
+    assert (selection.criterion, selection.metric) == ("best_val_accuracy", "accuracy")
+    by_name = {c.other: c for c in selection.comparisons}
+    assert set(by_name) == {"encoder.units=64", "encoder.units=256", "TF-IDF baseline"}
+    assert by_name["encoder.units=64"].delta == pytest.approx(-0.09)
+    raw = corrected_paired_ttest([0.40, 0.50, 0.45], [0.60, 0.65, 0.61], test_train_ratio=0.5)
+    assert by_name["encoder.units=256"].p_value == pytest.approx(raw.p_value)
+    assert all(c.p_holm >= c.p_value for c in selection.comparisons)
+    assert max(c.p_holm for c in selection.comparisons) <= 1.0
+    report = selection_report(selection)
+    assert "Chosen by validation: **encoder.units=128**" in report
+    assert "p adjusted by Holm over 3 comparisons" in report
+
+
+def test_no_choice_without_one_validation_monitor() -> None:
+    a, b = (_point({"encoder.units": n}, [0.5], [0.7], [0.3]) for n in (64, 128))
+    b.config = tiny_config("train.monitor=val_loss")
+    assert select_point([a, b]) is None  # two monitors: nothing comparable to choose by
+    a.runs[0].pop("best_val_accuracy")  # no validation split: the run watched the training loss
+    assert select_point([a]) is None
+    assert selection_report(None).startswith("No point chosen")
+
+
+def test_one_run_per_point_is_chosen_by_validation_without_a_test(sweep: Path) -> None:
+    table = (sweep / RESULTS_TABLE).read_text()
+    assert "Chosen by validation: **encoder.type=" in table
+    assert "One run per point: no significance test" in table
+    chosen = json.loads((sweep / "selection.json").read_text())
+    scores = {
+        name: json.loads((sweep / name / "metrics.json").read_text())["best_val_loss"]
+        for name in ("encoder.type=gru", "encoder.type=lstm")
+    }
+    assert chosen["criterion"] == "best_val_loss"
+    assert chosen["chosen"] == min(scores, key=scores.get)
+    assert chosen["comparisons"] == []

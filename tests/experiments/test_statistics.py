@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from qa_assistant.experiments.statistics import fold_summary, paired_bootstrap, resample_means
+from qa_assistant.experiments.statistics import (
+    corrected_paired_ttest,
+    fold_summary,
+    holm,
+    paired_bootstrap,
+    resample_means,
+)
 
 
 def test_fold_summary_is_the_corrected_resampled_t_interval() -> None:
@@ -86,3 +92,27 @@ def test_rows_of_one_question_do_not_narrow_the_interval() -> None:
     width = by_question.ci_high - by_question.ci_low
     assert width == pytest.approx(alone.ci_high - alone.ci_low, rel=0.2)
     assert by_row.ci_high - by_row.ci_low < width / 2  # rows as samples: about 1/sqrt(10) as wide
+
+
+def test_the_corrected_paired_t_test_widens_the_ordinary_one_by_the_fold_overlap() -> None:
+    a = [0.50, 0.52, 0.55, 0.40, 0.47, 0.51]
+    b = [0.60, 0.50, 0.66, 0.45, 0.49, 0.58]
+    plain = corrected_paired_ttest(a, b)
+    reference = stats.ttest_rel(b, a)
+    assert (plain.t, plain.p_value) == pytest.approx((reference.statistic, reference.pvalue))
+    corrected = corrected_paired_ttest(a, b, test_train_ratio=0.5)  # 3 folds: test/train = 1/2
+    d = np.subtract(b, a)
+    t = d.mean() / (d.std(ddof=1) * math.sqrt(1 / 6 + 0.5))
+    assert corrected.t == pytest.approx(t)
+    assert corrected.p_value == pytest.approx(2 * stats.t.sf(t, df=5))
+    assert corrected.p_value > plain.p_value
+    assert corrected_paired_ttest([0.3, 0.4], [0.3, 0.4]).p_value == 1.0
+    assert math.isnan(corrected_paired_ttest([0.3], [0.5]).p_value)
+
+
+def test_holm_multiplies_the_kth_smallest_p_by_m_minus_k_and_never_lets_a_larger_p_drop() -> None:
+    adjusted = holm([0.04, 0.01, math.nan, 0.03, 0.5])
+    # m = 4 tests: 0.01 x 4, 0.03 x 3, 0.04 x 2 = 0.08 raised to the 0.09 before it, 0.5 x 1.
+    assert adjusted[:2] + adjusted[3:] == pytest.approx([0.09, 0.04, 0.09, 0.5])
+    assert math.isnan(adjusted[2])
+    assert holm([0.6, 0.7]) == [1.0, 1.0]

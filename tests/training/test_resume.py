@@ -128,6 +128,11 @@ def test_kill_9_mid_save_then_resume_matches_the_uninterrupted_run(
     session = events(run / "logs")
     assert len(session["_hparams_/session_start_info"]) == 1
     assert len(session["best/val_loss"]) == got["epochs_run"]
+    # metrics.json carries the best epoch's validation metrics, as its final `best/` scalars.
+    final = max(session["best/val_loss"])[1]
+    assert got["best_val_loss"] == pytest.approx(final)
+    lowest = min(value for _, value in events(run / "logs" / "validation")["epoch_loss"])
+    assert got["best_val_loss"] == pytest.approx(lowest, rel=1e-6)
     assert not list(checkpoints.glob("state-*"))  # a finished run keeps no resume state
 
 
