@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import random
 import re
 import socket
 import subprocess
@@ -38,12 +40,30 @@ WORKER_TIMEOUT = 300
 
 
 def free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 right now (held open together, so they differ)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
+    """Free ports on 127.0.0.1 that no other socket of this test run can be handed meanwhile.
+
+    The ports cannot stay bound by the test until the workers bind them:
+    TensorFlow's gRPC server turns SO_REUSEPORT off, so it fails on a port
+    that anything else holds. Instead they come from below the kernel's
+    ephemeral range (where a socket binding port 0, as every other server of
+    the suite does, never lands), from a block of its own for each pytest-xdist
+    worker, and each is checked free by binding it.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    block = 500
+    start = low - block * (worker + 1)
+    found: list[int] = []
+    for port in random.Random().sample(range(start, start + block), block):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken by something outside this test run
+        found.append(port)
+        if len(found) == count:
+            return found
+    raise RuntimeError(f"no {count} free ports in {start}-{start + block - 1}")
 
 
 @contextlib.contextmanager
