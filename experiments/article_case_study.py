@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import time
 from pathlib import Path
 
+from qa_assistant.analysis.report import mean_std_cells
 from qa_assistant.config import load_config
 from qa_assistant.errors import run_script
-from qa_assistant.training.metrics import format_table
+from qa_assistant.metrics.ranking import format_table
 from qa_assistant.training.runner import train_run
 
 CONFIG = Path(__file__).parent / "configs" / "article_gru.yaml"
@@ -66,23 +66,14 @@ def main() -> int:
                 flush=True,
             )
         sizes = f"{runs[0]['num_train']} train / {runs[0]['num_test']} test"
-        rows[f"GRU, article config — {target} ({sizes})"] = _mean_std(runs, "")
-        rows[f"TF-IDF + logistic regression — {target}"] = _mean_std(runs, "baseline_")
+        rows[f"GRU, article config — {target} ({sizes})"] = mean_std_cells(runs, KEYS)
+        rows[f"TF-IDF + logistic regression — {target}"] = mean_std_cells(runs, KEYS, prefix="baseline_")
     print(
         f"\nHeld-out test metrics, mean ± std over seeds {args.seeds} "
         f"({time.perf_counter() - started:.0f} s in all):\n"
     )
     print(format_table(rows, KEYS))
     return 0
-
-
-def _mean_std(runs: list[dict[str, float]], prefix: str) -> dict[str, str]:
-    out = {}
-    for key in KEYS:
-        values = [run[prefix + key] for run in runs]
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        out[key] = f"{statistics.mean(values):.3f} ± {spread:.3f}"
-    return out
 
 
 if __name__ == "__main__":

@@ -35,12 +35,12 @@ import logging
 import time
 from pathlib import Path
 
+from qa_assistant.analysis.kfold import BASELINE, run_folds
+from qa_assistant.analysis.report import bar_chart, results_csv, systems_table
+from qa_assistant.analysis.sweep import headline_metrics
 from qa_assistant.atomic import write_text
 from qa_assistant.config import load_config
 from qa_assistant.errors import run_script
-from qa_assistant.experiments.kfold import BASELINE, run_folds
-from qa_assistant.experiments.report import bar_chart, results_csv, systems_table
-from qa_assistant.experiments.sweep import headline_metrics
 
 CONFIGS = Path(__file__).parent / "configs"
 TASKS = {
@@ -124,7 +124,7 @@ def main() -> int:
     report = (
         f"Validation accuracy (each run's best epoch, on the validation split of its training folds: "
         f"what a system is chosen by) and test metrics, mean ± std over {what}; 95 % CI: corrected "
-        f"resampled t-interval (qa_assistant/experiments/statistics.py).\n\n" + "\n\n".join(tables)
+        f"resampled t-interval (qa_assistant/analysis/statistics.py).\n\n" + "\n\n".join(tables)
     )
     write_text(output / "architectures.md", report + "\n")
     write_text(output / "architectures.csv", results_csv(results))

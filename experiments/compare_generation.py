@@ -34,10 +34,11 @@ import tensorflow as tf
 
 from qa_assistant.config import load_config
 from qa_assistant.errors import run_script
-from qa_assistant.training.baseline import tfidf_nearest_answers
-from qa_assistant.training.generation_metrics import evaluate_generation, text_metrics
-from qa_assistant.training.metrics import format_table
-from qa_assistant.training.runner import load_run, train_run
+from qa_assistant.metrics.baselines import tfidf_nearest_answers
+from qa_assistant.metrics.generation import evaluate_generation, text_metrics
+from qa_assistant.metrics.ranking import format_table
+from qa_assistant.tasks.runs import load_run
+from qa_assistant.training.runner import train_run
 
 CONFIGS = {
     "GRU + Bahdanau attention": Path(__file__).parent / "configs" / "generate_gru_attention.yaml",

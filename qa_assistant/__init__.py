@@ -23,10 +23,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_qa_data": "qa_assistant.data",
     "train_run": "qa_assistant.training.runner",
-    "load_run": "qa_assistant.training.runner",
+    "load_run": "qa_assistant.tasks.runs",
     "export_run": "qa_assistant.serving",
     "Assistant": "qa_assistant.serving",
-    "evaluate_path": "qa_assistant.training.evaluate",
+    "evaluate_path": "qa_assistant.serving.evaluate",
 }
 
 

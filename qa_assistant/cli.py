@@ -1,7 +1,10 @@
-"""`qa-assistant`: parses the command line and calls the library. No logic of its own.
+"""`qa-assistant`: the command line. One `_add_<command>` builds each subcommand's arguments;
+its handler turns them into library calls and prints what they return.
 
-User errors print one line (`error: ...`) and exit with status 2; nothing
-else prints a traceback unless it is a bug.
+User errors print one line (`error: ...`) and exit with status 2
+(`errors.report_errors`); nothing else prints a traceback unless it is a bug.
+Each handler imports the library modules it needs inside its body: start-up
+time, since `qa-assistant ask` must not load Keras or the training code.
 """
 
 from __future__ import annotations
@@ -17,11 +20,10 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from qa_assistant.errors import UserError
+from qa_assistant.config import load_config, parse_override
+from qa_assistant.errors import UserError, report_errors
 
 log = logging.getLogger("qa_assistant")
-
-EXIT_USER_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,15 +33,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _add_train,
+        _add_evaluate,
+        _add_export,
+        _add_index,
+        _add_word2vec,
+        _add_neighbours,
+        _add_ask,
+        _add_tensorboard,
+        _add_chat,
+        _add_benchmark,
+    ):
+        add(commands)
+    return parser
 
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a model and evaluate it on held-out data")
-    train.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        metavar="YAML",
-        help="config file; repeat to merge left to right",
-    )
+    train.set_defaults(handler=_train)
+    merge = "config file; repeat to merge left to right"
+    train.add_argument("--config", action="append", default=[], metavar="YAML", help=merge)
     train.add_argument(
         "--train-data", metavar="F", help="CSV/TSV/JSONL file, builtin:chatterbot or tfds:NAME"
     )
@@ -59,12 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--restart", action="store_true", help="discard an existing run in RUN_DIR and start over"
     )
-    train.add_argument(
-        "--folds",
-        type=int,
-        metavar="K",
-        help="k-fold cross-validation: one run per fold under RUN_DIR, with mean, std and 95%% CI",
-    )
+    folds = "k-fold cross-validation: one run per fold under RUN_DIR, with mean, std and 95%% CI"
+    train.add_argument("--folds", type=int, metavar="K", help=folds)
     train.add_argument(
         "--repeats", type=int, default=1, metavar="R", help="with --folds: repeat with R seeds (default 1)"
     )
@@ -75,35 +85,47 @@ def build_parser() -> argparse.ArgumentParser:
         "without --config the run takes X's config",
     )
     train.add_argument("--name", help="also export the trained model as saved_models/NAME/<version>")
-    train.add_argument(
+    _add_saved_models(train)
+
+
+def _add_saved_models(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--saved-models", default="saved_models", metavar="DIR", help="export root (default: ./saved_models)"
     )
 
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("evaluate", help="metrics of a run or an export on a data file")
+    evaluate.set_defaults(handler=_evaluate)
     evaluate.add_argument("--model", required=True, metavar="RUN_DIR_or_EXPORT")
     evaluate.add_argument("--data", required=True, metavar="F")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="export a run as a SavedModel in TF Serving's layout")
+    export.set_defaults(handler=_export)
     export.add_argument("--run", required=True, metavar="RUN_DIR")
     export.add_argument("--name", required=True, help="model name: saved_models/NAME/<version>")
-    export.add_argument(
-        "--saved-models", default="saved_models", metavar="DIR", help="export root (default: ./saved_models)"
-    )
+    _add_saved_models(export)
 
+
+def _add_index(commands: argparse._SubParsersAction) -> None:
     index = commands.add_parser(
         "index", help="add answers to a retrieval export's bank (new version, no retraining)"
     )
+    index.set_defaults(handler=_index)
     index.add_argument("--model", required=True, metavar="EXPORT", help="saved_models/NAME or a version")
     index.add_argument(
         "--answers", required=True, metavar="F", help="CSV/TSV/JSONL with question and answer columns"
     )
     index.add_argument("--name", required=True, help="model name: saved_models/NAME/<next version>")
-    index.add_argument(
-        "--saved-models", default="saved_models", metavar="DIR", help="export root (default: ./saved_models)"
-    )
+    _add_saved_models(index)
 
+
+def _add_word2vec(commands: argparse._SubParsersAction) -> None:
     word2vec = commands.add_parser("word2vec", help="train word vectors (skip-gram) on a text or Q/A file")
+    word2vec.set_defaults(handler=_word2vec)
     word2vec.add_argument(
         "--data",
         required=True,
@@ -116,12 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
     for option, kind, default, what in _WORD2VEC_OPTIONS:
         word2vec.add_argument(f"--{option}", type=kind, default=default, help=f"{what} (default: {default})")
 
+
+def _add_neighbours(commands: argparse._SubParsersAction) -> None:
     neighbours = commands.add_parser("neighbours", help="nearest neighbours of words in a vector file")
+    neighbours.set_defaults(handler=_neighbours)
     neighbours.add_argument("--vectors", required=True, metavar="V", help="word2vec/GloVe text file")
     neighbours.add_argument("--top-k", type=int, default=10, metavar="K")
     neighbours.add_argument("words", nargs="+", metavar="WORD")
 
+
+def _add_ask(commands: argparse._SubParsersAction) -> None:
     ask = commands.add_parser("ask", help="answer questions from an export")
+    ask.set_defaults(handler=_ask)
     ask.add_argument(
         "--model", required=True, metavar="PATH", help="saved_models/NAME or a version directory"
     )
@@ -130,21 +158,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_argument(ask)
     ask.add_argument("questions", nargs="+", metavar="QUESTION")
 
+
+def _add_tensorboard(commands: argparse._SubParsersAction) -> None:
     board = commands.add_parser(
         "tensorboard", help="TensorBoard on 127.0.0.1 for a run directory or a directory of runs"
     )
+    board.set_defaults(handler=_tensorboard)
     board.add_argument("path", metavar="RUN_DIR_or_ROOT")
     board.add_argument(
         "--port", type=int, default=None, help="port (default: the first free one from 6006; 0: any free one)"
     )
 
+
+def _add_chat(commands: argparse._SubParsersAction) -> None:
     chat = commands.add_parser("chat", help="interactive questions and answers from an export")
+    chat.set_defaults(handler=_chat)
     chat.add_argument("--model", required=True, metavar="PATH")
     chat.add_argument("--top-k", type=int, default=None, metavar="K")
     _add_decoding_argument(chat)
-
-    _add_benchmark(commands)
-    return parser
 
 
 def _add_benchmark(commands: argparse._SubParsersAction) -> None:
@@ -153,43 +184,30 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
         help="training throughput vs the naive way, serving latency, peak memory (optionally the main command)",
         description="Run from the repository root. Writes its tables into BENCHMARKS.md ('Speed and scale').",
     )
-    bench.add_argument(
-        "--config", default="experiments/configs/article_gru.yaml", help="training throughput config"
-    )
-    bench.add_argument(
-        "--configs-dir", default="experiments/configs", help="where each task's served config is found"
-    )
-    bench.add_argument(
+    bench.set_defaults(handler=_benchmark)
+    for flag, options, what in _BENCHMARK_OPTIONS:
+        bench.add_argument(flag, **options, help=what)
+
+
+# `qa-assistant benchmark` options: flag, argparse settings, help.
+_BENCHMARK_OPTIONS = (
+    ("--config", {"default": "experiments/configs/article_gru.yaml"}, "training throughput config"),
+    ("--configs-dir", {"default": "experiments/configs"}, "where each task's served config is found"),
+    (
         "--parts",
-        default=None,
-        metavar="P,Q",
-        help="some of: training,serving,readme (default: training,serving; readme trains for minutes)",
-    )
-    bench.add_argument("--repeats", type=int, default=None, help="timed epochs per training variant (5)")
-    bench.add_argument(
-        "--requests", type=int, default=None, help="timed single-question calls per export (300)"
-    )
-    bench.add_argument(
-        "--batches", type=int, default=None, help="timed calls of 64 questions per export (30)"
-    )
-    bench.add_argument(
-        "--serving-epochs", type=int, default=1, help="epochs each served model is trained for"
-    )
-    bench.add_argument("--readme", default="README.md", help="the README whose main command is timed")
-    bench.add_argument(
-        "--workdir", default=None, help="keep runs and exports here (default: a temporary directory)"
-    )
-    bench.add_argument(
-        "--output", default="BENCHMARKS.md", help="file to write the section into; '-' prints only"
-    )
-    bench.add_argument(
-        "--quick", action="store_true", help="a small run to check it works: 2 repeats, 50 requests"
-    )
-    bench.add_argument(
-        "--provisional",
-        action="store_true",
-        help="mark the figures provisional (the machine was shared during measurement)",
-    )
+        {"default": None, "metavar": "P,Q"},
+        "some of: training,serving,readme (default: training,serving; readme trains for minutes)",
+    ),
+    ("--repeats", {"type": int, "default": None}, "timed epochs per training variant (5)"),
+    ("--requests", {"type": int, "default": None}, "timed single-question calls per export (300)"),
+    ("--batches", {"type": int, "default": None}, "timed calls of 64 questions per export (30)"),
+    ("--serving-epochs", {"type": int, "default": 1}, "epochs each served model is trained for"),
+    ("--readme", {"default": "README.md"}, "the README whose main command is timed"),
+    ("--workdir", {"default": None}, "keep runs and exports here (default: a temporary directory)"),
+    ("--output", {"default": "BENCHMARKS.md"}, "file to write the section into; '-' prints only"),
+    ("--quick", {"action": "store_true"}, "a small run to check it works: 2 repeats, 50 requests"),
+    ("--provisional", {"action": "store_true"}, "mark the figures provisional (the machine was shared)"),
+)
 
 
 def _add_decoding_argument(parser: argparse.ArgumentParser) -> None:
@@ -203,18 +221,7 @@ def _add_decoding_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _decoding_options(items: list[str]) -> dict[str, object]:
-    import yaml
-
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"decoding option '{item}' is not of the form key=value")
-        try:
-            options[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            options[key.strip()] = value
-    return options
+    return dict(parse_override(item, what="decoding option", form="key=value") for item in items)
 
 
 _WORD2VEC_OPTIONS = (
@@ -231,24 +238,20 @@ _WORD2VEC_OPTIONS = (
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
-    try:
+
+    def run() -> int:
         with _quiet_native_logs():
             # Loading prints C++ start-up chatter. The runtime itself starts later:
             # a multi-worker strategy must be created before it does.
             import tensorflow  # noqa: F401
-        return _COMMANDS[args.command](args)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return args.handler(args)
+
+    return report_errors(run)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from qa_assistant.config import load_config
+    from qa_assistant.metrics.ranking import format_table
     from qa_assistant.serving import export_run, validate_name
-    from qa_assistant.training.metrics import format_table
     from qa_assistant.training.runner import train_run
 
     overrides = list(args.overrides)
@@ -259,7 +262,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.name:
         validate_name(args.name)
     if args.init_from:
-        from qa_assistant.training.personalize import config_for_init
+        from qa_assistant.personalization.sources import config_for_init
 
         config = config_for_init(args.config, overrides, args.init_from)
     else:
@@ -294,7 +297,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_folds(args: argparse.Namespace, config: object, output: str) -> int:
-    from qa_assistant.experiments.kfold import SUMMARY_JSON, run_folds, summary_table
+    from qa_assistant.analysis.kfold import SUMMARY_JSON, run_folds, summary_table
 
     if args.name:
         raise UserError(
@@ -317,8 +320,8 @@ def _default_output(configs: list[str]) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from qa_assistant.training.evaluate import evaluate_path
-    from qa_assistant.training.metrics import format_table
+    from qa_assistant.metrics.ranking import format_table
+    from qa_assistant.serving.evaluate import evaluate_path
 
     metrics = evaluate_path(args.model, args.data)
     if args.json:
@@ -411,7 +414,7 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _tensorboard(args: argparse.Namespace) -> int:
-    from qa_assistant.experiments.board import serve
+    from qa_assistant.analysis.board import serve
 
     return serve(args.path, args.port)
 
@@ -474,20 +477,6 @@ def _positive(flag: str, value: int) -> int:
     if value < 1:
         raise UserError(f"{flag} must be at least 1; got {value}")
     return value
-
-
-_COMMANDS = {
-    "train": _train,
-    "evaluate": _evaluate,
-    "export": _export,
-    "index": _index,
-    "word2vec": _word2vec,
-    "neighbours": _neighbours,
-    "ask": _ask,
-    "chat": _chat,
-    "benchmark": _benchmark,
-    "tensorboard": _tensorboard,
-}
 
 
 class _Formatter(logging.Formatter):

@@ -23,20 +23,33 @@ def closest(name: str, choices: list[str] | tuple[str, ...]) -> str:
     return f"; did you mean '{match[0]}'?" if match else ""
 
 
-def run_script(main: Callable[[], int]) -> NoReturn:
-    """Runs an experiment script's `main` and exits with its status.
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
 
-    A `UserError` becomes the CLI's one line (`error: ...`) and exit status 2,
-    so scripts fail like `qa-assistant` does: no traceback for a user's mistake.
+
+def report_errors(call: Callable[[], int]) -> int:
+    """Runs `call` and returns its exit status; the one place user errors become exit statuses.
+
+    A `UserError` prints one line (`error: ...`) and gives status 2; Ctrl-C
+    prints `interrupted` and gives 130. Anything else is a bug and raises.
+    Used by `qa-assistant` and every experiment script (`run_script`).
+    """
+    try:
+        return call()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def run_script(main: Callable[[], int]) -> NoReturn:
+    """Runs an experiment script's `main` and exits with its status, failing like `qa-assistant` does.
 
     Example:
 
         if __name__ == "__main__":
             run_script(main)
     """
-    try:
-        status = main()
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        status = 2
-    sys.exit(status)
+    sys.exit(report_errors(main))

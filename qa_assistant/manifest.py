@@ -42,7 +42,7 @@ def package_versions() -> dict[str, Any]:
             versions[name] = None
     versions.update(cuda=None, cudnn=None, gpus=[])
     try:
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: start-up time
 
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:

@@ -88,7 +88,7 @@ def _load(loader: Any, spec: str, what: str) -> Any:
 
 def load_backbone(spec: str) -> Any:
     """A keras-hub backbone with its pretrained weights (a fresh copy on every call)."""
-    import keras_hub
+    import keras_hub  # deferred: start-up time
 
     return _load(keras_hub.models.Backbone, spec, "backbone")
 
@@ -96,6 +96,6 @@ def load_backbone(spec: str) -> Any:
 @functools.lru_cache(maxsize=4)
 def load_preset_tokenizer(spec: str) -> Any:
     """The keras-hub tokenizer of a preset (cached: it is only read, never changed)."""
-    import keras_hub
+    import keras_hub  # deferred: start-up time
 
     return _load(keras_hub.tokenizers.Tokenizer, spec, "tokenizer")

@@ -68,7 +68,7 @@ def serve(path: str | Path, port: int | None = None) -> int:
     if port is not None and not 0 <= port <= 65535:
         raise UserError(f"--port must be between 0 and 65535; got {port}")
     logdir = logdir_for(path)
-    from tensorboard import program
+    from tensorboard import program  # deferred: start-up time
 
     board = program.TensorBoard()
     # load_fast=false: TensorBoard's own Python reader, no separate data-server process.

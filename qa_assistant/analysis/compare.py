@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from qa_assistant.analysis.statistics import BootstrapResult, paired_bootstrap
 from qa_assistant.errors import UserError
-from qa_assistant.experiments.statistics import BootstrapResult, paired_bootstrap
-from qa_assistant.training.metrics import MRR_DEPTH, RANK_KS
+from qa_assistant.metrics.ranking import MRR_DEPTH, RANK_KS
 
 PREDICTIONS = "predictions.jsonl"
 # Per-question columns that are already scores (generation writes `exact`).

@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from qa_assistant.analysis.statistics import FoldSummary, fold_summary
 from qa_assistant.atomic import write_text
 from qa_assistant.config import Config, from_dict
 from qa_assistant.errors import UserError
-from qa_assistant.experiments.statistics import FoldSummary, fold_summary
 from qa_assistant.manifest import write_json
+from qa_assistant.training.runner import train_run
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,6 @@ def run_folds(
     >>> result.summary["accuracy"].shown()  # doctest: +SKIP
     '0.612 ± 0.031'
     """
-    from qa_assistant.training.runner import train_run
-
     if folds < 2:
         raise UserError(f"--folds must be at least 2; got {folds}")
     if repeats < 1:

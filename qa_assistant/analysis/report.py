@@ -8,10 +8,39 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from qa_assistant.experiments.statistics import FoldSummary
+import numpy as np
+
+from qa_assistant.analysis.statistics import FoldSummary
 
 # A table of systems (rows) per group (e.g. a task): group -> system -> metric -> summary.
 Results = Mapping[str, Mapping[str, Mapping[str, FoldSummary]]]
+
+
+def mean_std_cells(
+    runs: Sequence[Mapping[str, float | str]], keys: Sequence[str], prefix: str = ""
+) -> dict[str, str]:
+    """Table cells `mean ± std` (sample std; 0 for one run) of `prefix + key` over runs.
+
+    A key that no run has is left out; a key whose values are text (`none`)
+    shows the first run's text.
+
+    Example:
+
+    >>> mean_std_cells([{"accuracy": 0.5}, {"accuracy": 0.7}], ["accuracy", "mrr"])
+    {'accuracy': '0.600 ± 0.141'}
+    """
+    cells = {}
+    for key in keys:
+        values = [run[prefix + key] for run in runs if prefix + key in run]
+        if not values:
+            continue
+        if any(isinstance(v, str) for v in values):
+            cells[key] = str(values[0])
+            continue
+        digits = 0 if key.endswith("seconds") else 3
+        spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        cells[key] = f"{float(np.mean(values)):.{digits}f} ± {spread:.{digits}f}"
+    return cells
 
 
 def systems_table(
@@ -25,7 +54,7 @@ def systems_table(
 
     Example:
 
-    >>> from qa_assistant.experiments.statistics import fold_summary
+    >>> from qa_assistant.analysis.statistics import fold_summary
     >>> print(systems_table({"gru": {"accuracy": fold_summary([0.5, 0.7])}}, ["accuracy"]))
     | system | accuracy | accuracy 95 % CI | epochs |
     |---|---:|---:|---:|
@@ -73,10 +102,10 @@ def bar_chart(results: Results, metrics: Mapping[str, str], path: str | Path, ti
     Returns:
         `path`.
     """
-    import matplotlib
+    import matplotlib  # deferred: start-up time
 
     matplotlib.use("Agg")  # no display; must precede pyplot
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: start-up time
 
     groups = list(results)
     figure, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4.2), dpi=100, squeeze=False)

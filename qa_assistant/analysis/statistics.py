@@ -90,7 +90,7 @@ def fold_summary(
     >>> round(s.mean, 3), round(s.std, 3), round(s.ci_low, 3), round(s.ci_high, 3)
     (0.6, 0.1, 0.207, 0.993)
     """
-    from scipy import stats
+    from scipy import stats  # deferred: start-up time
 
     x = np.asarray(values, dtype=np.float64)
     n = len(x)
@@ -241,7 +241,7 @@ def corrected_paired_ttest(
     >>> round(r.delta, 3), round(r.t, 2), round(r.p_value, 3)
     (0.1, 10.95, 0.008)
     """
-    from scipy import stats
+    from scipy import stats  # deferred: start-up time
 
     d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
     if len(a) != len(b) or len(d) == 0:

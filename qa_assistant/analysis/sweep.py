@@ -39,12 +39,15 @@ from typing import Any
 import numpy as np
 import yaml
 
+from qa_assistant.analysis.kfold import BASELINE, run_folds, summarize
+from qa_assistant.analysis.statistics import FoldSummary, corrected_paired_ttest, holm
 from qa_assistant.atomic import write_text
 from qa_assistant.config import Config, load_config
 from qa_assistant.errors import UserError
-from qa_assistant.experiments.kfold import BASELINE, run_folds, summarize
-from qa_assistant.experiments.statistics import FoldSummary, corrected_paired_ttest, holm
 from qa_assistant.manifest import write_json
+from qa_assistant.models.encoders import get_encoder_builder
+from qa_assistant.tasks import get_task
+from qa_assistant.training.runner import train_run
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +173,6 @@ def run_sweep(
 
     >>> run_sweep(["base.yaml"], parse_grid(["encoder.type=gru,lstm"]), "runs/sweep")  # doctest: +SKIP
     """
-    from qa_assistant.training.runner import train_run
-
     root = Path(root)
     points = [
         PointResult(values, root / point_name(values), _point_config(config_files, overrides, values))
@@ -193,9 +194,6 @@ def run_sweep(
 def _point_config(
     config_files: Sequence[str | Path], overrides: Sequence[str], values: Mapping[str, Any]
 ) -> Config:
-    from qa_assistant.models.encoders import get_encoder_builder
-    from qa_assistant.tasks import get_task
-
     settings = [f"{key}={json.dumps(value)}" for key, value in values.items()]
     try:
         config = load_config(list(config_files), [*overrides, *settings])
@@ -208,8 +206,6 @@ def _point_config(
 
 def headline_metrics(config: Config) -> tuple[str, ...]:
     """The metrics a table shows for the config's task (`Task.headline_metrics`)."""
-    from qa_assistant.tasks import get_task
-
     return get_task(config).headline_metrics
 
 

@@ -1,8 +1,8 @@
-"""Speed and scale benchmark (issue 7): training throughput, serving latency, the README command, memory.
+"""Speed and scale benchmark: training throughput, serving latency, the README command, memory.
 
 `run_benchmark(BenchmarkOptions(...))` runs it and writes its table into
-BENCHMARKS.md; `qa-assistant benchmark` and `experiments/benchmark.py` are
-the command-line forms. Each measured part runs in a child process:
+BENCHMARKS.md; `qa-assistant benchmark` is its command-line form.
+Each measured part runs in a child process:
 `training_speed` and `serving_speed` can also be run alone.
 """
 

@@ -28,6 +28,7 @@ from qa_assistant.benchmark.machine import describe_machine, run_measured
 from qa_assistant.benchmark.readme_command import readme_steps
 from qa_assistant.benchmark.report import Report, write_section
 from qa_assistant.errors import UserError
+from qa_assistant.tasks import task_names
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class BenchmarkOptions:
     readme: Path = Path("README.md")
     workdir: Path | None = None
     output: Path | None = Path("BENCHMARKS.md")
-    command: str = "python experiments/benchmark.py"
+    command: str = "qa-assistant benchmark"
     note: str | None = None
     env: dict[str, str] = field(default_factory=dict)
 
@@ -162,8 +163,6 @@ def _training(options: BenchmarkOptions, workdir: Path, env: dict[str, str]) -> 
 
 
 def _serving(options: BenchmarkOptions, workdir: Path, env: dict[str, str]) -> dict[str, dict[str, Any]]:
-    from qa_assistant.tasks import task_names
-
     results: dict[str, dict[str, Any]] = {}
     for task, config in serving_configs(options.configs_dir, task_names()).items():
         if config is None:

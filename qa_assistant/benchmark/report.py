@@ -10,7 +10,7 @@ from qa_assistant.atomic import write_text
 from qa_assistant.errors import UserError
 
 START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
-SECTION = "## Speed and scale (issue 7)"
+SECTION = "## Speed and scale"
 _VARIANTS = {
     "naive": "naive: NumPy arrays padded to the longest question ({width} tokens), Keras slices them",
     "bucketing": "the project's tf.data pipeline (bucketed by length, cached, prefetched)",
@@ -119,7 +119,7 @@ class Report:
                 )
         if not rows:
             return []
-        lines = ["**Targets of issue 7**:", "", "| target | measured | met |", "|---|---:|---|"]
+        lines = ["**Targets**:", "", "| target | measured | met |", "|---|---:|---|"]
         lines += [f"| {name} | {value} | {'yes' if met else '**no**'} |" for name, value, met in rows]
         return [*lines, ""]
 

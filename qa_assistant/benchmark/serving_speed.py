@@ -56,7 +56,7 @@ def measure_serving(
     >>> measure_serving("saved_models/chatterbot/1", ["What is AI?"]).single_p50_ms  # doctest: +SKIP
     """
     # TensorFlow only, like a server: the project's code is not loaded (nor counted in peak memory).
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: start-up time
 
     with contextlib.suppress(ImportError):
         import tensorflow_text  # noqa: F401  (registers ops such as NormalizeUTF8)

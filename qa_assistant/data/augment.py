@@ -37,12 +37,12 @@ import logging
 import random
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pandas as pd
 import tensorflow as tf
 
 from qa_assistant.config import AugmentConfig
-from qa_assistant.embeddings.neighbours import VectorIndex
 from qa_assistant.text.word_tokenizer import split_words
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,14 @@ STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
 Synonyms = Callable[[str], list[str]]
 
 
+class Neighbours(Protocol):
+    """Nearest words in a vector space (`embeddings.VectorIndex`)."""
+
+    def neighbours(
+        self, word: str, k: int, *, allowed: Collection[str] | None = None
+    ) -> list[tuple[str, float]]: ...
+
+
 class NeighbourSynonyms:
     """A word's synonyms: its nearest neighbours in word vectors, stop-words and weak neighbours left out.
 
@@ -76,7 +84,7 @@ class NeighbourSynonyms:
 
     def __init__(
         self,
-        index: VectorIndex,
+        index: Neighbours,
         k: int = 5,
         min_similarity: float = 0.5,
         allowed: Collection[str] | None = None,

@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 import tensorflow_datasets as tfds
 import yaml
 
+from qa_assistant.errors import UserError
+
 log = logging.getLogger(__name__)
 
 _DESCRIPTION = """
@@ -35,8 +37,6 @@ def corpus_directory(language: str = "english") -> Path:
 
     spec = importlib.util.find_spec("chatterbot_corpus")
     if spec is None or spec.origin is None:
-        from qa_assistant.errors import UserError
-
         raise UserError(
             "builtin:chatterbot needs the 'chatterbot-corpus' package; "
             "install it with: pip install chatterbot-corpus"

@@ -10,7 +10,8 @@ import pandas as pd
 from qa_assistant.config import Config
 from qa_assistant.data.prepare import CleanReport, clean_pairs
 from qa_assistant.data.sources import SourceInfo, load_pairs
-from qa_assistant.data.split import Splits, split_classification, split_grouped
+from qa_assistant.data.split import SplitPlan, Splits, split_classification, split_grouped
+from qa_assistant.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -66,31 +67,13 @@ def load_qa_data(config: Config) -> QAData:
             source=spec,
         )
         if clean.empty:
-            from qa_assistant.errors import UserError
-
             raise UserError(f"'{spec}' has no usable rows: every row had an empty question or answer")
         frames[role], reports[spec] = clean, report
         sources.append(info)
     test_frame = frames.get("test")
+    plan = SplitPlan(data.validation_fraction, data.test_fraction, config.train.seed, data.folds, data.fold)
     if config.task.type == "classify":
-        splits = split_classification(
-            frames["train"],
-            target,
-            validation_fraction=data.validation_fraction,
-            test_fraction=data.test_fraction,
-            seed=config.train.seed,
-            test_frame=test_frame,
-            folds=data.folds,
-            fold=data.fold,
-        )
+        splits = split_classification(frames["train"], target, plan, test_frame)
     else:
-        splits = split_grouped(
-            frames["train"],
-            validation_fraction=data.validation_fraction,
-            test_fraction=data.test_fraction,
-            seed=config.train.seed,
-            test_frame=test_frame,
-            folds=data.folds,
-            fold=data.fold,
-        )
+        splits = split_grouped(frames["train"], plan, test_frame)
     return QAData(splits=splits, target=target, sources=sources, reports=reports)

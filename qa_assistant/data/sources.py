@@ -269,7 +269,7 @@ def _object_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _load_builtin(name: str) -> tuple[pd.DataFrame, SourceInfo]:
     if name not in BUILTINS:
         raise UserError(f"unknown builtin data set '{name}'; expected one of: {', '.join(BUILTINS)}")
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # deferred: start-up time
 
     import qa_assistant.data.chatterbot  # noqa: F401  (registers the builder)
 
@@ -286,7 +286,7 @@ def _load_builtin(name: str) -> tuple[pd.DataFrame, SourceInfo]:
 def _load_tfds(
     spec: str, question_key: str, answer_key: str, default_split: str
 ) -> tuple[pd.DataFrame, SourceInfo]:
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # deferred: start-up time
 
     name, _, split = spec.partition("#")
     split = split or default_split

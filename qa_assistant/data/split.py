@@ -34,7 +34,7 @@ import itertools
 import logging
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,25 @@ from qa_assistant.errors import UserError
 log = logging.getLogger(__name__)
 
 MIN_PER_CLASS_FOR_STRATIFIED = 5
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """How to split the data.
+
+    Attributes:
+        validation_fraction: share of the data for validation.
+        test_fraction: share for the test split (ignored with a test file or folds).
+        seed: seeds the split (and the fold partition).
+        folds: `K` >= 2 for k-fold cross-validation, `0` for one split.
+        fold: the fold that is the test split (0 to K-1).
+    """
+
+    validation_fraction: float
+    test_fraction: float
+    seed: int
+    folds: int = 0
+    fold: int = 0
 
 
 @dataclass
@@ -61,38 +80,46 @@ class Splits:
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
 
 
-def split_classification(
-    frame: pd.DataFrame,
-    target: str,
-    *,
-    validation_fraction: float,
-    test_fraction: float,
-    seed: int,
-    test_frame: pd.DataFrame | None = None,
-    folds: int = 0,
-    fold: int = 0,
-) -> Splits:
-    """Splits for a classifier whose classes are the values of `target`.
-
-    Args:
-        frame: cleaned pairs (`question`, `target`).
-        target: the column whose values are the classes.
-        validation_fraction: share of the data for validation.
-        test_fraction: share for the test split (ignored with a test file or folds).
-        seed: seeds the split (and the fold partition).
-        test_frame: a user-given test split, used as-is.
-        folds: `K` >= 2 for k-fold cross-validation, `0` for one split.
-        fold: the fold that is the test split (0 to K-1).
-
-    Raises:
-        UserError: fewer than two classes, or no question can be held out.
-    """
+def _check_classes(frame: pd.DataFrame, target: str) -> None:
     classes = frame[target].unique()
     if len(classes) < 2:
         shown = repr(classes[0]) if len(classes) else "none"
         raise UserError(
             f"classification needs at least 2 distinct values of '{target}'; got {len(classes)} ({shown})"
         )
+
+
+def _unseen_labels(train: pd.DataFrame, test: pd.DataFrame, target: str) -> int:
+    """Test rows of a user-given test file whose class training never saw (warned; they count as errors)."""
+    unseen = int((~test[target].isin(set(train[target]))).sum())
+    if unseen:
+        log.warning(
+            "%d of %d test examples have a '%s' never seen in training; "
+            "they cannot be predicted and count as errors",
+            unseen,
+            len(test),
+            target,
+        )
+    _warn_overlap(train, test)
+    return unseen
+
+
+def split_classification(
+    frame: pd.DataFrame, target: str, plan: SplitPlan, test_frame: pd.DataFrame | None = None
+) -> Splits:
+    """Splits for a classifier whose classes are the values of `target`.
+
+    Args:
+        frame: cleaned pairs (`question`, `target`).
+        target: the column whose values are the classes.
+        plan: shares, seed and fold (`SplitPlan`).
+        test_frame: a user-given test split, used as-is.
+
+    Raises:
+        UserError: fewer than two classes, or no question can be held out.
+    """
+    validation_fraction, test_fraction, seed, folds, fold = astuple(plan)
+    _check_classes(frame, target)
     fractions = [validation_fraction] if test_frame is not None else [test_fraction, validation_fraction]
     if test_frame is None and test_fraction <= 0:
         raise UserError("data.test_fraction is 0 and no --test-data was given; expected one of them")
@@ -115,17 +142,7 @@ def split_classification(
     if test_frame is not None:
         validation = frame.iloc[parts[1]].reset_index(drop=True)
         test = test_frame.reset_index(drop=True)
-        seen = set(train[target])
-        notes["unseen_test_labels"] = int((~test[target].isin(seen)).sum())
-        if notes["unseen_test_labels"]:
-            log.warning(
-                "%d of %d test examples have a '%s' never seen in training; "
-                "they cannot be predicted and count as errors",
-                notes["unseen_test_labels"],
-                len(test),
-                target,
-            )
-        _warn_overlap(train, test)
+        notes["unseen_test_labels"] = _unseen_labels(train, test, target)
     else:
         test = frame.iloc[parts[1]].reset_index(drop=True)
         validation = frame.iloc[parts[2]].reset_index(drop=True)
@@ -134,21 +151,13 @@ def split_classification(
     return Splits(train, validation, test, method, notes)
 
 
-def split_grouped(
-    frame: pd.DataFrame,
-    *,
-    validation_fraction: float,
-    test_fraction: float,
-    seed: int,
-    test_frame: pd.DataFrame | None = None,
-    folds: int = 0,
-    fold: int = 0,
-) -> Splits:
+def split_grouped(frame: pd.DataFrame, plan: SplitPlan, test_frame: pd.DataFrame | None = None) -> Splits:
     """Random split grouped by question phrasing key (retrieval, generation).
 
     With `folds` = K, the shuffled distinct questions form K near-equal
     folds; fold `fold` is the test split and validation comes from the rest.
     """
+    validation_fraction, test_fraction, seed, folds, fold = astuple(plan)
     rng = np.random.default_rng(seed)
     keys = question_key(frame["question"])
     questions = np.asarray(keys.unique(), dtype=object)
@@ -231,7 +240,7 @@ def _hold_out_fold(
     runs in seconds; otherwise `StratifiedGroupKFold` handles questions that
     carry several classes.
     """
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold  # deferred: start-up time
 
     classes_per_question = sub.groupby("question", sort=False)[target]
     if classes_per_question.ngroups > FAST_SPLIT_QUESTIONS and classes_per_question.nunique().max() == 1:

@@ -1,6 +1,5 @@
 """Word vectors: GloVe/word2vec text files, embedding initialisation, Word2Vec, neighbours, projector."""
 
-from qa_assistant.embeddings.extension import new_row_fill
 from qa_assistant.embeddings.neighbours import VectorIndex, nearest_neighbours
 from qa_assistant.embeddings.projector import write_projector
 from qa_assistant.embeddings.vectors import (
@@ -18,7 +17,6 @@ __all__ = [
     "initial_embedding",
     "load_vectors",
     "nearest_neighbours",
-    "new_row_fill",
     "read_text_corpus",
     "save_vectors",
     "train_word2vec",

@@ -31,6 +31,8 @@ import numpy as np
 import tensorflow as tf
 
 from qa_assistant.config import TextConfig
+from qa_assistant.data.prepare import clean_strings
+from qa_assistant.data.sources import load_pairs
 from qa_assistant.errors import UserError
 from qa_assistant.text.word_tokenizer import ranked_words, split_words
 
@@ -76,8 +78,6 @@ class Word2VecConfig:
 
 def tokenize_texts(texts: list[str], text: TextConfig | None = None) -> list[list[str]]:
     """Cleans texts like the word tokenizer (lower-cased by default) and splits them into words."""
-    from qa_assistant.data.prepare import clean_strings
-
     cleaned = clean_strings(texts, text or TextConfig())
     if not cleaned:
         return []
@@ -208,8 +208,6 @@ def read_text_corpus(
             raise UserError(f"text file '{path}' does not exist; expected a .txt file or a Q/A file")
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         return [line for line in lines if line.strip()]
-    from qa_assistant.data.sources import load_pairs
-
     frame, _ = load_pairs(spec, question_column=question_column, answer_column=answer_column)
     texts = [*frame["question"].tolist(), *frame["answer"].tolist()]
     return [t for t in texts if t.strip()]

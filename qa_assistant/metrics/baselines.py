@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from qa_assistant.training.metrics import (
+from qa_assistant.metrics.ranking import (
     classification_metrics,
     group_references,
     rank_candidates,
@@ -25,15 +25,15 @@ def tfidf_logistic_regression(
     """TF-IDF (word 1-2-grams) + multinomial logistic regression.
 
     Questions are the already-cleaned text the neural model sees. Scored as
-    the model is (`training/metrics.py`): once per distinct test question,
+    the model is (`metrics/ranking.py`): once per distinct test question,
     right when the prediction is any of its labels; labels never seen in
     training count as errors, as they do for the model.
 
     Returns:
         The same metric keys as the classification task.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.feature_extraction.text import TfidfVectorizer  # deferred: start-up time
+    from sklearn.linear_model import LogisticRegression  # deferred: start-up time
 
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
     features = vectorizer.fit_transform(train_questions)
@@ -67,7 +67,7 @@ def tfidf_retrieval(
     Returns:
         `recall_at_1/5/10`, `mrr`, `mrr_at_10` and `accuracy` (= `recall_at_1`).
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.feature_extraction.text import TfidfVectorizer  # deferred: start-up time
 
     questions_of: dict[str, list[str]] = {answer: [] for answer in bank}
     for question, answer in zip(train_questions, train_answers, strict=True):
@@ -93,7 +93,7 @@ def tfidf_nearest_answers(
     Similarity is the cosine of TF-IDF vectors (word 1-2-grams); ties go to
     the first training row.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.feature_extraction.text import TfidfVectorizer  # deferred: start-up time
 
     if not test_questions:
         return []

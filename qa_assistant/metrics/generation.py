@@ -87,7 +87,7 @@ def corpus_bleu(references: Sequence[Sequence[str]], predictions: Sequence[str])
 
 def _bleu(references: Sequence[Sequence[str]], predictions: Sequence[str]) -> tuple[float, str]:
     """`(score in [0, 1], SacreBLEU signature)`; questions may have different numbers of references."""
-    from sacrebleu.metrics import BLEU
+    from sacrebleu.metrics import BLEU  # deferred: start-up time
 
     bleu = BLEU()
     if not predictions:
@@ -110,7 +110,7 @@ def rouge_l(references: Sequence[Sequence[str]], predictions: Sequence[str]) -> 
     """Mean ROUGE-L F1 of each prediction against its closest reference."""
     if not predictions:
         return 0.0
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer  # deferred: start-up time
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Words())
     scores = [
@@ -172,7 +172,7 @@ def evaluate_generation(
     Returns:
         `(metrics, predictions)`.
     """
-    import pandas as pd
+    import pandas as pd  # deferred: start-up time
 
     grouped = frame.groupby("question", sort=False)["answer"].agg(list)
     questions, references = grouped.index.tolist(), grouped.tolist()

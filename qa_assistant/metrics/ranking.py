@@ -153,7 +153,7 @@ def classification_metrics(
     question counts for, not every class the model knows: a large answer set
     would otherwise dilute it with classes the test split never asks about.
     """
-    from sklearn.metrics import precision_recall_fscore_support
+    from sklearn.metrics import precision_recall_fscore_support  # deferred: start-up time
 
     if len(references) == 0:
         return {"accuracy": 0.0, "precision_macro": 0.0, "recall_macro": 0.0, "f1_macro": 0.0}

@@ -30,6 +30,7 @@ same sample whatever else is in the batch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import tensorflow as tf
@@ -157,24 +158,21 @@ def search(
     return _Search(decoder, encoder_outputs, options, start_id, end_id, row_keys, banned_ids).run()
 
 
+@dataclass
 class _Search:
-    """The state of one `search` call: the loop's constants, condition and body."""
+    """The state of one `search` call (its arguments): the loop's constants, condition and body."""
 
-    def __init__(
-        self,
-        decoder: Any,
-        encoder_outputs: dict[str, tf.Tensor],
-        options: SearchOptions,
-        start_id: int,
-        end_id: int,
-        row_keys: tf.Tensor,
-        banned_ids: tuple[int, ...],
-    ) -> None:
-        self.decoder = decoder
-        self.options = options
-        self.start_id, self.end_id = start_id, end_id
-        self.row_keys = row_keys
-        self.banned_ids = (0, start_id, *banned_ids)
+    decoder: Any
+    encoder_outputs: dict[str, tf.Tensor]
+    options: SearchOptions
+    start_id: int
+    end_id: int
+    row_keys: tf.Tensor
+    banned_ids: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        decoder, options, encoder_outputs = self.decoder, self.options, self.encoder_outputs
+        self.banned_ids = (0, self.start_id, *self.banned_ids)
         self.batch = tf.shape(encoder_outputs["padding_mask"])[0]
         is_beam = tf.equal(options.strategy, STRATEGIES.index("beam"))
         self.width = tf.where(is_beam, tf.clip_by_value(options.beam_width, 1, MAX_BEAM_WIDTH), 1)

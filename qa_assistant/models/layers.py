@@ -1,7 +1,8 @@
-"""Small layers shared by the encoders."""
+"""Small layers shared by the encoders, and the base of the answer decoders."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import keras
@@ -54,3 +55,24 @@ class MaskedPooling(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mode": self.mode}
+
+
+class AnswerDecoder(keras.layers.Layer):
+    """What the catalogue's decoders share: logits over the answer vocabulary at every position.
+
+    A subclass keeps each named argument of its constructor as an attribute
+    of the same name; `get_config` returns them, so a saved model rebuilds
+    the decoder it was trained with.
+    """
+
+    vocabulary_size: int
+
+    def compute_output_shape(self, decoder_ids_shape: Any, encoder_outputs_shape: Any = None) -> tuple:
+        return (*tuple(decoder_ids_shape), self.vocabulary_size)
+
+    def get_config(self) -> dict[str, Any]:
+        names = inspect.signature(type(self).__init__).parameters
+        arguments = [
+            name for name, p in names.items() if name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD
+        ]
+        return {**super().get_config(), **{name: getattr(self, name) for name in arguments}}

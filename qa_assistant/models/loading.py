@@ -11,7 +11,7 @@ Keras' `safe_mode=True` as a second guard. Legacy HDF5 models (`.h5`), pickles
 and SavedModel directories are refused: only the `.keras` format is read.
 
 Use it for every model file that comes from outside the current process —
-a finished run (`training.runner.load_run`) or a model to start from
+a finished run (`tasks/runs.py`) or a model to start from
 (`--init-from`).
 
 Example:

@@ -33,15 +33,29 @@ from pathlib import Path
 
 import numpy as np
 
+from qa_assistant.config import Config, load_config
 from qa_assistant.errors import UserError
+from qa_assistant.layout import (
+    CONFIG_FILE,
+    EXTRA_DIR,
+    LABELS_FILE,
+    MODEL_FILE,
+    PREPROCESSOR_DIR,
+    SAVED_MODEL_FILE,
+    export_versions,
+    has_trained_model,
+    is_export,
+    is_finished,
+    resolve_export,
+)
 from qa_assistant.models.loading import check_keras_config, check_keras_file, load_keras_model
-from qa_assistant.models.presets import PACKAGE_PREFIX, resolve_preset
+from qa_assistant.presets import PACKAGE_PREFIX, resolve_preset
+from qa_assistant.text.base import TOKENIZER_FILE
 from qa_assistant.text.tokenizer_factory import Tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
 
 RUN, EXPORT, PRESET = "run", "export", "preset"
-_EXTRA = "assets.extra"
 _HANDLE_PREFIXES = ("kaggle://", "hf://", "modelscope://", "gs://")
 
 
@@ -84,11 +98,9 @@ def source_kind(spec: str) -> tuple[str, Path | None]:
             f"--init-from '{spec}' does not exist; expected a run directory, an export "
             "(saved_models/NAME[/VERSION]) or a keras-hub preset (package:NAME, a preset directory)"
         )
-    if path.is_dir() and (path / "model.keras").exists() and (path / "config.yaml").is_file():
+    if path.is_dir() and has_trained_model(path):
         return RUN, path
-    if path.is_dir() and (path / "saved_model.pb").is_file():
-        return EXPORT, path
-    if path.is_dir() and any((path / n / "saved_model.pb").is_file() for n in _digits(path)):
+    if path.is_dir() and (is_export(path) or export_versions(path)):
         return EXPORT, path
     if path.is_dir() and (path / "config.json").is_file():
         return PRESET, path
@@ -98,8 +110,36 @@ def source_kind(spec: str) -> tuple[str, Path | None]:
     )
 
 
-def _digits(path: Path) -> list[str]:
-    return [p.name for p in path.iterdir() if p.name.isdigit()]
+def config_for_init(config_files: list[str], overrides: list[str], init_from: str) -> Config:
+    """The config of a run that starts from `init_from`.
+
+    Without config files, a run or export source gives its own config (the
+    base's architecture, tokenizer settings and training settings), with its
+    test file dropped (the user's data replaces the base's). A preset makes
+    the encoder `pretrained` with that preset. `overrides` apply last.
+
+    Raises:
+        UserError: `init_from` is not a run, export or preset; a bad config.
+    """
+    kind, path = source_kind(init_from)
+    files: list[str | Path] = list(config_files)
+    extra: list[str] = []
+    if not files and kind != PRESET:
+        assert path is not None
+        files = [path / CONFIG_FILE if kind == RUN else resolve_export(path) / EXTRA_DIR / CONFIG_FILE]
+        extra.append("data.test=null")
+    if kind == PRESET:
+        extra += ["encoder.type=pretrained", f"encoder.preset={json.dumps(init_from)}"]
+    return load_config(files, [*extra, f"init.source={json.dumps(init_from)}", *overrides])
+
+
+def open_source(config: Config) -> InitSource | None:
+    """Opens `init.source` (checks it before the run writes anything); `None` when training from scratch."""
+    if not config.init.source:
+        return None
+    source = open_init_source(config.init.source)
+    log.info("starting from %s %s", source.kind, source.spec)
+    return source
 
 
 def open_init_source(spec: str) -> InitSource:
@@ -117,9 +157,9 @@ def open_init_source(spec: str) -> InitSource:
 
 
 def _open_run(spec: str, run_dir: Path) -> InitSource:
-    model_file = run_dir / "model.keras"
+    model_file = run_dir / MODEL_FILE
     check_keras_file(model_file)  # before anything else: an unsafe file fails with nothing done
-    if not (run_dir / "metrics.json").is_file():
+    if not is_finished(run_dir):
         raise UserError(
             f"--init-from '{spec}' is an unfinished run (no metrics.json); finish it first "
             "(rerun its train command)"
@@ -132,20 +172,18 @@ def _open_run(spec: str, run_dir: Path) -> InitSource:
         RUN,
         run_dir,
         weights=weights,
-        tokenizer=_tokenizer(run_dir / "preprocessor", spec),
-        labels=_labels(run_dir / "labels.json"),
-        config_file=run_dir / "config.yaml",
+        tokenizer=_tokenizer(run_dir / PREPROCESSOR_DIR, spec),
+        labels=_labels(run_dir / LABELS_FILE),
+        config_file=run_dir / CONFIG_FILE,
     )
 
 
 def _open_export(spec: str, path: Path) -> InitSource:
-    from qa_assistant.serving.assistant import resolve_export
-
     version = resolve_export(path)
-    extra = version / _EXTRA
-    if not (extra / "preprocessor" / "tokenizer.json").is_file():
+    extra = version / EXTRA_DIR
+    if not (extra / PREPROCESSOR_DIR / TOKENIZER_FILE).is_file():
         raise UserError(
-            f"export '{version}' has no {_EXTRA}/preprocessor (exported by an older version); "
+            f"export '{version}' has no {EXTRA_DIR}/preprocessor (exported by an older version); "
             "start from its run directory instead, or export it again"
         )
     return InitSource(
@@ -153,9 +191,9 @@ def _open_export(spec: str, path: Path) -> InitSource:
         EXPORT,
         version,
         weights=savedmodel_weights(version),
-        tokenizer=_tokenizer(extra / "preprocessor", spec),
-        labels=_labels(extra / "labels.json"),
-        config_file=extra / "config.yaml" if (extra / "config.yaml").is_file() else None,
+        tokenizer=_tokenizer(extra / PREPROCESSOR_DIR, spec),
+        labels=_labels(extra / LABELS_FILE),
+        config_file=extra / CONFIG_FILE if (extra / CONFIG_FILE).is_file() else None,
     )
 
 
@@ -169,8 +207,8 @@ def _open_preset(spec: str) -> InitSource:
 
 
 def _tokenizer(directory: Path, spec: str) -> Tokenizer:
-    if not (directory / "tokenizer.json").is_file():
-        raise UserError(f"--init-from '{spec}' has no tokenizer ({directory}/tokenizer.json)")
+    if not (directory / TOKENIZER_FILE).is_file():
+        raise UserError(f"--init-from '{spec}' has no tokenizer ({directory}/{TOKENIZER_FILE})")
     return load_tokenizer(directory)
 
 
@@ -189,12 +227,15 @@ def savedmodel_weights(export_dir: Path) -> list[tuple[str, np.ndarray]]:
     Raises:
         UserError: the files are damaged.
     """
-    import tensorflow as tf
-    from tensorflow.core.protobuf import saved_model_pb2, trackable_object_graph_pb2
+    import tensorflow as tf  # deferred: start-up time
+    from tensorflow.core.protobuf import (
+        saved_model_pb2,
+        trackable_object_graph_pb2,
+    )  # deferred: start-up time
 
     try:
         saved = saved_model_pb2.SavedModel()
-        saved.ParseFromString((export_dir / "saved_model.pb").read_bytes())
+        saved.ParseFromString((export_dir / SAVED_MODEL_FILE).read_bytes())
         reader = tf.train.load_checkpoint(str(export_dir / "variables" / "variables"))
         graph = trackable_object_graph_pb2.TrackableObjectGraph()
         graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))

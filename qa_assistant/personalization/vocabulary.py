@@ -31,10 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from qa_assistant.embeddings.vectors import load_vectors
-from qa_assistant.models.transfer import Fill
+from qa_assistant.personalization.transfer import Fill, Remap, index_map
 
 log = logging.getLogger(__name__)
 
+EMBEDDING_SUFFIX = "token_embedding/embeddings"  # the token embedding's variable path ends so
 MIN_SHARED_WORDS = 10  # fewer shared words than this cannot fit a map between the spaces
 _FIRST_WORD = 2  # rows 0 (padding) and 1 (unknown word) are not words
 
@@ -131,3 +132,56 @@ def fit_linear_map(x: np.ndarray, y: np.ndarray, ridge: float = 1e-2) -> np.ndar
 
 def _apply(weights: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.hstack([x, np.ones((len(x), 1))]) @ weights
+
+
+def embedding_remaps(
+    model_weights: Sequence[object],
+    vocabulary: Sequence[str],
+    base_vocabulary: Sequence[str],
+    base_weights: Sequence[tuple[str, np.ndarray]],
+    *,
+    vectors_file: str | None,
+    noise: float,
+    seed: int,
+) -> dict[str, Remap]:
+    """How the rows of each token embedding of the base model map onto this run's vocabulary.
+
+    Base words keep their rows (`index_map`); new words start from
+    `new_row_fill`. Only embeddings whose base rows match the base
+    vocabulary are remapped.
+
+    Args:
+        model_weights: the new model's variables (`model.weights`).
+        vocabulary: this run's word vocabulary (the base's, extended).
+        base_vocabulary: the base model's word vocabulary.
+        base_weights: the base model's `(variable path, value)` pairs.
+        vectors_file: word vectors for new words (`embedding.pretrained`), or `None`.
+        noise: `init.new_word_noise`.
+        seed: seeds the noise.
+    """
+    index = index_map(vocabulary, base_vocabulary)
+    base_rows = dict(base_weights)
+    remaps = {}
+    for variable in model_weights:
+        name = variable.path
+        if (
+            name.endswith(EMBEDDING_SUFFIX)
+            and name in base_rows
+            and len(base_rows[name]) == len(base_vocabulary)
+        ):
+            fill = new_row_fill(
+                base_rows[name], vocabulary, vectors_file=vectors_file, noise=noise, seed=seed
+            )
+            remaps[name] = Remap(axis=0, index=index, what="words", fill=fill)
+    return remaps
+
+
+def word_embedding(
+    model_weights: Sequence[object], vocabulary: Sequence[str]
+) -> tuple[np.ndarray, list[str]] | None:
+    """The first token embedding whose rows match `vocabulary`, and one label per row."""
+    for variable in model_weights:
+        if variable.path.endswith(EMBEDDING_SUFFIX) and variable.shape[0] == len(vocabulary):
+            labels = ["(padding)" if i == 0 else word for i, word in enumerate(vocabulary)]
+            return np.asarray(variable.numpy()), labels
+    return None

@@ -22,7 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from qa_assistant.errors import UserError
-from qa_assistant.serving.export import INPUT_NAME, SIGNATURE, load_saved_model, version_numbers
+from qa_assistant.layout import resolve_export
+from qa_assistant.serving.savedmodel import INPUT_NAME, SIGNATURE, load_saved_model
 
 # The signature of a generation export that takes decoding options per request.
 OPTIONS_SIGNATURE = "generate"
@@ -46,24 +47,6 @@ class Answer:
             "top_k": [{"answer": a, "score": s} for a, s in self.alternatives],
             **self.extra,
         }
-
-
-def resolve_export(path: str | Path) -> Path:
-    """A SavedModel directory: `path` itself, or the newest integer version inside it.
-
-    Raises:
-        UserError: `path` holds no SavedModel.
-    """
-    path = Path(path)
-    if (path / "saved_model.pb").is_file():
-        return path
-    numbers = [n for n in version_numbers(path) if (path / str(n) / "saved_model.pb").is_file()]
-    if numbers:
-        return path / str(numbers[-1])
-    raise UserError(
-        f"'{path}' is not an exported model; expected saved_models/NAME or saved_models/NAME/VERSION "
-        "(create one with: qa-assistant export --run RUN_DIR --name NAME)"
-    )
 
 
 class Assistant:

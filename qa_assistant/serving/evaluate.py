@@ -12,13 +12,16 @@ import yaml
 from qa_assistant.config import Config, from_dict
 from qa_assistant.data.prepare import clean_pairs
 from qa_assistant.data.sources import load_pairs
-from qa_assistant.training.metrics import (
+from qa_assistant.metrics.generation import evaluate_generation
+from qa_assistant.metrics.ranking import (
     classification_metrics,
     group_references,
     rank_lists,
     ranking_metrics,
     selective_metrics,
 )
+from qa_assistant.serving.assistant import Assistant
+from qa_assistant.tasks.runs import load_run
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,7 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
     """Evaluates a run directory (in-process model) or an export (its signature) on `data`.
 
     Both score each distinct question of `data` once, a hit on any of its
-    answers counting, with one tie rule (`training/metrics.py`). A run
+    answers counting, with one tie rule (`metrics/ranking.py`). A run
     directory ranks every answer; an export only returns its `top_k`, so
     there the metrics are the ones `top_k` answers determine (`mrr_at_10`,
     `recall_at_k` for k <= top_k), unless it returned fewer answers than its
@@ -41,14 +44,10 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
     """
     model = Path(model)
     if (model / "model.keras").is_file():
-        from qa_assistant.training.runner import load_run
-
         config, task, keras_model = load_run(model)
         frame = _load(config, data)
         metrics, _ = task.evaluate(keras_model, frame)
     else:
-        from qa_assistant.serving.assistant import Assistant
-
         assistant = Assistant(model)
         config = export_config(assistant.path)
         frame = _load(config, data)
@@ -87,9 +86,7 @@ def _evaluate_ranking_export(assistant: Any, config: Config, frame: Any) -> dict
 
 def _evaluate_generation_export(assistant: Any, frame: Any) -> dict[str, float]:
     """Generation metrics from the export's own signatures (`serving_default`, `score`)."""
-    import tensorflow as tf
-
-    from qa_assistant.training.generation_metrics import evaluate_generation
+    import tensorflow as tf  # deferred: start-up time
 
     score = assistant.signature("score")
 

@@ -24,12 +24,11 @@ nothing; leftovers of a killed export are removed by the next one.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +39,22 @@ import tensorflow as tf
 
 from qa_assistant.atomic import fsync_dir, fsync_tree, remove, remove_stale, temporary_name
 from qa_assistant.errors import UserError
+from qa_assistant.layout import (
+    CONFIG_FILE,
+    EXTRA_DIR,
+    LABELS_FILE,
+    MANIFEST_FILE,
+    PREPROCESSOR_DIR,
+    model_directory,
+    version_numbers,
+)
 from qa_assistant.manifest import build_manifest, write_json
+from qa_assistant.serving.savedmodel import INPUT_NAME, SIGNATURE, load_signature
 from qa_assistant.serving.warmup import WARMUP_FILE, read_warmup, warmup_batches, write_warmup
+from qa_assistant.tasks.runs import load_run
 
 log = logging.getLogger(__name__)
 
-SIGNATURE = "serving_default"
-INPUT_NAME = "question"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SCORE_TOLERANCE = 1e-4
 # Hostile but valid requests: every export must answer them exactly like the in-process model.
 HOSTILE_QUESTIONS = (
@@ -58,38 +65,6 @@ HOSTILE_QUESTIONS = (
     "emoji 😀🤖 中文問題 مرحبا שלום",
     "word " * 4000,
 )
-
-
-def validate_name(name: str) -> str:
-    """A model name is one path component: letters, digits, `.`, `_`, `-`; not `..`."""
-    if not _NAME.match(name) or ".." in name:
-        raise UserError(
-            f"model name {name!r} is not allowed; expected 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit (no path separators)"
-        )
-    return name
-
-
-def model_directory(saved_models: str | Path, name: str) -> Path:
-    """`saved_models/NAME` for a valid `name`; refuses one that leads outside `saved_models` (a symlink).
-
-    Raises:
-        UserError: a bad name, or `saved_models/NAME` resolving elsewhere.
-    """
-    root = Path(saved_models)
-    model_dir = root / validate_name(name)
-    if model_dir.is_symlink() or (model_dir.exists() and model_dir.resolve().parent != root.resolve()):
-        raise UserError(
-            f"'{model_dir}' leads outside '{root}' (a symbolic link?); expected a plain directory there"
-        )
-    return model_dir
-
-
-def version_numbers(model_dir: Path) -> list[int]:
-    """Existing integer versions under `saved_models/NAME/`."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir())
 
 
 def export_run(
@@ -115,28 +90,47 @@ def export_run(
         UserError: bad name, unfinished run, an export that fails its check,
             or a write error (disk full); nothing is published then.
     """
-    from qa_assistant.training.runner import load_run
-
     model_dir = model_directory(saved_models, name)
     run_dir = Path(run_dir)
     config, task, model = load_run(run_dir)
+
+    def stage(staging: Path) -> None:
+        _stage(task, model, staging, run_dir, name, config.export.top_k, parity_questions)
+
+    version_dir = publish(model_dir, stage, "export")
+    log.info("exported %s -> %s", run_dir, version_dir)
+    return version_dir
+
+
+def publish(model_dir: Path, stage: Callable[[Path], None], what: str) -> Path:
+    """Publishes a new version of `saved_models/NAME`: stage, check, flush, then rename.
+
+    `stage(staging)` writes and checks a complete version in a hidden
+    directory beside its final place (it raises to abort). The staged
+    version is flushed to disk and renamed to the next free integer; the
+    staging directory is always removed. `export` and `index` both publish
+    through here.
+
+    Raises:
+        UserError: a write error (disk full) or a failed check; nothing is
+            published then and existing versions are untouched.
+    """
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
         for stale in remove_stale(model_dir):
             log.info("removed %s, left behind by an interrupted export", stale)
-        staging = model_dir / temporary_name("export")
+        staging = model_dir / temporary_name(what)
         try:
-            _stage(task, model, staging, run_dir, name, config.export.top_k, parity_questions)
-            version_dir = _publish(staging, model_dir)
+            stage(staging)
+            fsync_tree(staging)
+            return _next_version(staging, model_dir)
         finally:
             remove(staging)
     except (OSError, tf.errors.OpError) as error:
         raise UserError(
-            f"export to '{model_dir}' failed ({_reason(error)}); nothing was published and "
+            f"{what} to '{model_dir}' failed ({_reason(error)}); nothing was published and "
             "existing versions are untouched"
         ) from None
-    log.info("exported %s -> %s", run_dir, version_dir)
-    return version_dir
 
 
 def _stage(
@@ -146,12 +140,11 @@ def _stage(
     write_savedmodel(task, model, staging, top_k=top_k)
     _write_extra(staging, run_dir, name)
     questions = _sample_questions(run_dir, count)
-    write_warmup(staging / "assets.extra" / WARMUP_FILE, name, warmup_batches(questions))
+    write_warmup(staging / EXTRA_DIR / WARMUP_FILE, name, warmup_batches(questions))
     checked = [*questions, *HOSTILE_QUESTIONS]
     serve = load_signature(staging)
     check_parity(serve, task.predict(model, checked, top_k), checked)
-    replay_warmup(serve, staging / "assets.extra" / WARMUP_FILE)
-    fsync_tree(staging)
+    replay_warmup(serve, staging / EXTRA_DIR / WARMUP_FILE)
 
 
 def _reason(error: BaseException) -> str:
@@ -184,18 +177,18 @@ def write_savedmodel(task: Any, model: keras.Model, path: Path, *, top_k: int) -
 
 
 def _write_extra(staging: Path, run_dir: Path, name: str) -> None:
-    extra = staging / "assets.extra"
+    extra = staging / EXTRA_DIR
     extra.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(run_dir / "config.yaml", extra / "config.yaml")
+    shutil.copy2(run_dir / CONFIG_FILE, extra / CONFIG_FILE)
     # The vocabulary and labels, so that `train --init-from` can start from the export itself.
-    shutil.copytree(run_dir / "preprocessor", extra / "preprocessor")
-    if (run_dir / "labels.json").is_file():
-        shutil.copy2(run_dir / "labels.json", extra / "labels.json")
+    shutil.copytree(run_dir / PREPROCESSOR_DIR, extra / PREPROCESSOR_DIR)
+    if (run_dir / LABELS_FILE).is_file():
+        shutil.copy2(run_dir / LABELS_FILE, extra / LABELS_FILE)
     run_manifest = {}
-    if (run_dir / "manifest.json").is_file():
-        run_manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    if (run_dir / MANIFEST_FILE).is_file():
+        run_manifest = json.loads((run_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
     write_json(
-        extra / "manifest.json",
+        extra / MANIFEST_FILE,
         build_manifest(name=name, run_dir=str(run_dir.resolve()), run=run_manifest),
     )
 
@@ -277,19 +270,7 @@ def _shown(question: str) -> str:
     return repr(question if len(question) <= 60 else f"{question[:57]}...")
 
 
-def load_signature(export_dir: str | Path) -> Any:
-    """The `serving_default` function of a SavedModel, with tensorflow-text ops registered."""
-    return load_saved_model(export_dir).signatures[SIGNATURE]
-
-
-def load_saved_model(export_dir: str | Path) -> Any:
-    """The loaded SavedModel (all its signatures), with tensorflow-text ops registered."""
-    with contextlib.suppress(ImportError):
-        import tensorflow_text  # noqa: F401  (registers ops such as NormalizeUTF8)
-    return tf.saved_model.load(str(export_dir))
-
-
-def _publish(staging: Path, model_dir: Path) -> Path:
+def _next_version(staging: Path, model_dir: Path) -> Path:
     """Renames `staging` to the next free integer version; safe against concurrent exports."""
     for _ in range(1000):
         numbers = version_numbers(model_dir)

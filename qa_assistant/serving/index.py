@@ -18,23 +18,15 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from qa_assistant.atomic import fsync_tree, remove, remove_stale, temporary_name
+from qa_assistant.data.prepare import clean_strings
+from qa_assistant.data.sources import load_pairs
 from qa_assistant.errors import UserError
-from qa_assistant.serving.assistant import resolve_export
-from qa_assistant.serving.bank import BANK_COLLECTION, BANK_FIELDS
-from qa_assistant.serving.export import (
-    HOSTILE_QUESTIONS,
-    INPUT_NAME,
-    SIGNATURE,
-    check_parity,
-    load_signature,
-    model_directory,
-    replay_warmup,
-)
-
-# Versions are published exactly as `export` publishes them (same retry and flush rules).
-from qa_assistant.serving.export import _publish as publish_version
+from qa_assistant.layout import EXTRA_DIR, model_directory, resolve_export
+from qa_assistant.serving.evaluate import export_config
+from qa_assistant.serving.export import HOSTILE_QUESTIONS, check_parity, publish, replay_warmup
+from qa_assistant.serving.savedmodel import INPUT_NAME, SIGNATURE, load_signature
 from qa_assistant.serving.warmup import WARMUP_FILE
+from qa_assistant.tasks.retrieval.bank import BANK_COLLECTION, BANK_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -88,23 +80,18 @@ def index_answers(
     added_answers, added_questions = _grow(loaded, variables, questions, answers)
     if not added_answers and not added_questions:
         raise UserError(f"'{answers_file}' adds nothing: every answer and question is already in '{source}'")
-    model_dir.mkdir(parents=True, exist_ok=True)
-    for stale in remove_stale(model_dir):
-        log.info("removed %s, left behind by an interrupted export", stale)
-    staging = model_dir / temporary_name("index")
-    try:
+
+    def stage(staging: Path) -> None:
         tf.saved_model.save(loaded, str(staging), signatures=dict(loaded.signatures))
         _copy_extra(source, staging, answers_file, added_answers, added_questions)
         probe = [*added_questions[:16], *added_answers[:16], *HOSTILE_QUESTIONS]
         expected = loaded.signatures[SIGNATURE](**{INPUT_NAME: tf.constant(probe)})
         serve = load_signature(staging)
         check_parity(serve, {k: v.numpy() for k, v in expected.items()}, probe)
-        if (staging / "assets.extra" / WARMUP_FILE).is_file():
-            replay_warmup(serve, staging / "assets.extra" / WARMUP_FILE)
-        fsync_tree(staging)
-        version_dir = publish_version(staging, model_dir)
-    finally:
-        remove(staging)
+        if (staging / EXTRA_DIR / WARMUP_FILE).is_file():
+            replay_warmup(serve, staging / EXTRA_DIR / WARMUP_FILE)
+
+    version_dir = publish(model_dir, stage, "index")
     size = len(variables["answers"].numpy())
     log.info(
         "indexed %d answers and %d questions -> %s (%d answers)",
@@ -118,10 +105,6 @@ def index_answers(
 
 def _read_pairs(source: Path, spec: str) -> tuple[list[str], list[str]]:
     """Questions (cleaned as requests are) and answers (cleaned for display) of `spec`."""
-    from qa_assistant.data.prepare import clean_strings
-    from qa_assistant.data.sources import load_pairs
-    from qa_assistant.training.evaluate import export_config
-
     config = export_config(source)
     raw, _ = load_pairs(
         spec, question_column=config.data.question_column, answer_column=config.data.answer_column
@@ -169,9 +152,9 @@ def _grow(
 
 
 def _copy_extra(source: Path, staging: Path, spec: str, answers: list[str], questions: list[str]) -> None:
-    extra = staging / "assets.extra"
-    if (source / "assets.extra").is_dir():
-        shutil.copytree(source / "assets.extra", extra, dirs_exist_ok=True)
+    extra = staging / EXTRA_DIR
+    if (source / EXTRA_DIR).is_dir():
+        shutil.copytree(source / EXTRA_DIR, extra, dirs_exist_ok=True)
     extra.mkdir(parents=True, exist_ok=True)
     history = extra / "index.json"
     records = json.loads(history.read_text(encoding="utf-8")) if history.is_file() else []

@@ -61,7 +61,7 @@ def write_warmup(
         signature: signature each request calls.
         input_name: the signature's string input.
     """
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2  # deferred: start-up time
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
@@ -77,7 +77,7 @@ def write_warmup(
 
 def read_warmup(path: Path) -> list[WarmupRequest]:
     """Every request in a warmup file, inputs as NumPy arrays by input name."""
-    from tensorflow_serving.apis import prediction_log_pb2
+    from tensorflow_serving.apis import prediction_log_pb2  # deferred: start-up time
 
     requests = []
     for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():

@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
+from qa_assistant.catalogue import Catalogue
 from qa_assistant.config import Config
-from qa_assistant.errors import UserError, closest
 from qa_assistant.tasks.base import Task
 from qa_assistant.tasks.classify import ClassificationTask
-from qa_assistant.tasks.generate import GenerationTask
-from qa_assistant.tasks.retrieve import RetrievalTask
+from qa_assistant.tasks.generation.task import GenerationTask
+from qa_assistant.tasks.retrieval.task import RetrievalTask
 
-_TASKS: dict[str, type[Task]] = {
-    ClassificationTask.name: ClassificationTask,
-    RetrievalTask.name: RetrievalTask,
-    GenerationTask.name: GenerationTask,
-}
+_TASKS: Catalogue[type[Task]] = Catalogue("task")
+for _task in (ClassificationTask, RetrievalTask, GenerationTask):
+    _TASKS.register(_task.name)(_task)
 
 
 def task_names() -> list[str]:
     """Names accepted by `task.type`."""
-    return sorted(_TASKS)
+    return _TASKS.names()
 
 
 def get_task(config: Config) -> Task:
     """A task instance for `config.task.type`; `UserError` lists the known types."""
-    name = config.task.type
-    if name not in _TASKS:
-        raise UserError(
-            f"unknown task '{name}'{closest(name, task_names())}; expected one of: {', '.join(task_names())}"
-        )
-    return _TASKS[name](config)
+    return _TASKS.get(config.task.type)(config)
 
 
 __all__ = ["ClassificationTask", "GenerationTask", "RetrievalTask", "Task", "get_task", "task_names"]

@@ -21,13 +21,17 @@ import pandas as pd
 import tensorflow as tf
 
 from qa_assistant.config import Config
-from qa_assistant.data.augment import Augmentation, augment_questions
+from qa_assistant.data.augment import Augmentation, NeighbourSynonyms, augment_questions
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.split import Splits
-from qa_assistant.models.transfer import Remap
+from qa_assistant.embeddings import embedding_from_file
+from qa_assistant.embeddings.neighbours import VectorIndex
+from qa_assistant.models.encoders import build_encoder
+from qa_assistant.personalization.sources import InitSource
+from qa_assistant.personalization.transfer import Remap
+from qa_assistant.personalization.vocabulary import embedding_remaps, word_embedding
+from qa_assistant.tasks.optimization import build_optimizer
 from qa_assistant.text.tokenizer_factory import Tokenizer, build_tokenizer
-from qa_assistant.training.init_source import InitSource
-from qa_assistant.training.optimization import build_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +111,20 @@ class Task(abc.ABC):
         path = self.config.embedding.pretrained
         if not path or self.tokenizer is None:
             return None
-        from qa_assistant.embeddings import embedding_from_file
-
         return embedding_from_file(
             path, self.tokenizer.vocabulary, self.config.embedding.dim, seed=self.config.train.seed
         )
+
+    def pooled_encoding(self) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+        """`(token_ids input, pooled output)` of a freshly built encoder of this run's config."""
+        encoder = build_encoder(
+            self.config.encoder,
+            self.tokenizer.vocabulary_size,
+            self.config.embedding,
+            self.embedding_matrix(),
+        )
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        return token_ids, encoder(token_ids)["pooled_output"]
 
     def training_rows(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The training split with its EDA copies (`augment`; unchanged when off).
@@ -125,9 +138,6 @@ class Task(abc.ABC):
             return frame
         synonyms = None
         if augment.needs_vectors:
-            from qa_assistant.data.augment import NeighbourSynonyms
-            from qa_assistant.embeddings.neighbours import VectorIndex
-
             index = VectorIndex.from_file(augment.vectors or self.config.embedding.pretrained)
             word_level = self.tokenizer is not None and self.tokenizer.KIND == "word"
             allowed = set(self.tokenizer.vocabulary[2:]) if word_level else None
@@ -144,18 +154,26 @@ class Task(abc.ABC):
         their rows; new words start from word vectors or the mean row).
         Tasks with answer-indexed weights add theirs.
         """
-        from qa_assistant.training.personalize import embedding_remaps
-
-        return embedding_remaps(self, model)
+        source = self.init_source
+        base = source.tokenizer if source is not None else None
+        if base is None or self.tokenizer is None or base.KIND != "word" or self.tokenizer.KIND != "word":
+            return {}
+        return embedding_remaps(
+            model.weights,
+            self.tokenizer.vocabulary,
+            base.vocabulary,
+            source.weights,
+            vectors_file=self.config.embedding.pretrained,
+            noise=self.config.init.new_word_noise,
+            seed=self.config.train.seed,
+        )
 
     def projector_embeddings(self, model: keras.Model) -> dict[str, tuple[np.ndarray, list[str]]]:
         """What the TensorBoard projector shows: name -> (matrix, one label per row).
 
         The word embedding of a word-level model; tasks add answer embeddings.
         """
-        from qa_assistant.training.personalize import word_embedding
-
-        found = word_embedding(self, model)
+        found = word_embedding(model.weights, self.tokenizer.vocabulary) if self.tokenizer else None
         return {"words": found} if found is not None else {}
 
     # -- training ------------------------------------------------------------
@@ -173,7 +191,7 @@ class Task(abc.ABC):
         """Optimizer, loss and metrics."""
 
     def optimizer(self, model: keras.Model) -> keras.optimizers.Optimizer:
-        """Adam with the `train` section's schedule and head learning rate (`training/optimization.py`)."""
+        """Adam with the `train` section's schedule and head learning rate (`tasks/optimization.py`)."""
         return build_optimizer(self.config.train, self.steps_per_epoch, model)
 
     def finalize(self, model: keras.Model, splits: Splits) -> None:
@@ -187,7 +205,7 @@ class Task(abc.ABC):
         """Test metrics (README's keys, `num_questions` among them) and one prediction row per distinct question.
 
         Every task scores a question asked in several rows once, against all
-        its answers (`training/metrics.py`).
+        its answers (`metrics/ranking.py`).
         """
 
     def sample_predictions(self, model: keras.Model, frame: pd.DataFrame) -> pd.DataFrame:

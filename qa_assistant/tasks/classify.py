@@ -18,20 +18,19 @@ import pandas as pd
 import tensorflow as tf
 
 from qa_assistant.data.dataset import QAData
+from qa_assistant.data.pipeline import as_targets, ids_dataset, make_dataset
 from qa_assistant.data.split import Splits
-from qa_assistant.models.encoders import build_encoder
-from qa_assistant.models.transfer import Remap, index_map
-from qa_assistant.tasks.base import Task
-from qa_assistant.text.tokenizer_factory import load_tokenizer
-from qa_assistant.training.baseline import tfidf_logistic_regression
-from qa_assistant.training.metrics import (
+from qa_assistant.metrics.baselines import tfidf_logistic_regression
+from qa_assistant.metrics.ranking import (
     classification_metrics,
     group_references,
     predictions_frame,
     rank_candidates,
     ranking_metrics,
 )
-from qa_assistant.training.pipeline import as_targets, ids_dataset, make_dataset
+from qa_assistant.personalization.transfer import Remap, index_map
+from qa_assistant.tasks.base import Task
+from qa_assistant.text.tokenizer_factory import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +81,7 @@ class ClassificationTask(Task):
         )
 
     def build_model(self) -> keras.Model:
-        encoder = build_encoder(
-            self.config.encoder,
-            self.tokenizer.vocabulary_size,
-            self.config.embedding,
-            self.embedding_matrix(),
-        )
-        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-        pooled = encoder(token_ids)["pooled_output"]
+        token_ids, pooled = self.pooled_encoding()
         if self.config.encoder.dropout:
             pooled = keras.layers.Dropout(self.config.encoder.dropout, name="head_dropout")(pooled)
         logits = keras.layers.Dense(len(self.labels), dtype="float32", name=HEAD)(pooled)

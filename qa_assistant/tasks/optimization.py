@@ -31,7 +31,7 @@ from keras import ops
 
 from qa_assistant.config import TrainConfig
 
-ENCODER_LAYER = "encoder"  # the name every encoder builder gives its model (models/encoders.py)
+ENCODER_LAYER = "encoder"  # the name every encoder builder gives its model (models/encoders/registry.py)
 
 
 @keras.saving.register_keras_serializable(package="qa_assistant")

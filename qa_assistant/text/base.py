@@ -15,6 +15,8 @@ import tensorflow as tf
 
 from qa_assistant.text.cleaning import clean_text
 
+TOKENIZER_FILE = "tokenizer.json"  # everything but the vocabulary (`vocab.txt`)
+
 
 class VocabularyTokenizer(keras.layers.Layer):
     """Base of the tokenizer layers (`WordTokenizer`, `SubwordTokenizer`)."""
@@ -27,6 +29,11 @@ class VocabularyTokenizer(keras.layers.Layer):
     normalize: str
     strip_html: bool
     max_chars: int | None
+
+    def _build_lookup(self, lookup: keras.layers.Layer) -> None:
+        """Builds the vocabulary lookup now (it needs no input shape) and marks this layer built."""
+        lookup.build(None)
+        self.built = True
 
     @property
     def vocabulary_size(self) -> int:
@@ -64,7 +71,7 @@ class VocabularyTokenizer(keras.layers.Layer):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "vocab.txt").write_text("\n".join(self.vocabulary) + "\n", encoding="utf-8")
-        (directory / "tokenizer.json").write_text(
+        (directory / TOKENIZER_FILE).write_text(
             json.dumps({"kind": self.KIND, **self.options()}, indent=2), encoding="utf-8"
         )
 
@@ -73,5 +80,5 @@ class VocabularyTokenizer(keras.layers.Layer):
         """Inverse of `save_assets`."""
         directory = Path(directory)
         vocabulary = (directory / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
-        options = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
+        options = json.loads((directory / TOKENIZER_FILE).read_text(encoding="utf-8"))
         return cls(vocabulary, **{k: v for k, v in options.items() if k in cls.OPTION_KEYS})

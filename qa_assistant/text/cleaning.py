@@ -67,7 +67,7 @@ def clean_text(
         x = tf.strings.regex_replace(x, r"<[^<>]{0,1000}>", " ")
         x = _decode_entities(x)
     if normalize == "nfkc":
-        import tensorflow_text as tf_text
+        import tensorflow_text as tf_text  # deferred: start-up time
 
         x = tf_text.normalize_utf8(x, "NFKC")
     elif normalize != "none":

@@ -123,8 +123,7 @@ class SubwordTokenizer(VocabularyTokenizer):
             # (keras-hub would otherwise run a pure-Python copy eagerly).
             _allow_python_workflow=False,
         )
-        self._wordpiece.build(None)
-        self.built = True
+        self._build_lookup(self._wordpiece)
 
     @classmethod
     def from_texts(

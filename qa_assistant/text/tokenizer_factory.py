@@ -26,6 +26,8 @@ from typing import Any
 
 from qa_assistant.config import Config
 from qa_assistant.errors import UserError
+from qa_assistant.presets import load_preset_tokenizer
+from qa_assistant.text.base import TOKENIZER_FILE
 from qa_assistant.text.subword_tokenizer import KIND as SUBWORD_KIND
 from qa_assistant.text.subword_tokenizer import SubwordTokenizer
 from qa_assistant.text.word_tokenizer import WordTokenizer, extend_vocabulary
@@ -128,8 +130,6 @@ def _from_base(
 
 
 def _preset_tokenizer(config: Config, reserved_tokens: Sequence[str], cleaning: dict[str, Any]) -> Tokenizer:
-    from qa_assistant.models.presets import load_preset_tokenizer
-
     preset = load_preset_tokenizer(config.encoder.preset)
     tokenizer = SubwordTokenizer.from_preset(preset, **cleaning)
     missing = [t for t in reserved_tokens if t not in set(tokenizer.vocabulary)]
@@ -152,9 +152,9 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
         UserError: the directory holds no tokenizer.
     """
     directory = Path(directory)
-    options = directory / "tokenizer.json"
+    options = directory / TOKENIZER_FILE
     if not options.is_file():
-        raise UserError(f"'{directory}' holds no tokenizer (no tokenizer.json)")
+        raise UserError(f"'{directory}' holds no tokenizer (no {TOKENIZER_FILE})")
     kind = json.loads(options.read_text(encoding="utf-8")).get("kind", "word")
     if kind == SUBWORD_KIND:
         return SubwordTokenizer.load_assets(directory)

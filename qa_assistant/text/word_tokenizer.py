@@ -179,8 +179,7 @@ class WordTokenizer(VocabularyTokenizer):
         self._lookup = keras.layers.StringLookup(
             vocabulary=vocabulary[2:], mask_token=PAD, oov_token=OOV, num_oov_indices=1
         )
-        self._lookup.build(None)
-        self.built = True
+        self._build_lookup(self._lookup)
 
     @classmethod
     def from_texts(

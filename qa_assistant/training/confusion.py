@@ -58,10 +58,10 @@ def confusion_image(labels: Sequence[str], counts: np.ndarray, title: str) -> np
     Colour is the share of each reference class's examples; the cells show
     the counts when the matrix is small enough to read them.
     """
-    import matplotlib
+    import matplotlib  # deferred: start-up time
 
     matplotlib.use("Agg")  # no display; must precede pyplot
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: start-up time
 
     n = len(labels)
     shown = [label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1] + "…" for label in labels]
@@ -95,6 +95,6 @@ def confusion_image(labels: Sequence[str], counts: np.ndarray, title: str) -> np
 
 
 def _decode_png(data: bytes) -> np.ndarray:
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: start-up time
 
     return tf.io.decode_png(data, channels=4).numpy()

@@ -1,7 +1,7 @@
 """Training a replicated model (`mirrored`, `multi_worker`): a custom loop under the strategy.
 
-Keras 3.15's `model.fit` cannot feed a multi-worker strategy (keras issue
-20585: its data adapter hands the model a `PerReplica` value), and under
+Keras 3.15's `model.fit` cannot feed a multi-worker strategy (its data
+adapter hands the model a `PerReplica` value; reported upstream), and under
 `MirroredStrategy` it reshuffles a copy of the dataset in another order than
 one device would (see `training/fitting.py`). `fit` here does what Keras'
 `fit` does with what does work: it runs Keras' own `model.train_step` /
@@ -151,14 +151,14 @@ def fit(
     callbacks: Sequence[keras.callbacks.Callback],
     verbose: int,
 ) -> None:
-    """`model.fit(dataset.repeat(), steps_per_epoch=...)` for a multi-worker strategy.
+    """`model.fit(dataset.repeat(), steps_per_epoch=...)` for a replicated strategy (mirrored or multi-worker).
 
     Every worker calls it with the same data; the chief passes the run's
     callbacks, the other workers none (their callbacks would not run).
 
     Args:
         model: compiled under `strategy.scope()`.
-        strategy: the (multi-worker) strategy.
+        strategy: the replicated strategy (`MirroredStrategy` or multi-worker).
         dataset: one epoch of global batches (not repeated), reshuffled per
             iteration.
         steps_per_epoch: batches in `dataset`.
@@ -169,25 +169,8 @@ def fit(
         callbacks: the chief's callbacks; empty on the other workers.
         verbose: Keras progress bar mode on the chief.
 
-    Example:
-
-    >>> fit(model, strategy, train_ds, steps_per_epoch=steps, validation_data=val_ds, epochs=10,
-    ...     initial_epoch=0, epochs_done=0, callbacks=callbacks, verbose=2)  # doctest: +SKIP
     """
-    chief = strategy.extended.should_checkpoint
-    callback_list = keras.callbacks.CallbackList(
-        list(callbacks) if chief else [],
-        add_history=True,
-        add_progbar=chief and verbose != 0,
-        verbose=verbose,
-        epochs=epochs,
-        steps=steps_per_epoch,
-        model=model,
-    )
-    if not model.optimizer.built:
-        with strategy.scope():
-            # Every worker must hold the same variables before the chief's are broadcast.
-            model.optimizer.build(model.trainable_variables)
+    callback_list = _callback_list(model, strategy, callbacks, verbose, epochs, steps_per_epoch)
     train_step = _step_function(strategy, model.train_step)
     test_step = _step_function(strategy, model.test_step)
     model.stop_training = False
@@ -198,21 +181,9 @@ def fit(
     batches = iter(dataset.repeat())
     logs: dict[str, float] | None = None
     for epoch in range(initial_epoch, epochs):
-        model.reset_metrics()
-        callback_list.on_epoch_begin(epoch)
-        for step in range(steps_per_epoch):
-            callback_list.on_train_batch_begin(step)
-            train_step(next(batches))
-            callback_list.on_train_batch_end(step, {})
-        logs = _metric_logs(model)
-        if validation_data is not None:
-            logs.update(
-                {
-                    f"val_{k}": v
-                    for k, v in _evaluate(model, test_step, validation_data, callback_list).items()
-                }
-            )
-        callback_list.on_epoch_end(epoch, logs)
+        logs = _epoch(
+            model, epoch, batches, steps_per_epoch, validation_data, callback_list, train_step, test_step
+        )
         (stop,) = broadcast_ints(strategy, [int(bool(model.stop_training))])
         if stop:
             break
@@ -220,6 +191,57 @@ def fit(
     callback_list.on_train_end(logs=logs)
     sync_variables(strategy, model)  # early stopping may have restored the chief's best epoch
     _stop_health_checks(strategy)
+
+
+def _callback_list(
+    model: keras.Model,
+    strategy: tf.distribute.Strategy,
+    callbacks: Sequence[keras.callbacks.Callback],
+    verbose: int,
+    epochs: int,
+    steps: int,
+) -> keras.callbacks.CallbackList:
+    """The chief's callbacks (none on the other workers), with the optimizer built on every worker."""
+    chief = strategy.extended.should_checkpoint
+    callback_list = keras.callbacks.CallbackList(
+        list(callbacks) if chief else [],
+        add_history=True,
+        add_progbar=chief and verbose != 0,
+        verbose=verbose,
+        epochs=epochs,
+        steps=steps,
+        model=model,
+    )
+    if not model.optimizer.built:
+        with strategy.scope():
+            # Every worker must hold the same variables before the chief's are broadcast.
+            model.optimizer.build(model.trainable_variables)
+    return callback_list
+
+
+def _epoch(
+    model: keras.Model,
+    epoch: int,
+    batches: Any,
+    steps: int,
+    validation_data: tf.data.Dataset | None,
+    callback_list: keras.callbacks.CallbackList,
+    train_step: Any,
+    test_step: Any,
+) -> dict[str, float]:
+    """One epoch: `steps` training batches, then the validation pass; returns the epoch's logs."""
+    model.reset_metrics()
+    callback_list.on_epoch_begin(epoch)
+    for step in range(steps):
+        callback_list.on_train_batch_begin(step)
+        train_step(next(batches))
+        callback_list.on_train_batch_end(step, {})
+    logs = _metric_logs(model)
+    if validation_data is not None:
+        validation = _evaluate(model, test_step, validation_data, callback_list)
+        logs.update({f"val_{k}": v for k, v in validation.items()})
+    callback_list.on_epoch_end(epoch, logs)
+    return logs
 
 
 def _evaluate(

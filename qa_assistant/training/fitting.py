@@ -33,8 +33,9 @@ from qa_assistant.config import Config
 from qa_assistant.data.dataset import QAData
 from qa_assistant.errors import UserError
 from qa_assistant.tasks import Task
-from qa_assistant.training import distributed, personalize
+from qa_assistant.training import distributed
 from qa_assistant.training.cudnn import cudnn_warnings
+from qa_assistant.training.initialize import initialize
 from qa_assistant.training.precision import dtype_policy, resolve_mixed_precision
 from qa_assistant.training.resume import TrainingState, advance_shuffle, count_batches
 from qa_assistant.training.strategy import Placement, resolve_jit_compile
@@ -68,7 +69,7 @@ def build_training(
     """Fits the preprocessing, makes the datasets, and builds and compiles the model under the strategy.
 
     With `init.source`, the base model's weights are copied in before
-    compiling (`training/personalize.py`; its report goes to `run_dir`).
+    compiling (`training/initialize.py`; its report goes to `run_dir`).
 
     Returns:
         `(model, training batches (one epoch), validation batches or None,
@@ -114,7 +115,7 @@ def build_training(
     task.steps_per_epoch = steps  # a learning-rate schedule counts steps
     with placement.strategy.scope(), dtype_policy(policy):
         model = task.build_model()
-        personalize.initialize(task, model, run_dir)  # --init-from: base weights, before compile
+        initialize(task, model, run_dir)  # --init-from: base weights, before compile
         task.compile(model, jit_compile=jit)
     for message in cudnn_warnings(model, placement.device_types):
         log.warning(message)
@@ -147,9 +148,8 @@ def fit_model(
     epochs = config.train.epochs
     epochs_done = state.epochs_done if state else 0
     initial_epoch = state.initial_epoch(epochs) if state else 0
-    if (
-        placement.replicated
-    ):  # see the module docstring; fit cannot feed multi_worker at all (keras issue 20585)
+    # Keras' fit cannot feed a multi-worker strategy at all (training/distributed.py).
+    if placement.replicated:
         distributed.fit(
             model,
             placement.strategy,

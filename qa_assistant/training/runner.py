@@ -1,23 +1,10 @@
-"""A training run, start to finish, and reading a finished run back.
+"""A training run, start to finish: data, model, fit, evaluation, a complete run directory.
 
-Run directory layout::
-
-    RUN_DIR/
-      config.yaml         resolved config
-      manifest.json       versions, seed, data hashes, row counts, split
-      data/               the exact train/validation/test splits (JSONL)
-      preprocessor/       vocab.txt + tokenizer.json
-      labels.json         (classification) class id -> answer text
-      model.keras         trained model, best validation epoch
-      checkpoints/        best weights and the resume state (training/resume.py)
-      logs/train, logs/validation   TensorBoard
-      predictions.jsonl   one line per distinct test question, with all its references
-      metrics.json        test metrics; written last, marks the run finished
-
-Nothing is created before the data and config have been validated, and
-`metrics.json` only appears once everything else is in place, so a directory
-without it is an unfinished run (rerunning the same command resumes it from
-the last completed epoch). Files are written atomically (`qa_assistant.atomic`).
+The run directory's layout is `layout.py`'s. Nothing is created before the
+data and config have been validated, and `metrics.json` only appears once
+everything else is in place, so a directory without it is an unfinished run
+(rerunning the same command resumes it from the last completed epoch). Files
+are written atomically (`qa_assistant.atomic`).
 """
 
 from __future__ import annotations
@@ -29,21 +16,33 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from qa_assistant.atomic import replacing, write_text
 from qa_assistant.config import Config, load_config
 from qa_assistant.data.dataset import QAData, load_qa_data
 from qa_assistant.errors import UserError
+from qa_assistant.layout import (
+    BEST_WEIGHTS,
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    LOGS_DIR,
+    MANIFEST_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+    RUN_MARKER,
+    is_finished,
+    is_run_dir,
+)
 from qa_assistant.manifest import build_manifest, write_json
 from qa_assistant.models.encoders import get_encoder_builder
 from qa_assistant.models.loading import load_keras_model
+from qa_assistant.personalization.sources import open_source
 from qa_assistant.tasks import Task, get_task
-from qa_assistant.training import distributed, personalize
+from qa_assistant.training import distributed
 from qa_assistant.training.callbacks import (
     BestCheckpoint,
     EarlyStopping,
@@ -63,16 +62,14 @@ from qa_assistant.training.tensorboard import (
     confusion_classes,
     hparams_of,
     prediction_summaries,
+    write_extras,
     write_test_summaries,
 )
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
-MODEL_FILE = "model.keras"
 # Monitors that `Task.epoch_metrics` computes after each epoch (Keras' validation pass cannot).
 GENERATED_MONITORS = ("val_rouge_l",)
-RUN_MARKER = ".qa-assistant-run"  # written first: marks a directory this package may resume or --restart
 
 
 @dataclass
@@ -83,11 +80,6 @@ class RunResult:
     metrics: dict[str, float]
     already_finished: bool = False
     chief: bool = True
-
-
-def is_finished(run_dir: Path) -> bool:
-    """True when `run_dir` holds a completed run."""
-    return (run_dir / METRICS_FILE).is_file()
 
 
 def train_run(config: Config, output: str | Path, *, restart: bool = False) -> RunResult:
@@ -124,9 +116,8 @@ def train_run(config: Config, output: str | Path, *, restart: bool = False) -> R
         try:
             return _train_chief(config, task, placement, run_dir, restart, start)
         finally:
-            start.send(
-                distributed.FAILED
-            )  # tells waiting workers to stop if the chief stopped before training
+            # Tells waiting workers to stop if the chief stopped before training.
+            start.send(distributed.FAILED)
 
 
 def _with_global_batch(config: Config, replicas: int) -> Config:
@@ -148,7 +139,7 @@ def _train_chief(
 ) -> RunResult:
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"output '{run_dir}' is a file; expected a directory for the run")
-    if run_dir.exists() and not _is_run_dir(run_dir):
+    if run_dir.exists() and not is_run_dir(run_dir):
         raise UserError(
             f"output '{run_dir}' is a directory that holds other files, not a run; "
             f"expected a new or empty directory, or a run directory (with {RUN_MARKER})"
@@ -158,7 +149,7 @@ def _train_chief(
         log.info("%s already holds a finished run; not retraining (use --restart to start over)", run_dir)
         start.send(distributed.FINISHED)
         return RunResult(run_dir, _read_metrics(run_dir), already_finished=True)
-    task.init_source = personalize.open_source(config)  # an unsafe or missing base fails before any write
+    task.init_source = open_source(config)  # an unsafe or missing base fails before any write
     keras.utils.set_random_seed(config.train.seed)
     data = load_qa_data(config)
     config = settle_from_data(config, task, data)
@@ -182,7 +173,7 @@ def _train_chief(
 
 def _discard_if_new(run_dir: Path, created: bool) -> None:
     """Removes a run directory this call created when no epoch was saved: nothing to resume."""
-    if created and latest_snapshot(run_dir / "checkpoints") is None:
+    if created and latest_snapshot(run_dir / CHECKPOINTS_DIR) is None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -195,20 +186,14 @@ def _out_of_memory(error: BaseException) -> str:
     )
 
 
-def _is_run_dir(path: Path) -> bool:
-    """An empty directory, or one this package made (a marker, or a config and a manifest)."""
-    names = {p.name for p in path.iterdir()}
-    return not names or RUN_MARKER in names or {"config.yaml", "manifest.json"} <= names
-
-
 def _check_resumable(run_dir: Path, config: Config, data: QAData) -> None:
-    saved = run_dir / "config.yaml"
+    saved = run_dir / CONFIG_FILE
     if saved.is_file() and load_config([saved]).to_dict() != config.to_dict():
         raise UserError(
             f"'{run_dir}' holds an unfinished run with a different config; "
             "use another --output, or --restart to discard it"
         )
-    manifest = run_dir / "manifest.json"
+    manifest = run_dir / MANIFEST_FILE
     if not manifest.is_file():
         return
     before = {
@@ -224,7 +209,7 @@ def _check_resumable(run_dir: Path, config: Config, data: QAData) -> None:
 
 
 def _write_inputs(run_dir: Path, config: Config, data: QAData) -> None:
-    config.save(run_dir / "config.yaml")
+    config.save(run_dir / CONFIG_FILE)
     split_dir = run_dir / "data"
     split_dir.mkdir(exist_ok=True)
     for name, frame in (
@@ -235,7 +220,7 @@ def _write_inputs(run_dir: Path, config: Config, data: QAData) -> None:
         with replacing(split_dir / f"{name}.jsonl") as tmp:
             frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
     write_json(
-        run_dir / "manifest.json",
+        run_dir / MANIFEST_FILE,
         build_manifest(
             seed=config.train.seed,
             config=config.to_dict(),
@@ -249,7 +234,7 @@ def _write_inputs(run_dir: Path, config: Config, data: QAData) -> None:
 def _train_worker(task: Task, placement: Placement, run_dir: Path) -> RunResult:
     """A multi-worker run's other workers: train alongside the chief, write nothing."""
     keras.utils.set_random_seed(task.config.train.seed)
-    task.init_source = personalize.open_source(task.config)  # the same starting weights as the chief
+    task.init_source = open_source(task.config)  # the same starting weights as the chief
     data = load_qa_data(task.config)
     settle_from_data(task.config, task, data)  # the chief's values: the same data gives the same numbers
     told = distributed.hear_chief(placement.strategy)
@@ -273,7 +258,7 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
     measures = [EpochMetrics(task.epoch_metrics, splits.validation)] if monitor in GENERATED_MONITORS else []
     callbacks, state = _callbacks(config, run_dir, monitor, steps, summaries, measures)
     fit_model(model, placement, train_ds, steps, val_ds, config, callbacks, state)
-    best = run_dir / "checkpoints" / "best.weights.h5"
+    best = run_dir / CHECKPOINTS_DIR / BEST_WEIGHTS
     if best.is_file():
         # The best epoch by `callbacks.is_better`, with or without early stopping (which
         # restores it only when it stops the run); none before `train.monitor_from_epoch`.
@@ -286,12 +271,12 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
         model = load_keras_model(run_dir / MODEL_FILE)
     task.finalize(model, splits)
     task.save(run_dir)
-    personalize.write_extras(task, model, run_dir / "logs")  # projector, augmented examples
+    write_extras(task, model, run_dir / LOGS_DIR)  # projector, augmented examples
     with replacing(run_dir / MODEL_FILE) as tmp:
         model.save(tmp)
     metrics, predictions = task.evaluate(model, splits.test)
     baseline = task.baseline(splits)
-    with replacing(run_dir / "predictions.jsonl") as tmp:
+    with replacing(run_dir / PREDICTIONS_FILE) as tmp:
         predictions.to_json(tmp, orient="records", lines=True, force_ascii=False)
     metrics.update(
         num_train=len(splits.train),
@@ -303,9 +288,11 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
         **_best_logs(callbacks),
         **{f"baseline_{k}": v for k, v in baseline.items()},
     )
-    write_test_summaries(run_dir / "logs", metrics, predictions, len(state.history), confusion_classes(task))
+    write_test_summaries(
+        run_dir / LOGS_DIR, metrics, predictions, len(state.history), confusion_classes(task)
+    )
     write_json(run_dir / METRICS_FILE, metrics)
-    discard_snapshots(run_dir / "checkpoints")
+    discard_snapshots(run_dir / CHECKPOINTS_DIR)
     return RunResult(run_dir, metrics)
 
 
@@ -322,7 +309,7 @@ def _callbacks(
     `measures` (`EpochMetrics`) come before everything that reads the epoch
     logs: they add the values that TensorBoard logs and early stopping watches.
     """
-    checkpoints = run_dir / "checkpoints"
+    checkpoints = run_dir / CHECKPOINTS_DIR
     # Explicit: Keras cannot tell the direction of a metric it does not compute itself.
     mode = "min" if "loss" in monitor else "max"
     warmup = config.train.monitor_from_epoch
@@ -346,13 +333,13 @@ def _callbacks(
                 restore_best_weights=True,
             )
         )
-    stateful.append(BestMetrics(run_dir / "logs", hparams_of(config), monitor, start_from_epoch=warmup))
+    stateful.append(BestMetrics(run_dir / LOGS_DIR, hparams_of(config), monitor, start_from_epoch=warmup))
     # Last, so it saves after the others have updated and restores after they reset.
-    state = TrainingState(checkpoints, steps_per_epoch, stateful=stateful, logs_dir=run_dir / "logs")
+    state = TrainingState(checkpoints, steps_per_epoch, stateful=stateful, logs_dir=run_dir / LOGS_DIR)
     callbacks = [
         LearningRateLogger(),
         *measures,
-        TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
+        TensorBoard(log_dir=str(run_dir / LOGS_DIR), write_graph=False),
         *summaries,  # before the state: what they log at an epoch's end is kept on resume
         *stateful,
         state,
@@ -378,31 +365,3 @@ def _best_logs(callbacks: list[keras.callbacks.Callback]) -> dict[str, float]:
 
 def _read_metrics(run_dir: Path) -> dict[str, float]:
     return json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
-
-
-def load_run(run_dir: str | Path) -> tuple[Config, Task, keras.Model]:
-    """Reads a finished run: its config, restored task and trained model.
-
-    The model goes through `load_keras_model` (safe mode): a model file that
-    would need to execute code (a `Lambda` layer) is refused.
-
-    Raises:
-        UserError: the directory is not a finished run, or its model is unsafe.
-    """
-    run_dir = Path(run_dir)
-    if not (run_dir / MODEL_FILE).is_file() or not (run_dir / "config.yaml").is_file():
-        raise UserError(f"'{run_dir}' is not a finished run directory (no {MODEL_FILE} / config.yaml)")
-    if not is_finished(run_dir):
-        raise UserError(
-            f"'{run_dir}' is an unfinished run (no {METRICS_FILE}); rerun its train command to finish it"
-        )
-    config = load_config([run_dir / "config.yaml"])
-    task = get_task(config)
-    task.restore(run_dir)
-    model = load_keras_model(run_dir / MODEL_FILE)
-    return config, task, model
-
-
-def summarize(metrics: dict[str, Any], keys: tuple[str, ...]) -> dict[str, float]:
-    """Picks `keys` (and their `baseline_` twins) for a printed table."""
-    return {k: float(np.round(metrics[k], 4)) for k in keys if k in metrics}

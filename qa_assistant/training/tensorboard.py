@@ -35,6 +35,8 @@ import tensorflow as tf
 
 from qa_assistant.config import Config
 from qa_assistant.data.split import Splits
+from qa_assistant.embeddings.projector import write_projector
+from qa_assistant.tasks import Task
 from qa_assistant.training.callbacks import is_better, loss_key
 from qa_assistant.training.confusion import confusion_counts, confusion_image
 
@@ -140,7 +142,7 @@ class BestMetrics(keras.callbacks.Callback):
         # Not in on_train_begin: a resumed run's state is restored after that.
         if self.session_written:
             return
-        from tensorboard.plugins.hparams import api as hp
+        from tensorboard.plugins.hparams import api as hp  # deferred: start-up time
 
         with self.writer:
             hp.hparams(self.hparams, trial_id=session_group(self.hparams), start_time_secs=int(time.time()))
@@ -314,3 +316,17 @@ def write_test_summaries(
         if confusion_classes and len(predictions):
             write_confusion(predictions, confusion_classes, step, f"test, after {step} epochs")
     writer.close()
+
+
+def write_extras(task: Task, model: keras.Model, log_dir: Path) -> None:
+    """After training: projector embeddings, and the augmented examples as TensorBoard text."""
+    write_projector(log_dir, task.projector_embeddings(model))
+    augmentation = task.augmentation
+    if augmentation is not None and augmentation.samples:
+        rows = [["operation", "original", "augmented"], *[list(s) for s in augmentation.samples]]
+        writer = tf.summary.create_file_writer(str(log_dir / "train"))
+        with writer.as_default():
+            tf.summary.text("augmented_examples", tf.constant(rows), step=0)
+            counts = json.dumps(augmentation.counts)
+            tf.summary.text("augmentation_counts", tf.constant(counts), step=0)
+        writer.close()

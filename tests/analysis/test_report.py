@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from qa_assistant.experiments.report import bar_chart, results_csv, systems_table
-from qa_assistant.experiments.statistics import fold_summary
+from qa_assistant.analysis.report import bar_chart, results_csv, systems_table
+from qa_assistant.analysis.statistics import fold_summary
 
 RESULTS = {
     "classification": {

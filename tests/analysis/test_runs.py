@@ -11,12 +11,10 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from qa_assistant.cli import main
-from qa_assistant.errors import UserError
-from qa_assistant.experiments.compare import align, compare_runs, per_question_scores
-from qa_assistant.experiments.kfold import SUMMARY_JSON, SUMMARY_TABLE, run_folds
-from qa_assistant.experiments.statistics import corrected_paired_ttest
-from qa_assistant.experiments.sweep import (
+from qa_assistant.analysis.compare import align, compare_runs, per_question_scores
+from qa_assistant.analysis.kfold import SUMMARY_JSON, SUMMARY_TABLE, run_folds
+from qa_assistant.analysis.statistics import corrected_paired_ttest
+from qa_assistant.analysis.sweep import (
     RESULTS_CSV,
     RESULTS_TABLE,
     PointResult,
@@ -28,6 +26,8 @@ from qa_assistant.experiments.sweep import (
     select_point,
     selection_report,
 )
+from qa_assistant.cli import main
+from qa_assistant.errors import UserError
 from tests.helpers import TINY, faq_rows, tiny_config
 
 FAST = [*TINY, "train.epochs=1", "train.jit_compile=false", "tensorboard.confusion_classes=0"]

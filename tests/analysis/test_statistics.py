@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from qa_assistant.experiments.statistics import (
+from qa_assistant.analysis.statistics import (
     corrected_paired_ttest,
     fold_summary,
     holm,

@@ -59,7 +59,7 @@ def test_serving_configs_prefer_the_named_one_then_the_first_of_the_task(tmp_pat
 def benchmarks_file(tmp_path: Path) -> Path:
     path = tmp_path / "BENCHMARKS.md"
     path.write_text(
-        f"# Benchmarks\n\n## Other\n\nkeep me\n\n{SECTION}\n\nHand-written intro.\n\n## Reliability (issue 8)\n\nkeep too\n"
+        f"# Benchmarks\n\n## Other\n\nkeep me\n\n{SECTION}\n\nHand-written intro.\n\n## Reliability\n\nkeep too\n"
     )
     return path
 

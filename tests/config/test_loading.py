@@ -127,7 +127,7 @@ def test_flat_view_lists_every_leaf() -> None:
 
 
 def test_shipped_configs_load() -> None:
-    configs = sorted((Path(__file__).parents[1] / "experiments" / "configs").glob("*.yaml"))
+    configs = sorted((Path(__file__).parents[2] / "experiments" / "configs").glob("*.yaml"))
     assert configs, "experiments/configs is empty"
     for path in configs:
         load_config([path])

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from qa_assistant.config import load_config
-from qa_assistant.data.split import split_classification, split_grouped
+from qa_assistant.data.split import SplitPlan, split_classification, split_grouped
 from qa_assistant.errors import UserError
 from tests.data.test_split import faq
 
@@ -14,7 +14,10 @@ from tests.data.test_split import faq
 def folds_of(data: pd.DataFrame, k: int, seed: int = 0, **kwargs):
     return [
         split_classification(
-            data, "answer", validation_fraction=0.1, test_fraction=0.2, seed=seed, folds=k, fold=i, **kwargs
+            data,
+            "answer",
+            SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=seed, folds=k, fold=i),
+            **kwargs,
         )
         for i in range(k)
     ]
@@ -62,7 +65,7 @@ def test_folds_depend_on_the_seed_and_repeat_with_it() -> None:
 def test_grouped_folds_for_retrieval() -> None:
     data = faq([1] * 50)
     splits = [
-        split_grouped(data, validation_fraction=0.1, test_fraction=0.2, seed=0, folds=5, fold=i)
+        split_grouped(data, SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=0, folds=5, fold=i))
         for i in range(5)
     ]
     assert sorted(pd.concat([s.test for s in splits])["question"]) == sorted(data["question"])

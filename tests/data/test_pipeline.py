@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from qa_assistant.training.pipeline import bucket_lengths, ids_dataset, make_dataset
+from qa_assistant.data.pipeline import bucket_lengths, ids_dataset, make_dataset
 
 
 def ragged(lengths: list[int]) -> tf.RaggedTensor:

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from qa_assistant.data.prepare import question_key
-from qa_assistant.data.split import split_classification, split_grouped
+from qa_assistant.data.split import SplitPlan, split_classification, split_grouped
 from qa_assistant.errors import UserError
 
 
@@ -13,7 +13,9 @@ def faq(per_answer: list[int]) -> pd.DataFrame:
 
 def test_known_answer_split_only_holds_out_answers_kept_in_training() -> None:
     data = faq([1] * 50 + [2] * 10 + [3] * 5)
-    splits = split_classification(data, "answer", validation_fraction=0.1, test_fraction=0.2, seed=0)
+    splits = split_classification(
+        data, "answer", SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=0)
+    )
     assert splits.method == "known-answer"
     train_answers = set(splits.train["answer"])
     held = pd.concat([splits.validation, splits.test])
@@ -31,7 +33,9 @@ def test_known_answer_split_only_holds_out_answers_kept_in_training() -> None:
 
 def test_stratified_split_when_every_class_has_enough_examples() -> None:
     data = faq([20, 20, 20, 20])
-    splits = split_classification(data, "answer", validation_fraction=0.1, test_fraction=0.2, seed=0)
+    splits = split_classification(
+        data, "answer", SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=0)
+    )
     assert splits.method == "stratified"
     assert splits.test["answer"].value_counts().to_dict() == {f"answer {a}": 4 for a in range(4)}
     assert len(splits.validation) > 0
@@ -40,7 +44,9 @@ def test_stratified_split_when_every_class_has_enough_examples() -> None:
 
 def test_stratified_split_sizes_follow_the_fractions_with_small_classes() -> None:
     data = faq([40, 30, 20, 10, 6, 5, 5])
-    splits = split_classification(data, "answer", validation_fraction=0.1, test_fraction=0.2, seed=0)
+    splits = split_classification(
+        data, "answer", SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=0)
+    )
     assert splits.method == "stratified"
     sizes = splits.sizes()
     assert abs(sizes["test"] - 0.2 * len(data)) <= 6
@@ -52,34 +58,40 @@ def test_same_question_never_on_both_sides() -> None:
     rows += [(f"x{i}", "a") for i in range(6)] + [(f"y{i}", "b") for i in range(6)]
     data = pd.DataFrame(rows, columns=["question", "answer"])
     for seed in range(5):
-        s = split_classification(data, "answer", validation_fraction=0.2, test_fraction=0.2, seed=seed)
+        s = split_classification(
+            data, "answer", SplitPlan(validation_fraction=0.2, test_fraction=0.2, seed=seed)
+        )
         assert not set(s.train["question"]) & (set(s.test["question"]) | set(s.validation["question"]))
 
 
 def test_split_is_reproducible_and_seed_dependent() -> None:
     data = faq([3] * 40)
-    a = split_classification(data, "answer", validation_fraction=0.1, test_fraction=0.2, seed=1)
-    b = split_classification(data, "answer", validation_fraction=0.1, test_fraction=0.2, seed=1)
-    c = split_classification(data, "answer", validation_fraction=0.1, test_fraction=0.2, seed=2)
+    a = split_classification(data, "answer", SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=1))
+    b = split_classification(data, "answer", SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=1))
+    c = split_classification(data, "answer", SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=2))
     assert a.test.equals(b.test)
     assert not a.test.equals(c.test)
 
 
 def test_single_class_is_an_error() -> None:
     with pytest.raises(UserError, match="at least 2 distinct values of 'answer'; got 1 \\('answer 0'\\)"):
-        split_classification(faq([5]), "answer", validation_fraction=0.1, test_fraction=0.2, seed=0)
+        split_classification(
+            faq([5]), "answer", SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=0)
+        )
 
 
 def test_nothing_to_hold_out_is_an_error() -> None:
     with pytest.raises(UserError, match="no question can be held out"):
-        split_classification(faq([1] * 20), "answer", validation_fraction=0.1, test_fraction=0.2, seed=0)
+        split_classification(
+            faq([1] * 20), "answer", SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=0)
+        )
 
 
 def test_given_test_file_is_used_as_is_and_unseen_labels_counted() -> None:
     train = faq([4, 4, 4])
     test = pd.DataFrame([("new q", "answer 0"), ("other", "never seen")], columns=["question", "answer"])
     s = split_classification(
-        train, "answer", validation_fraction=0.25, test_fraction=0.2, seed=0, test_frame=test
+        train, "answer", SplitPlan(validation_fraction=0.25, test_fraction=0.2, seed=0), test_frame=test
     )
     assert s.test.equals(test)
     assert s.notes["unseen_test_labels"] == 1
@@ -88,12 +100,14 @@ def test_given_test_file_is_used_as_is_and_unseen_labels_counted() -> None:
 
 def test_zero_test_fraction_without_test_file_is_an_error() -> None:
     with pytest.raises(UserError, match="test_fraction is 0"):
-        split_classification(faq([5, 5]), "answer", validation_fraction=0.1, test_fraction=0.0, seed=0)
+        split_classification(
+            faq([5, 5]), "answer", SplitPlan(validation_fraction=0.1, test_fraction=0.0, seed=0)
+        )
 
 
 def test_grouped_split_for_retrieval() -> None:
     data = faq([1] * 100)
-    s = split_grouped(data, validation_fraction=0.1, test_fraction=0.2, seed=0)
+    s = split_grouped(data, SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=0))
     assert (len(s.train), len(s.validation), len(s.test)) == (70, 10, 20)
     assert not set(s.train["question"]) & set(s.test["question"])
 
@@ -115,10 +129,16 @@ def _sides(splits) -> list[set[str]]:
 def test_near_duplicate_questions_never_on_both_sides(seed: int) -> None:
     data = _near_duplicates()
     for splits in (
-        split_grouped(data, validation_fraction=0.1, test_fraction=0.2, seed=seed),
-        split_grouped(data, validation_fraction=0.1, test_fraction=0.2, seed=seed, folds=4, fold=1),
-        split_classification(data, "answer", validation_fraction=0.1, test_fraction=0.2, seed=seed),
-        split_classification(data, "answer", validation_fraction=0.1, test_fraction=0.2, seed=seed, folds=3),
+        split_grouped(data, SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=seed)),
+        split_grouped(
+            data, SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=seed, folds=4, fold=1)
+        ),
+        split_classification(
+            data, "answer", SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=seed)
+        ),
+        split_classification(
+            data, "answer", SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=seed, folds=3)
+        ),
     ):
         train, validation, test = _sides(splits)
         assert len(test) > 0
@@ -131,7 +151,9 @@ def test_known_answer_split_counts_phrasings_by_key() -> None:
     # One answer, two questions that differ only in punctuation: a single phrasing, nothing to hold out.
     rows = [("will you die?", "no"), ("will you die", "no"), ("hi", "hello"), ("hi there", "hello")]
     data = pd.DataFrame(rows, columns=["question", "answer"])
-    splits = split_classification(data, "answer", validation_fraction=0.0, test_fraction=0.5, seed=0)
+    splits = split_classification(
+        data, "answer", SplitPlan(validation_fraction=0.0, test_fraction=0.5, seed=0)
+    )
     assert splits.method == "known-answer"
     assert set(splits.test["answer"]) == {"hello"}
     assert splits.notes["eligible_questions"] == 2

@@ -1,4 +1,4 @@
-from qa_assistant.training.baseline import tfidf_logistic_regression, tfidf_retrieval
+from qa_assistant.metrics.baselines import tfidf_logistic_regression, tfidf_retrieval
 
 TRAIN_QUESTIONS = [
     "what are your opening hours",

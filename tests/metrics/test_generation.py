@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qa_assistant.training.generation_metrics import (
+from qa_assistant.metrics.generation import (
     MaskedTokenAccuracy,
     corpus_bleu,
     evaluate_generation,

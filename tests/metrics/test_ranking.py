@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from qa_assistant.training.metrics import (
+from qa_assistant.metrics.ranking import (
     classification_metrics,
     format_table,
     group_references,

@@ -162,7 +162,7 @@ def test_a_train_step_compiles_with_xla() -> None:
 
     `large`: the XLA compilation alone takes several seconds on 2 CPU cores.
     """
-    from qa_assistant.training.generation_metrics import MaskedTokenAccuracy, masked_loss
+    from qa_assistant.metrics.generation import MaskedTokenAccuracy, masked_loss
 
     model = seq2seq("bigru-luong")  # the decoder's own training loop is a tf.while_loop
     model.compile(optimizer="adam", loss=masked_loss(), metrics=[MaskedTokenAccuracy()], jit_compile=True)

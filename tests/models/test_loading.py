@@ -14,7 +14,7 @@ import pytest
 
 from qa_assistant.errors import UserError
 from qa_assistant.models.loading import UNSAFE_CLASSES, check_keras_file, load_keras_model
-from qa_assistant.training.runner import load_run
+from qa_assistant.tasks.runs import load_run
 
 PACKAGE = Path(__file__).resolve().parents[2] / "qa_assistant"
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from qa_assistant.config import EmbeddingConfig, load_config
 from qa_assistant.models.encoders import build_encoder
-from qa_assistant.models.presets import resolve_preset
+from qa_assistant.presets import resolve_preset
 from qa_assistant.text.tokenizer_factory import build_tokenizer
 from tests.helpers import faq_rows
 

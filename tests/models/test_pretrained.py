@@ -12,7 +12,7 @@ from qa_assistant.config import EmbeddingConfig, EncoderConfig, load_config
 from qa_assistant.errors import UserError
 from qa_assistant.models.encoders import build_encoder
 from qa_assistant.models.freezing import freeze_encoder, trainable_summary
-from qa_assistant.models.presets import resolve_preset
+from qa_assistant.presets import resolve_preset
 from qa_assistant.text.tokenizer_factory import build_tokenizer
 from tests.helpers import SPECIAL_TOKENS, faq_words, tiny_hf_bert_checkpoint, tiny_preset
 

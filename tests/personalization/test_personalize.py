@@ -18,10 +18,15 @@ from qa_assistant.config import load_config
 from qa_assistant.data.dataset import load_qa_data
 from qa_assistant.errors import UserError
 from qa_assistant.models.loading import load_keras_model
+from qa_assistant.personalization.sources import (
+    config_for_init,
+    open_init_source,
+    open_source,
+    savedmodel_weights,
+)
 from qa_assistant.tasks import get_task
 from qa_assistant.text.tokenizer_factory import load_tokenizer
-from qa_assistant.training import personalize
-from qa_assistant.training.init_source import open_init_source, savedmodel_weights
+from qa_assistant.training.initialize import initialize
 from tests.helpers import TINY, faq_rows, tiny_preset
 from tests.models.test_loading import booby_trapped
 
@@ -48,9 +53,9 @@ def mine_csv(tmp_path: Path) -> Path:
 
 def prepared(config_overrides: list[str], init_from: Path | str, data: Path):
     """A task prepared on `data` that starts from `init_from`, and its freshly built model (no training)."""
-    config = personalize.config_for_init([], [*config_overrides, f"data.train={data}"], str(init_from))
+    config = config_for_init([], [*config_overrides, f"data.train={data}"], str(init_from))
     task = get_task(config)
-    task.init_source = personalize.open_source(config)
+    task.init_source = open_source(config)
     task.prepare(load_qa_data(config))
     return task, task.build_model()
 
@@ -67,7 +72,7 @@ def test_new_words_are_appended_and_base_rows_and_answers_are_the_starting_point
     assert {"gym", "schedule"} <= set(vocabulary[len(base_vocabulary) :])
     fresh = model.get_layer("encoder").get_layer("token_embedding").embeddings.numpy().copy()
 
-    report = personalize.initialize(task, model, tmp_path)
+    report = initialize(task, model, tmp_path)
 
     embedding = model.get_layer("encoder").get_layer("token_embedding").embeddings.numpy()
     np.testing.assert_array_equal(embedding[: len(base_vocabulary)], base["token_embedding/embeddings"])
@@ -152,7 +157,7 @@ def test_one_command_personalises_exports_and_trains_the_new_words(
     trained = load_keras_model(run / "model.keras").get_layer("encoder").get_layer("token_embedding")
     # The initial rows of the new words, as the run computed them before training:
     task, model = prepared(settings, tiny_run, mine_csv)
-    personalize.initialize(task, model)
+    initialize(task, model)
     initial = model.get_layer("encoder").get_layer("token_embedding").embeddings.numpy()
     gym = vocabulary.index("gym")
     assert gym >= base_size
@@ -199,14 +204,14 @@ def test_init_from_a_model_with_a_lambda_is_refused_before_anything_is_written(
 
 def test_init_from_a_preset_makes_the_encoder_pretrained(mine_csv: Path, tmp_path: Path) -> None:
     preset = tiny_preset(tmp_path / "preset", layers=1)
-    config = personalize.config_for_init([], [*TINY, f"data.train={mine_csv}"], str(preset))
+    config = config_for_init([], [*TINY, f"data.train={mine_csv}"], str(preset))
     assert (config.encoder.type, config.encoder.preset, config.init.source) == (
         "pretrained",
         str(preset),
         str(preset),
     )
     task, model = prepared(TINY, preset, mine_csv)
-    report = personalize.initialize(task, model)
+    report = initialize(task, model)
     assert "transformer_layer_0/self_attention_layer/query/kernel" in report.loaded
     assert report.new == ["answer_logits/kernel", "answer_logits/bias"]
 

@@ -8,7 +8,7 @@ import numpy as np
 from qa_assistant.config import EmbeddingConfig, EncoderConfig
 from qa_assistant.models.encoders import build_encoder
 from qa_assistant.models.freezing import freeze_encoder
-from qa_assistant.models.transfer import Remap, index_map, transfer_weights
+from qa_assistant.personalization.transfer import Remap, index_map, transfer_weights
 
 
 def model(words: int, classes: int, units: int = 4) -> keras.Model:

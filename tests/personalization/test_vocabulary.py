@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qa_assistant.embeddings import new_row_fill, save_vectors
-from qa_assistant.embeddings.extension import fit_linear_map
+from qa_assistant.embeddings import save_vectors
+from qa_assistant.personalization.vocabulary import fit_linear_map, new_row_fill
 
 
 def test_vectors_of_new_words_are_carried_into_the_base_space(tmp_path: Path) -> None:

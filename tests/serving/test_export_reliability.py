@@ -21,15 +21,10 @@ import pytest
 import tensorflow as tf
 
 from qa_assistant.errors import UserError
+from qa_assistant.layout import validate_name
 from qa_assistant.serving import export as export_module
-from qa_assistant.serving.export import (
-    SCORE_TOLERANCE,
-    check_parity,
-    export_run,
-    load_signature,
-    replay_warmup,
-    validate_name,
-)
+from qa_assistant.serving.export import SCORE_TOLERANCE, check_parity, export_run, replay_warmup
+from qa_assistant.serving.savedmodel import load_signature
 from qa_assistant.serving.warmup import WARMUP_FILE, read_warmup
 from qa_assistant.tasks import ClassificationTask
 
@@ -236,7 +231,7 @@ def test_concurrent_publishes_get_distinct_versions(tmp_path: Path) -> None:
 
     def publish(staging: Path) -> Path:
         start.wait()  # all renames race for the same next number
-        return export_module._publish(staging, model_dir)
+        return export_module._next_version(staging, model_dir)
 
     with concurrent.futures.ThreadPoolExecutor(len(stagings)) as pool:
         versions = list(pool.map(publish, stagings))
@@ -289,7 +284,7 @@ def test_publish_retries_when_another_export_takes_the_number(
         return [] if len(calls) == 1 else [1]
 
     monkeypatch.setattr(export_module, "version_numbers", stale_then_fresh)
-    assert export_module._publish(staging, model_dir) == model_dir / "2"
+    assert export_module._next_version(staging, model_dir) == model_dir / "2"
     assert (model_dir / "1" / "saved_model.pb").read_text() == "theirs"
     assert (model_dir / "2" / "saved_model.pb").read_text() == "ours"
 

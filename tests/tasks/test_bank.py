@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from qa_assistant.serving.bank import fallback_threshold
+from qa_assistant.tasks.retrieval.bank import fallback_threshold
 
 
 def test_no_threshold_from_too_few_questions_and_the_reason_says_so() -> None:

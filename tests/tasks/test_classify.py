@@ -11,8 +11,9 @@ import pytest
 
 from qa_assistant.errors import UserError
 from qa_assistant.serving import Assistant, export_run
-from qa_assistant.training.evaluate import evaluate_path
-from qa_assistant.training.runner import load_run, train_run
+from qa_assistant.serving.evaluate import evaluate_path
+from qa_assistant.tasks.runs import load_run
+from qa_assistant.training.runner import train_run
 from tests.helpers import faq_rows, run_with_top_k, split_with_a_second_answer, tiny_config
 
 

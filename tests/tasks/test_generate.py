@@ -13,9 +13,10 @@ import tensorflow as tf
 from qa_assistant.config import load_config
 from qa_assistant.errors import UserError
 from qa_assistant.serving import Assistant, export_run
-from qa_assistant.tasks.generator import END, START
-from qa_assistant.training.evaluate import evaluate_path
-from qa_assistant.training.runner import load_run, train_run
+from qa_assistant.serving.evaluate import evaluate_path
+from qa_assistant.tasks.generation.generator import END, START
+from qa_assistant.tasks.runs import load_run
+from qa_assistant.training.runner import train_run
 from tests.helpers import faq_rows, tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]

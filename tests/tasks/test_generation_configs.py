@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 
 from qa_assistant.config import load_config
-from qa_assistant.training.runner import load_run, train_run
+from qa_assistant.tasks.runs import load_run
+from qa_assistant.training.runner import train_run
 from tests.helpers import faq_rows
 
 CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "configs"

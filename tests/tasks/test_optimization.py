@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from qa_assistant.config import TrainConfig, load_config
 from qa_assistant.errors import UserError
+from qa_assistant.tasks.optimization import HeadRateAdam, WarmupDecay, build_optimizer, head_variables
 from qa_assistant.training.callbacks import LearningRateLogger
-from qa_assistant.training.optimization import HeadRateAdam, WarmupDecay, build_optimizer, head_variables
 from qa_assistant.training.resume import TrainingState, advance_shuffle, count_batches
 from tests.training.test_training_state import Interrupt
 

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from qa_assistant.serving.bank import calibrate_threshold
-from qa_assistant.tasks.retrieval_head import (
+from qa_assistant.tasks.retrieval.bank import calibrate_threshold
+from qa_assistant.tasks.retrieval.head import (
     InBatchSoftmaxLoss,
     PairSigmoidLoss,
     ScaledSimilarity,

@@ -19,10 +19,11 @@ from qa_assistant.config import load_config
 from qa_assistant.data.split import Splits
 from qa_assistant.errors import UserError
 from qa_assistant.serving import Assistant, export_run
+from qa_assistant.serving.evaluate import evaluate_path
 from qa_assistant.serving.index import index_answers
+from qa_assistant.tasks.runs import load_run
 from qa_assistant.training import runner
-from qa_assistant.training.evaluate import evaluate_path
-from qa_assistant.training.runner import RunResult, load_run, train_run
+from qa_assistant.training.runner import RunResult, train_run
 from tests.helpers import (
     TOPICS,
     faq_rows,
@@ -127,7 +128,7 @@ def test_too_few_validation_questions_apply_no_threshold_and_log_why(
     _, task, model = load_run(trained)
     splits = run_splits(trained)
     assert 0 < len(splits.validation) < task.config.task.threshold_min_questions
-    with caplog.at_level(logging.INFO, logger="qa_assistant.tasks.retrieve"):
+    with caplog.at_level(logging.INFO, logger="qa_assistant.tasks.retrieval.task"):
         task.finalize(model, splits)
     assert task.threshold is None
     lines = [r.getMessage() for r in caplog.records if "no fallback threshold" in r.getMessage()]

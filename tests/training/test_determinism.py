@@ -10,7 +10,8 @@ import pytest
 
 from qa_assistant.config import load_config
 from qa_assistant.serving import export_run
-from qa_assistant.serving.export import HOSTILE_QUESTIONS, load_signature
+from qa_assistant.serving.export import HOSTILE_QUESTIONS
+from qa_assistant.serving.savedmodel import load_signature
 from qa_assistant.training.runner import train_run
 from tests.training.conftest import config_overrides, run_cli
 

@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 
 from qa_assistant.errors import UserError
+from qa_assistant.layout import RUN_MARKER, is_finished
 from qa_assistant.serving import export_run
 from qa_assistant.tasks import ClassificationTask
-from qa_assistant.training.runner import RUN_MARKER, is_finished, load_run, train_run
+from qa_assistant.tasks.runs import load_run
+from qa_assistant.training.runner import train_run
 from tests.helpers import faq_rows, tiny_config
 
 

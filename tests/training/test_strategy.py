@@ -33,7 +33,7 @@ def test_jit_compile_decision_per_strategy_and_model() -> None:
         with pytest.raises(UserError, match=f"train.jit_compile is true.*'{strategy}'"):
             resolve_jit_compile("true", device_types=["CPU"], strategy=strategy)
     assert resolve_jit_compile("false", device_types=["CPU"], strategy="multi_worker") is False
-    # Measured slower with XLA on CPU (issues 3 and 4): auto leaves it off, true still forces it.
+    # Measured slower with XLA on CPU (BENCHMARKS.md): auto leaves it off, true still forces it.
     assert resolve_jit_compile("auto", device_types=["CPU"], task="generate") is False
     assert resolve_jit_compile("auto", device_types=["CPU"], encoder="pretrained") is False
     assert resolve_jit_compile("true", device_types=["CPU"], encoder="pretrained") is True

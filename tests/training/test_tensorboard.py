@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from qa_assistant.analysis.board import logdir_for
 from qa_assistant.config import load_config
 from qa_assistant.errors import UserError
-from qa_assistant.experiments.board import logdir_for
 from qa_assistant.training.confusion import OTHER, confusion_counts, confusion_image
 from qa_assistant.training.tensorboard import BestMetrics, hparams_of, session_group
 

@@ -28,45 +28,23 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import keras
 import numpy as np
 
+from qa_assistant.catalogue import Catalogue
 from qa_assistant.config import Config, DecoderConfig, EmbeddingConfig, EncoderConfig
-from qa_assistant.errors import UserError, closest
+from qa_assistant.errors import UserError
+from qa_assistant.models.decoders.recurrent import RecurrentDecoder
+from qa_assistant.models.decoders.transformer import TransformerAnswerDecoder
 from qa_assistant.models.encoders import build_encoder
-from qa_assistant.models.recurrent_decoder import RecurrentDecoder
-from qa_assistant.models.transformer_decoder import TransformerAnswerDecoder
 
 DecoderBuilder = Callable[[DecoderConfig, EncoderConfig, int, EmbeddingConfig], keras.layers.Layer]
 
-_CATALOGUE: dict[str, DecoderBuilder] = {}
-
-
-def register_decoder(name: str) -> Callable[[DecoderBuilder], DecoderBuilder]:
-    """Adds a builder to the catalogue under `name`."""
-
-    def add(builder: DecoderBuilder) -> DecoderBuilder:
-        _CATALOGUE[name] = builder
-        return builder
-
-    return add
-
-
-def decoder_names() -> list[str]:
-    """Names accepted by `decoder.type`."""
-    return sorted(_CATALOGUE)
-
-
-def get_decoder_builder(name: str) -> DecoderBuilder:
-    """The builder for `name`; a `UserError` lists the known names otherwise."""
-    if name not in _CATALOGUE:
-        raise UserError(
-            f"unknown decoder '{name}'{closest(name, decoder_names())}; "
-            f"expected one of: {', '.join(decoder_names())}"
-        )
-    return _CATALOGUE[name]
+CATALOGUE: Catalogue[DecoderBuilder] = Catalogue("decoder")
+register_decoder = CATALOGUE.register  # decorator: adds a builder under a name
+decoder_names = CATALOGUE.names  # names accepted by `decoder.type`
+get_decoder_builder = CATALOGUE.get  # the builder of a name (UserError lists the known ones)
 
 
 def build_decoder(
@@ -147,17 +125,3 @@ def _transformer(
 
 register_decoder("gru")(_recurrent("gru"))
 register_decoder("lstm")(_recurrent("lstm"))
-
-
-def example_encoder_outputs(units: int = 6, batch: int = 1, length: int = 4) -> dict[str, Any]:
-    """Random encoder outputs of a one-layer GRU encoder, for examples and tests."""
-    rng = np.random.default_rng(0)
-    mask = np.ones((batch, length), dtype=bool)
-    mask[:, length - 1 :] = False
-    state = rng.normal(size=(batch, units)).astype("float32")
-    return {
-        "sequence_output": rng.normal(size=(batch, length, units)).astype("float32"),
-        "pooled_output": state,
-        "padding_mask": mask,
-        "final_states": [state],
-    }

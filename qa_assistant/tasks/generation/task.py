@@ -24,19 +24,28 @@ import pandas as pd
 import tensorflow as tf
 
 from qa_assistant.data.dataset import QAData
+from qa_assistant.data.pipeline import make_dataset
 from qa_assistant.data.split import Splits
-from qa_assistant.models.decoders import build_seq2seq, get_decoder_builder
-from qa_assistant.tasks.base import ServingBundle, Task
-from qa_assistant.tasks.generator import ANSWER, END, OPTIONS, QUESTION, START, Generator, teacher_forcing
-from qa_assistant.text.tokenizer_factory import load_tokenizer
-from qa_assistant.text.word_tokenizer import WordTokenizer
-from qa_assistant.training.generation_metrics import (
+from qa_assistant.metrics.baselines import tfidf_nearest_answers
+from qa_assistant.metrics.generation import (
     MaskedTokenAccuracy,
     evaluate_generation,
     masked_loss,
     text_metrics,
 )
-from qa_assistant.training.pipeline import make_dataset
+from qa_assistant.models.decoders import build_seq2seq, get_decoder_builder
+from qa_assistant.tasks.base import ServingBundle, Task
+from qa_assistant.tasks.generation.generator import (
+    ANSWER,
+    END,
+    OPTIONS,
+    QUESTION,
+    START,
+    Generator,
+    teacher_forcing,
+)
+from qa_assistant.text.tokenizer_factory import load_tokenizer
+from qa_assistant.text.word_tokenizer import WordTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +118,7 @@ class GenerationTask(Task):
         )
 
     def compile(self, model: keras.Model, *, jit_compile: bool) -> None:
-        import keras_hub
+        import keras_hub  # deferred: start-up time
 
         model.compile(
             optimizer=keras.optimizers.Adam(self.config.train.learning_rate),
@@ -179,8 +188,6 @@ class GenerationTask(Task):
         return {key: metrics[key] for key in ("rouge_l", "bleu", "exact_match")}
 
     def baseline(self, splits: Splits) -> dict[str, float]:
-        from qa_assistant.training.baseline import tfidf_nearest_answers
-
         grouped = splits.test.groupby("question", sort=False)["answer"].agg(list)
         retrieved = tfidf_nearest_answers(
             splits.train["question"].tolist(), splits.train["answer"].tolist(), grouped.index.tolist()

@@ -154,7 +154,7 @@ FALLBACK_MAX_P_VALUE = 0.05
 
 def _separation_p_value(correct: np.ndarray, answered: np.ndarray) -> float:
     """One-sided Fisher exact test: are answered questions more often right than withheld ones?"""
-    from scipy.stats import fisher_exact
+    from scipy.stats import fisher_exact  # deferred: start-up time
 
     if answered.all():
         return 0.0  # withholds nothing: nothing to justify

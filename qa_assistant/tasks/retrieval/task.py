@@ -3,7 +3,7 @@
 A question tower and an answer tower (one shared encoder by default) map
 text to unit vectors; a question's score for an answer is their cosine
 similarity. Training uses the other answers of each batch as negatives
-(`tasks/retrieval_head.py`). The answer bank is every distinct answer of all
+(`tasks/retrieval/head.py`). The answer bank is every distinct answer of all
 the given data (train, validation and test), as in a real FAQ where the
 answers are known and the questions are new; evaluation ranks each test
 question against the whole bank. Unlike a classifier, the bank can grow
@@ -28,14 +28,10 @@ import pandas as pd
 import tensorflow as tf
 
 from qa_assistant.data.dataset import QAData
+from qa_assistant.data.pipeline import as_targets, ids_dataset, make_dataset
 from qa_assistant.data.split import Splits
-from qa_assistant.models.encoders import build_encoder
-from qa_assistant.serving.bank import BANK_COLLECTION, AnswerBank, fallback_threshold, search
-from qa_assistant.tasks.base import ServingBundle, Task
-from qa_assistant.tasks.retrieval_head import ScaledSimilarity, in_batch_accuracy, retrieval_loss
-from qa_assistant.text.tokenizer_factory import load_tokenizer, with_max_length
-from qa_assistant.training.baseline import tfidf_retrieval
-from qa_assistant.training.metrics import (
+from qa_assistant.metrics.baselines import tfidf_retrieval
+from qa_assistant.metrics.ranking import (
     Scored,
     group_references,
     predictions_frame,
@@ -43,7 +39,10 @@ from qa_assistant.training.metrics import (
     ranking_metrics,
     selective_metrics,
 )
-from qa_assistant.training.pipeline import as_targets, ids_dataset, make_dataset
+from qa_assistant.tasks.base import ServingBundle, Task
+from qa_assistant.tasks.retrieval.bank import BANK_COLLECTION, AnswerBank, fallback_threshold, search
+from qa_assistant.tasks.retrieval.head import ScaledSimilarity, in_batch_accuracy, retrieval_loss
+from qa_assistant.text.tokenizer_factory import load_tokenizer, with_max_length
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +152,8 @@ class RetrievalTask(Task):
         )
 
     def _tower(self, name: str) -> keras.Model:
-        encoder = build_encoder(
-            self.config.encoder,
-            self.tokenizer.vocabulary_size,
-            self.config.embedding,
-            self.embedding_matrix(),
-        )
-        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-        vector = keras.layers.UnitNormalization(name="unit_vector")(encoder(token_ids)["pooled_output"])
+        token_ids, pooled = self.pooled_encoding()
+        vector = keras.layers.UnitNormalization(name="unit_vector")(pooled)
         return keras.Model(token_ids, vector, name=name)
 
     def build_model(self) -> keras.Model:

