@@ -121,14 +121,15 @@ class EncoderConfig:
     """The sequence encoder, chosen by `type` from the encoder catalogue.
 
     Args:
-        type: architecture name (`gru`, `lstm`, `transformer`, `pretrained`).
-        units: hidden size per direction (recurrent) or model width
-            (transformer; token vectors of `embedding.dim` are projected to
-            it when the two differ).
+        type: architecture name (`gru`, `lstm`, `cnn`, `transformer`, `pretrained`).
+        units: hidden size per direction (recurrent), filters per width
+            (cnn) or model width (transformer; token vectors of
+            `embedding.dim` are projected to it when the two differ).
         layers: stacked layers (recurrent or transformer blocks).
         bidirectional: read the text in both directions (recurrent).
         dropout: dropout on layer inputs and on the pooled output
-            (recurrent), inside each block (transformer).
+            (recurrent), inside each block (transformer); the classifier
+            head's dropout on the pooled output (every encoder; cnn: Kim's 0.5).
         recurrent_dropout: dropout on recurrent state (disables the fused
             cuDNN kernel on GPU).
         pooling: how a text vector is made from the token vectors: `auto`
@@ -139,6 +140,8 @@ class EncoderConfig:
         intermediate_dim: feed-forward width inside a transformer block.
         max_positions: longest input the transformer's position embedding
             covers (at least `text.max_length` and `text.answer_max_length`).
+        kernel_sizes: `cnn` only: the convolution widths in words, one set of
+            `units` filters per width (Kim 2014: `3,4,5`).
         preset: `pretrained` only: a keras-hub preset directory (Keras
             preset or Hugging Face BERT-family checkpoint), a preset handle
             (needs network), or `package:NAME` for a model directory shipped
@@ -159,6 +162,10 @@ class EncoderConfig:
     heads: int = field(default=4, metadata=_at_least(1))
     intermediate_dim: int = field(default=512, metadata=_at_least(1))
     max_positions: int = field(default=512, metadata=_at_least(1))
+    kernel_sizes: str = field(
+        default="3,4,5",
+        metadata={"pattern": r"[1-9][0-9]*(,[1-9][0-9]*)*", "expected": "comma-separated widths, e.g. 3,4,5"},
+    )
     preset: str | None = None
     freeze: str = field(
         default="none",

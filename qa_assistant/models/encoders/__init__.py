@@ -11,8 +11,8 @@ functional `keras.Model` named `encoder` that maps token ids `[batch, length]`
 Recurrent encoders also return `final_states`, a list of the top layer's
 final state tensors (used to initialise a decoder).
 
-Catalogue, one module per family: `gru`, `lstm` (`recurrent.py`),
-`transformer` (`transformer.py`), `pretrained` (`pretrained.py`); the
+Catalogue, one module per family: `gru`, `lstm` (`recurrent.py`), `cnn`
+(`cnn.py`), `transformer` (`transformer.py`), `pretrained` (`pretrained.py`); the
 registry and shared helpers are in `registry.py`. Every builder applies
 `encoder.freeze` (`models/freezing.py`).
 
@@ -24,7 +24,7 @@ Example:
 ['final_states', 'padding_mask', 'pooled_output', 'sequence_output']
 """
 
-from qa_assistant.models.encoders import pretrained, recurrent, transformer  # registers the families
+from qa_assistant.models.encoders import cnn, pretrained, recurrent, transformer  # registers the families
 from qa_assistant.models.encoders.registry import (
     EncoderBuilder,
     build_encoder,
@@ -39,6 +39,7 @@ from qa_assistant.models.encoders.registry import (
 __all__ = [
     "EncoderBuilder",
     "build_encoder",
+    "cnn",
     "encoder_names",
     "finish_encoder",
     "get_encoder_builder",

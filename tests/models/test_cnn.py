@@ -1,0 +1,82 @@
+"""The CNN encoder (Kim 2014): the catalogue contract, padding, word vectors, and a run that learns."""
+
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from qa_assistant.config import EmbeddingConfig, EncoderConfig
+from qa_assistant.errors import UserError
+from qa_assistant.models.encoders import build_encoder, encoder_names
+from qa_assistant.training.runner import train_run
+from tests.helpers import tiny_config
+
+IDS = np.array([[3, 4, 5, 6, 0, 0], [7, 0, 0, 0, 0, 0]], dtype="int32")
+
+
+def cnn(**settings: object) -> keras.Model:
+    config = EncoderConfig(type="cnn", units=5, **settings)
+    return build_encoder(config, 20, EmbeddingConfig(dim=4))
+
+
+def test_one_feature_map_per_width_and_max_over_time_pooling() -> None:
+    assert "cnn" in encoder_names()
+    encoder = cnn(kernel_sizes="2,3")
+    out = encoder(IDS)
+    assert out["sequence_output"].shape == (2, 6, 10)  # 5 filters x 2 widths
+    assert out["pooled_output"].shape == (2, 10)
+    assert np.array_equal(np.asarray(out["padding_mask"]), IDS != 0)
+    sequence, pooled = np.asarray(out["sequence_output"]), np.asarray(out["pooled_output"])
+    np.testing.assert_allclose(pooled[0], sequence[0, :4].max(axis=0), rtol=1e-6)  # real tokens only
+    np.testing.assert_allclose(pooled[1], sequence[1, :1].max(axis=0), rtol=1e-6)
+    assert {layer.name for layer in encoder.layers} >= {"conv_2", "conv_3", "token_embedding"}
+
+
+def test_padding_does_not_change_the_text_vector() -> None:
+    encoder = cnn()
+    alone = np.asarray(encoder(np.array([[3, 4, 5]], dtype="int32"))["pooled_output"])
+    padded = np.asarray(encoder(np.array([[3, 4, 5, 0, 0, 0, 0]], dtype="int32"))["pooled_output"])
+    np.testing.assert_allclose(alone, padded, atol=1e-6)
+
+
+def test_pretrained_word_vectors_start_the_embedding() -> None:
+    matrix = np.random.default_rng(0).normal(size=(20, 4)).astype("float32")
+    config = EncoderConfig(type="cnn", units=3, kernel_sizes="3")
+    encoder = build_encoder(config, 20, EmbeddingConfig(dim=4, trainable=False), matrix)
+    layer = encoder.get_layer("token_embedding")
+    np.testing.assert_allclose(layer.embeddings.numpy(), matrix)
+    assert not layer.trainable
+
+
+def test_bad_widths_are_a_config_error() -> None:
+    expected = "encoder.kernel_sizes' got '3,,5'; expected comma-separated widths"
+    with pytest.raises(UserError, match=re.escape(expected)):
+        tiny_config("encoder.type=cnn", "encoder.kernel_sizes=3,,5")
+
+
+def test_a_cnn_classifier_learns_topics_that_a_bag_of_words_gets(tmp_path: Path) -> None:
+    topics = {"weather": "rain", "music": "guitar", "money": "bank", "sport": "goal"}
+    rng = np.random.default_rng(0)
+    filler = ["please", "tell", "me", "about", "the", "today", "now", "what", "is", "a"]
+    rows = [
+        {"question": " ".join([*rng.choice(filler, 4), word, *rng.choice(filler, 2)]), "answer": topic}
+        for topic, word in topics.items()
+        for _ in range(40)
+    ]
+    data = tmp_path / "topics.csv"
+    pd.DataFrame(rows).to_csv(data, index=False)
+    config = tiny_config(
+        "encoder.type=cnn",
+        "encoder.units=16",
+        "embedding.dim=16",
+        "train.epochs=15",
+        "train.learning_rate=0.01",
+        "train.jit_compile=false",
+        "tensorboard.confusion_classes=0",
+        train=data,
+    )
+    metrics = train_run(config, tmp_path / "run").metrics
+    assert metrics["accuracy"] >= 0.9, metrics  # one keyword decides; chance is 0.25
