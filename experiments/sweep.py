@@ -11,7 +11,7 @@ baseline's on the same folds (corrected resampled paired t-test, Holm-adjusted);
 OUTPUT/selection.json holds the choice.
 
 Usage:
-    python analysis/sweep.py --config experiments/configs/article_gru.yaml \\
+    python experiments/sweep.py --config experiments/configs/article_gru.yaml \\
         --grid encoder.type=gru,lstm,transformer encoder.layers=1,2 encoder.units=64,128 \\
         [--grid-file grid.yaml] [--folds K [--repeats R]] [--set key=value ...] [--output DIR]
 
