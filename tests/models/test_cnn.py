@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qa_assistant.config import EmbeddingConfig, EncoderConfig
+from qa_assistant.config import EmbeddingConfig, EncoderConfig, load_config
 from qa_assistant.errors import UserError
 from qa_assistant.models.encoders import build_encoder, encoder_names
 from qa_assistant.training.runner import train_run
@@ -57,7 +57,7 @@ def test_bad_widths_are_a_config_error() -> None:
         tiny_config("encoder.type=cnn", "encoder.kernel_sizes=3,,5")
 
 
-def test_a_cnn_classifier_learns_topics_that_a_bag_of_words_gets(tmp_path: Path) -> None:
+def test_the_shipped_cnn_classifier_learns_topics_that_a_bag_of_words_gets(tmp_path: Path) -> None:
     topics = {"weather": "rain", "music": "guitar", "money": "bank", "sport": "goal"}
     rng = np.random.default_rng(0)
     filler = ["please", "tell", "me", "about", "the", "today", "now", "what", "is", "a"]
@@ -68,15 +68,9 @@ def test_a_cnn_classifier_learns_topics_that_a_bag_of_words_gets(tmp_path: Path)
     ]
     data = tmp_path / "topics.csv"
     pd.DataFrame(rows).to_csv(data, index=False)
-    config = tiny_config(
-        "encoder.type=cnn",
-        "encoder.units=16",
-        "embedding.dim=16",
-        "train.epochs=15",
-        "train.learning_rate=0.01",
-        "train.jit_compile=false",
-        "tensorboard.confusion_classes=0",
-        train=data,
-    )
+    # The shipped config, sizes shrunk (and the test file's data), nothing else.
+    shipped = Path(__file__).parents[2] / "experiments" / "configs" / "classify_cnn.yaml"
+    sizes = ["encoder.units=16", "embedding.dim=16", "train.epochs=20", "train.jit_compile=false"]
+    config = load_config([shipped], [*sizes, f"data.train={data}", "tensorboard.confusion_classes=0"])
     metrics = train_run(config, tmp_path / "run").metrics
     assert metrics["accuracy"] >= 0.9, metrics  # one keyword decides; chance is 0.25
