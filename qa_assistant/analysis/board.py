@@ -16,6 +16,7 @@ import itertools
 from pathlib import Path
 
 from qa_assistant.errors import UserError
+from qa_assistant.layout import CONFIG_FILE, LOGS_DIR
 
 HOST = "127.0.0.1"  # never another interface: the logs hold the user's questions and answers
 _EVENTS = "events.out.tfevents.*"
@@ -41,7 +42,7 @@ def logdir_for(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"'{path}' is not a directory; expected a run directory or a directory of runs")
-    if path.name == "logs" and (path.parent / "config.yaml").is_file():
+    if path.name == LOGS_DIR and (path.parent / CONFIG_FILE).is_file():
         path = path.parent
     if next(itertools.islice(path.rglob(_EVENTS), 1), None) is None:
         raise UserError(

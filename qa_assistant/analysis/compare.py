@@ -21,9 +21,10 @@ import pandas as pd
 
 from qa_assistant.analysis.statistics import BootstrapResult, paired_bootstrap
 from qa_assistant.errors import UserError
+from qa_assistant.layout import PREDICTIONS_FILE
 from qa_assistant.metrics.ranking import MRR_DEPTH, RANK_KS
 
-PREDICTIONS = "predictions.jsonl"
+PREDICTIONS = PREDICTIONS_FILE
 # Per-question columns that are already scores (generation writes `exact`).
 _SCORE_COLUMNS = {"correct": "accuracy", "exact": "exact_match"}
 

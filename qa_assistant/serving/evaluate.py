@@ -12,6 +12,7 @@ import yaml
 from qa_assistant.config import Config, from_dict
 from qa_assistant.data.prepare import clean_pairs
 from qa_assistant.data.sources import load_pairs
+from qa_assistant.layout import CONFIG_FILE, EXTRA_DIR, has_trained_model
 from qa_assistant.metrics.generation import evaluate_generation
 from qa_assistant.metrics.ranking import (
     classification_metrics,
@@ -43,7 +44,7 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
         UserError: not a run or export, or a bad data file.
     """
     model = Path(model)
-    if (model / "model.keras").is_file():
+    if has_trained_model(model):
         config, task, keras_model = load_run(model)
         frame = _load(config, data)
         metrics, _ = task.evaluate(keras_model, frame)
@@ -99,7 +100,7 @@ def _evaluate_generation_export(assistant: Any, frame: Any) -> dict[str, float]:
 
 def export_config(path: Path) -> Config:
     """The config an export was trained with (`assets.extra/config.yaml`), or the defaults."""
-    extra = path / "assets.extra" / "config.yaml"
+    extra = path / EXTRA_DIR / CONFIG_FILE
     if not extra.is_file():
         log.warning("%s has no assets.extra/config.yaml; assuming default cleaning and columns", path)
         return from_dict({})

@@ -20,6 +20,7 @@ import tensorflow as tf
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.pipeline import as_targets, ids_dataset, make_dataset
 from qa_assistant.data.split import Splits
+from qa_assistant.layout import LABELS_FILE, PREPROCESSOR_DIR
 from qa_assistant.metrics.baselines import tfidf_logistic_regression
 from qa_assistant.metrics.ranking import (
     classification_metrics,
@@ -184,11 +185,11 @@ class ClassificationTask(Task):
     # -- persistence ---------------------------------------------------------
 
     def save(self, directory: Path) -> None:
-        self.tokenizer.save_assets(directory / "preprocessor")
-        (directory / "labels.json").write_text(
+        self.tokenizer.save_assets(directory / PREPROCESSOR_DIR)
+        (directory / LABELS_FILE).write_text(
             json.dumps(self.labels, ensure_ascii=False, indent=0), encoding="utf-8"
         )
 
     def restore(self, directory: Path) -> None:
-        self.tokenizer = load_tokenizer(directory / "preprocessor")
-        self.labels = json.loads((directory / "labels.json").read_text(encoding="utf-8"))
+        self.tokenizer = load_tokenizer(directory / PREPROCESSOR_DIR)
+        self.labels = json.loads((directory / LABELS_FILE).read_text(encoding="utf-8"))

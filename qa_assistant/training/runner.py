@@ -315,7 +315,7 @@ def _callbacks(
     warmup = config.train.monitor_from_epoch
     stateful: list[keras.callbacks.Callback] = [
         BestCheckpoint(
-            checkpoints / "best.weights.h5",
+            checkpoints / BEST_WEIGHTS,
             start_from_epoch=warmup,
             monitor=monitor,
             mode=mode,

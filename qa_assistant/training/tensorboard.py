@@ -36,6 +36,7 @@ import tensorflow as tf
 from qa_assistant.config import Config
 from qa_assistant.data.split import Splits
 from qa_assistant.embeddings.projector import write_projector
+from qa_assistant.layout import LOGS_DIR
 from qa_assistant.tasks import Task
 from qa_assistant.training.callbacks import is_better, loss_key
 from qa_assistant.training.confusion import confusion_counts, confusion_image
@@ -252,7 +253,7 @@ def prediction_summaries(task: Any, run_dir: Path, splits: Splits) -> list[keras
     if not samples and not classes:
         return []
     frame = getattr(splits, split)
-    return [PredictionSummaries(run_dir / "logs" / split, task.sample_predictions, frame, samples, classes)]
+    return [PredictionSummaries(run_dir / LOGS_DIR / split, task.sample_predictions, frame, samples, classes)]
 
 
 def sample_frame(frame: pd.DataFrame, samples: int) -> pd.DataFrame:

@@ -26,6 +26,7 @@ import tensorflow as tf
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.pipeline import make_dataset
 from qa_assistant.data.split import Splits
+from qa_assistant.layout import PREPROCESSOR_DIR
 from qa_assistant.metrics.baselines import tfidf_nearest_answers
 from qa_assistant.metrics.generation import (
     MaskedTokenAccuracy,
@@ -220,11 +221,11 @@ class GenerationTask(Task):
     # -- persistence ---------------------------------------------------------
 
     def save(self, directory: Path) -> None:
-        self.tokenizer.save_assets(directory / "preprocessor")
+        self.tokenizer.save_assets(directory / PREPROCESSOR_DIR)
         self.target_tokenizer.save_assets(directory / "answer_preprocessor")
 
     def restore(self, directory: Path) -> None:
-        self.tokenizer = load_tokenizer(directory / "preprocessor")
+        self.tokenizer = load_tokenizer(directory / PREPROCESSOR_DIR)
         self.target_tokenizer = WordTokenizer.load_assets(directory / "answer_preprocessor")
 
     def _special_ids(self) -> tuple[int, int]:

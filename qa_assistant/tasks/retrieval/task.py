@@ -30,6 +30,7 @@ import tensorflow as tf
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.pipeline import as_targets, ids_dataset, make_dataset
 from qa_assistant.data.split import Splits
+from qa_assistant.layout import PREPROCESSOR_DIR
 from qa_assistant.metrics.baselines import tfidf_retrieval
 from qa_assistant.metrics.ranking import (
     Scored,
@@ -319,7 +320,7 @@ class RetrievalTask(Task):
     # -- persistence ---------------------------------------------------------
 
     def save(self, directory: Path) -> None:
-        self.tokenizer.save_assets(directory / "preprocessor")
+        self.tokenizer.save_assets(directory / PREPROCESSOR_DIR)
         (directory / "answers.json").write_text(
             json.dumps(self.bank, ensure_ascii=False, indent=0), encoding="utf-8"
         )
@@ -330,7 +331,7 @@ class RetrievalTask(Task):
         )
 
     def restore(self, directory: Path) -> None:
-        self.tokenizer = load_tokenizer(directory / "preprocessor")
+        self.tokenizer = load_tokenizer(directory / PREPROCESSOR_DIR)
         self.answer_tokenizer = with_max_length(self.tokenizer, self.config.text.answer_max_length)
         self.bank = json.loads((directory / "answers.json").read_text(encoding="utf-8"))
         known = pd.read_json(directory / "known_questions.jsonl", lines=True, dtype=False)
