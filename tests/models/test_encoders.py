@@ -41,7 +41,8 @@ def test_embedding_initialisation_and_freezing() -> None:
 
 def test_unknown_encoder_lists_known_ones() -> None:
     with pytest.raises(
-        UserError, match="unknown encoder 'gur'; did you mean 'gru'\\?; expected one of: gru, lstm"
+        UserError,
+        match="unknown encoder 'gur'; did you mean 'gru'\\?; expected one of: cnn, gru, lstm, pretrained, transformer",
     ):
         build_encoder(EncoderConfig(type="gur"), 20, EmbeddingConfig(dim=4))
     assert {"gru", "lstm"} <= set(encoder_names())
