@@ -4,7 +4,7 @@ its handler turns them into library calls and prints what they return.
 User errors print one line (`error: ...`) and exit with status 2
 (`errors.report_errors`); nothing else prints a traceback unless it is a bug.
 Each handler imports the library modules it needs inside its body: start-up
-time, since `qa-assistant ask` must not load Keras or the training code.
+time, since `qa-assistant ask` must not load the tasks, keras-hub or the training code.
 """
 
 from __future__ import annotations
