@@ -111,15 +111,20 @@ def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, FoldSummary]:
 
     The interval's test/train ratio is the runs' mean `num_test / num_train`.
     """
-    ratio = None
-    if all(run.get("num_train") for run in runs):
-        ratio = float(np.mean([run.get("num_test", 0) / run["num_train"] for run in runs]))
+    ratio = test_train_ratio(runs)
     keys = [k for k, v in runs[0].items() if _is_number(v) and k not in _SIZES]
     return {
         key: fold_summary([float(run[key]) for run in runs], ratio)
         for key in keys
         if all(_is_number(run.get(key)) for run in runs)
     }
+
+
+def test_train_ratio(runs: Sequence[Mapping[str, Any]]) -> float | None:
+    """The runs' mean `num_test / num_train` (the corrected tests' overlap term); `None` without sizes."""
+    if not all(run.get("num_train") for run in runs):
+        return None
+    return float(np.mean([run.get("num_test", 0) / run["num_train"] for run in runs]))
 
 
 def _is_number(value: Any) -> bool:

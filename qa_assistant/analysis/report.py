@@ -8,9 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-
-from qa_assistant.analysis.statistics import FoldSummary
+from qa_assistant.analysis.statistics import FoldSummary, fold_summary
 
 # A table of systems (rows) per group (e.g. a task): group -> system -> metric -> summary.
 Results = Mapping[str, Mapping[str, Mapping[str, FoldSummary]]]
@@ -37,9 +35,7 @@ def mean_std_cells(
         if any(isinstance(v, str) for v in values):
             cells[key] = str(values[0])
             continue
-        digits = 0 if key.endswith("seconds") else 3
-        spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-        cells[key] = f"{float(np.mean(values)):.{digits}f} ± {spread:.{digits}f}"
+        cells[key] = fold_summary(values).shown(digits=0 if key.endswith("seconds") else 3)
     return cells
 
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from qa_assistant.analysis.kfold import BASELINE, run_folds, summarize
+from qa_assistant.analysis.kfold import BASELINE, run_folds, summarize, test_train_ratio
 from qa_assistant.analysis.statistics import FoldSummary, corrected_paired_ttest, holm
 from qa_assistant.atomic import write_text
 from qa_assistant.config import Config, load_config
@@ -47,6 +47,7 @@ from qa_assistant.errors import UserError
 from qa_assistant.manifest import write_json
 from qa_assistant.models.encoders import get_encoder_builder
 from qa_assistant.tasks import get_task
+from qa_assistant.training.callbacks import lower_is_better
 from qa_assistant.training.runner import train_run
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,7 @@ def select_point(points: Sequence[PointResult]) -> Selection | None:
     criterion = "best_" + next(iter(monitors))
     if not points or any(criterion not in run for point in points for run in point.runs):
         return None
-    lower = "loss" in criterion
+    lower = lower_is_better(criterion)
     means = [float(np.mean(point.scores(criterion))) for point in points]
     best = min(means) if lower else max(means)
     chosen = points[means.index(best)]  # ties: the first in grid order
@@ -247,7 +248,7 @@ def _comparisons(chosen: PointResult, points: Sequence[PointResult], metric: str
     if all(BASELINE + metric in run for run in chosen.runs):
         others.append(("TF-IDF baseline", chosen.scores(BASELINE + metric)))
     paired = [(name, scores) for name, scores in others if len(scores) == len(mine)]
-    ratio = float(np.mean([run["num_test"] / run["num_train"] for run in chosen.runs]))
+    ratio = test_train_ratio(chosen.runs)
     tests = [corrected_paired_ttest(scores, mine, ratio) for _, scores in paired]
     adjusted = holm([t.p_value for t in tests])
     return [

@@ -63,6 +63,11 @@ class EpochMetrics(keras.callbacks.Callback):
             logs[f"val_{name}"] = float(value)
 
 
+def lower_is_better(monitor: str) -> bool:
+    """The direction of a monitored metric: a loss goes down, every other metric up."""
+    return "loss" in monitor
+
+
 def loss_key(monitor: str) -> str:
     """The loss of the split that `monitor` is computed on (`val_loss` or `loss`)."""
     return "val_loss" if monitor.startswith("val_") else "loss"

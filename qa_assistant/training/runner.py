@@ -49,6 +49,7 @@ from qa_assistant.training.callbacks import (
     EpochMetrics,
     LearningRateLogger,
     TensorBoard,
+    lower_is_better,
 )
 from qa_assistant.training.fitting import build_training, fit_model, settle_from_data
 from qa_assistant.training.resume import (
@@ -284,8 +285,7 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
         num_test=len(splits.test),  # rows; `num_questions` (from `evaluate`) counts distinct questions
         train_seconds=round(state.train_seconds, 2),
         epochs_run=len(state.history),
-        best_epoch=_best_epoch(callbacks),
-        **_best_logs(callbacks),
+        **_best_epoch_facts(callbacks),
         **{f"baseline_{k}": v for k, v in baseline.items()},
     )
     write_test_summaries(
@@ -311,7 +311,7 @@ def _callbacks(
     """
     checkpoints = run_dir / CHECKPOINTS_DIR
     # Explicit: Keras cannot tell the direction of a metric it does not compute itself.
-    mode = "min" if "loss" in monitor else "max"
+    mode = "min" if lower_is_better(monitor) else "max"
     warmup = config.train.monitor_from_epoch
     stateful: list[keras.callbacks.Callback] = [
         BestCheckpoint(
@@ -347,20 +347,15 @@ def _callbacks(
     return callbacks, state
 
 
-def _best_epoch(callbacks: list[keras.callbacks.Callback]) -> int:
-    """The 1-based epoch whose weights the run keeps; 0 when no epoch qualified (all in warm-up)."""
-    tracker = next(c for c in callbacks if isinstance(c, BestMetrics))
-    return tracker.best_epoch + 1
+def _best_epoch_facts(callbacks: list[keras.callbacks.Callback]) -> dict[str, float]:
+    """`best_epoch` (1-based; 0 when every epoch was in the warm-up) and that epoch's metrics of
+    the monitored split as `best_<name>` (`best_val_loss`, ...).
 
-
-def _best_logs(callbacks: list[keras.callbacks.Callback]) -> dict[str, float]:
-    """The best epoch's metrics of the monitored split as `best_<name>` (`best_val_loss`, ...).
-
-    What a sweep or a comparison chooses by: the validation split of the
-    training data, never the test split.
+    The validation metrics are what a sweep or a comparison chooses by: the
+    validation split of the training data, never the test split.
     """
     tracker = next(c for c in callbacks if isinstance(c, BestMetrics))
-    return {f"best_{key}": value for key, value in tracker.best_logs.items()}
+    return {"best_epoch": tracker.best_epoch + 1, **{f"best_{k}": v for k, v in tracker.best_logs.items()}}
 
 
 def _read_metrics(run_dir: Path) -> dict[str, float]:

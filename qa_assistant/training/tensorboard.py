@@ -38,7 +38,7 @@ from qa_assistant.data.split import Splits
 from qa_assistant.embeddings.projector import write_projector
 from qa_assistant.layout import LOGS_DIR
 from qa_assistant.tasks import Task
-from qa_assistant.training.callbacks import is_better, loss_key
+from qa_assistant.training.callbacks import is_better, loss_key, lower_is_better
 from qa_assistant.training.confusion import confusion_counts, confusion_image
 
 # Config sections that do not change what a model learns: left out of the hyper-parameters.
@@ -132,7 +132,7 @@ class BestMetrics(keras.callbacks.Callback):
         self.writer = _Writer(log_dir)
         self.hparams = dict(hparams)
         self.monitor = monitor
-        self.lower_is_better = "loss" in monitor
+        self.lower_is_better = lower_is_better(monitor)
         self.session_written = False
         self.best: float | None = None
         self.best_loss: float | None = None
