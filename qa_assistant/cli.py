@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from qa_assistant.config import load_config, parse_override
+from qa_assistant.config import Config, load_config, parse_override
 from qa_assistant.errors import UserError, report_errors
 
 log = logging.getLogger("qa_assistant")
@@ -282,9 +282,7 @@ def _train(args: argparse.Namespace) -> int:
         f"\nTest metrics ({metrics.get('num_questions', '?')} distinct held-out questions, "
         f"{metrics.get('num_test', '?')} rows):"
     )
-    print(
-        format_table({f"{config.encoder.type} {config.task.type}": model_row, "baseline": baseline_row}, keys)
-    )
+    print(format_table({_model_label(config): model_row, "TF-IDF baseline": baseline_row}, keys))
     print(f"\nrun directory:   {result.run_dir}")
     print(f"metrics:         {result.run_dir / 'metrics.json'}")
     print(f"TensorBoard:     qa-assistant tensorboard {result.run_dir}")
@@ -311,6 +309,14 @@ def _train_folds(args: argparse.Namespace, config: object, output: str) -> int:
     print(f"statistics:      {result.parent / SUMMARY_JSON}")
     print(f"TensorBoard:     qa-assistant tensorboard {result.parent}")
     return 0
+
+
+def _model_label(config: Config) -> str:
+    """How the train command's table names the model: `gru classify`, `SmolLM2 LoRA r8 lm`, ..."""
+    if config.task.type == "lm":
+        how = f"LoRA r{config.lm.lora_rank}" if config.lm.lora_rank else "full fine-tune"
+        return f"{config.lm.preset} {how}"
+    return f"{config.encoder.type} {config.task.type}"
 
 
 def _default_output(configs: list[str]) -> str:

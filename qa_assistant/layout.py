@@ -42,6 +42,8 @@ PREPROCESSOR_DIR = "preprocessor"
 LABELS_FILE = "labels.json"
 INIT_REPORT = "init.json"
 MODEL_FILE = "model.keras"
+ADAPTER_FILE = "adapter.lora.h5"  # `task.type: lm` with LoRA: the adapters instead of the whole model
+LM_FILE = "lm.json"  # `task.type: lm`: the base model the run starts from
 CHECKPOINTS_DIR = "checkpoints"
 BEST_WEIGHTS = "best.weights.h5"
 LOGS_DIR = "logs"
@@ -66,8 +68,9 @@ def is_run_dir(path: Path) -> bool:
 
 
 def has_trained_model(path: Path) -> bool:
-    """A run directory with a model and its config (finished or not)."""
-    return (path / MODEL_FILE).is_file() and (path / CONFIG_FILE).is_file()
+    """A run directory with a model (or a language model's adapters) and its config (finished or not)."""
+    model = (path / MODEL_FILE).is_file() or (path / ADAPTER_FILE).is_file()
+    return model and (path / CONFIG_FILE).is_file()
 
 
 def validate_name(name: str) -> str:

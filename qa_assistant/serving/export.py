@@ -181,7 +181,8 @@ def _write_extra(staging: Path, run_dir: Path, name: str) -> None:
     extra.mkdir(parents=True, exist_ok=True)
     shutil.copy2(run_dir / CONFIG_FILE, extra / CONFIG_FILE)
     # The vocabulary and labels, so that `train --init-from` can start from the export itself.
-    shutil.copytree(run_dir / PREPROCESSOR_DIR, extra / PREPROCESSOR_DIR)
+    if (run_dir / PREPROCESSOR_DIR).is_dir():  # a language model's tokenizer is its base model's
+        shutil.copytree(run_dir / PREPROCESSOR_DIR, extra / PREPROCESSOR_DIR)
     if (run_dir / LABELS_FILE).is_file():
         shutil.copy2(run_dir / LABELS_FILE, extra / LABELS_FILE)
     run_manifest = {}

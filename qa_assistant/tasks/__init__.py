@@ -7,10 +7,11 @@ from qa_assistant.config import Config
 from qa_assistant.tasks.base import Task
 from qa_assistant.tasks.classify import ClassificationTask
 from qa_assistant.tasks.generation.task import GenerationTask
+from qa_assistant.tasks.lm.task import LanguageModelTask
 from qa_assistant.tasks.retrieval.task import RetrievalTask
 
 _TASKS: Catalogue[type[Task]] = Catalogue("task")
-for _task in (ClassificationTask, RetrievalTask, GenerationTask):
+for _task in (ClassificationTask, RetrievalTask, GenerationTask, LanguageModelTask):
     _TASKS.register(_task.name)(_task)
 
 
@@ -24,4 +25,12 @@ def get_task(config: Config) -> Task:
     return _TASKS.get(config.task.type)(config)
 
 
-__all__ = ["ClassificationTask", "GenerationTask", "RetrievalTask", "Task", "get_task", "task_names"]
+__all__ = [
+    "ClassificationTask",
+    "GenerationTask",
+    "LanguageModelTask",
+    "RetrievalTask",
+    "Task",
+    "get_task",
+    "task_names",
+]

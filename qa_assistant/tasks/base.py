@@ -20,15 +20,18 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from qa_assistant.atomic import replacing
 from qa_assistant.config import Config
 from qa_assistant.data.augment import Augmentation, NeighbourSynonyms, augment_questions
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.split import Splits
 from qa_assistant.embeddings import embedding_from_file
 from qa_assistant.embeddings.neighbours import VectorIndex
+from qa_assistant.layout import MODEL_FILE
 from qa_assistant.models.encoders import build_encoder
+from qa_assistant.models.loading import load_keras_model
 from qa_assistant.personalization.sources import InitSource
-from qa_assistant.personalization.transfer import Remap
+from qa_assistant.personalization.transfer import Remap, TransferReport
 from qa_assistant.personalization.vocabulary import embedding_remaps, word_embedding
 from qa_assistant.tasks.optimization import build_optimizer
 from qa_assistant.text.tokenizer_factory import Tokenizer, build_tokenizer
@@ -247,7 +250,25 @@ class Task(abc.ABC):
         serve, trackables = self.serving_function(model, top_k)
         return ServingBundle(serve, trackables)
 
+    def initialize_weights(self, model: keras.Model, source: InitSource) -> TransferReport | None:
+        """Starts `model` from `source` in a task's own way, or `None` to copy weights by name.
+
+        `training/initialize.py` asks this first; by default every task
+        starts from the source's weights by name and shape.
+        """
+        del model, source
+        return None
+
     # -- persistence ---------------------------------------------------------
+
+    def save_model(self, model: keras.Model, run_dir: Path) -> None:
+        """Writes the trained model into the run directory (`model.keras`, atomically)."""
+        with replacing(run_dir / MODEL_FILE) as tmp:
+            model.save(tmp)
+
+    def load_model(self, run_dir: Path) -> keras.Model:
+        """Reads what `save_model` wrote (never running code from the file: `models/loading.py`)."""
+        return load_keras_model(run_dir / MODEL_FILE)
 
     @abc.abstractmethod
     def save(self, directory: Path) -> None:

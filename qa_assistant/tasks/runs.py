@@ -9,7 +9,6 @@ import keras
 from qa_assistant.config import Config, load_config
 from qa_assistant.errors import UserError
 from qa_assistant.layout import CONFIG_FILE, METRICS_FILE, MODEL_FILE, has_trained_model, is_finished
-from qa_assistant.models.loading import load_keras_model
 from qa_assistant.tasks import get_task
 from qa_assistant.tasks.base import Task
 
@@ -33,5 +32,4 @@ def load_run(run_dir: str | Path) -> tuple[Config, Task, keras.Model]:
     config = load_config([run_dir / CONFIG_FILE])
     task = get_task(config)
     task.restore(run_dir)
-    model = load_keras_model(run_dir / MODEL_FILE)
-    return config, task, model
+    return config, task, task.load_model(run_dir)

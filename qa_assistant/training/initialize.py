@@ -48,9 +48,11 @@ def initialize(task: Task, model: keras.Model, run_dir: Path | None = None) -> T
     source = task.init_source
     if source is None:
         return None
-    if source.kind == PRESET:
+    # A task's own way first (a language model's adapters), else weights by name.
+    report = task.initialize_weights(model, source)
+    if report is None and source.kind == PRESET:
         report = _from_preset(task, model, source)
-    else:
+    elif report is None:
         report = transfer_weights(model, source.weights, task.weight_remaps(model))
     report.log(source.spec)
     if not report.loaded and not report.remapped:

@@ -31,7 +31,6 @@ from qa_assistant.layout import (
     LOGS_DIR,
     MANIFEST_FILE,
     METRICS_FILE,
-    MODEL_FILE,
     PREDICTIONS_FILE,
     RUN_MARKER,
     is_finished,
@@ -39,7 +38,6 @@ from qa_assistant.layout import (
 )
 from qa_assistant.manifest import build_manifest, write_json
 from qa_assistant.models.encoders import get_encoder_builder
-from qa_assistant.models.loading import load_keras_model
 from qa_assistant.personalization.sources import open_source
 from qa_assistant.tasks import Task, get_task
 from qa_assistant.training import distributed
@@ -267,14 +265,12 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
     if placement.multi_worker:
         log.info("%s: weights fingerprint %s", placement.description, distributed.weights_fingerprint(model))
         # Calibration, evaluation and export use the saved model, outside the multi-worker strategy.
-        with replacing(run_dir / MODEL_FILE) as tmp:
-            model.save(tmp)
-        model = load_keras_model(run_dir / MODEL_FILE)
+        task.save_model(model, run_dir)
+        model = task.load_model(run_dir)
     task.finalize(model, splits)
     task.save(run_dir)
     write_extras(task, model, run_dir / LOGS_DIR)  # projector, augmented examples
-    with replacing(run_dir / MODEL_FILE) as tmp:
-        model.save(tmp)
+    task.save_model(model, run_dir)
     metrics, predictions = task.evaluate(model, splits.test)
     baseline = task.baseline(splits)
     with replacing(run_dir / PREDICTIONS_FILE) as tmp:

@@ -128,6 +128,7 @@ class GenerationTask(Task):
                 MaskedTokenAccuracy(name="accuracy"),
                 keras_hub.metrics.Perplexity(from_logits=True, mask_token_id=0, name="perplexity"),
             ],
+            weighted_metrics=None,  # a keras-hub CausalLM would otherwise add its own token accuracy
             jit_compile=jit_compile,
         )
 

@@ -1,0 +1,1 @@
+"""Personalising a pretrained causal language model: LoRA fine-tuning, grounding, cached decoding."""

@@ -1,0 +1,253 @@
+"""Personalising a pretrained causal language model (`task.type: lm`).
+
+The model (section `lm`) is a small instruct LM, SmolLM2-135M-Instruct by
+default, loaded offline through keras-hub (`presets.py` converts its GGUF
+file once). Training shows it each training pair as a chat turn
+(`tasks/lm/prompt.py`) and computes the loss on the answer's tokens only
+(`generator.shifted_pair`); with `lm.lora_rank > 0` only low-rank adapters
+of the attention projections learn (LoRA, keras-hub's `enable_lora`), and
+the run keeps just those adapters (`adapter.lora.h5`, a few MB) and the name
+of the base model; `lm.lora_rank: 0` fine-tunes every weight and keeps the
+whole model.
+
+Batches group examples of similar length (`data/pipeline.py`): chat pairs
+are short, and padding every example to `lm.max_length` would multiply the
+cost of a step.
+
+Answers are decoded by the project's decoding loop with a key/value cache
+(`tasks/lm/cached.py`), grounded, when `lm.grounding` says so, in the
+user's own answers (`tasks/lm/grounding.py`). Evaluation, the TensorBoard
+samples, the baseline and the export are the generation task's: only the
+generator differs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import keras
+import pandas as pd
+import tensorflow as tf
+
+from qa_assistant.atomic import replacing
+from qa_assistant.data.dataset import QAData
+from qa_assistant.data.pipeline import make_dataset
+from qa_assistant.errors import UserError
+from qa_assistant.layout import ADAPTER_FILE, LM_FILE, MODEL_FILE
+from qa_assistant.manifest import write_json
+from qa_assistant.models.loading import load_keras_model
+from qa_assistant.personalization.sources import InitSource
+from qa_assistant.personalization.transfer import TransferReport
+from qa_assistant.presets import load_preset_tokenizer, resolve_preset
+from qa_assistant.tasks.generation.task import GenerationTask
+from qa_assistant.tasks.lm.generator import LanguageModelGenerator, shifted_pair
+from qa_assistant.tasks.lm.grounding import DualEncoderRetriever, TfidfRetriever
+from qa_assistant.tasks.lm.lora import enable_lora
+from qa_assistant.tasks.lm.prompt import ChatPrompt
+
+log = logging.getLogger(__name__)
+
+TARGET_LAYERS = {
+    "query": "query",
+    "key": "key",
+    "value": "value",
+    "attention_output": "attention_output",
+    "feedforward_gate_dense": "feedforward_gate_dense",
+    "feedforward_intermediate_dense": "feedforward_intermediate_dense",
+    "feedforward_output_dense": "feedforward_output_dense",
+}
+_PROMPT_BATCH = 256  # texts tokenised per call when a split is prepared
+
+
+class LanguageModelTask(GenerationTask):
+    """Fine-tuning (LoRA or full) of a pretrained causal LM on question/answer chat turns."""
+
+    name = "lm"
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        unknown = sorted(set(self._targets()) - set(TARGET_LAYERS))
+        if unknown:
+            raise UserError(
+                f"lm.lora_targets names unknown layers {', '.join(unknown)}; "
+                f"expected some of {', '.join(TARGET_LAYERS)}"
+            )
+        self.prompt: ChatPrompt | None = None
+        self.retriever: Any | None = None
+        self.lm_tokenizer: Any | None = None
+
+    def _targets(self) -> list[str]:
+        return [t.strip() for t in self.config.lm.lora_targets.split(",") if t.strip()]
+
+    # -- preprocessing -------------------------------------------------------
+
+    def prepare(self, data: QAData) -> None:
+        self._load_tokenizer()
+        self.retriever = self._retriever(data.splits.train)
+
+    def _load_tokenizer(self) -> None:
+        lm = self.config.lm
+        self.lm_tokenizer = load_preset_tokenizer(lm.preset)
+        self.prompt = ChatPrompt(
+            self.lm_tokenizer, lm.system_prompt, lm.question_max_tokens, lm.grounding_max_tokens
+        )
+
+    def _retriever(self, train: pd.DataFrame) -> Any | None:
+        """The retriever `lm.grounding` names, over the training pairs, or `None`."""
+        grounding = self.config.lm.grounding
+        if grounding == "none":
+            return None
+        if grounding == "tfidf":
+            return TfidfRetriever(train["question"].tolist(), train["answer"].tolist())
+        return _run_retriever(grounding, train)
+
+    # -- training ------------------------------------------------------------
+
+    def dataset(self, frame: pd.DataFrame, *, training: bool) -> tf.data.Dataset:
+        inputs, targets = self.examples(frame)
+        return make_dataset(
+            {"token_ids": inputs, "padding_mask": tf.ones_like(inputs)},
+            targets,
+            batch_size=self.config.train.batch_size,
+            max_length=self.config.lm.max_length,
+            shuffle=training,
+            seed=self.config.train.seed,
+        )
+
+    def examples(self, frame: pd.DataFrame) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
+        """`(inputs, targets)` ragged ids of `frame`'s pairs as chat turns, at most `lm.max_length` each.
+
+        Training prompts are never grounded. An example longer than
+        `lm.max_length` loses the end of its answer (the prompt is kept).
+        """
+        questions, answers = frame["question"].tolist(), frame["answer"].tolist()
+        pieces = [
+            shifted_pair(
+                self.prompt.prompt_ids(tf.constant(questions[i : i + _PROMPT_BATCH])),
+                self.prompt.answer_ids(
+                    tf.constant(answers[i : i + _PROMPT_BATCH]), self.config.lm.max_length
+                ),
+            )
+            for i in range(0, len(questions), _PROMPT_BATCH)
+        ]
+        inputs = tf.concat([p[0] for p in pieces], axis=0)[:, : self.config.lm.max_length]
+        targets = tf.concat([p[1] for p in pieces], axis=0)[:, : self.config.lm.max_length]
+        cut = int(tf.reduce_sum(tf.cast(targets.row_lengths() < inputs.row_lengths(), tf.int32)))
+        lengths = inputs.row_lengths().numpy()
+        log.info(
+            "%d chat examples: %d to %d tokens (median %d)%s",
+            len(questions),
+            lengths.min() if len(lengths) else 0,
+            lengths.max() if len(lengths) else 0,
+            int(pd.Series(lengths).median()) if len(lengths) else 0,
+            f"; {cut} cut to lm.max_length" if cut else "",
+        )
+        return inputs, targets
+
+    def build_model(self) -> keras.Model:
+        import keras_hub  # deferred: start-up time
+
+        lm = self.config.lm
+        try:
+            model = keras_hub.models.CausalLM.from_preset(resolve_preset(lm.preset), preprocessor=None)
+        except (ValueError, OSError, KeyError) as error:
+            raise UserError(f"cannot load the causal LM of lm.preset '{lm.preset}': {error}") from None
+        if lm.lora_rank > 0:
+            enable_lora(model.backbone, lm.lora_rank, self._targets())
+        trainable = sum(int(tf.size(w)) for w in model.trainable_weights)
+        log.info(
+            "causal LM %s: %s parameters, %s trainable (%s)",
+            lm.preset,
+            f"{model.count_params():,}",
+            f"{trainable:,}",
+            f"LoRA rank {lm.lora_rank} on {lm.lora_targets}" if lm.lora_rank else "full fine-tuning",
+        )
+        return model
+
+    def initialize_weights(self, model: keras.Model, source: InitSource) -> TransferReport | None:
+        """Starts from another LM run's adapters (`--init-from RUN`); `None` for other sources."""
+        adapter = source.path / ADAPTER_FILE if source.path is not None else None
+        if adapter is None or not adapter.is_file():
+            return None
+        if self.config.lm.lora_rank == 0:
+            raise UserError(
+                f"--init-from '{source.spec}' holds LoRA adapters; expected lm.lora_rank > 0 to load them"
+            )
+        _load_adapter(model, adapter, source.spec)
+        names = [w.path for w in model.trainable_weights]
+        return TransferReport(loaded=names)
+
+    # -- evaluation ----------------------------------------------------------
+
+    def generator(self, model: keras.Model) -> LanguageModelGenerator:
+        if self._generator is None or self._generator[0] is not model:
+            lm = self.config.lm
+            generator = LanguageModelGenerator(
+                model,
+                self.prompt,
+                self.config.decoding,
+                max_new_tokens=self.config.decoder.max_length,
+                retriever=self.retriever,
+                grounding_k=lm.grounding_k,
+                answer_max_tokens=lm.max_length,
+            )
+            self._generator = (model, generator)
+        return self._generator[1]
+
+    def projector_embeddings(self, model: keras.Model) -> dict[str, Any]:
+        del model  # 49,152 subword rows of a pretrained model: not what a user explores
+        return {}
+
+    # -- persistence ---------------------------------------------------------
+
+    def save_model(self, model: keras.Model, run_dir: Path) -> None:
+        """The LoRA adapters alone (keras-hub's `save_lora_weights` format), or the whole model."""
+        if self.config.lm.lora_rank == 0:
+            super().save_model(model, run_dir)
+            return
+        # keras-hub insists on the ".lora.h5" ending, which a temporary name keeps.
+        with replacing(run_dir / ADAPTER_FILE) as tmp:
+            model.backbone.save_lora_weights(str(tmp))
+
+    def load_model(self, run_dir: Path) -> keras.Model:
+        if self.config.lm.lora_rank == 0:
+            return load_keras_model(run_dir / MODEL_FILE)
+        model = self.build_model()
+        _load_adapter(model, run_dir / ADAPTER_FILE, str(run_dir))
+        return model
+
+    def save(self, directory: Path) -> None:
+        write_json(
+            directory / LM_FILE,
+            {"preset": self.config.lm.preset, "resolved": resolve_preset(self.config.lm.preset)},
+        )
+
+    def restore(self, directory: Path) -> None:
+        self._load_tokenizer()
+        train = pd.read_json(directory / "data" / "train.jsonl", lines=True, dtype=False)
+        self.retriever = self._retriever(train)
+
+
+def _load_adapter(model: keras.Model, adapter: Path, spec: str) -> None:
+    """Loads keras-hub LoRA weights into `model`'s backbone; a rank or layout mismatch is a `UserError`."""
+    try:
+        model.backbone.load_lora_weights(str(adapter))
+    except (ValueError, KeyError, OSError) as error:
+        raise UserError(
+            f"cannot load the LoRA adapters of '{spec}' ({adapter.name}): {str(error).splitlines()[0]}"
+        ) from None
+
+
+def _run_retriever(run_dir: str, train: pd.DataFrame) -> Any:
+    """A dual-encoder retriever from a finished retrieval run (`lm.grounding: RUN_DIR`)."""
+    # Imported here: the task catalogue (which `tasks.runs` reads) imports this module.
+    from qa_assistant.tasks.runs import load_run
+
+    config, task, model = load_run(run_dir)
+    if config.task.type != "retrieve":
+        raise UserError(
+            f"lm.grounding '{run_dir}' is a {config.task.type} run; expected a retrieval run, tfidf or none"
+        )
+    return DualEncoderRetriever(task, model, train["answer"].tolist(), train["question"].tolist())
