@@ -266,7 +266,7 @@ class Task(abc.ABC):
         with replacing(run_dir / MODEL_FILE) as tmp:
             model.save(tmp)
 
-    def load_model(self, run_dir: Path) -> keras.Model:
+    def read_model(self, run_dir: Path) -> keras.Model:
         """Reads what `save_model` wrote (never running code from the file: `models/loading.py`)."""
         return load_keras_model(run_dir / MODEL_FILE)
 

@@ -32,4 +32,4 @@ def load_run(run_dir: str | Path) -> tuple[Config, Task, keras.Model]:
     config = load_config([run_dir / CONFIG_FILE])
     task = get_task(config)
     task.restore(run_dir)
-    return config, task, task.load_model(run_dir)
+    return config, task, task.read_model(run_dir)

@@ -266,7 +266,7 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
         log.info("%s: weights fingerprint %s", placement.description, distributed.weights_fingerprint(model))
         # Calibration, evaluation and export use the saved model, outside the multi-worker strategy.
         task.save_model(model, run_dir)
-        model = task.load_model(run_dir)
+        model = task.read_model(run_dir)
     task.finalize(model, splits)
     task.save(run_dir)
     write_extras(task, model, run_dir / LOGS_DIR)  # projector, augmented examples

@@ -30,7 +30,11 @@ def test_mixed_precision_decision_per_device() -> None:
 @pytest.mark.filterwarnings("ignore:Your input ran out of data")
 @pytest.mark.parametrize(
     ("task", "setting", "compute"),
-    [*[(task, "bfloat16", "bfloat16") for task in task_names()], ("classify", "float16", "float16")],
+    [
+        # `lm` needs a pretrained causal LM checkpoint; its half-precision path is not tested here.
+        *[(task, "bfloat16", "bfloat16") for task in task_names() if task != "lm"],
+        ("classify", "float16", "float16"),
+    ],
 )
 def test_every_task_computes_in_half_precision_with_float32_outputs(
     faq_csv: Path, task: str, setting: str, compute: str

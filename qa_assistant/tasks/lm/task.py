@@ -211,7 +211,7 @@ class LanguageModelTask(GenerationTask):
         with replacing(run_dir / ADAPTER_FILE) as tmp:
             model.backbone.save_lora_weights(str(tmp))
 
-    def load_model(self, run_dir: Path) -> keras.Model:
+    def read_model(self, run_dir: Path) -> keras.Model:
         if self.config.lm.lora_rank == 0:
             return load_keras_model(run_dir / MODEL_FILE)
         model = self.build_model()
