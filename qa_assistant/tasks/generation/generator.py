@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from qa_assistant.config import DecodingConfig
-from qa_assistant.models.decoding import SearchOptions, search
+from qa_assistant.models.decoding import SearchOptions, SearchResult, search
 from qa_assistant.text.word_tokenizer import OOV, WordTokenizer
 
 START = "[START]"
@@ -126,28 +126,47 @@ class Generator:
             row_keys=cleaned,
         )
         texts = self.target.detokenize(tf.where(result.tokens == self.end_id, 0, result.tokens))
-        return {
-            "answer": texts[:, 0],
-            "score": result.scores[:, 0],
-            "length": tf.math.count_nonzero(result.tokens[:, 0], axis=-1, dtype=tf.int32),
-            "top_k_answers": texts,
-            "top_k_scores": result.scores,
-        }
+        return search_outputs(result, texts)
 
     def _score(self, question: tf.Tensor, answer: tf.Tensor) -> dict[str, tf.Tensor]:
         question_ids = self.source(question)
         answer_ids = self.target.tokenize(self.target.clean(answer))
         inputs, targets = teacher_forcing(answer_ids, self.start_id, self.end_id)
         logits = self.model({"token_ids": question_ids, "decoder_ids": inputs.to_tensor()}, training=False)
-        targets = targets.to_tensor()
-        real = tf.cast(targets != 0, tf.float32)
-        picked = tf.gather(tf.nn.log_softmax(tf.cast(logits, tf.float32)), targets, batch_dims=2)
-        hits = tf.cast(tf.argmax(logits, axis=-1, output_type=tf.int32) == targets, tf.float32)
-        return {
-            "log_probability": tf.reduce_sum(picked * real, axis=-1),
-            "tokens": tf.reduce_sum(real, axis=-1),
-            "correct_tokens": tf.reduce_sum(hits * real, axis=-1),
-            # Reference words outside the answer vocabulary: perplexity scores them as "[UNK]",
-            # which flatters it, so the rate is reported beside it.
-            "unknown_tokens": tf.reduce_sum(tf.cast(targets == self.unknown_id, tf.float32) * real, axis=-1),
-        }
+        # Reference words outside the answer vocabulary: perplexity scores them as "[UNK]",
+        # which flatters it, so the rate is reported beside it.
+        return teacher_forced_scores(logits, targets.to_tensor(), self.unknown_id)
+
+
+def search_outputs(result: SearchResult, texts: tf.Tensor) -> dict[str, tf.Tensor]:
+    """The outputs every generator serves from a `search` result and its `[batch, width]` texts."""
+    return {
+        "answer": texts[:, 0],
+        "score": result.scores[:, 0],
+        "length": tf.math.count_nonzero(result.tokens[:, 0], axis=-1, dtype=tf.int32),
+        "top_k_answers": texts,
+        "top_k_scores": result.scores,
+    }
+
+
+def teacher_forced_scores(
+    logits: tf.Tensor, targets: tf.Tensor, unknown_id: int | None
+) -> dict[str, tf.Tensor]:
+    """What `score` serves: the targets' summed log-probability, token counts, correct and unknown tokens.
+
+    Args:
+        logits: `[batch, length, vocabulary]` predictions.
+        targets: `[batch, length]` ids; 0 is not scored (padding, or a prompt's tokens).
+        unknown_id: the out-of-vocabulary id, or `None` when no token is unknown
+            (byte-level BPE).
+    """
+    real = tf.cast(targets != 0, tf.float32)
+    picked = tf.gather(tf.nn.log_softmax(tf.cast(logits, tf.float32)), targets, batch_dims=2)
+    hits = tf.cast(tf.argmax(logits, axis=-1, output_type=tf.int32) == targets, tf.float32)
+    unknown = tf.zeros_like(real) if unknown_id is None else tf.cast(targets == unknown_id, tf.float32)
+    return {
+        "log_probability": tf.reduce_sum(picked * real, axis=-1),
+        "tokens": tf.reduce_sum(real, axis=-1),
+        "correct_tokens": tf.reduce_sum(hits * real, axis=-1),
+        "unknown_tokens": tf.reduce_sum(unknown * real, axis=-1),
+    }

@@ -28,7 +28,13 @@ import tensorflow as tf
 
 from qa_assistant.config import DecodingConfig
 from qa_assistant.models.decoding import SearchOptions, search
-from qa_assistant.tasks.generation.generator import ANSWER, OPTIONS, QUESTION
+from qa_assistant.tasks.generation.generator import (
+    ANSWER,
+    OPTIONS,
+    QUESTION,
+    search_outputs,
+    teacher_forced_scores,
+)
 from qa_assistant.tasks.lm.cached import CachedCausalLM, left_pad
 from qa_assistant.tasks.lm.prompt import ChatPrompt, clean_text
 
@@ -100,14 +106,7 @@ class LanguageModelGenerator:
             end_id=self.prompt.end_id,
             row_keys=clean_text(question),
         )
-        texts = self._detokenize(result.tokens)
-        outputs = {
-            "answer": texts[:, 0],
-            "score": result.scores[:, 0],
-            "length": tf.math.count_nonzero(result.tokens[:, 0], axis=-1, dtype=tf.int32),
-            "top_k_answers": texts,
-            "top_k_scores": result.scores,
-        }
+        outputs = search_outputs(result, self._detokenize(result.tokens))
         if notes is not None:
             outputs.update(grounding_answers=notes, grounding_scores=note_scores)
         return outputs
@@ -132,16 +131,7 @@ class LanguageModelGenerator:
             {"token_ids": inputs.to_tensor(0), "padding_mask": tf.ones_like(inputs).to_tensor(0) > 0},
             training=False,
         )
-        targets = targets.to_tensor(0)
-        real = tf.cast(targets != 0, tf.float32)
-        picked = tf.gather(tf.nn.log_softmax(tf.cast(logits, tf.float32)), targets, batch_dims=2)
-        hits = tf.cast(tf.argmax(logits, axis=-1, output_type=tf.int32) == targets, tf.float32)
-        return {
-            "log_probability": tf.reduce_sum(picked * real, axis=-1),
-            "tokens": tf.reduce_sum(real, axis=-1),
-            "correct_tokens": tf.reduce_sum(hits * real, axis=-1),
-            "unknown_tokens": tf.zeros_like(real[:, 0]),  # byte-level BPE: no token is unknown
-        }
+        return teacher_forced_scores(logits, targets.to_tensor(0), None)  # byte-level BPE: nothing unknown
 
 
 def shifted_pair(prompt: tf.RaggedTensor, answer: tf.RaggedTensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:

@@ -22,12 +22,14 @@ so training, evaluation and the SavedModel build the very same ids.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from qa_assistant.errors import UserError
+from qa_assistant.text import cleaning
 
 START_TURN = "<|im_start|>"
 END_TURN = "<|im_end|>"
@@ -37,24 +39,12 @@ MAX_CHARS = 2000  # characters of a question or note read; a 100,000-character r
 
 
 def clean_text(text: tf.Tensor) -> tf.Tensor:
-    """Strings made safe to tokenise: valid UTF-8, no control characters or chat markers, cut to `MAX_CHARS`."""
-    text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
-    text = tf.strings.regex_replace(text, r"[\p{Cc}\p{Cs}]", " ")
+    """Strings made safe to tokenise: the project's repair (valid UTF-8, no control characters,
+    whitespace runs as one space, at most `MAX_CHARS` characters), case and form kept, chat markers removed."""
+    text = cleaning.clean_text(text, lowercase=False, normalize="none", strip_html=False, max_chars=MAX_CHARS)
     for marker in SPECIAL_TEXT:
-        text = tf.strings.regex_replace(text, _literal(marker), "")
-    text = tf.strings.strip(tf.strings.regex_replace(text, r" {2,}", " "))
-    return tf.strings.substr(text, 0, MAX_CHARS, unit="UTF8_CHAR")
-
-
-def _in_graph(function: Any, *args: Any) -> Any:
-    """`function(*args)`, traced when called eagerly: keras-hub tokenizers return Python lists in eager mode."""
-    if tf.executing_eagerly():
-        return tf.function(function, autograph=False)(*args)
-    return function(*args)
-
-
-def _literal(text: str) -> str:
-    return "".join("\\" + c if c in r"\.^$|?*+()[]{}" else c for c in text)
+        text = tf.strings.regex_replace(text, re.escape(marker), "")
+    return tf.strings.strip(tf.strings.regex_replace(text, r" {2,}", " "))
 
 
 class ChatPrompt:
@@ -93,6 +83,14 @@ class ChatPrompt:
         self._assistant = self._fixed("assistant\n")
         self.last_prompt_id = self._assistant[-1]  # the newline that ends every prompt
         self._header = self._fixed(NOTES_HEADER)
+        self._prompt_graph = tf.function(self._prompt_ids, autograph=False, reduce_retracing=True)
+        self._answer_graph = tf.function(self._answer_ids, autograph=False, reduce_retracing=True)
+
+    @staticmethod
+    def _call(graph: Any, function: Any, *args: Any) -> Any:
+        """`function(*args)`, through its traced `graph` when called eagerly: keras-hub
+        tokenizers return Python lists in eager mode."""
+        return graph(*args) if tf.executing_eagerly() else function(*args)
 
     def _fixed(self, text: str) -> list[int]:
         return [int(i) for i in np.asarray(self.tokenizer.tokenize(text)).reshape(-1)]
@@ -111,7 +109,7 @@ class ChatPrompt:
             notes: `[batch, k]` grounding answers, best first; empty strings
                 are left out. `None` or `k == 0`: an ungrounded prompt.
         """
-        return _in_graph(self._prompt_ids, questions, notes)
+        return self._call(self._prompt_graph, self._prompt_ids, questions, notes)
 
     def _prompt_ids(self, questions: tf.Tensor, notes: tf.Tensor | None) -> tf.RaggedTensor:
         rows = tf.shape(questions)[0]
@@ -148,7 +146,7 @@ class ChatPrompt:
 
     def answer_ids(self, answers: tf.Tensor, max_tokens: int) -> tf.RaggedTensor:
         """`[batch, (length)]` the answers' ids (at most `max_tokens`) followed by the end-of-turn id."""
-        return _in_graph(self._answer_ids, answers, max_tokens)
+        return self._call(self._answer_graph, self._answer_ids, answers, max_tokens)
 
     def _answer_ids(self, answers: tf.Tensor, max_tokens: int) -> tf.RaggedTensor:
         ids = self._ids(clean_text(answers))[:, :max_tokens]

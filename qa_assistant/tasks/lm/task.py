@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -35,9 +36,8 @@ from qa_assistant.atomic import replacing
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.pipeline import make_dataset
 from qa_assistant.errors import UserError
-from qa_assistant.layout import ADAPTER_FILE, LM_FILE, MODEL_FILE
+from qa_assistant.layout import ADAPTER_FILE, LM_FILE
 from qa_assistant.manifest import write_json
-from qa_assistant.models.loading import load_keras_model
 from qa_assistant.personalization.sources import InitSource
 from qa_assistant.personalization.transfer import TransferReport
 from qa_assistant.presets import load_preset_tokenizer, resolve_preset
@@ -49,15 +49,15 @@ from qa_assistant.tasks.lm.prompt import ChatPrompt
 
 log = logging.getLogger(__name__)
 
-TARGET_LAYERS = {
-    "query": "query",
-    "key": "key",
-    "value": "value",
-    "attention_output": "attention_output",
-    "feedforward_gate_dense": "feedforward_gate_dense",
-    "feedforward_intermediate_dense": "feedforward_intermediate_dense",
-    "feedforward_output_dense": "feedforward_output_dense",
-}
+TARGET_LAYERS = (  # keras-hub's names of the Llama layers that can take adapters
+    "query",
+    "key",
+    "value",
+    "attention_output",
+    "feedforward_gate_dense",
+    "feedforward_intermediate_dense",
+    "feedforward_output_dense",
+)
 _PROMPT_BATCH = 256  # texts tokenised per call when a split is prepared
 
 
@@ -132,9 +132,10 @@ class LanguageModelTask(GenerationTask):
             )
             for i in range(0, len(questions), _PROMPT_BATCH)
         ]
-        inputs = tf.concat([p[0] for p in pieces], axis=0)[:, : self.config.lm.max_length]
-        targets = tf.concat([p[1] for p in pieces], axis=0)[:, : self.config.lm.max_length]
-        cut = int(tf.reduce_sum(tf.cast(targets.row_lengths() < inputs.row_lengths(), tf.int32)))
+        inputs = tf.concat([p[0] for p in pieces], axis=0)
+        targets = tf.concat([p[1] for p in pieces], axis=0)
+        cut = int(np.sum(inputs.row_lengths().numpy() > self.config.lm.max_length))
+        inputs, targets = inputs[:, : self.config.lm.max_length], targets[:, : self.config.lm.max_length]
         lengths = inputs.row_lengths().numpy()
         log.info(
             "%d chat examples: %d to %d tokens (median %d)%s",
@@ -213,7 +214,7 @@ class LanguageModelTask(GenerationTask):
 
     def read_model(self, run_dir: Path) -> keras.Model:
         if self.config.lm.lora_rank == 0:
-            return load_keras_model(run_dir / MODEL_FILE)
+            return super().read_model(run_dir)
         model = self.build_model()
         _load_adapter(model, run_dir / ADAPTER_FILE, str(run_dir))
         return model
