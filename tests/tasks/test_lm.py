@@ -119,7 +119,7 @@ def test_generator_answers_hostile_questions(tiny_lm, prompt):
     assert scored["tokens"].numpy()[0] == len(prompt.answer_ids(tf.constant(["an answer"]), 100).to_list()[0])
 
 
-# -- the task through the runner ---------------------------------------------------
+# -- the task through the runner (large: a minute of training, then reloading and exporting) --
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +148,7 @@ def lm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_run(config, root / "run").run_dir
 
 
+@pytest.mark.large
 def test_a_lora_run_keeps_only_its_adapters(lm_run):
     assert (lm_run / ADAPTER_FILE).is_file()
     assert not (lm_run / MODEL_FILE).exists()
@@ -163,6 +164,7 @@ def test_a_lora_run_keeps_only_its_adapters(lm_run):
     assert any(np.any(w.numpy() != 0) for w in lora if "lora_kernel_b" in w.path)  # trained, then reloaded
 
 
+@pytest.mark.large
 def test_a_reloaded_run_answers_as_the_trained_one(lm_run):
     import json
 
@@ -176,6 +178,7 @@ def test_a_reloaded_run_answers_as_the_trained_one(lm_run):
     assert again["grounding_answers"].shape == (4, 2)  # TF-IDF notes from the training answers
 
 
+@pytest.mark.large
 def test_init_from_a_lora_run_starts_from_its_adapters(lm_run, tmp_path):
     from qa_assistant.personalization.sources import open_init_source
     from qa_assistant.tasks.runs import load_run
