@@ -75,7 +75,6 @@ class ChatPrompt:
             tokenizer.build(None)  # a weightless layer; an export tracks only built layers
         self.start_id = tokenizer.token_to_id(START_TURN)
         self.end_id = tokenizer.token_to_id(END_TURN)
-        self.system_prompt = system_prompt
         self.question_max_tokens = question_max_tokens
         self.note_max_tokens = note_max_tokens
         newline = self._fixed("\n")
@@ -83,6 +82,7 @@ class ChatPrompt:
         self._assistant = self._fixed("assistant\n")
         self.last_prompt_id = self._assistant[-1]  # the newline that ends every prompt
         self._header = self._fixed(NOTES_HEADER)
+        self._system = self._fixed("system\n" + system_prompt)
         self._prompt_graph = tf.function(self._prompt_ids, autograph=False, reduce_retracing=True)
         self._answer_graph = tf.function(self._answer_ids, autograph=False, reduce_retracing=True)
 
@@ -113,12 +113,17 @@ class ChatPrompt:
 
     def _prompt_ids(self, questions: tf.Tensor, notes: tf.Tensor | None) -> tf.RaggedTensor:
         rows = tf.shape(questions)[0]
-        system = self._ids(tf.fill([rows], "system\n" + self.system_prompt))
-        pieces = [self._constant([self.start_id], rows), system]
+        texts = tf.strings.join(["user\n", clean_text(questions)])
         if notes is not None:
-            pieces.append(self._notes(notes))
-        question = self._ids(tf.strings.join(["user\n", clean_text(questions)]))
-        question = question[:, : self.question_max_tokens + 2]  # "user", "\n" and the question's tokens
+            cleaned = clean_text(notes)
+            texts = tf.concat([texts, tf.strings.join(["\n- ", tf.reshape(cleaned, [-1])])], axis=0)
+        # One tokenizer call for the questions and the notes: each call site is a
+        # copy of the byte-pair graph, which costs tracing time and export size.
+        ids = self._ids(texts)
+        question = ids[:rows, : self.question_max_tokens + 2]  # "user", "\n" and the question's tokens
+        pieces = [self._constant([self.start_id, *self._system], rows)]
+        if notes is not None:
+            pieces.append(self._notes(cleaned, ids[rows:]))
         pieces += [
             self._constant([self.end_id, *self._between], rows),
             question,
@@ -126,14 +131,17 @@ class ChatPrompt:
         ]
         return tf.concat(pieces, axis=1)
 
-    def _notes(self, notes: tf.Tensor) -> tf.RaggedTensor:
-        """The notes header and one line per non-empty note (nothing when every note is empty)."""
-        rows = tf.shape(notes)[0]
-        cleaned = clean_text(notes)
-        lines = self._ids(tf.strings.join(["\n- ", tf.reshape(cleaned, [-1])]))
+    def _notes(self, cleaned: tf.Tensor, lines: tf.RaggedTensor) -> tf.RaggedTensor:
+        """The notes header and one line per non-empty note (nothing when every note is empty).
+
+        Args:
+            cleaned: `[batch, k]` the cleaned notes.
+            lines: `[batch * k, (length)]` the ids of their lines ("\n- " + note).
+        """
+        rows = tf.shape(cleaned)[0]
         lines = lines[:, : self.note_max_tokens + 2]  # "\n" and "-" come first
         lines = tf.RaggedTensor.from_row_lengths(
-            lines, tf.fill([rows], tf.shape(notes, out_type=tf.int64)[1])
+            lines, tf.fill([rows], tf.shape(cleaned, out_type=tf.int64)[1])
         )
         kept = tf.ragged.boolean_mask(lines, tf.strings.length(cleaned) > 0)
         body = kept.merge_dims(1, 2)
