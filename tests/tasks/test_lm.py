@@ -107,6 +107,18 @@ def test_cached_decoding_equals_full_recomputation(tiny_lm):
         assert result.scores[row, 0].numpy() == pytest.approx(total, abs=1e-4)
 
 
+def test_prompts_of_hostile_questions_are_bounded_and_valid(prompt, tiny_lm):
+    questions = ["", "x" * 100_000, "bell\x07 and\x1b[31m escape", b"\xff\xfe invalid"]
+    ids = prompt.prompt_ids(tf.constant(questions)).to_list()
+    empty = len(prompt.prompt_ids(tf.constant([""])).to_list()[0])
+    for row in ids:
+        assert empty <= len(row) <= empty + prompt.question_max_tokens  # the question is cut, never refused
+        _text(tiny_lm[1], row).encode("utf-8")
+    assert "\x07" not in _text(tiny_lm[1], ids[2])
+    assert "\x1b" not in _text(tiny_lm[1], ids[2])
+
+
+@pytest.mark.large
 def test_generator_answers_hostile_questions(tiny_lm, prompt):
     generator = LanguageModelGenerator(tiny_lm[0], prompt, GREEDY, max_new_tokens=5)
     questions = tf.constant(["", "x" * 100_000, "bell\x07 and\x1b[31m escape", b"\xff\xfe invalid"])
