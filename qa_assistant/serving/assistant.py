@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,11 +147,19 @@ def _texts(values: np.ndarray) -> list[str]:
 
 
 def _value(value: Any) -> Any:
+    """An output row as JSON values: text decoded; a non-finite score (an empty grounding place) as `None`."""
     if isinstance(value, bytes):
         return value.decode("utf-8")
     if isinstance(value, np.ndarray):
-        return _texts(value) if value.dtype.kind in "OS" else value.tolist()
-    return value.item() if hasattr(value, "item") else value
+        return _texts(value) if value.dtype.kind in "OS" else _finite(value.tolist())
+    return _finite(value.item() if hasattr(value, "item") else value)
+
+
+def _finite(value: Any) -> Any:
+    """`value` (nested lists) with every non-finite float replaced by `None` (JSON has no infinity)."""
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _assertion(message: str) -> str:

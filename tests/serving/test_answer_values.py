@@ -1,0 +1,27 @@
+"""`ask --json` prints strict JSON: output values are decoded and non-finite scores become null."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from qa_assistant.serving.assistant import Answer, _value
+
+
+def test_empty_grounding_places_print_as_null_not_infinity():
+    scores = np.array([0.75, -np.inf], dtype=np.float32)
+    notes = np.array([b"the office opens at 9", b""], dtype=object)
+    answer = Answer(
+        "q", "a", 0.1, extra={"grounding_answers": _value(notes), "grounding_scores": _value(scores)}
+    )
+    text = json.dumps(answer.as_dict(), allow_nan=False)  # raises on -Infinity
+    assert json.loads(text)["grounding_scores"] == [0.75, None]
+    assert json.loads(text)["grounding_answers"] == ["the office opens at 9", ""]
+
+
+def test_values_keep_their_shape_and_types():
+    assert _value(np.array([[1.0, np.nan], [np.inf, 2.0]])) == [[1.0, None], [None, 2.0]]
+    assert _value(np.int32(7)) == 7
+    assert _value(np.float32(-np.inf)) is None
+    assert _value(b"caf\xc3\xa9") == "café"
