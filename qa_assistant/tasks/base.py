@@ -80,6 +80,8 @@ class Task(abc.ABC):
         self.tokenizer: Tokenizer | None = None
         # Set by the runner before `compile`: a learning-rate schedule counts steps.
         self.steps_per_epoch: int | None = None
+        # Set by `dataset` for tasks that count tokens: real tokens in one epoch of training batches.
+        self.tokens_per_epoch: int | None = None
         # Set by the runner for `init.source` (personalisation): the model this run starts from.
         self.init_source: InitSource | None = None
         self.augmentation: Augmentation | None = None

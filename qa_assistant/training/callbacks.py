@@ -8,7 +8,9 @@ every epoch and put it back after a restart.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,71 @@ import keras
 import numpy as np
 
 from qa_assistant.atomic import fsync_dir, fsync_tree, temporary_name
+
+log = logging.getLogger(__name__)
+
+
+class Progress(keras.callbacks.Callback):
+    """Logs, at most every `every` seconds, where training is: step, speed and the time left.
+
+    For runs whose steps take seconds (a pretrained language model on a
+    laptop CPU), where Keras' non-interactive output says nothing until an
+    epoch ends. A line reads `epoch 1/2, step 40/102: 1.9 s/step, 2,310
+    tokens/s, about 5 min left`: the time left counts the remaining training
+    steps at this epoch's speed so far (not validation or evaluation), and
+    tokens/s counts the real (unpadded) tokens of an average batch.
+
+    Args:
+        steps_per_epoch: batches per epoch.
+        epochs: the run's last epoch (`train.epochs`).
+        tokens_per_epoch: real tokens in one epoch of training batches, or
+            `None` to leave tokens/s out.
+        every: seconds between lines.
+    """
+
+    def __init__(
+        self, steps_per_epoch: int, epochs: int, tokens_per_epoch: int | None = None, every: float = 30.0
+    ) -> None:
+        super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+        self.epochs = epochs
+        self.tokens_per_step = tokens_per_epoch / steps_per_epoch if tokens_per_epoch else None
+        self.every = every
+        self._epoch = 0
+        self._started = self._last = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
+        self._started = self._last = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        now = time.perf_counter()
+        if now - self._last < self.every:
+            return
+        self._last = now
+        done = batch + 1
+        seconds_per_step = (now - self._started) / done
+        left = (self.steps_per_epoch - done) + (self.epochs - self._epoch - 1) * self.steps_per_epoch
+        tokens = f", {self.tokens_per_step / seconds_per_step:,.0f} tokens/s" if self.tokens_per_step else ""
+        log.info(
+            "epoch %d/%d, step %d/%d: %.2f s/step%s, about %s left",
+            self._epoch + 1,
+            self.epochs,
+            done,
+            self.steps_per_epoch,
+            seconds_per_step,
+            tokens,
+            _duration(max(left, 0) * seconds_per_step),
+        )
+
+
+def _duration(seconds: float) -> str:
+    """`42 s`, `7 min`, `1 h 05 min`."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 class LearningRateLogger(keras.callbacks.Callback):

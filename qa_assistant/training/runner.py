@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,7 @@ from qa_assistant.training.callbacks import (
     EarlyStopping,
     EpochMetrics,
     LearningRateLogger,
+    Progress,
     TensorBoard,
     lower_is_better,
 )
@@ -256,6 +258,8 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
     summaries = [] if placement.multi_worker else prediction_summaries(task, run_dir, splits)
     measures = [EpochMetrics(task.epoch_metrics, splits.validation)] if monitor in GENERATED_MONITORS else []
     callbacks, state = _callbacks(config, run_dir, monitor, steps, summaries, measures)
+    if not sys.stdout.isatty():  # a terminal has Keras' progress bar
+        callbacks.insert(0, Progress(steps, config.train.epochs, task.tokens_per_epoch))
     fit_model(model, placement, train_ds, steps, val_ds, config, callbacks, state)
     best = run_dir / CHECKPOINTS_DIR / BEST_WEIGHTS
     if best.is_file():

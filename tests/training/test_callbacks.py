@@ -3,7 +3,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from qa_assistant.training.callbacks import BestCheckpoint, EarlyStopping, LearningRateLogger, is_better
+from qa_assistant.training import callbacks
+from qa_assistant.training.callbacks import (
+    BestCheckpoint,
+    EarlyStopping,
+    LearningRateLogger,
+    Progress,
+    is_better,
+)
 from qa_assistant.training.tensorboard import BestMetrics
 
 
@@ -100,3 +107,28 @@ def test_learning_rate_logger_adds_the_rate_to_logs() -> None:
     logs: dict = {}
     logger.on_epoch_end(0, logs)
     assert logs["learning_rate"] == 0.125
+
+
+def test_progress_reports_speed_tokens_and_time_left(monkeypatch, caplog) -> None:
+    clock = iter([0.0, 10.0, 12.0])  # epoch start, after step 2, after step 3 (too soon: no line)
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+    progress = Progress(steps_per_epoch=4, epochs=2, tokens_per_epoch=400, every=5.0)
+    with caplog.at_level("INFO", logger=callbacks.__name__):
+        progress.on_epoch_begin(0)
+        progress.on_train_batch_end(1)
+        progress.on_train_batch_end(2)
+    lines = [r.getMessage() for r in caplog.records]
+    # 5 s/step; 100 tokens per step; 2 steps of this epoch and 4 of the next left.
+    assert lines == ["epoch 1/2, step 2/4: 5.00 s/step, 20 tokens/s, about 30 s left"]
+
+
+def test_progress_without_token_counts_and_long_runs(monkeypatch, caplog) -> None:
+    clock = iter([0.0, 300.0])
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+    progress = Progress(steps_per_epoch=10, epochs=3)
+    with caplog.at_level("INFO", logger=callbacks.__name__):
+        progress.on_epoch_begin(1)
+        progress.on_train_batch_end(0)
+    assert [r.getMessage() for r in caplog.records] == [
+        "epoch 2/3, step 1/10: 300.00 s/step, about 1 h 35 min left"
+    ]
