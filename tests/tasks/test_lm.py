@@ -75,6 +75,57 @@ def test_loss_counts_answer_tokens_only(prompt):
         assert a[-1] == prompt.end_id
 
 
+def _grounded_task(prompt, *overrides):
+    """An `lm` task with the tiny prompt and TF-IDF grounding over six training pairs."""
+    from qa_assistant.tasks import get_task
+    from qa_assistant.tasks.lm.grounding import TfidfRetriever
+
+    task = get_task(tiny_config("task.type=lm", "lm.grounding=tfidf", "lm.grounding_k=3", *overrides))
+    task.prompt = prompt
+    task.retriever = TfidfRetriever(PAIRS["question"].tolist(), PAIRS["answer"].tolist())
+    return task
+
+
+PAIRS = pd.DataFrame(
+    {
+        "question": [
+            f"how do I {verb} the {thing}" for verb in ("open", "close") for thing in ("door", "box", "lid")
+        ],
+        "answer": [
+            f"{verb} the {thing} slowly" for verb in ("Open", "Close") for thing in ("door", "box", "lid")
+        ],
+    }
+)
+
+
+@pytest.mark.parametrize(("rate", "with_gold"), [(1.0, 6), (0.0, 0)])
+def test_grounded_training_notes_hold_the_own_answer_at_the_set_rate(prompt, rate, with_gold):
+    task = _grounded_task(prompt, f"lm.gold_note_rate={rate}")
+    questions, answers = PAIRS["question"].tolist(), PAIRS["answer"].tolist()
+    notes = task.training_notes(questions, answers)
+    assert notes.shape == (6, 3)
+    assert sum(gold in row for gold, row in zip(answers, notes.tolist(), strict=True)) == with_gold
+    for row in notes.tolist():
+        assert len(set(row)) == 3  # distinct notes, every place filled (the bank is large enough)
+    if rate == 1.0:  # shuffled: the own answer is not always the first note
+        assert {row.index(gold) for gold, row in zip(answers, notes.tolist(), strict=True)} != {0}
+    assert (task.training_notes(questions, answers) == notes).all()  # seeded
+
+
+def test_grounded_training_prompts_carry_the_notes(prompt, tiny_lm):
+    grounded = _grounded_task(prompt, "lm.max_length=40")
+    plain = _grounded_task(prompt, "lm.max_length=40", "lm.grounded_training=false")
+    assert grounded.example_max_length() > plain.example_max_length() == 40
+    inputs, targets = grounded.examples(PAIRS)
+    text = _text(tiny_lm[1], inputs.to_list()[0])
+    assert "Notes from the user's own answers" in text
+    assert text.count("\n- ") == 3
+    # The loss still reads the whole answer: notes have their own budget.
+    answer = prompt.answer_ids(tf.constant([PAIRS["answer"][0]]), 40).to_list()[0]
+    assert [t for t in targets.to_list()[0] if t] == answer
+    assert "Notes" not in _text(tiny_lm[1], plain.examples(PAIRS)[0].to_list()[0])
+
+
 def test_cached_decoding_equals_full_recomputation(tiny_lm):
     model, _ = tiny_lm
     prompts = tf.ragged.constant([[5, 6, 7, 9, 3], [8, 9, 3]], dtype=tf.int32)

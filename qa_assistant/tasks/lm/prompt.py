@@ -81,7 +81,7 @@ class ChatPrompt:
         self._between = [*newline, self.start_id]  # "<|im_end|>" + this + next turn
         self._assistant = self._fixed("assistant\n")
         self.last_prompt_id = self._assistant[-1]  # the newline that ends every prompt
-        self._header = self._fixed(NOTES_HEADER)
+        self.notes_header = self._fixed(NOTES_HEADER)
         self._system = self._fixed("system\n" + system_prompt)
         self._prompt_graph = tf.function(self._prompt_ids, autograph=False, reduce_retracing=True)
         self._answer_graph = tf.function(self._answer_ids, autograph=False, reduce_retracing=True)
@@ -147,8 +147,8 @@ class ChatPrompt:
         body = kept.merge_dims(1, 2)
         has_notes = tf.reduce_any(tf.strings.length(cleaned) > 0, axis=1)
         header = tf.RaggedTensor.from_tensor(
-            tf.tile(tf.constant([self._header], tf.int32), [rows, 1]),
-            lengths=tf.where(has_notes, len(self._header), 0),
+            tf.tile(tf.constant([self.notes_header], tf.int32), [rows, 1]),
+            lengths=tf.where(has_notes, len(self.notes_header), 0),
         )
         return tf.concat([header, body], axis=1)
 

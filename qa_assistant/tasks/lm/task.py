@@ -16,7 +16,10 @@ cost of a step.
 
 Answers are decoded by the project's decoding loop with a key/value cache
 (`tasks/lm/cached.py`), grounded, when `lm.grounding` says so, in the
-user's own answers (`tasks/lm/grounding.py`). Evaluation, the TensorBoard
+user's own answers (`tasks/lm/grounding.py`). A grounded run also trains on
+grounded prompts (`training_notes`: retrieval-augmented fine-tuning, the
+pair's own answer among shuffled notes most of the time, absent otherwise),
+so the model learns to use the notes it will see. Evaluation, the TensorBoard
 samples, the baseline and the export are the generation task's: only the
 generator differs.
 """
@@ -45,6 +48,7 @@ from qa_assistant.tasks.generation.task import GenerationTask
 from qa_assistant.tasks.lm.generator import LanguageModelGenerator, shifted_pair
 from qa_assistant.tasks.lm.grounding import DualEncoderRetriever, TfidfRetriever
 from qa_assistant.tasks.lm.lora import enable_lora
+from qa_assistant.tasks.lm.memory import check_memory
 from qa_assistant.tasks.lm.prompt import ChatPrompt
 
 log = logging.getLogger(__name__)
@@ -86,6 +90,12 @@ class LanguageModelTask(GenerationTask):
     def prepare(self, data: QAData) -> None:
         self._load_tokenizer()
         self.retriever = self._retriever(data.splits.train)
+        check_memory(
+            resolve_preset(self.config.lm.preset),
+            full=self.config.lm.lora_rank == 0,
+            batch_size=self.config.train.batch_size,
+            length=self.example_max_length(),
+        )
 
     def _load_tokenizer(self) -> None:
         lm = self.config.lm
@@ -95,37 +105,54 @@ class LanguageModelTask(GenerationTask):
         )
 
     def _retriever(self, train: pd.DataFrame) -> Any | None:
-        """The retriever `lm.grounding` names, over the training pairs, or `None`."""
+        """The retriever `lm.grounding` names, or `None`: TF-IDF over the training pairs, or a retrieval run's bank."""
         grounding = self.config.lm.grounding
         if grounding == "none":
             return None
         if grounding == "tfidf":
             return TfidfRetriever(train["question"].tolist(), train["answer"].tolist())
-        return _run_retriever(grounding, train)
+        return _run_retriever(grounding)
 
     # -- training ------------------------------------------------------------
 
     def dataset(self, frame: pd.DataFrame, *, training: bool) -> tf.data.Dataset:
         inputs, targets = self.examples(frame)
+        if training:
+            self.tokens_per_epoch = int(tf.reduce_sum(inputs.row_lengths()))
         return make_dataset(
             {"token_ids": inputs, "padding_mask": tf.ones_like(inputs)},
             targets,
             batch_size=self.config.train.batch_size,
-            max_length=self.config.lm.max_length,
+            max_length=self.example_max_length(),
             shuffle=training,
             seed=self.config.train.seed,
         )
 
-    def examples(self, frame: pd.DataFrame) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
-        """`(inputs, targets)` ragged ids of `frame`'s pairs as chat turns, at most `lm.max_length` each.
+    def example_max_length(self) -> int:
+        """Most tokens of a training example: `lm.max_length`, plus the notes' budget when grounded."""
+        lm = self.config.lm
+        if not self._grounded_training():
+            return lm.max_length
+        return lm.max_length + len(self.prompt.notes_header) + lm.grounding_k * (lm.grounding_max_tokens + 2)
 
-        Training prompts are never grounded. An example longer than
-        `lm.max_length` loses the end of its answer (the prompt is kept).
+    def _grounded_training(self) -> bool:
+        return self.retriever is not None and self.config.lm.grounded_training
+
+    def examples(self, frame: pd.DataFrame) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
+        """`(inputs, targets)` ragged ids of `frame`'s pairs as chat turns, at most `example_max_length()` each.
+
+        Prompts are grounded as `lm.grounded_training` says (`training_notes`).
+        An example longer than its limit loses the end of its answer (the
+        prompt is kept).
         """
         questions, answers = frame["question"].tolist(), frame["answer"].tolist()
+        notes = self.training_notes(questions, answers) if self._grounded_training() else None
         pieces = [
             shifted_pair(
-                self.prompt.prompt_ids(tf.constant(questions[i : i + _PROMPT_BATCH])),
+                self.prompt.prompt_ids(
+                    tf.constant(questions[i : i + _PROMPT_BATCH]),
+                    None if notes is None else tf.constant(notes[i : i + _PROMPT_BATCH]),
+                ),
                 self.prompt.answer_ids(
                     tf.constant(answers[i : i + _PROMPT_BATCH]), self.config.lm.max_length
                 ),
@@ -134,8 +161,9 @@ class LanguageModelTask(GenerationTask):
         ]
         inputs = tf.concat([p[0] for p in pieces], axis=0)
         targets = tf.concat([p[1] for p in pieces], axis=0)
-        cut = int(np.sum(inputs.row_lengths().numpy() > self.config.lm.max_length))
-        inputs, targets = inputs[:, : self.config.lm.max_length], targets[:, : self.config.lm.max_length]
+        limit = self.example_max_length()
+        cut = int(np.sum(inputs.row_lengths().numpy() > limit))
+        inputs, targets = inputs[:, :limit], targets[:, :limit]
         lengths = inputs.row_lengths().numpy()
         log.info(
             "%d chat examples: %d to %d tokens (median %d)%s",
@@ -143,9 +171,30 @@ class LanguageModelTask(GenerationTask):
             lengths.min() if len(lengths) else 0,
             lengths.max() if len(lengths) else 0,
             int(pd.Series(lengths).median()) if len(lengths) else 0,
-            f"; {cut} cut to lm.max_length" if cut else "",
+            f"; {cut} cut to {limit} tokens" if cut else "",
         )
         return inputs, targets
+
+    def training_notes(self, questions: list[str], answers: list[str]) -> np.ndarray:
+        """`[n, k]` grounding notes for training pairs (retrieval-augmented fine-tuning).
+
+        Each question's notes are what the retriever finds for it; the pair's
+        own answer is among them with probability `lm.gold_note_rate` and
+        left out otherwise; the order is shuffled. Seeded by `train.seed`.
+        """
+        lm = self.config.lm
+        k = lm.grounding_k
+        random = np.random.default_rng(self.config.train.seed)
+        rows = []
+        for start in range(0, len(questions), _PROMPT_BATCH):
+            found, _ = self.retriever.retrieve(tf.constant(questions[start : start + _PROMPT_BATCH]), k + 1)
+            for texts, gold in zip(found.numpy(), answers[start : start + _PROMPT_BATCH], strict=True):
+                # A retrieval run may lower-case its bank: the pair's own answer in any case is gold.
+                others = [t.decode("utf-8") for t in texts if t and t.decode("utf-8").lower() != gold.lower()]
+                notes = ([gold, *others[: k - 1]]) if random.random() < lm.gold_note_rate else others[:k]
+                random.shuffle(notes)
+                rows.append(notes + [""] * (k - len(notes)))
+        return np.asarray(rows, dtype=object).reshape(len(questions), k)
 
     def build_model(self) -> keras.Model:
         import keras_hub  # deferred: start-up time
@@ -241,8 +290,13 @@ def _load_adapter(model: keras.Model, adapter: Path, spec: str) -> None:
         ) from None
 
 
-def _run_retriever(run_dir: str, train: pd.DataFrame) -> Any:
-    """A dual-encoder retriever from a finished retrieval run (`lm.grounding: RUN_DIR`)."""
+def _run_retriever(run_dir: str) -> Any:
+    """A dual-encoder retriever from a finished retrieval run (`lm.grounding: RUN_DIR`).
+
+    It searches the run's own answer bank (every answer of the run's data),
+    exactly what the run's export answers from: the user's answers are
+    grounding notes whether or not the LM was trained on their questions.
+    """
     # Imported here: the task catalogue (which `tasks.runs` reads) imports this module.
     from qa_assistant.tasks.runs import load_run
 
@@ -251,4 +305,4 @@ def _run_retriever(run_dir: str, train: pd.DataFrame) -> Any:
         raise UserError(
             f"lm.grounding '{run_dir}' is a {config.task.type} run; expected a retrieval run, tfidf or none"
         )
-    return DualEncoderRetriever(task, model, train["answer"].tolist(), train["question"].tolist())
+    return DualEncoderRetriever(task, model)
