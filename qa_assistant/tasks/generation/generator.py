@@ -161,7 +161,9 @@ def teacher_forced_scores(
             (byte-level BPE).
     """
     real = tf.cast(targets != 0, tf.float32)
-    picked = tf.gather(tf.nn.log_softmax(tf.cast(logits, tf.float32)), targets, batch_dims=2)
+    logits = tf.cast(logits, tf.float32)
+    # log_softmax of the targets alone: no second [batch, length, vocabulary] tensor is kept.
+    picked = tf.gather(logits, targets, batch_dims=2) - tf.reduce_logsumexp(logits, axis=-1)
     hits = tf.cast(tf.argmax(logits, axis=-1, output_type=tf.int32) == targets, tf.float32)
     unknown = tf.zeros_like(real) if unknown_id is None else tf.cast(targets == unknown_id, tf.float32)
     return {

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
 import numpy as np
@@ -55,6 +55,9 @@ class GenerationTask(Task):
     """Sequence-to-sequence answer generation (`task.type: generate`)."""
 
     name = "generate"
+    # Questions per evaluation call: decoding and teacher-forced scoring hold a batch's
+    # `[batch, length, vocabulary]` logits at once.
+    eval_batch_size: ClassVar[int] = 64
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -153,6 +156,7 @@ class GenerationTask(Task):
             frame,
             lambda q: generator.answer(tf.constant(q, dtype=tf.string)),
             lambda q, a: generator.score(tf.constant(q, dtype=tf.string), tf.constant(a, dtype=tf.string)),
+            batch_size=self.eval_batch_size,
         )
 
     def sample_predictions(self, model: keras.Model, frame: pd.DataFrame) -> pd.DataFrame:
@@ -163,7 +167,10 @@ class GenerationTask(Task):
         """
         generator = self.generator(model)
         _, per_question = evaluate_generation(
-            frame, lambda q: generator.answer(tf.constant(q, dtype=tf.string)), None
+            frame,
+            lambda q: generator.answer(tf.constant(q, dtype=tf.string)),
+            None,
+            batch_size=self.eval_batch_size,
         )
         rows = per_question.set_index("question").loc[frame["question"]]
         return pd.DataFrame(
@@ -185,7 +192,10 @@ class GenerationTask(Task):
         """
         generator = self.generator(model)
         metrics, _ = evaluate_generation(
-            frame, lambda q: generator.answer(tf.constant(q, dtype=tf.string)), None
+            frame,
+            lambda q: generator.answer(tf.constant(q, dtype=tf.string)),
+            None,
+            batch_size=self.eval_batch_size,
         )
         return {key: metrics[key] for key in ("rouge_l", "bleu", "exact_match")}
 
