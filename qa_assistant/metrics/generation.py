@@ -154,6 +154,7 @@ def evaluate_generation(
     score: Any | None,
     *,
     batch_size: int = 64,
+    score_batch_size: int | None = None,
 ) -> tuple[dict[str, float], Any]:
     """Generation metrics of a model on `(question, answer)` rows, and one prediction row per question.
 
@@ -167,7 +168,9 @@ def evaluate_generation(
         score: `(questions, answers)` -> `log_probability`, `tokens`,
             `correct_tokens`, `unknown_tokens`; `None` leaves out perplexity,
             token accuracy and the OOV rate.
-        batch_size: questions per call.
+        batch_size: questions per `answer` call.
+        score_batch_size: rows per `score` call (`None`: `batch_size`); the
+            teacher-forced pass holds `[rows, length, vocabulary]` logits.
 
     Returns:
         `(metrics, predictions)`.
@@ -184,7 +187,7 @@ def evaluate_generation(
         scores += np.asarray(out["score"], dtype=np.float64).reshape(-1).tolist()
     metrics = {**text_metrics(references, predicted, with_signature=True), "num_questions": len(questions)}
     if score is not None:
-        metrics.update(_likelihood(frame, score, batch_size))
+        metrics.update(_likelihood(frame, score, score_batch_size or batch_size))
     predictions = pd.DataFrame(
         {
             "question": questions,

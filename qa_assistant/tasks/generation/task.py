@@ -55,9 +55,9 @@ class GenerationTask(Task):
     """Sequence-to-sequence answer generation (`task.type: generate`)."""
 
     name = "generate"
-    # Questions per evaluation call: decoding and teacher-forced scoring hold a batch's
-    # `[batch, length, vocabulary]` logits at once.
-    eval_batch_size: ClassVar[int] = 64
+    # Rows per teacher-forced scoring call in evaluation: it holds `[rows, length,
+    # vocabulary]` logits at once (decoding holds one position's: it takes 64 questions).
+    score_batch_size: ClassVar[int] = 64
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -156,7 +156,7 @@ class GenerationTask(Task):
             frame,
             lambda q: generator.answer(tf.constant(q, dtype=tf.string)),
             lambda q, a: generator.score(tf.constant(q, dtype=tf.string), tf.constant(a, dtype=tf.string)),
-            batch_size=self.eval_batch_size,
+            score_batch_size=self.score_batch_size,
         )
 
     def sample_predictions(self, model: keras.Model, frame: pd.DataFrame) -> pd.DataFrame:
@@ -170,7 +170,6 @@ class GenerationTask(Task):
             frame,
             lambda q: generator.answer(tf.constant(q, dtype=tf.string)),
             None,
-            batch_size=self.eval_batch_size,
         )
         rows = per_question.set_index("question").loc[frame["question"]]
         return pd.DataFrame(
@@ -195,7 +194,6 @@ class GenerationTask(Task):
             frame,
             lambda q: generator.answer(tf.constant(q, dtype=tf.string)),
             None,
-            batch_size=self.eval_batch_size,
         )
         return {key: metrics[key] for key in ("rouge_l", "bleu", "exact_match")}
 

@@ -72,7 +72,7 @@ class LanguageModelTask(GenerationTask):
     # 16, not 64: scoring 64 answers of up to 160 tokens holds 2 GB of logits over the
     # 49,152-token vocabulary. Measured on SmolLM2 (the 64 / 16 longest chatterbot test
     # answers, the process's peak): 7.3 / 3.6 GiB, the model loaded taking 2.1.
-    eval_batch_size = 16
+    score_batch_size = 16
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
