@@ -31,7 +31,9 @@ class Progress(keras.callbacks.Callback):
     epoch ends. A line reads `epoch 1/2, step 40/102: 1.9 s/step, 2,310
     tokens/s, about 5 min left`: the time left counts the remaining training
     steps at this epoch's speed so far (not validation or evaluation), and
-    tokens/s counts the real (unpadded) tokens of an average batch.
+    tokens/s counts the real (unpadded) tokens of an average batch. The
+    epoch's first step (which traces the step function) is left out of the
+    speed, and nothing is logged before a second step has run.
 
     Args:
         steps_per_epoch: batches per epoch.
@@ -54,15 +56,17 @@ class Progress(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = epoch
-        self._started = self._last = time.perf_counter()
+        self._last = time.perf_counter()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         now = time.perf_counter()
-        if now - self._last < self.every:
+        if batch == 0:
+            self._started = now  # the speed counts the steps after the first
+        if batch == 0 or now - self._last < self.every:
             return
         self._last = now
         done = batch + 1
-        seconds_per_step = (now - self._started) / done
+        seconds_per_step = (now - self._started) / batch
         left = (self.steps_per_epoch - done) + (self.epochs - self._epoch - 1) * self.steps_per_epoch
         tokens = f", {self.tokens_per_step / seconds_per_step:,.0f} tokens/s" if self.tokens_per_step else ""
         log.info(

@@ -110,11 +110,14 @@ def test_learning_rate_logger_adds_the_rate_to_logs() -> None:
 
 
 def test_progress_reports_speed_tokens_and_time_left(monkeypatch, caplog) -> None:
-    clock = iter([0.0, 10.0, 12.0])  # epoch start, after step 2, after step 3 (too soon: no line)
+    # Epoch start; step 1 ends (tracing: 60 s, left out of the speed, no line); step 2 ends;
+    # step 3 ends too soon after for another line.
+    clock = iter([0.0, 60.0, 65.0, 66.0])
     monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
     progress = Progress(steps_per_epoch=4, epochs=2, tokens_per_epoch=400, every=5.0)
     with caplog.at_level("INFO", logger=callbacks.__name__):
         progress.on_epoch_begin(0)
+        progress.on_train_batch_end(0)
         progress.on_train_batch_end(1)
         progress.on_train_batch_end(2)
     lines = [r.getMessage() for r in caplog.records]
@@ -123,12 +126,14 @@ def test_progress_reports_speed_tokens_and_time_left(monkeypatch, caplog) -> Non
 
 
 def test_progress_without_token_counts_and_long_runs(monkeypatch, caplog) -> None:
-    clock = iter([0.0, 300.0])
+    clock = iter([0.0, 10.0, 310.0])
     monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
     progress = Progress(steps_per_epoch=10, epochs=3)
     with caplog.at_level("INFO", logger=callbacks.__name__):
         progress.on_epoch_begin(1)
         progress.on_train_batch_end(0)
+        progress.on_train_batch_end(1)
+    # 300 s/step; 8 steps of this epoch and 10 of the last left.
     assert [r.getMessage() for r in caplog.records] == [
-        "epoch 2/3, step 1/10: 300.00 s/step, about 1 h 35 min left"
+        "epoch 2/3, step 2/10: 300.00 s/step, about 1 h 30 min left"
     ]
