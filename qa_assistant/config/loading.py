@@ -107,6 +107,11 @@ def _check_consistency(config: Config) -> None:
             f"train.monitor val_rouge_l scores generated answers; task.type is {config.task.type!r}, "
             "expected generate (or monitor val_loss / val_accuracy)"
         )
+    if config.train.monitor == "val_mrr" and config.task.type != "retrieve":
+        raise UserError(
+            f"train.monitor val_mrr ranks the answer bank; task.type is {config.task.type!r}, "
+            "expected retrieve (or monitor val_loss / val_accuracy)"
+        )
     if config.train.warmup_epochs > config.train.epochs:
         raise UserError(
             f"train.warmup_epochs ({config.train.warmup_epochs}) is longer than train.epochs "

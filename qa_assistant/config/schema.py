@@ -268,9 +268,10 @@ class TaskConfig:
         shared_towers: `retrieve`: one encoder for questions and answers
             (else two with separate weights).
         loss: `retrieve`: `softmax` (in-batch negatives, the other answers
-            of the batch compete) or `sigmoid` (each question/answer pair of
-            the batch is a binary decision; the other answers are the
-            sampled negatives).
+            of the batch compete), `symmetric` (that, averaged with each
+            answer choosing its question among the batch's questions) or
+            `sigmoid` (each question/answer pair of the batch is a binary
+            decision; the other answers are the sampled negatives).
         temperature: `retrieve`: similarities are divided by it (initial
             value when learned).
         learn_temperature: `retrieve`: train the temperature.
@@ -288,7 +289,7 @@ class TaskConfig:
 
     type: str = "classify"
     shared_towers: bool = True
-    loss: str = field(default="softmax", metadata=_choices("softmax", "sigmoid"))
+    loss: str = field(default="softmax", metadata=_choices("softmax", "symmetric", "sigmoid"))
     temperature: float = field(default=0.05, metadata={"positive": True})
     learn_temperature: bool = True
     threshold: float | None = None
@@ -368,7 +369,9 @@ class TrainConfig:
         monitor: the validation metric that early stopping and the best
             checkpoint watch (`val_loss` or `val_accuracy`; generation also
             `val_rouge_l`: the validation answers the model itself decodes
-            each epoch, compared with their references).
+            each epoch, compared with their references; retrieval also
+            `val_mrr`: each validation question ranked against the whole
+            answer bank, not only the batch, after every epoch).
         monitor_from_epoch: a warm-up of this many epochs that early
             stopping and the best checkpoint do not consider (Keras'
             `start_from_epoch`): a held-out metric that peaks while the
@@ -395,7 +398,9 @@ class TrainConfig:
     warmup_epochs: float = field(default=0.0, metadata=_at_least(0))
     schedule: str = field(default="constant", metadata=_choices("constant", "cosine", "linear"))
     early_stopping: int = field(default=5, metadata={"min": 0, "false_is": 0, "true_is": 5})
-    monitor: str = field(default="val_loss", metadata=_choices("val_loss", "val_accuracy", "val_rouge_l"))
+    monitor: str = field(
+        default="val_loss", metadata=_choices("val_loss", "val_accuracy", "val_rouge_l", "val_mrr")
+    )
     monitor_from_epoch: int = field(default=0, metadata=_at_least(0))
     seed: int = field(default=42, metadata={"min": 0, "max": 2**32 - 1})
     strategy: str = field(

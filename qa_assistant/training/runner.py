@@ -70,7 +70,7 @@ from qa_assistant.training.tensorboard import (
 log = logging.getLogger(__name__)
 
 # Monitors that `Task.epoch_metrics` computes after each epoch (Keras' validation pass cannot).
-GENERATED_MONITORS = ("val_rouge_l",)
+GENERATED_MONITORS = ("val_rouge_l", "val_mrr")
 
 
 @dataclass

@@ -53,7 +53,7 @@ def test_files_merge_left_to_right_and_overrides_win(tmp_path: Path) -> None:
             "config key 'encoder.freeze' got 'some'; expected none, embedding, all or a number",
         ),
         ("text.tokenizer=bpe", "expected one of: word, wordpiece"),
-        ("task.loss=hinge", "expected one of: softmax, sigmoid"),
+        ("task.loss=hinge", "expected one of: softmax, symmetric, sigmoid"),
         ("task.temperature=0", "must be greater than 0"),
         ("decoder.attention=dot", "expected one of: bahdanau, luong, none"),
         ("decoding.strategy=nucleus", "expected one of: greedy, beam, sample"),
@@ -67,6 +67,7 @@ def test_files_merge_left_to_right_and_overrides_win(tmp_path: Path) -> None:
             "train.monitor=val_rouge_l",
             "train.monitor val_rouge_l scores generated answers; task.type is 'classify'",
         ),
+        ("train.monitor=val_mrr", "train.monitor val_mrr ranks the answer bank; task.type is 'classify'"),
         ("train.monitor_from_epoch=-1", "config key 'train.monitor_from_epoch' must be at least 0; got -1"),
     ],
 )

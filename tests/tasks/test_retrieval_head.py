@@ -7,7 +7,9 @@ from qa_assistant.tasks.retrieval.head import (
     InBatchSoftmaxLoss,
     PairSigmoidLoss,
     ScaledSimilarity,
+    SymmetricInBatchSoftmaxLoss,
     in_batch_accuracy,
+    retrieval_loss,
 )
 
 
@@ -23,6 +25,25 @@ def test_softmax_loss_does_not_treat_a_repeated_answer_as_a_negative() -> None:
     assert loss[0] == pytest.approx(softmax_ce(np.array([2.0, 0.0]), 0), abs=1e-5)
     assert loss[1] == pytest.approx(softmax_ce(np.array([2.0, 0.0]), 0), abs=1e-5)
     assert loss[2] == pytest.approx(softmax_ce(logits[2], 2), abs=1e-5)
+
+
+def test_symmetric_loss_averages_both_directions_and_masks_duplicates_both_ways() -> None:
+    logits = np.array([[2.0, 5.0, 0.0], [5.0, 2.0, 0.0], [0.0, 1.0, 3.0]], dtype="float32")
+    ids = np.array([7, 7, 9], dtype="float32")  # rows 0 and 1 share an answer
+    loss = SymmetricInBatchSoftmaxLoss(reduction=None)(ids, logits).numpy()
+    # Question 0 over answers {0, 2}; answer 0 over questions {0, 2} (question 1 has the same answer).
+    row0 = (softmax_ce(np.array([2.0, 0.0]), 0) + softmax_ce(np.array([2.0, 0.0]), 0)) / 2
+    assert loss[0] == pytest.approx(row0, abs=1e-5)
+    # Question 2 over all answers; answer 2 over all questions (column 2: 0, 0, 3).
+    row2 = (softmax_ce(logits[2], 2) + softmax_ce(logits[:, 2], 2)) / 2
+    assert loss[2] == pytest.approx(row2, abs=1e-5)
+    # Not the one-way loss: an answer that fits another question better costs more.
+    skewed = np.array([[3.0, 0.0], [4.0, 3.0]], dtype="float32")
+    two = np.array([1, 2], dtype="float32")
+    one_way = InBatchSoftmaxLoss(reduction=None)(two, skewed).numpy()
+    both = SymmetricInBatchSoftmaxLoss(reduction=None)(two, skewed).numpy()
+    assert both[0] > one_way[0]
+    assert isinstance(retrieval_loss("symmetric"), SymmetricInBatchSoftmaxLoss)
 
 
 def test_sigmoid_loss_labels_every_matching_pair_positive() -> None:

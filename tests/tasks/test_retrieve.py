@@ -376,3 +376,22 @@ def test_transformer_wordpiece_and_pretrained_variants_export(tmp_path: Path) ->
         assert set(out["outputs"]) == OUTPUTS
         assert out["bank"] == len(TOPICS)
         assert out["embedding"] == 8
+
+
+def test_symmetric_loss_with_early_stopping_on_the_bank_mrr(tmp_path: Path) -> None:
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows(per_answer=4)).to_csv(data, index=False)
+    config = tiny_config(
+        "task.type=retrieve",
+        "task.loss=symmetric",
+        "train.monitor=val_mrr",
+        "train.epochs=3",
+        "train.early_stopping=2",
+        "train.jit_compile=false",
+        train=data,
+    )
+    metrics = train_run(config, tmp_path / "run").metrics
+    # The validation questions ranked against the whole bank after each epoch; the best epoch's kept.
+    assert 0.0 < metrics["best_val_mrr"] <= 1.0
+    assert 0.0 <= metrics["best_val_recall_at_1"] <= metrics["best_val_mrr"]
+    assert 0.0 < metrics["mrr"] <= 1.0

@@ -8,6 +8,9 @@ answer must not count each other's answer as a negative.
 
 * softmax loss: cross-entropy of row i over the batch's answers (the other
   rows' answers are the negatives), similarities divided by a temperature;
+* symmetric loss: that, averaged with the cross-entropy of answer i over
+  the batch's questions (CLIP's loss): the answer tower also learns to
+  pick its question out of the batch;
 * sigmoid loss: every (question, answer) cell of the batch is a binary
   decision, `sigmoid(scale * cos + bias)`; the cells off the diagonal are the
   sampled negatives. This is the source article's `Dense(1, sigmoid)` idea
@@ -105,6 +108,29 @@ class InBatchSoftmaxLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="qa_assistant")
+class SymmetricInBatchSoftmaxLoss(keras.losses.Loss):
+    """The mean of the question->answer and the answer->question in-batch cross-entropies (CLIP's loss).
+
+    Row i's loss is the average of question i choosing its answer among the
+    batch's answers and answer i choosing its question among the batch's
+    questions; other rows with the same answer are masked out both ways, so
+    an answer with several questions in the batch has no false negatives.
+    """
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        size = ops.shape(y_pred)[0]
+        diagonal = ops.cast(ops.eye(size), "bool")
+        duplicates = ops.logical_and(_same_answer(y_true), ops.logical_not(diagonal))
+        logits = ops.where(duplicates, ops.cast(-1e9, y_pred.dtype), y_pred)
+        labels = ops.arange(size)
+        forward = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        backward = keras.losses.sparse_categorical_crossentropy(
+            labels, ops.transpose(logits), from_logits=True
+        )
+        return (forward + backward) / 2
+
+
+@keras.saving.register_keras_serializable(package="qa_assistant")
 class PairSigmoidLoss(keras.losses.Loss):
     """Binary cross-entropy of every (question, answer) cell; positive where the answers match."""
 
@@ -123,5 +149,10 @@ def in_batch_accuracy(y_true: Any, y_pred: Any) -> Any:
 
 
 def retrieval_loss(kind: str) -> keras.losses.Loss:
-    """`softmax` or `sigmoid` (validated by the config)."""
-    return {"softmax": InBatchSoftmaxLoss, "sigmoid": PairSigmoidLoss}[kind](name=f"{kind}_loss")
+    """`softmax`, `symmetric` or `sigmoid` (validated by the config)."""
+    losses = {
+        "softmax": InBatchSoftmaxLoss,
+        "symmetric": SymmetricInBatchSoftmaxLoss,
+        "sigmoid": PairSigmoidLoss,
+    }
+    return losses[kind](name=f"{kind}_loss")

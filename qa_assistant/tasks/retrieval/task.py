@@ -232,6 +232,16 @@ class RetrievalTask(Task):
         metrics["num_questions"] = len(questions)
         return metrics, predictions_frame(questions, references, scored)
 
+    def epoch_metrics(self, model: keras.Model, frame: pd.DataFrame) -> dict[str, float]:
+        """`mrr` and `recall_at_1` of `frame`'s questions ranked against the whole bank (`train.monitor: val_mrr`).
+
+        The in-batch accuracy that Keras reports ranks a question among a
+        batch's answers only; what the export does is rank the bank.
+        """
+        _, _, scored = self.rank(model, frame)
+        metrics = ranking_metrics(scored.rank)
+        return {"mrr": metrics["mrr"], "recall_at_1": metrics["recall_at_1"]}
+
     def finalize(self, model: keras.Model, splits: Splits) -> None:
         """Sets the fallback threshold: `task.threshold`, or calibrated on the validation split.
 
