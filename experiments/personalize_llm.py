@@ -32,8 +32,9 @@ ROUGE-L of its top answer against the grounded LM's; the adapter's size
 against a full copy of the model; generated tokens per second with and
 without the key/value cache (the same greedy tokens, side by side).
 
-`--curve` adds the learning curve: LoRA runs on N = 25/50/100/200/all
-training pairs per seed, tested on the same held-out questions; the figure
+`--curve` adds the learning curve (`--curve-only`: the curve alone): LoRA
+runs on N = 25/50/100/200/all training pairs per seed, tested on the same
+held-out questions; the figure
 goes to experiments/figures/, each run's TensorBoard HParams to
 OUTPUT/curve/ (`tensorboard --logdir OUTPUT/curve`).
 
@@ -41,7 +42,8 @@ Finished runs under --output are reused.
 
 Usage:
     python experiments/personalize_llm.py [--data F] [--output DIR] [--full] [--no-scratch]
-        [--curve [--sizes 25 50 100 200 all] [--seeds 42 43 44]] [--set key=value ...]
+        [--curve | --curve-only] [--sizes 25 50 100 200 all] [--seeds 42 43 44] [--all-seeds 42]
+        [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -99,12 +101,24 @@ def main() -> int:
     parser.add_argument("--curve", action="store_true", help="also draw the learning curve")
     parser.add_argument("--sizes", nargs="+", default=["25", "50", "100", "200", "all"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
+    parser.add_argument(
+        "--all-seeds", nargs="+", type=int, default=None, help="seeds of N = all (default --seeds)"
+    )
+    parser.add_argument(
+        "--curve-only", action="store_true", help="the learning curve alone (trains the LoRA run)"
+    )
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
     root = Path(args.output)
     common = [f"data.train={json.dumps(args.data)}", *SPLIT, *args.overrides]
+    if args.curve_only:
+        train(root / "lora", LM, common)
+        learning_curve(
+            root / "curve", root / "lora", common, args.sizes, args.seeds, args.all_seeds or args.seeds
+        )
+        return 0
     trained, tuned = train_all(root, common, args.full, args.no_scratch)
     lora_dir = root / "lora"
     train_frame, test = (_split(lora_dir, name) for name in ("train", "test"))
@@ -137,7 +151,7 @@ def main() -> int:
     answers["MiniLM retriever"] = top
     report(root, rows, answers, grouped, ranks, trained, footprint(lora_dir, test))
     if args.curve:
-        learning_curve(root / "curve", lora_dir, common, args.sizes, args.seeds)
+        learning_curve(root / "curve", lora_dir, common, args.sizes, args.seeds, args.all_seeds or args.seeds)
     return 0
 
 
@@ -356,32 +370,53 @@ def _uncached_greedy(decoder: CachedCausalLM, ids: tf.Tensor, mask: tf.Tensor, s
 
 
 def learning_curve(
-    folder: Path, lora_dir: Path, common: list[str], sizes: list[str], seeds: list[int]
+    folder: Path, lora_dir: Path, common: list[str], sizes: list[str], seeds: list[int], all_seeds: list[int]
 ) -> None:
-    """LoRA runs on N training pairs per seed, all tested on the main split's held-out pairs."""
+    """LoRA runs on N of the main split's training pairs per seed, all tested on its held-out pairs.
+
+    A run on N pairs keeps 10 % of them for validation (the best of the
+    epochs by validation loss). N = all with the split's own seed (42) is
+    the main LoRA run itself (every training pair, the main validation
+    split); other seeds of N = all train again (`--all-seeds`).
+    """
     pool, test_file = _split(lora_dir, "train"), lora_dir / "data" / "test.jsonl"
     folder.mkdir(parents=True, exist_ok=True)
     results = []
     for size in sizes:
         if size != "all" and not 2 <= int(size) <= len(pool):
             raise UserError(f"--sizes {size}: expected 'all' or 2..{len(pool)} pairs")
-        for seed in seeds:
-            drawn = pool if size == "all" else pool.sample(n=int(size), random_state=seed)
-            data = folder / f"train_{size}_s{seed}.jsonl"
-            drawn.to_json(data, orient="records", lines=True, force_ascii=False)
-            overrides = [
-                *common,
-                f"data.train={json.dumps(str(data))}",
-                f"data.test={json.dumps(str(test_file))}",
-            ]
-            facts = train(folder / f"n{size}_s{seed}", LM, [*overrides, f"train.seed={seed}"])
-            metrics = json.loads((folder / f"n{size}_s{seed}" / METRICS_FILE).read_text(encoding="utf-8"))
-            results.append({"pairs": size, "seed": seed, **{k: metrics[k] for k in KEYS}, **facts})
+        for seed in all_seeds if size == "all" else seeds:
+            run_dir = folder / f"n{size}_s{seed}"
+            if size == "all" and f"train.seed={seed}" in SPLIT:
+                run_dir = lora_dir
+                facts = train(lora_dir, LM, common)
+            else:
+                drawn = pool if size == "all" else pool.sample(n=int(size), random_state=seed)
+                data = folder / f"train_{size}_s{seed}.jsonl"
+                drawn.to_json(data, orient="records", lines=True, force_ascii=False)
+                overrides = [
+                    *common,
+                    f"data.train={json.dumps(str(data))}",
+                    f"data.test={json.dumps(str(test_file))}",
+                ]
+                facts = train(run_dir, LM, [*overrides, f"train.seed={seed}"])
+            metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+            tfidf = metrics["baseline_rouge_l"]  # the TF-IDF answer over the same N pairs
+            results.append(
+                {
+                    "pairs": size,
+                    "seed": seed,
+                    **{k: metrics[k] for k in KEYS},
+                    "tfidf_rouge_l": tfidf,
+                    **facts,
+                }
+            )
             print(f"[N={size} seed {seed}] ROUGE-L {metrics['rouge_l']:.3f}", flush=True)
     frame = pd.DataFrame(results)
     frame.to_csv(folder / "results.csv", index=False)
-    summary = frame.groupby("pairs", sort=False)[["rouge_l", "bleu", "wall_seconds"]].agg(["mean", "std"])
-    print("\nLearning curve (mean and std over seeds):\n")
+    columns = ["rouge_l", "tfidf_rouge_l", "bleu", "train_seconds"]
+    summary = frame.groupby("pairs", sort=False)[columns].agg(["mean", "std", "count"])
+    print("\nLearning curve (mean, std and count over seeds):\n")
     print(summary.round(3).to_markdown())
     _plot(frame, FIGURES / "personalize_llm_curve.png", len(pool))
 
@@ -394,8 +429,15 @@ def _plot(frame: pd.DataFrame, path: Path, pool: int) -> None:
 
     figure, axes = plt.subplots(figsize=(6.5, 4))
     numbers = frame["pairs"].map(lambda s: pool if s == "all" else int(s))
-    stats = frame.assign(n=numbers).groupby("n")["rouge_l"].agg(["mean", "std"])
-    axes.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3)
+    for column, label in (
+        ("rouge_l", "SmolLM2 + LoRA"),
+        ("tfidf_rouge_l", "TF-IDF answer over the same pairs"),
+    ):
+        stats = frame.assign(n=numbers).groupby("n")[column].agg(["mean", "std"])
+        axes.errorbar(
+            stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=label
+        )
+    axes.legend(fontsize=8)
     axes.set_xscale("log", base=2)
     axes.set_xticks(stats.index, [str(n) for n in stats.index])
     axes.set_xlabel("training pairs (N; the largest is every training pair)")
