@@ -11,7 +11,7 @@ A run directory (`qa-assistant train --output RUN_DIR`)::
       labels.json         (classification) class id -> answer text
       init.json           with --init-from: what was loaded, remapped, new, skipped
       model.keras         trained model, best validation epoch
-      checkpoints/        best weights and the resume state (training/resume.py)
+      checkpoints/        best weights and the resume state, while training (training/resume.py)
       logs/               TensorBoard: HParams session; train/, validation/, projector/
       predictions.jsonl   one line per distinct test question, with all its references
       metrics.json        test metrics; written last, marks the run finished

