@@ -205,10 +205,11 @@ def train(run_dir: Path, config: Path, overrides: list[str]) -> dict[str, float]
 
     Returns the run's `train_seconds` and `epochs_run`, and the child's
     wall time and peak resident memory (`peak_rss_mib`; kept beside the run
-    as RUN_DIR.footprint.json, so a reused run keeps its figures).
+    as RUN_DIR.footprint.json, so a reused run keeps its figures; `None`
+    for a finished run trained without this script).
     """
     facts_file = run_dir.with_name(run_dir.name + ".footprint.json")
-    if not (is_finished(run_dir) and facts_file.is_file()):
+    if not is_finished(run_dir):
         command = [sys.executable, "-m", "qa_assistant", "train", "--config", str(config)]
         command += ["--output", str(run_dir), "--set", *overrides]
         print(f"training {run_dir} ...", flush=True)
@@ -223,7 +224,8 @@ def train(run_dir: Path, config: Path, overrides: list[str]) -> dict[str, float]
         }
         facts_file.write_text(json.dumps(facts), encoding="utf-8")
     metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
-    facts = json.loads(facts_file.read_text(encoding="utf-8"))
+    unknown = {"wall_seconds": None, "peak_rss_mib": None}  # a run trained by other means
+    facts = json.loads(facts_file.read_text(encoding="utf-8")) if facts_file.is_file() else unknown
     return {"train_seconds": metrics["train_seconds"], "epochs_run": metrics["epochs_run"], **facts}
 
 
