@@ -22,6 +22,7 @@ from pathlib import Path
 
 from qa_assistant.config import Config, load_config, parse_override
 from qa_assistant.errors import UserError, report_errors
+from qa_assistant.layout import check_finished_run, resolve_export, validate_name
 
 log = logging.getLogger("qa_assistant")
 
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a model and evaluate it on held-out data")
-    train.set_defaults(handler=_train)
+    train.set_defaults(handler=_train, precheck=_precheck_train)
     merge = "config file; repeat to merge left to right"
     train.add_argument("--config", action="append", default=[], metavar="YAML", help=merge)
     train.add_argument(
@@ -104,7 +105,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 
 def _add_export(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="export a run as a SavedModel in TF Serving's layout")
-    export.set_defaults(handler=_export)
+    export.set_defaults(handler=_export, precheck=lambda args: check_finished_run(args.run))
     export.add_argument("--run", required=True, metavar="RUN_DIR")
     export.add_argument("--name", required=True, help="model name: saved_models/NAME/<version>")
     _add_saved_models(export)
@@ -114,7 +115,7 @@ def _add_index(commands: argparse._SubParsersAction) -> None:
     index = commands.add_parser(
         "index", help="add answers to a retrieval export's bank (new version, no retraining)"
     )
-    index.set_defaults(handler=_index)
+    index.set_defaults(handler=_index, precheck=lambda args: resolve_export(args.model))
     index.add_argument("--model", required=True, metavar="EXPORT", help="saved_models/NAME or a version")
     index.add_argument(
         "--answers", required=True, metavar="F", help="CSV/TSV/JSONL with question and answer columns"
@@ -149,7 +150,7 @@ def _add_neighbours(commands: argparse._SubParsersAction) -> None:
 
 def _add_ask(commands: argparse._SubParsersAction) -> None:
     ask = commands.add_parser("ask", help="answer questions from an export")
-    ask.set_defaults(handler=_ask)
+    ask.set_defaults(handler=_ask, precheck=lambda args: resolve_export(args.model))
     ask.add_argument(
         "--model", required=True, metavar="PATH", help="saved_models/NAME or a version directory"
     )
@@ -240,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
 
     def run() -> int:
+        if getattr(args, "precheck", None) is not None:
+            args.precheck(args)  # a user error in seconds, before TensorFlow loads
         with _quiet_native_logs():
             # Loading prints C++ start-up chatter. The runtime itself starts later:
             # a multi-worker strategy must be created before it does.
@@ -249,18 +252,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return report_errors(run)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from qa_assistant.metrics.ranking import format_table
-    from qa_assistant.serving import export_run, validate_name
-    from qa_assistant.training.runner import train_run
-
+def _train_overrides(args: argparse.Namespace) -> list[str]:
     overrides = list(args.overrides)
     if args.train_data:
         overrides.append(f"data.train={json.dumps(args.train_data)}")
     if args.test_data:
         overrides.append(f"data.test={json.dumps(args.test_data)}")
+    return overrides
+
+
+def _precheck_train(args: argparse.Namespace) -> None:
+    """The model name and the config (keys, values, consistency), without TensorFlow."""
     if args.name:
         validate_name(args.name)
+    if not args.init_from:  # a base run or export changes the config first
+        load_config(args.config, _train_overrides(args))
+
+
+def _train(args: argparse.Namespace) -> int:
+    from qa_assistant.metrics.ranking import format_table
+    from qa_assistant.serving import export_run
+    from qa_assistant.training.runner import train_run
+
+    overrides = _train_overrides(args)
     if args.init_from:
         from qa_assistant.personalization.sources import config_for_init
 

@@ -115,6 +115,22 @@ def export_versions(path: Path) -> list[int]:
     return [n for n in version_numbers(path) if is_export(path / str(n))]
 
 
+def check_finished_run(run_dir: str | Path) -> Path:
+    """`run_dir` as a `Path` when it holds a finished run.
+
+    Raises:
+        UserError: it is not a run directory with a trained model, or the run is unfinished.
+    """
+    run_dir = Path(run_dir)
+    if not has_trained_model(run_dir):
+        raise UserError(f"'{run_dir}' is not a finished run directory (no {MODEL_FILE} / {CONFIG_FILE})")
+    if not is_finished(run_dir):
+        raise UserError(
+            f"'{run_dir}' is an unfinished run (no {METRICS_FILE}); rerun its train command to finish it"
+        )
+    return run_dir
+
+
 def resolve_export(path: str | Path) -> Path:
     """A SavedModel directory: `path` itself, or the newest integer version inside it.
 

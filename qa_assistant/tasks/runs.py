@@ -7,8 +7,7 @@ from pathlib import Path
 import keras
 
 from qa_assistant.config import Config, load_config
-from qa_assistant.errors import UserError
-from qa_assistant.layout import CONFIG_FILE, METRICS_FILE, MODEL_FILE, has_trained_model, is_finished
+from qa_assistant.layout import CONFIG_FILE, check_finished_run
 from qa_assistant.tasks import get_task
 from qa_assistant.tasks.base import Task
 
@@ -22,13 +21,7 @@ def load_run(run_dir: str | Path) -> tuple[Config, Task, keras.Model]:
     Raises:
         UserError: the directory is not a finished run, or its model is unsafe.
     """
-    run_dir = Path(run_dir)
-    if not has_trained_model(run_dir):
-        raise UserError(f"'{run_dir}' is not a finished run directory (no {MODEL_FILE} / {CONFIG_FILE})")
-    if not is_finished(run_dir):
-        raise UserError(
-            f"'{run_dir}' is an unfinished run (no {METRICS_FILE}); rerun its train command to finish it"
-        )
+    run_dir = check_finished_run(run_dir)
     config = load_config([run_dir / CONFIG_FILE])
     task = get_task(config)
     task.restore(run_dir)
