@@ -116,6 +116,11 @@ def test_grounded_training_prompts_carry_the_notes(prompt, tiny_lm):
     grounded = _grounded_task(prompt, "lm.max_length=40")
     plain = _grounded_task(prompt, "lm.max_length=40", "lm.grounded_training=false")
     assert grounded.example_max_length() > plain.example_max_length() == 40
+    # A memory refusal names the keys that make up the length.
+    assert (
+        grounded._length_keys() == "lm.max_length 40 + notes, lm.grounding_k 3 x lm.grounding_max_tokens 48"
+    )
+    assert plain._length_keys() == "lm.max_length 40"
     inputs, targets = grounded.examples(PAIRS)
     text = _text(tiny_lm[1], inputs.to_list()[0])
     assert "Notes from the user's own answers" in text

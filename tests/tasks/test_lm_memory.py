@@ -58,7 +58,7 @@ def test_a_run_that_cannot_fit_is_refused_with_the_keys_to_lower(tmp_path, monke
     assert "\n" not in message
     assert "about 2.0 GiB" in message  # the runtime's allowance and a tiny model
     assert "train.batch_size (8)" in message
-    assert "lm.max_length (96)" in message
+    assert "example length (96 tokens: lm.max_length)" in message
     assert "LoRA" in message
     monkeypatch.setattr(memory, "available_bytes", lambda: 64 << 30)
     memory.check_memory(str(tmp_path), full=True, batch_size=8, length=96)  # fits: no error

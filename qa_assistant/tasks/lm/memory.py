@@ -72,8 +72,11 @@ def available_bytes() -> int | None:
     return None
 
 
-def check_memory(model_dir: str, *, full: bool, batch_size: int, length: int) -> None:
+def check_memory(model_dir: str, *, full: bool, batch_size: int, length: int, length_keys: str = "") -> None:
     """Raises `UserError` when training the model in `model_dir` needs more memory than is available.
+
+    `length_keys` names the config keys that make up `length` (for the
+    message); by default `lm.max_length`.
 
     Does nothing for a model without a local `config.json` (an `hf://`
     handle before download) or where the available memory is unknown.
@@ -98,6 +101,7 @@ def check_memory(model_dir: str, *, full: bool, batch_size: int, length: int) ->
     if available is not None and needed > available:
         raise UserError(
             f"training this model needs about {needed / GIB:.1f} GiB of memory but {available / GIB:.1f} GiB "
-            f"is available; expected a smaller train.batch_size ({batch_size}) or lm.max_length ({length})"
+            f"is available; expected a smaller train.batch_size ({batch_size}) or example length "
+            f"({length} tokens: {length_keys or 'lm.max_length'})"
             + ("" if not full else ", or LoRA (lm.lora_rank > 0)")
         )

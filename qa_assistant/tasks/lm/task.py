@@ -99,7 +99,15 @@ class LanguageModelTask(GenerationTask):
             full=self.config.lm.lora_rank == 0,
             batch_size=self.config.train.batch_size,
             length=self.example_max_length(),
+            length_keys=self._length_keys(),
         )
+
+    def _length_keys(self) -> str:
+        lm = self.config.lm
+        notes = (
+            f" + notes, lm.grounding_k {lm.grounding_k} x lm.grounding_max_tokens {lm.grounding_max_tokens}"
+        )
+        return f"lm.max_length {lm.max_length}" + (notes if self._grounded_training() else "")
 
     def _load_tokenizer(self) -> None:
         lm = self.config.lm
