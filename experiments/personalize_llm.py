@@ -98,6 +98,11 @@ def main() -> int:
     parser.add_argument("--output", default="runs/personalize_llm", help="root of the run directories")
     parser.add_argument("--full", action="store_true", help="also fine-tune every weight (lm.lora_rank=0)")
     parser.add_argument("--no-scratch", action="store_true", help="leave out the scratch generators")
+    parser.add_argument(
+        "--no-grounded-training",
+        action="store_true",
+        help="leave out the LoRA run trained on grounded prompts",
+    )
     parser.add_argument("--curve", action="store_true", help="also draw the learning curve")
     parser.add_argument("--sizes", nargs="+", default=["25", "50", "100", "200", "all"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
@@ -119,7 +124,7 @@ def main() -> int:
             root / "curve", root / "lora", common, args.sizes, args.seeds, args.all_seeds or args.seeds
         )
         return 0
-    trained, tuned = train_all(root, common, args.full, args.no_scratch)
+    trained, tuned = train_all(root, common, args.full, args.no_scratch, not args.no_grounded_training)
     lora_dir = root / "lora"
     train_frame, test = (_split(lora_dir, name) for name in ("train", "test"))
     grouped = test.groupby("question", sort=False)["answer"].agg(list)
@@ -155,14 +160,18 @@ def main() -> int:
     return 0
 
 
-def train_all(root: Path, common: list[str], full: bool, no_scratch: bool) -> tuple[dict, dict[str, Path]]:
+def train_all(
+    root: Path, common: list[str], full: bool, no_scratch: bool, grounded: bool
+) -> tuple[dict, dict[str, Path]]:
     """Trains every run (or reuses it): their training facts, and the tuned runs evaluated as they are."""
     trained = {"LoRA": train(root / "lora", LM, common)}
     # Cased, like the LM's data: the same texts, so its answers compare with the references as they are.
     trained["MiniLM retriever"] = train(root / "retriever", RETRIEVER, [*common, "text.lowercase=false"])
-    grounding = f"lm.grounding={json.dumps(str((root / 'retriever').resolve()))}"
-    trained["LoRA, grounded training"] = train(root / "lora_grounded", LM, [*common, grounding])
-    tuned = {"SmolLM2 + LoRA trained grounded, grounded (MiniLM top 3)": root / "lora_grounded"}
+    tuned = {}
+    if grounded:
+        grounding = f"lm.grounding={json.dumps(str((root / 'retriever').resolve()))}"
+        trained["LoRA, grounded training"] = train(root / "lora_grounded", LM, [*common, grounding])
+        tuned["SmolLM2 + LoRA trained grounded, grounded (MiniLM top 3)"] = root / "lora_grounded"
     if full:
         trained["full"] = train(root / "full", LM, [*common, "lm.lora_rank=0", "train.learning_rate=5e-5"])
         tuned["SmolLM2 fine-tuned (every weight)"] = root / "full"
