@@ -42,7 +42,7 @@ Finished runs under --output are reused.
 
 Usage:
     python experiments/personalize_llm.py [--data F] [--output DIR] [--full] [--no-scratch]
-        [--curve | --curve-only] [--sizes 25 50 100 200 all] [--seeds 42 43 44] [--all-seeds 42]
+        [--curve | --curve-only | --footprint-only] [--sizes 25 50 100 200 all] [--seeds 42 43 44] [--all-seeds 42]
         [--set key=value ...]
 """
 
@@ -112,12 +112,18 @@ def main() -> int:
     parser.add_argument(
         "--curve-only", action="store_true", help="the learning curve alone (trains the LoRA run)"
     )
+    parser.add_argument(
+        "--footprint-only", action="store_true", help="adapter size and cache speed-up of a trained LoRA run"
+    )
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
     root = Path(args.output)
     common = [f"data.train={json.dumps(args.data)}", *SPLIT, *args.overrides]
+    if args.footprint_only:
+        print(json.dumps(footprint(root / "lora", _split(root / "lora", "test")), indent=2))
+        return 0
     if args.curve_only:
         train(root / "lora", LM, common)
         learning_curve(
@@ -467,8 +473,10 @@ def _split(run_dir: Path, name: str) -> pd.DataFrame:
 
 
 def _columns(facts: Any) -> dict[str, list[str]]:
+    """One column per key that any run's facts have (a note, say, only some)."""
     facts = list(facts)
-    return {key: [str(f[key]) for f in facts] for key in facts[0]} if facts else {}
+    keys = list(dict.fromkeys(key for f in facts for key in f))
+    return {key: [str(f.get(key, "")) for f in facts] for key in keys}
 
 
 def _markdown(columns: dict[str, list[str]], rows: int) -> str:
