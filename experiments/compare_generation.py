@@ -36,7 +36,7 @@ from qa_assistant.config import load_config
 from qa_assistant.errors import run_script
 from qa_assistant.metrics.baselines import tfidf_nearest_answers
 from qa_assistant.metrics.generation import evaluate_generation, text_metrics
-from qa_assistant.metrics.ranking import format_table
+from qa_assistant.metrics.ranking import format_columns, format_table
 from qa_assistant.tasks.runs import load_run
 from qa_assistant.training.runner import train_run
 
@@ -107,7 +107,7 @@ def main() -> int:
     print("\nSample answers (greedy):\n")
     columns = {"question": grouped.index.tolist(), "reference": [" / ".join(r) for r in grouped]}
     columns.update({label: texts for label, texts in answers.items() if "beam" not in label})
-    print(_markdown(columns, SHOWN))
+    print(format_columns(columns, SHOWN))
     return 0
 
 
@@ -133,16 +133,6 @@ def _decode(
     metrics["answers_per_second"] = len(questions) / seconds
     metrics["tokens_per_second"] = float(sum(int(tf.reduce_sum(n)) for n in lengths)) / seconds
     return metrics, predictions["predicted"].tolist()
-
-
-def _markdown(columns: dict[str, list[str]], rows: int) -> str:
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for i in range(min(rows, len(next(iter(columns.values()))))):
-        lines.append("| " + " | ".join(cell(values[i]) for values in columns.values()) + " |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

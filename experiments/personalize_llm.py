@@ -67,7 +67,7 @@ from qa_assistant.errors import UserError, run_script
 from qa_assistant.layout import ADAPTER_FILE, CONFIG_FILE, METRICS_FILE, is_finished
 from qa_assistant.metrics.baselines import tfidf_nearest_answers
 from qa_assistant.metrics.generation import evaluate_generation, rouge_l, text_metrics
-from qa_assistant.metrics.ranking import format_table
+from qa_assistant.metrics.ranking import format_columns, format_table
 from qa_assistant.presets import resolve_preset
 from qa_assistant.tasks import get_task
 from qa_assistant.tasks.lm.cached import CachedCausalLM, left_pad
@@ -202,12 +202,12 @@ def report(
     print("\nROUGE-L by the retriever's rank of the right answer:\n")
     print(format_table(by_rank, list(next(iter(by_rank.values())))))
     print("\nTraining:\n")
-    print(_markdown({"run": list(trained), **_columns(trained.values())}, len(trained)))
+    print(format_table(trained))
     print("\nFootprint and speed:\n")
     print(json.dumps(speed, indent=2))
     print("\nSample answers:\n")
     shown = {"question": grouped.index.tolist(), "reference": [" / ".join(r) for r in grouped]}
-    print(_markdown({**shown, **answers}, 6))
+    print(format_columns({**shown, **answers}, 6))
     results = {"rows": rows, "by_rank": by_rank, "training": trained, "footprint": speed}
     (root / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     samples = pd.DataFrame({**shown, **answers})
@@ -470,23 +470,6 @@ def _plot(frame: pd.DataFrame, path: Path, pool: int) -> None:
 
 def _split(run_dir: Path, name: str) -> pd.DataFrame:
     return pd.read_json(run_dir / "data" / f"{name}.jsonl", lines=True, dtype=False)
-
-
-def _columns(facts: Any) -> dict[str, list[str]]:
-    """One column per key that any run's facts have (a note, say, only some)."""
-    facts = list(facts)
-    keys = list(dict.fromkeys(key for f in facts for key in f))
-    return {key: [str(f.get(key, "")) for f in facts] for key in keys}
-
-
-def _markdown(columns: dict[str, list[str]], rows: int) -> str:
-    def cell(text: str) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for i in range(min(rows, len(next(iter(columns.values()))))):
-        lines.append("| " + " | ".join(cell(values[i]) for values in columns.values()) + " |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import collections
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -282,6 +283,18 @@ def format_table(rows: Mapping[str, Mapping[str, float | str]], keys: Sequence[s
     for name, metrics in rows.items():
         cells = [_fmt(metrics.get(k)) for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_columns(columns: Mapping[str, Sequence[Any]], rows: int) -> str:
+    """A Markdown table of the first `rows` rows of named columns (sample answers, say), cells as text."""
+
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for i in range(min(rows, len(next(iter(columns.values()))))):
+        lines.append("| " + " | ".join(cell(values[i]) for values in columns.values()) + " |")
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from qa_assistant.metrics.ranking import (
     classification_metrics,
+    format_columns,
     format_table,
     group_references,
     predictions_frame,
@@ -179,3 +180,13 @@ def test_selective_metrics_when_nothing_is_answered_or_asked() -> None:
     assert (out["coverage"], out["selective_accuracy"]) == (0.0, 0.0)
     assert out["aurc"] == pytest.approx((0 + 1 / 2) / 2)
     assert selective_metrics([], [], []) == {"coverage": 0.0, "selective_accuracy": 0.0, "aurc": 0.0}
+
+
+def test_format_columns_escapes_cells_and_keeps_the_first_rows() -> None:
+    table = format_columns({"question": ["a|b", "c\nd", "e"], "answer": [1, None, "f"]}, rows=2)
+    assert table.splitlines() == [
+        "| question | answer |",
+        "|---|---|",
+        "| a\\|b | 1 |",
+        "| c d | None |",
+    ]

@@ -167,9 +167,7 @@ class GenerationTask(Task):
         """
         generator = self.generator(model)
         _, per_question = evaluate_generation(
-            frame,
-            lambda q: generator.answer(tf.constant(q, dtype=tf.string)),
-            None,
+            frame, lambda q: generator.answer(tf.constant(q, dtype=tf.string)), None
         )
         rows = per_question.set_index("question").loc[frame["question"]]
         return pd.DataFrame(
@@ -191,9 +189,7 @@ class GenerationTask(Task):
         """
         generator = self.generator(model)
         metrics, _ = evaluate_generation(
-            frame,
-            lambda q: generator.answer(tf.constant(q, dtype=tf.string)),
-            None,
+            frame, lambda q: generator.answer(tf.constant(q, dtype=tf.string)), None
         )
         return {key: metrics[key] for key in ("rouge_l", "bleu", "exact_match")}
 

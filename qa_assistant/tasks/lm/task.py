@@ -202,7 +202,7 @@ class LanguageModelTask(GenerationTask):
             found, _ = self.retriever.retrieve(tf.constant(questions[start : start + _PROMPT_BATCH]), k + 1)
             for texts, gold in zip(found.numpy(), answers[start : start + _PROMPT_BATCH], strict=True):
                 # A retrieval run may lower-case its bank: the pair's own answer in any case is gold.
-                others = [t.decode("utf-8") for t in texts if t and t.decode("utf-8").lower() != gold.lower()]
+                others = [t for t in (t.decode("utf-8") for t in texts) if t and t.lower() != gold.lower()]
                 notes = ([gold, *others[: k - 1]]) if random.random() < lm.gold_note_rate else others[:k]
                 random.shuffle(notes)
                 rows.append(notes + [""] * (k - len(notes)))
