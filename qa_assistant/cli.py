@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (
         _add_train,
+        _add_tune,
         _add_evaluate,
         _add_export,
         _add_index,
@@ -53,24 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_train(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a model and evaluate it on held-out data")
     train.set_defaults(handler=_train, precheck=_precheck_train)
-    merge = "config file; repeat to merge left to right"
-    train.add_argument("--config", action="append", default=[], metavar="YAML", help=merge)
-    train.add_argument(
-        "--train-data", metavar="F", help="CSV/TSV/JSONL file, builtin:chatterbot or tfds:NAME"
-    )
-    train.add_argument(
-        "--test-data", metavar="F", help="use this file as the test split (no random split of it)"
-    )
+    _add_config_arguments(train)
     train.add_argument("--output", metavar="RUN_DIR", help="run directory (default: runs/<config>-<time>)")
-    train.add_argument(
-        "--set",
-        dest="overrides",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. encoder.type=lstm",
-    )
     train.add_argument(
         "--restart", action="store_true", help="discard an existing run in RUN_DIR and start over"
     )
@@ -87,6 +72,78 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--name", help="also export the trained model as saved_models/NAME/<version>")
     _add_saved_models(train)
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """--config, --train-data, --test-data and --set: what train and tune read a config from."""
+    merge = "config file; repeat to merge left to right"
+    parser.add_argument("--config", action="append", default=[], metavar="YAML", help=merge)
+    parser.add_argument(
+        "--train-data", metavar="F", help="CSV/TSV/JSONL file, builtin:chatterbot or tfds:NAME"
+    )
+    parser.add_argument(
+        "--test-data", metavar="F", help="use this file as the test split (no random split of it)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. encoder.type=lstm",
+    )
+
+
+def _add_tune(commands: argparse._SubParsersAction) -> None:
+    tune = commands.add_parser(
+        "tune",
+        help="search a config's hyper-parameters by k-fold validation on the training data; writes best.yaml",
+        description="Each trial trains K folds of the config's training data (its test split is left "
+        "out); the objective is the mean held-out-fold metric. Rerun the same command to resume.",
+    )
+    tune.set_defaults(handler=_tune, precheck=_precheck_tune)
+    _add_config_arguments(tune)
+    tune.add_argument(
+        "--space",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=SPEC",
+        help="a searched key: low:high, log:low:high, int:low:high or a,b,c (default: a space for the "
+        "config's task and encoder, printed at the start)",
+    )
+    tune.add_argument("--folds", type=int, default=3, metavar="K", help="folds of the objective (default 3)")
+    tune.add_argument(
+        "--trials", type=int, default=20, metavar="N", help="finished trials to stop at (default 20)"
+    )
+    tune.add_argument(
+        "--budget",
+        default="60m",
+        metavar="TIME",
+        help="wall-clock budget of this call: 30m, 2h, 900s (default 60m)",
+    )
+    tune.add_argument("--metric", help="objective metric (default: the task's first headline metric)")
+    tune.add_argument("--seed", type=int, help="sampler seed (default: train.seed)")
+    tune.add_argument("--output", metavar="DIR", help="the study's directory (default: runs/tune-<config>)")
+
+
+def parse_duration(text: str) -> float:
+    """`30m`, `2h`, `900s` or a number of minutes -> seconds.
+
+    Raises:
+        UserError: anything else, or a duration that is not positive.
+    """
+    units = {"s": 1, "m": 60, "h": 3600}
+    raw = text.strip().lower()
+    scale = units.get(raw[-1:])
+    try:
+        value = float(raw[:-1] if scale else raw) * (scale or 60)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UserError(f"--budget '{text}' is not a duration; expected e.g. 30m, 2h or 900s")
+    return value
 
 
 def _add_saved_models(parser: argparse.ArgumentParser) -> None:
@@ -322,6 +379,58 @@ def _train_folds(args: argparse.Namespace, config: object, output: str) -> int:
     print(f"\nruns:            {result.parent}/seed-*/fold-*")
     print(f"statistics:      {result.parent / SUMMARY_JSON}")
     print(f"TensorBoard:     qa-assistant tensorboard {result.parent}")
+    return 0
+
+
+def _precheck_tune(args: argparse.Namespace) -> None:
+    """Config, space and budget, without TensorFlow."""
+    from qa_assistant.analysis.tune import check_space, default_space, parse_space
+
+    parse_duration(args.budget)
+    config = load_config(args.config, _train_overrides(args))
+    space = parse_space(args.space) if args.space else default_space(config)
+    check_space(config, space, args.folds)
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from qa_assistant.analysis.tune import (
+        BEST_YAML,
+        TRIALS_TABLE,
+        default_space,
+        parse_space,
+        trials_table,
+        tune,
+    )
+
+    config = load_config(args.config, _train_overrides(args))
+    space = parse_space(args.space) if args.space else default_space(config)
+    output = args.output or str(
+        Path("runs") / f"tune-{Path(args.config[-1]).stem if args.config else 'default'}"
+    )
+    print("searching:\n" + "\n".join(f"  {key} = {param.spec()}" for key, param in space.items()))
+    result = tune(
+        args.config,
+        output,
+        overrides=_train_overrides(args),
+        space=space,
+        folds=args.folds,
+        trials=args.trials,
+        budget_seconds=parse_duration(args.budget),
+        metric=args.metric,
+        seed=args.seed,
+    )
+    stopped = {"budget": "the time budget", "trials": f"{args.trials} finished trials"}[result.stopped_by]
+    print(
+        f"\n{len(result.trials)} trials, stopped by {stopped}; objective: mean {result.metric} over {args.folds} folds"
+    )
+    print(trials_table(result.trials, result.metric, result.best))
+    if result.best is None:
+        print("\nno trial finished yet: rerun the same command (with a larger --budget) to go on")
+        return 0
+    print(f"\nbest config:     {result.root / BEST_YAML}")
+    print(f"trials:          {result.root / TRIALS_TABLE}")
+    print(f"TensorBoard:     qa-assistant tensorboard {result.root / 'hparams'}")
+    print(f"train it:        qa-assistant train --config {result.root / BEST_YAML}")
     return 0
 
 

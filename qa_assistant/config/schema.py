@@ -275,6 +275,10 @@ class TaskConfig:
         temperature: `retrieve`: similarities are divided by it (initial
             value when learned).
         learn_temperature: `retrieve`: train the temperature.
+        label_smoothing: `classify`: the target puts this mass evenly on all
+            classes and the rest on the right one (Szegedy et al. 2016): a
+            model that cannot reach certainty on a few examples per class
+            overfits less. 0 is the plain cross-entropy.
         threshold: `retrieve`: cosine similarity below which the export
             answers `fallback_answer`; null calibrates it on the validation
             split (see `threshold_keep`).
@@ -292,6 +296,7 @@ class TaskConfig:
     loss: str = field(default="softmax", metadata=_choices("softmax", "symmetric", "sigmoid"))
     temperature: float = field(default=0.05, metadata={"positive": True})
     learn_temperature: bool = True
+    label_smoothing: float = field(default=0.0, metadata=_fraction())
     threshold: float | None = None
     threshold_keep: float = field(default=0.95, metadata=_fraction())
     threshold_min_questions: int = field(default=100, metadata=_at_least(1))

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from keras import ops
 
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.pipeline import as_targets, ids_dataset, make_dataset
@@ -92,7 +93,7 @@ class ClassificationTask(Task):
         top_k = min(5, len(self.labels))
         model.compile(
             optimizer=self.optimizer(model),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            loss=SmoothedSparseCrossentropy(self.config.task.label_smoothing),
             metrics=[
                 keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                 keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name=f"top{top_k}_accuracy"),
@@ -193,3 +194,31 @@ class ClassificationTask(Task):
     def restore(self, directory: Path) -> None:
         self.tokenizer = load_tokenizer(directory / PREPROCESSOR_DIR)
         self.labels = json.loads((directory / LABELS_FILE).read_text(encoding="utf-8"))
+
+
+@keras.saving.register_keras_serializable(package="qa_assistant")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy from logits against integer labels, with label smoothing.
+
+    The target is `1 - smoothing` on the label plus `smoothing / classes` on
+    every class, so the loss is `(1 - smoothing) * nll + smoothing * mean
+    over classes of -log p`. Keras' sparse cross-entropy has no smoothing
+    (its dense one needs one-hot targets); with `smoothing = 0` this equals it.
+    """
+
+    def __init__(
+        self, smoothing: float = 0.0, name: str = "smoothed_sparse_crossentropy", **kwargs: Any
+    ) -> None:
+        super().__init__(name=name, **kwargs)
+        self.smoothing = float(smoothing)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
+        labels = ops.expand_dims(ops.cast(ops.reshape(y_true, (-1,)), "int32"), 1)
+        nll = -ops.squeeze(ops.take_along_axis(log_probs, labels, axis=1), 1)
+        if not self.smoothing:
+            return nll
+        return (1.0 - self.smoothing) * nll - self.smoothing * ops.mean(log_probs, axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "smoothing": self.smoothing}

@@ -90,6 +90,27 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
+class DeadlineError(Exception):
+    """Training stopped at its deadline; the run directory is left resumable from its last epoch."""
+
+
+class Deadline(keras.callbacks.Callback):
+    """Stops training (raises `DeadlineError`) after the batch during which `time.time()` passed `at`.
+
+    For callers with a wall-clock budget (`qa-assistant tune`): the run is
+    left unfinished, so rerunning it resumes from the last saved epoch rather
+    than counting a shortened training as finished.
+    """
+
+    def __init__(self, at: float) -> None:
+        super().__init__()
+        self.at = at
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if time.time() > self.at:
+            raise DeadlineError(f"training stopped at its deadline, in batch {batch + 1}")
+
+
 class LearningRateLogger(keras.callbacks.Callback):
     """Adds `learning_rate` to the epoch logs.
 

@@ -44,6 +44,7 @@ from qa_assistant.tasks import Task, get_task
 from qa_assistant.training import distributed
 from qa_assistant.training.callbacks import (
     BestCheckpoint,
+    Deadline,
     EarlyStopping,
     EpochMetrics,
     LearningRateLogger,
@@ -83,13 +84,17 @@ class RunResult:
     chief: bool = True
 
 
-def train_run(config: Config, output: str | Path, *, restart: bool = False) -> RunResult:
+def train_run(
+    config: Config, output: str | Path, *, restart: bool = False, deadline: float | None = None
+) -> RunResult:
     """Trains, evaluates on the test split, and writes a complete run directory.
 
     Args:
         config: resolved config (`data.train` / `data.test` name the inputs).
         output: the run directory.
         restart: delete an existing run in `output` and start over.
+        deadline: a `time.time()` after which training stops with
+            `callbacks.DeadlineError`, leaving the run to resume later.
 
     Returns:
         The run's metrics (also in `RUN_DIR/metrics.json`).
@@ -115,7 +120,7 @@ def train_run(config: Config, output: str | Path, *, restart: bool = False) -> R
             return _train_worker(task, placement, run_dir)
         start = distributed.StartSignal(placement.strategy, enabled=placement.multi_worker)
         try:
-            return _train_chief(config, task, placement, run_dir, restart, start)
+            return _train_chief(config, task, placement, run_dir, restart, start, deadline)
         finally:
             # Tells waiting workers to stop if the chief stopped before training.
             start.send(distributed.FAILED)
@@ -137,6 +142,7 @@ def _train_chief(
     run_dir: Path,
     restart: bool,
     start: distributed.StartSignal,
+    deadline: float | None = None,
 ) -> RunResult:
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"output '{run_dir}' is a file; expected a directory for the run")
@@ -163,7 +169,7 @@ def _train_chief(
         write_text(run_dir / RUN_MARKER, "qa-assistant run directory\n")
         _write_inputs(run_dir, config, data)
         start.send(distributed.GO)
-        return _train_and_evaluate(task, data, run_dir, placement)
+        return _train_and_evaluate(task, data, run_dir, placement, deadline)
     except (tf.errors.ResourceExhaustedError, MemoryError) as error:
         _discard_if_new(run_dir, created)
         raise UserError(_out_of_memory(error)) from None
@@ -249,7 +255,9 @@ def _train_worker(task: Task, placement: Placement, run_dir: Path) -> RunResult:
     return RunResult(run_dir, {}, chief=False)
 
 
-def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Placement) -> RunResult:
+def _train_and_evaluate(
+    task: Task, data: QAData, run_dir: Path, placement: Placement, deadline: float | None = None
+) -> RunResult:
     config = task.config
     splits = data.splits
     model, train_ds, val_ds, steps = build_training(task, data, placement, run_dir)
@@ -260,6 +268,8 @@ def _train_and_evaluate(task: Task, data: QAData, run_dir: Path, placement: Plac
     callbacks, state = _callbacks(config, run_dir, monitor, steps, summaries, measures)
     if not sys.stdout.isatty():  # a terminal has Keras' progress bar
         callbacks.insert(0, Progress(steps, config.train.epochs, task.tokens_per_epoch))
+    if deadline is not None:
+        callbacks.insert(0, Deadline(deadline))
     fit_model(model, placement, train_ds, steps, val_ds, config, callbacks, state)
     best = run_dir / CHECKPOINTS_DIR / BEST_WEIGHTS
     if best.is_file():

@@ -1,6 +1,7 @@
 """The classification task end to end on a tiny FAQ: train -> evaluate -> export -> reload -> answer."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("classify")
     data = root / "faq.csv"
     pd.DataFrame(faq_rows(per_answer=8)).to_csv(data, index=False)
-    config = tiny_config("train.epochs=25", "encoder.bidirectional=true", train=data)
+    # Label smoothing on: the reload and export tests below then cover the custom loss too.
+    config = tiny_config(
+        "train.epochs=25", "encoder.bidirectional=true", "task.label_smoothing=0.1", train=data
+    )
     result = train_run(config, root / "run")
     return result.run_dir
 
@@ -196,3 +200,26 @@ def test_unseen_test_labels_count_as_errors_and_glove_initialises_the_embedding(
     assert not predictions.loc[unseen, "correct"].any()
     assert np.isinf(predictions.loc[unseen, "rank"]).all()
     assert metrics["accuracy"] <= 4 / 5
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_smoothed_sparse_crossentropy_equals_keras_dense_label_smoothing(smoothing: float) -> None:
+    import keras
+
+    from qa_assistant.tasks.classify import SmoothedSparseCrossentropy
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 5)).astype("float32") * 3
+    labels = np.array([0, 4, 2, 2, 1, 3])
+    ours = SmoothedSparseCrossentropy(smoothing)(labels, logits)
+    dense = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=smoothing)
+    assert float(ours) == pytest.approx(float(dense(np.eye(5)[labels], logits)), rel=1e-5)
+    restored = SmoothedSparseCrossentropy.from_config(SmoothedSparseCrossentropy(smoothing).get_config())
+    assert restored.smoothing == smoothing
+
+
+def test_label_smoothing_is_for_classifiers_only() -> None:
+    with pytest.raises(
+        UserError, match=re.escape("task.label_smoothing (0.1) smooths a classifier's targets; expected 0")
+    ):
+        tiny_config("task.type=retrieve", "task.label_smoothing=0.1")

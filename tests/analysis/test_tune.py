@@ -1,0 +1,292 @@
+"""`qa-assistant tune`: the search space, the k-fold objective on the training data alone, resuming, the budget."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from qa_assistant.analysis.tune import (
+    BEST_YAML,
+    HPARAMS_DIR,
+    POOL_FILE,
+    TRIALS_DIR,
+    TRIALS_TABLE,
+    TUNE_JSON,
+    Param,
+    default_space,
+    parse_param,
+    parse_space,
+    tune,
+)
+from qa_assistant.cli import main, parse_duration
+from qa_assistant.config import load_config
+from qa_assistant.data.dataset import load_qa_data
+from qa_assistant.errors import UserError
+from tests.helpers import TINY, faq_rows
+
+FAST = [
+    *TINY,
+    "train.epochs=1",
+    "train.jit_compile=false",
+    "tensorboard.confusion_classes=0",
+    "tensorboard.samples=0",
+]
+SPACE = {"train.learning_rate": parse_param("train.learning_rate=log:0.002:0.05")}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("tune")
+    data = directory / "faq.csv"
+    pd.DataFrame(faq_rows(per_answer=10)).to_csv(data, index=False)
+    path = directory / "base.yaml"
+    path.write_text(f"data: {{train: {json.dumps(str(data))}}}\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def study(base: Path) -> Path:
+    """Three finished trials of a 2-fold search over the learning rate."""
+    root = base.parent / "study"
+    tune([base], root, overrides=FAST, space=SPACE, folds=2, trials=3, budget_seconds=3600)
+    return root
+
+
+def _fold_runs(root: Path) -> dict[Path, float]:
+    return {p: p.stat().st_mtime for p in (root / TRIALS_DIR).glob("*/seed-*/fold-*/metrics.json")}
+
+
+def test_space_items_parse_to_ranges_and_choices() -> None:
+    assert parse_param("train.learning_rate=log:1e-4:1e-2") == Param(
+        "train.learning_rate", "float", 1e-4, 1e-2, True
+    )
+    assert parse_param("train.epochs=int:1:6") == Param("train.epochs", "int", 1, 6)
+    assert parse_param("encoder.dropout=0:0.5") == Param("encoder.dropout", "float", 0.0, 0.5)
+    assert parse_param("encoder.type=gru,cnn").choices == ("gru", "cnn")
+    assert parse_param("encoder.bidirectional=true,false").choices == (True, False)
+    assert parse_param("train.epochs=log:int:1:8").spec() == "log:int:1:8"
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("learning_rate=0.1:1", "is not of the form"),
+        ("train.learning_rate", "is not of the form"),
+        ("train.learning_rate=0.1:x", "is not of the form"),
+        ("train.learning_rate=1:0.1", "expected low < high"),
+        ("train.learning_rate=log:0:1", "low > 0 on a log scale"),
+    ],
+)
+def test_bad_space_items_are_user_errors(item: str, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        parse_param(item)
+
+
+def test_a_key_given_twice_is_refused() -> None:
+    with pytest.raises(UserError, match="given twice"):
+        parse_space(["train.epochs=int:1:3", "train.epochs=int:2:4"])
+
+
+def test_default_spaces_follow_the_task_and_encoder() -> None:
+    scratch = default_space(load_config(["experiments/configs/article_gru.yaml"]))
+    assert set(scratch) == {"train.learning_rate", "encoder.dropout", "embedding.dropout", "encoder.units"}
+    assert scratch["train.learning_rate"].low == pytest.approx(2e-4)
+    assert scratch["encoder.units"].choices[0] == 128  # the config's own value first
+    retrieval = default_space(load_config(["experiments/configs/retrieval_pretrained.yaml"]))
+    assert set(retrieval) == {"train.learning_rate", "encoder.freeze", "train.epochs", "task.temperature"}
+    assert retrieval["encoder.freeze"].choices == ("2", "none", "4")
+    assert (retrieval["train.epochs"].low, retrieval["train.epochs"].high) == (1, 4)
+
+
+def test_the_search_sees_only_the_training_and_validation_split(base: Path, study: Path) -> None:
+    splits = load_qa_data(load_config([base], FAST)).splits
+    pool = pd.read_json(study / POOL_FILE, lines=True)
+    assert len(pool) == len(splits.train) + len(splits.validation)
+    assert not set(pool["question"]) & set(splits.test["question"])
+    tested = set()
+    for run in (study / TRIALS_DIR).glob("*/seed-42/fold-*"):
+        config = load_config([run / "config.yaml"])
+        assert config.data.train == str(study / POOL_FILE)
+        tested |= set(pd.read_json(run / "data" / "test.jsonl", lines=True)["question"])
+    assert tested == set(pool["question"])  # every fold's held-out questions come from the pool
+
+
+def test_the_first_trial_is_the_starting_config_and_the_best_is_written_as_yaml(
+    base: Path, study: Path
+) -> None:
+    report = json.loads((study / TUNE_JSON).read_text())
+    trials = report["trials"]
+    assert [t["state"] for t in trials] == ["complete"] * 3
+    assert trials[0]["values"] == {"train.learning_rate": 0.01}  # TINY's learning rate
+    for trial in trials:
+        assert len(trial["scores"]) == 2
+        assert trial["mean"] == pytest.approx(sum(trial["scores"]) / 2)
+        folds = [
+            json.loads(p.read_text())["accuracy"]
+            for p in sorted((study / TRIALS_DIR / trial["name"]).glob("seed-42/fold-*/metrics.json"))
+        ]
+        assert folds == pytest.approx(trial["scores"])
+    best = max(trials, key=lambda t: t["mean"])
+    assert report["best"]["number"] == best["number"]
+    chosen = load_config([study / BEST_YAML])
+    assert chosen.train.learning_rate == pytest.approx(best["values"]["train.learning_rate"])
+    assert chosen.data.train == load_config([base]).data.train  # trains on the user's file, not the pool
+    assert chosen.data.folds == 0
+    assert "starting config (trial 0)" in (study / BEST_YAML).read_text()
+    table = (study / TRIALS_TABLE).read_text()
+    assert table.count("\n") == 2 + 3
+    assert "**best**" in table
+
+
+def test_every_trial_is_an_hparams_session(study: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    sessions = sorted((study / HPARAMS_DIR).iterdir())
+    assert len(sessions) == 3
+    events = EventAccumulator(str(sessions[0]), size_guidance={"tensors": 0})
+    events.Reload()
+    assert "cv_accuracy" in events.Tags()["tensors"]
+    assert any("hparams" in tag for tag in events.Tags()["tensors"])
+
+
+def test_rerunning_resumes_the_study_without_retraining(base: Path, study: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    before = _fold_runs(copy)
+    result = tune([base], copy, overrides=FAST, space=SPACE, folds=2, trials=4, budget_seconds=3600)
+    assert len(result.trials) == 4
+    after = _fold_runs(copy)
+    assert len(after) == len(before) + 2  # only the new trial's two folds trained
+    assert all(after[p] == t for p, t in before.items())
+
+
+def test_no_trial_starts_without_time_left(base: Path, tmp_path: Path) -> None:
+    result = tune(
+        [base], tmp_path / "none", overrides=FAST, space=SPACE, folds=2, trials=1, budget_seconds=1e-3
+    )
+    assert result.stopped_by == "budget"
+    assert result.trials == []
+    assert not (tmp_path / "none" / TRIALS_DIR).exists()
+    assert not (tmp_path / "none" / BEST_YAML).exists()
+
+
+def _after_first_fold(monkeypatch: pytest.MonkeyPatch, then: Callable[[], None]) -> None:
+    """Calls `then` once the first fold run of the call has finished."""
+    import qa_assistant.training.runner as runner
+
+    real = runner.train_run
+
+    def train_run(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        then()
+        return result
+
+    monkeypatch.setattr(runner, "train_run", train_run)
+
+
+def test_a_trial_stopped_by_the_budget_is_finished_on_the_next_call(
+    base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qa_assistant.analysis.tune as module
+
+    root, late = tmp_path / "budget", [0.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda real=time.monotonic: real() + late[0])
+    _after_first_fold(monkeypatch, lambda: late.__setitem__(0, 1e6))  # the clock jumps past the budget
+    stopped = tune([base], root, overrides=FAST, space=SPACE, folds=2, trials=1, budget_seconds=3600)
+    monkeypatch.undo()
+    assert stopped.stopped_by == "budget"
+    assert stopped.best is None
+    assert [t.note for t in stopped.trials] == ["stopped: time budget"]
+    assert not (root / BEST_YAML).exists()
+    first_fold = _fold_runs(root)
+    assert len(first_fold) == 1
+    # The jump made that fold look 1e6 s long: the next call needs a budget that fits another.
+    resumed = tune([base], root, overrides=FAST, space=SPACE, folds=2, trials=1, budget_seconds=1e7)
+    assert resumed.best is not None
+    assert resumed.best.values == {"train.learning_rate": 0.01}
+    assert len(_fold_runs(root)) == 2
+    assert all(_fold_runs(root)[p] == t for p, t in first_fold.items())  # its finished fold was reused
+    assert (root / BEST_YAML).exists()
+
+
+def test_a_killed_trial_is_queued_again(base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def kill() -> None:
+        raise KeyboardInterrupt
+
+    root = tmp_path / "killed"
+    _after_first_fold(monkeypatch, kill)
+    with pytest.raises(KeyboardInterrupt):
+        tune([base], root, overrides=FAST, space=SPACE, folds=2, trials=1, budget_seconds=3600)
+    monkeypatch.undo()
+    first_fold = _fold_runs(root)
+    resumed = tune([base], root, overrides=FAST, space=SPACE, folds=2, trials=1, budget_seconds=3600)
+    assert [(t.state, t.values) for t in resumed.trials] == [
+        ("stopped", {"train.learning_rate": 0.01}),  # the killed call's trial, marked as such
+        ("complete", {"train.learning_rate": 0.01}),  # and the same values, finished
+    ]
+    assert all(_fold_runs(root)[p] == t for p, t in first_fold.items())
+
+
+def test_another_space_in_the_same_directory_is_refused(base: Path, study: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    other = {"train.learning_rate": parse_param("train.learning_rate=log:0.001:0.1")}
+    with pytest.raises(UserError, match="holds a tuning study with another space"):
+        tune([base], copy, overrides=FAST, space=other, folds=2, trials=4)
+
+
+def test_durations() -> None:
+    assert parse_duration("30m") == 1800
+    assert parse_duration("2h") == 7200
+    assert parse_duration("90s") == 90
+    assert parse_duration("1.5") == 90
+    for bad in ("soon", "0m", "-5m", ""):
+        with pytest.raises(UserError, match="is not a duration"):
+            parse_duration(bad)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "soon"], "--budget 'soon' is not a duration"),
+        (["--space", "train.learnin_rate=0.1:1"], "search space train.learnin_rate=0.1:1: "),
+        (
+            ["--space", "encoder.dropout=0:1.5"],
+            "search space encoder.dropout=0:1.5: config key 'encoder.dropout' must be in [0, 1)",
+        ),
+    ],
+)
+def test_command_line_errors_are_one_line_and_write_nothing(
+    base: Path, tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str
+) -> None:
+    code = main(["tune", "--config", str(base), "--output", str(tmp_path / "out"), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_stopped_at_its_deadline_is_left_to_resume(base: Path, tmp_path: Path) -> None:
+    from qa_assistant.layout import is_finished
+    from qa_assistant.training.callbacks import DeadlineError
+    from qa_assistant.training.runner import train_run
+
+    config = load_config([base], [*FAST, "train.epochs=3"])
+    with pytest.raises(DeadlineError, match="in batch 1"):
+        train_run(config, tmp_path / "run", deadline=time.time() - 1)
+    assert (tmp_path / "run").is_dir()
+    assert not is_finished(tmp_path / "run")
+    result = train_run(config, tmp_path / "run")
+    assert not result.already_finished
+    assert result.metrics["epochs_run"] == 3
