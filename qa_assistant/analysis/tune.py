@@ -42,6 +42,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -329,8 +330,6 @@ def tune(
     >>> result.best.values  # doctest: +SKIP
     {'train.learning_rate': 0.0023, 'encoder.dropout': 0.31, ...}
     """
-    import optuna  # deferred, as TensorFlow: `tune`'s precheck imports this module
-
     from qa_assistant.tasks import get_task
     from qa_assistant.training.callbacks import lower_is_better
 
@@ -345,14 +344,65 @@ def tune(
     lower = lower_is_better(metric)
     check_space(base, space, folds)
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    pool = root / POOL_FILE
     identity = {
         "config": base.to_dict(),
         "space": {k: p.spec() for k, p in space.items()},
         "folds": folds,
         "metric": metric,
     }
+    pool = root / POOL_FILE
+    if not pool.exists():
+        created = not root.exists()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            rows = write_pool(base, pool)
+        except UserError:
+            if created:
+                shutil.rmtree(root, ignore_errors=True)  # a bad data file leaves nothing behind
+            raise
+        log.info("tune: %d training pairs in %s (the config's test split is left out)", rows, pool)
+    study = _open_study(root, identity, lower, base.train.seed if seed is None else seed)
+    if not study.trials:
+        study.enqueue_trial({k: _base_value(base, k) for k in space})
+    _requeue_unfinished(study)
+
+    stopped_by = _search(study, space, trials, started + budget_seconds, base, pool, root, folds, metric)
+    records = _records(study, metric)
+    best = _best(records, lower)
+    best_cfg = best_config(base, best.values) if best else None
+    _write_outputs(root, identity, records, best, best_cfg, lower, stopped_by, space)
+    return TuneResult(root, metric, lower, records, best, best_cfg, stopped_by)
+
+
+def _search(
+    study: Any,
+    space: Mapping[str, Param],
+    trials: int,
+    budget_end: float,
+    base: Config,
+    pool: Path,
+    root: Path,
+    folds: int,
+    metric: str,
+) -> str:
+    """Runs trials until `trials` have finished or the budget ends; returns which stopped it."""
+    fold_seconds: list[float] = [
+        t.user_attrs["fold_seconds"] for t in study.trials if "fold_seconds" in t.user_attrs
+    ]
+    while _finished(study) < trials:
+        mean_trial = float(np.mean(fold_seconds)) * folds if fold_seconds else 0.0
+        if time.monotonic() + mean_trial > budget_end:
+            return "budget"
+        trial = study.ask({k: _distribution(p) for k, p in space.items()})
+        if _run_trial(trial, base, pool, root, folds, metric, budget_end, fold_seconds) == "budget":
+            return "budget"
+    return "trials"
+
+
+def _open_study(root: Path, identity: dict[str, Any], lower: bool, seed: int) -> Any:
+    """The study in `root` (created, or loaded when its identity matches), with a TPE sampler."""
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=_STUDY,
@@ -363,35 +413,8 @@ def tune(
     )
     _check_identity(study, identity, root)
     # A resumed study must not draw the first call's values again: its sampler's seed moves on.
-    first_seed = base.train.seed if seed is None else seed
-    study.sampler = optuna.samplers.TPESampler(seed=first_seed + len(study.trials))
-    if not pool.exists():
-        rows = write_pool(base, pool)
-        log.info("tune: %d training pairs in %s (the config's test split is left out)", rows, pool)
-    if not study.trials:
-        study.enqueue_trial({k: _base_value(base, k) for k in space})
-    _requeue_unfinished(study)
-
-    budget_end = started + budget_seconds
-    fold_seconds: list[float] = [
-        t.user_attrs["fold_seconds"] for t in study.trials if "fold_seconds" in t.user_attrs
-    ]
-    stopped_by = "trials"
-    while _finished(study) < trials:
-        mean_trial = float(np.mean(fold_seconds)) * folds if fold_seconds else 0.0
-        if time.monotonic() + mean_trial > budget_end:
-            stopped_by = "budget"
-            break
-        trial = study.ask({k: _distribution(p) for k, p in space.items()})
-        outcome = _run_trial(trial, base, pool, root, folds, metric, budget_end, fold_seconds)
-        if outcome == "budget":
-            stopped_by = "budget"
-            break
-    records = _records(study, metric)
-    best = _best(records, lower)
-    best_cfg = best_config(base, best.values) if best else None
-    _write_outputs(root, identity, records, best, best_cfg, lower, stopped_by, space)
-    return TuneResult(root, metric, lower, records, best, best_cfg, stopped_by)
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+    return study
 
 
 def _base_value(config: Config, key: str) -> Any:
@@ -474,6 +497,7 @@ def _run_trial(
     from qa_assistant.training.callbacks import DeadlineError
     from qa_assistant.training.runner import train_run
 
+    states = optuna.trial.TrialState
     values = dict(trial.params)
     name = trial_name(values)
     trial.set_user_attr("name", name)
@@ -482,14 +506,11 @@ def _run_trial(
     seed = config.train.seed
     log.info("tune: trial %d (%s): %s", trial.number, name, _shown_values(values))
     started = time.monotonic()
-    scores, metrics, run_dirs = [], [], []
+    scores, results = [], []
     for fold in range(folds):
         mean_fold = float(np.mean(fold_seconds)) if fold_seconds else 0.0
         if time.monotonic() + mean_fold > budget_end:
-            trial.set_user_attr("note", _BUDGET_STOP)
-            trial.set_user_attr("scores", scores)
-            _tell(trial, optuna.trial.TrialState.FAIL)
-            return "budget"
+            return _end(trial, states.FAIL, _BUDGET_STOP, scores, "budget")
         fold_started = time.monotonic()
         try:
             result = train_run(
@@ -498,53 +519,62 @@ def _run_trial(
                 deadline=time.time() + (budget_end - time.monotonic()),
             )
         except DeadlineError:
-            log.info(
-                "tune: the time budget ran out in fold %d of trial %d (it resumes there)", fold, trial.number
-            )
-            trial.set_user_attr("note", _BUDGET_STOP)
-            trial.set_user_attr("scores", scores)
-            _tell(trial, optuna.trial.TrialState.FAIL)
-            return "budget"
+            log.info("tune: the budget ran out in fold %d of trial %d (it resumes there)", fold, trial.number)
+            return _end(trial, states.FAIL, _BUDGET_STOP, scores, "budget")
         except UserError as error:
-            trial.set_user_attr("note", f"failed: {error}")
-            trial.set_user_attr("scores", scores)
-            _tell(trial, optuna.trial.TrialState.FAIL)
             log.warning("tune: trial %d failed: %s", trial.number, error)
-            return "failed"
+            return _end(trial, states.FAIL, f"failed: {error}", scores, "failed")
         if not result.already_finished:
             fold_seconds.append(time.monotonic() - fold_started)
             trial.set_user_attr("fold_seconds", float(np.mean(fold_seconds)))
-        if metric not in result.metrics:
-            _tell(trial, optuna.trial.TrialState.FAIL)
-            raise UserError(
-                f"--metric {metric} is not among the run's metrics; expected one of "
-                f"{', '.join(k for k, v in result.metrics.items() if isinstance(v, int | float))}"
-            )
-        tested = int(result.metrics.get("num_questions", _FEW_QUESTIONS))
-        if tested < _FEW_QUESTIONS and trial.number == 0 and fold == 0:
-            log.warning(
-                "tune: a fold tests %d questions only, so the objective is noisy; expected at least %d "
-                "(fewer --folds, or a target with more questions per class)",
-                tested,
-                _FEW_QUESTIONS,
-            )
-        scores.append(float(result.metrics[metric]))
-        metrics.append(result.metrics)
-        run_dirs.append(result.run_dir)
+        scores.append(_score(trial, result.metrics, metric, first=trial.number == 0 and fold == 0))
+        results.append(result)
         trial.report(float(np.mean(scores)), fold)
-        trial.set_user_attr("scores", scores)
         if fold < folds - 1 and trial.should_prune():
-            trial.set_user_attr("note", f"pruned after {fold + 1} folds")
             trial.set_user_attr("seconds", time.monotonic() - started)
-            _tell(trial, optuna.trial.TrialState.PRUNED)
             _write_session(root, name, values, metric, scores)
-            return "pruned"
-    write_summary(parent, summarize(metrics), run_dirs, folds=folds, seeds=[seed])
+            return _end(trial, states.PRUNED, f"pruned after {fold + 1} folds", scores, "pruned")
+    summary = summarize([r.metrics for r in results])
+    write_summary(parent, summary, [r.run_dir for r in results], folds=folds, seeds=[seed])
     trial.set_user_attr("seconds", time.monotonic() - started)
+    trial.set_user_attr("scores", scores)
     _tell(trial, value=float(np.mean(scores)))
     _write_session(root, name, values, metric, scores)
     log.info("tune: trial %d: %s %.4f (mean of %d folds)", trial.number, metric, np.mean(scores), folds)
     return "complete"
+
+
+def _end(trial: Any, state: Any, note: str, scores: list[float], outcome: str) -> str:
+    """Records why a trial ended early and tells the study; returns `outcome`."""
+    trial.set_user_attr("note", note)
+    trial.set_user_attr("scores", scores)
+    _tell(trial, state)
+    return outcome
+
+
+def _score(trial: Any, metrics: Mapping[str, Any], metric: str, *, first: bool) -> float:
+    """The fold's objective value (and, on the study's first fold, a warning when it tests few questions).
+
+    Raises:
+        UserError: `metric` is not among the run's metrics (the trial is failed first).
+    """
+    import optuna
+
+    if metric not in metrics:
+        _tell(trial, optuna.trial.TrialState.FAIL)
+        numeric = (k for k, v in metrics.items() if isinstance(v, int | float))
+        raise UserError(
+            f"--metric {metric} is not among the run's metrics; expected one of {', '.join(numeric)}"
+        )
+    tested = int(metrics.get("num_questions", _FEW_QUESTIONS))
+    if first and tested < _FEW_QUESTIONS:
+        log.warning(
+            "tune: a fold tests %d questions only, so the objective is noisy; expected at least %d "
+            "(fewer --folds, or a target with more questions per class)",
+            tested,
+            _FEW_QUESTIONS,
+        )
+    return float(metrics[metric])
 
 
 def _tell(trial: Any, state: Any = None, value: float | None = None) -> None:
