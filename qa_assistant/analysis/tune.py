@@ -156,7 +156,8 @@ def default_space(config: Config) -> dict[str, Param]:
     config's. Encoders trained from scratch: encoder and embedding dropout and
     the width (half, same, double). Pretrained encoders: how many lower blocks
     stay frozen and, without early stopping, the number of epochs. Retrieval
-    with a fixed temperature: the temperature. LoRA: the rank.
+    with a fixed temperature: the temperature. Classification: label
+    smoothing. LoRA: the rank.
     """
     lr = config.train.learning_rate
     space = [Param("train.learning_rate", "float", lr / 5, lr * 5, log=True)]
@@ -173,6 +174,8 @@ def default_space(config: Config) -> dict[str, Param]:
     if task != "lm" and config.train.early_stopping == 0:
         epochs = config.train.epochs
         space.append(Param("train.epochs", "int", 1, max(4, 2 * epochs)))
+    if task == "classify":
+        space.append(Param("task.label_smoothing", "float", 0.0, 0.2))
     if task == "retrieve" and not config.task.learn_temperature:
         space.append(Param("task.temperature", "float", 0.02, 0.2, log=True))
     return {p.key: p for p in space}

@@ -24,6 +24,7 @@ import tensorflow as tf
 from qa_assistant.atomic import replacing, write_text
 from qa_assistant.config import Config, load_config
 from qa_assistant.data.dataset import QAData, load_qa_data
+from qa_assistant.data.split import Splits
 from qa_assistant.errors import UserError
 from qa_assistant.layout import (
     BEST_WEIGHTS,
@@ -262,6 +263,7 @@ def _train_and_evaluate(
     splits = data.splits
     model, train_ds, val_ds, steps = build_training(task, data, placement, run_dir)
     monitor = config.train.monitor if val_ds is not None else "loss"
+    _warn_small_validation(config, splits)
     # Per-epoch predictions on the chief alone would stall a multi-worker strategy's collectives.
     summaries = [] if placement.multi_worker else prediction_summaries(task, run_dir, splits)
     measures = [EpochMetrics(task.epoch_metrics, splits.validation)] if monitor in GENERATED_MONITORS else []
@@ -304,6 +306,26 @@ def _train_and_evaluate(
     write_json(run_dir / METRICS_FILE, metrics)
     discard_snapshots(run_dir / CHECKPOINTS_DIR)
     return RunResult(run_dir, metrics)
+
+
+# Distinct validation questions below which early stopping follows noise (one question is 2+ points).
+FEW_VALIDATION_QUESTIONS = 50
+
+
+def _warn_small_validation(config: Config, splits: Splits) -> None:
+    """A warning when early stopping would watch a validation split too small to tell epochs apart."""
+    questions = splits.validation["question"].nunique() if len(splits.validation) else 0
+    if config.train.early_stopping and 0 < questions < FEW_VALIDATION_QUESTIONS:
+        log.warning(
+            "early stopping watches %s on %d validation questions (one question moves it by %.0f points); "
+            "expected at least %d. Choose train.epochs by k-fold validation of the training pairs instead: "
+            "qa-assistant tune --config ... --space train.epochs=int:1:%d --set train.early_stopping=0",
+            config.train.monitor,
+            questions,
+            100 / questions,
+            FEW_VALIDATION_QUESTIONS,
+            min(max(2, config.train.epochs), 30),
+        )
 
 
 def _callbacks(

@@ -95,7 +95,13 @@ def test_a_key_given_twice_is_refused() -> None:
 
 def test_default_spaces_follow_the_task_and_encoder() -> None:
     scratch = default_space(load_config(["experiments/configs/article_gru.yaml"]))
-    assert set(scratch) == {"train.learning_rate", "encoder.dropout", "embedding.dropout", "encoder.units"}
+    assert set(scratch) == {
+        "train.learning_rate",
+        "encoder.dropout",
+        "embedding.dropout",
+        "encoder.units",
+        "task.label_smoothing",
+    }
     assert scratch["train.learning_rate"].low == pytest.approx(2e-4)
     assert scratch["encoder.units"].choices[0] == 128  # the config's own value first
     retrieval = default_space(load_config(["experiments/configs/retrieval_pretrained.yaml"]))
@@ -290,3 +296,16 @@ def test_a_run_stopped_at_its_deadline_is_left_to_resume(base: Path, tmp_path: P
     result = train_run(config, tmp_path / "run")
     assert not result.already_finished
     assert result.metrics["epochs_run"] == 3
+
+
+def test_early_stopping_on_a_tiny_validation_split_points_to_k_fold(
+    base: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from qa_assistant.training.runner import train_run
+
+    config = load_config([base], [*FAST, "train.early_stopping=2", "train.monitor=val_accuracy"])
+    with caplog.at_level("WARNING", logger="qa_assistant.training.runner"):
+        train_run(config, tmp_path / "run")
+    (message,) = [r.getMessage() for r in caplog.records if "early stopping watches" in r.getMessage()]
+    assert "expected at least 50" in message
+    assert "qa-assistant tune --config ... --space train.epochs=int:1:" in message
