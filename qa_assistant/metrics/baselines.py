@@ -67,6 +67,20 @@ def tfidf_retrieval(
     Returns:
         `recall_at_1/5/10`, `mrr`, `mrr_at_10` and `accuracy` (= `recall_at_1`).
     """
+    questions, references = group_references(test_questions, test_answers)
+    scores = tfidf_answer_scores(train_questions, train_answers, questions, bank)
+    metrics = ranking_metrics(rank_candidates(scores, bank, references).rank)
+    return {**metrics, "accuracy": metrics["recall_at_1"]}
+
+
+def tfidf_answer_scores(
+    train_questions: list[str], train_answers: list[str], questions: list[str], bank: list[str]
+) -> np.ndarray:
+    """`[questions, bank]` TF-IDF cosine of each question with each answer document.
+
+    An answer's document is its text plus the training questions that lead
+    to it (word 1-2-grams, sublinear term frequency).
+    """
     from sklearn.feature_extraction.text import TfidfVectorizer  # deferred: start-up time
 
     questions_of: dict[str, list[str]] = {answer: [] for answer in bank}
@@ -75,14 +89,9 @@ def tfidf_retrieval(
     documents = [" ".join([answer.lower(), *questions_of[answer]]) for answer in bank]
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
     answer_vectors = vectorizer.fit_transform(documents)
-    questions, references = group_references(test_questions, test_answers)
-    scores = (
-        (vectorizer.transform(questions) @ answer_vectors.T).toarray()
-        if questions
-        else np.zeros((0, len(bank)))
-    )
-    metrics = ranking_metrics(rank_candidates(scores, bank, references).rank)
-    return {**metrics, "accuracy": metrics["recall_at_1"]}
+    if not questions:
+        return np.zeros((0, len(bank)))
+    return (vectorizer.transform(questions) @ answer_vectors.T).toarray()
 
 
 def tfidf_nearest_answers(

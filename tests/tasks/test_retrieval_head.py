@@ -46,6 +46,53 @@ def test_symmetric_loss_averages_both_directions_and_masks_duplicates_both_ways(
     assert isinstance(retrieval_loss("symmetric"), SymmetricInBatchSoftmaxLoss)
 
 
+def test_hard_negatives_widen_the_candidates_and_a_negative_that_is_a_rows_answer_is_masked() -> None:
+    # Two rows; columns: their answers (ids 7, 8), then their hard negatives (ids 8, 9).
+    logits = np.array([[4.0, 1.0, 3.0, 2.0], [0.5, 4.0, 3.5, 1.0]], dtype="float32")
+    ids = np.array([[7, 8], [8, 9]], dtype="float32")
+    loss = InBatchSoftmaxLoss(reduction=None)(ids, logits).numpy()
+    assert loss[0] == pytest.approx(softmax_ce(logits[0], 0), abs=1e-5)  # every column a negative
+    # Row 1's own answer (id 8) is also row 0's hard negative (column 2): masked, not a negative.
+    assert loss[1] == pytest.approx(softmax_ce(np.array([0.5, 4.0, 1.0]), 1), abs=1e-5)
+    symmetric = SymmetricInBatchSoftmaxLoss(reduction=None)(ids, logits).numpy()
+    # The answers choose among the 2 questions only (negatives have no question of their own).
+    backward0 = softmax_ce(logits[:, 0], 0)
+    assert symmetric[0] == pytest.approx((softmax_ce(logits[0], 0) + backward0) / 2, abs=1e-5)
+    accuracy = in_batch_accuracy(ids, np.array([[1.0, 0.0, 2.0, 0.0], [0.0, 1.0, 2.0, 0.0]], dtype="float32"))
+    assert accuracy.numpy().tolist() == [0.0, 1.0]  # row 1's best column holds its own answer (id 8)
+
+
+def test_mined_negatives_are_near_misses_never_a_right_answer() -> None:
+    from qa_assistant.tasks.retrieval.mining import mine_hard_negatives
+
+    bank = [
+        "Opening hours are 9 to 5.",
+        "Opening day is Monday.",
+        "A plan costs 10 euros.",
+        "We are in Lisbon.",
+    ]
+    pairs = [
+        ("what are your opening hours", bank[0]),
+        ("which opening day", bank[1]),
+        ("how much is a plan", bank[2]),
+        ("where is the office", bank[3]),
+    ]
+    right = {"when are you open": {bank[0]}, "is it open on monday": {bank[1], bank[0]}}
+    questions = [
+        "what are your opening hours",
+        "when are you open",
+        "is it open on monday",
+        "where is the office",
+    ]
+    own = [bank[0], bank[0], bank[1], bank[3]]
+    negatives = mine_hard_negatives(questions, own, pairs, bank, right)
+    assert negatives[0] == bank[1]  # shares "opening" with the question
+    for question, answer, negative in zip(questions, own, negatives, strict=True):
+        assert negative != answer
+        assert negative not in right.get(question, set())
+    assert mine_hard_negatives(questions, own, pairs, bank, right) == negatives  # deterministic
+
+
 def test_sigmoid_loss_labels_every_matching_pair_positive() -> None:
     logits = np.array([[3.0, -2.0], [-1.0, 4.0]], dtype="float32")
     ids = np.array([1, 2], dtype="float32")

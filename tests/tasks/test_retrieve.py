@@ -273,7 +273,7 @@ def test_an_unfinished_run_with_answer_max_length_from_the_data_resumes(
     saved = load_config([run / "config.yaml"])
     command = dataclasses.replace(saved, text=dataclasses.replace(saved.text, answer_max_length=None))
 
-    def resumed(task: Any, data: Any, run_dir: Path, placement: Any) -> RunResult:
+    def resumed(task: Any, data: Any, run_dir: Path, placement: Any, deadline: Any = None) -> RunResult:
         return RunResult(run_dir, {"answer_max_length": task.config.text.answer_max_length})
 
     # Only the check that the command's config is the unfinished run's, not the training.
@@ -398,3 +398,27 @@ def test_symmetric_loss_with_early_stopping_on_the_bank_mrr(tmp_path: Path) -> N
     assert 0.0 < metrics["best_val_mrr"] <= 1.0
     assert 0.0 <= metrics["best_val_recall_at_1"] <= metrics["best_val_mrr"]
     assert 0.0 < metrics["mrr"] <= 1.0
+
+
+def test_hard_negatives_train_and_export_like_a_plain_dual_encoder(tmp_path: Path) -> None:
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows(per_answer=4)).to_csv(data, index=False)
+    config = tiny_config(
+        "task.type=retrieve", "task.hard_negatives=true", "train.jit_compile=false", train=data
+    )
+    result = train_run(config, tmp_path / "run")
+    assert 0.0 < result.metrics["mrr"] <= 1.0
+    model = load_run(result.run_dir)[2]
+    assert {tensor.name for tensor in model.inputs} == {"question", "answer", "negative"}
+    # The export embeds questions and answers with the towers alone: no negative input.
+    version = export_run(result.run_dir, "hard", tmp_path / "saved_models")
+    answer = Assistant(version).ask("what is your price?", top_k=2)
+    assert answer.answer in TOPICS
+    assert len(answer.alternatives) == 2
+
+
+def test_hard_negatives_are_for_retrieval_only() -> None:
+    with pytest.raises(
+        UserError, match=r"task\.hard_negatives is for task\.type retrieve; got task\.type classify"
+    ):
+        tiny_config("task.hard_negatives=true")

@@ -16,6 +16,11 @@ answer must not count each other's answer as a negative.
   sampled negatives. This is the source article's `Dense(1, sigmoid)` idea
   done right: a score for a (question, answer) pair, trained against wrong
   answers, instead of a sigmoid over answer token lists.
+
+With `task.hard_negatives` every row also brings one mined wrong answer
+(`tasks/retrieval/mining.py`): the logits are `[B, 2B]`, the batch's answers
+then its hard negatives, and a negative that is some row's right answer is
+masked like a duplicate.
 """
 
 from __future__ import annotations
@@ -91,8 +96,24 @@ class ScaledSimilarity(keras.layers.Layer):
 
 
 def _same_answer(y_true: Any) -> Any:
-    ids = ops.reshape(ops.cast(y_true, "int32"), (-1,))
-    return ops.equal(ops.expand_dims(ids, 1), ops.expand_dims(ids, 0))
+    """`[B, C]`: row i's answer equals column j's answer.
+
+    `y_true` is `[B]` answer ids (the columns are the batch's answers, C = B)
+    or `[B, 2]` (answer id, hard-negative id): the columns are the B answers,
+    then the B hard negatives (C = 2B), as `build_model` concatenates them.
+    """
+    ids = ops.cast(y_true, "int32")
+    if len(ids.shape) == 2 and ids.shape[1] == 2:
+        rows, columns = ids[:, 0], ops.concatenate([ids[:, 0], ids[:, 1]], axis=0)
+    else:
+        rows = columns = ops.reshape(ids, (-1,))
+    return ops.equal(ops.expand_dims(rows, 1), ops.expand_dims(columns, 0))
+
+
+def _own_answer(y_pred: Any) -> Any:
+    """`[B, C]`: True at (i, i), row i's own answer (the first B columns are the batch's answers)."""
+    shape = ops.shape(y_pred)
+    return ops.cast(ops.eye(shape[0], shape[1]), "bool")
 
 
 @keras.saving.register_keras_serializable(package="qa_assistant")
@@ -100,11 +121,10 @@ class InBatchSoftmaxLoss(keras.losses.Loss):
     """Cross-entropy of each question over the batch's answers; duplicates of its answer are masked."""
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        size = ops.shape(y_pred)[0]
-        diagonal = ops.cast(ops.eye(size), "bool")
-        duplicates = ops.logical_and(_same_answer(y_true), ops.logical_not(diagonal))
+        duplicates = ops.logical_and(_same_answer(y_true), ops.logical_not(_own_answer(y_pred)))
         logits = ops.where(duplicates, ops.cast(-1e9, y_pred.dtype), y_pred)
-        return keras.losses.sparse_categorical_crossentropy(ops.arange(size), logits, from_logits=True)
+        labels = ops.arange(ops.shape(y_pred)[0])
+        return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
 
 
 @keras.saving.register_keras_serializable(package="qa_assistant")
@@ -119,13 +139,13 @@ class SymmetricInBatchSoftmaxLoss(keras.losses.Loss):
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         size = ops.shape(y_pred)[0]
-        diagonal = ops.cast(ops.eye(size), "bool")
-        duplicates = ops.logical_and(_same_answer(y_true), ops.logical_not(diagonal))
+        duplicates = ops.logical_and(_same_answer(y_true), ops.logical_not(_own_answer(y_pred)))
         logits = ops.where(duplicates, ops.cast(-1e9, y_pred.dtype), y_pred)
         labels = ops.arange(size)
         forward = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        # An answer chooses among the batch's questions; hard negatives have no question of their own.
         backward = keras.losses.sparse_categorical_crossentropy(
-            labels, ops.transpose(logits), from_logits=True
+            labels, ops.transpose(logits[:, :size]), from_logits=True
         )
         return (forward + backward) / 2
 

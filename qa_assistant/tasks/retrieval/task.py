@@ -43,6 +43,7 @@ from qa_assistant.metrics.ranking import (
 from qa_assistant.tasks.base import ServingBundle, Task
 from qa_assistant.tasks.retrieval.bank import BANK_COLLECTION, AnswerBank, fallback_threshold, search
 from qa_assistant.tasks.retrieval.head import ScaledSimilarity, in_batch_accuracy, retrieval_loss
+from qa_assistant.tasks.retrieval.mining import mine_hard_negatives
 from qa_assistant.text.tokenizer_factory import load_tokenizer, with_max_length
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class RetrievalTask(Task):
         self.answer_tokenizer: Any = None
         self.bank: list[str] = []
         self.known: list[tuple[str, str]] = []  # (question, answer) pairs of all the data
+        self._train_pairs: list[tuple[str, str]] = []  # what hard negatives are mined with
         self.threshold: float | None = None
         self.calibration: dict[str, Any] = {}
 
@@ -117,6 +119,7 @@ class RetrievalTask(Task):
         frames = data.all_frames()
         self.bank = sorted(frames["answer"].unique().tolist())
         self.known = sorted(set(zip(frames["question"], frames["answer"], strict=True)))
+        self._train_pairs = list(zip(train["question"], train["answer"], strict=True))
         log.info("answer bank: %d answers, %d known questions", len(self.bank), len(self.known))
 
     def _question_ids(self, questions: list[str]) -> tf.RaggedTensor:
@@ -139,13 +142,19 @@ class RetrievalTask(Task):
         if training:
             frame = self.training_rows(frame)
         text = self.config.text
-        features = {
-            "question": self._question_ids(frame["question"].tolist()),
-            "answer": self._answer_ids(frame["answer"].tolist()),
-        }
+        questions, answers = frame["question"].tolist(), frame["answer"].tolist()
+        features = {"question": self._question_ids(questions), "answer": self._answer_ids(answers)}
+        targets = self._bank_ids(answers, self.bank)
+        if self.config.task.hard_negatives:
+            right: dict[str, set[str]] = {}
+            for question, answer in self.known:
+                right.setdefault(question, set()).add(answer)
+            negatives = mine_hard_negatives(questions, answers, self._train_pairs, self.bank, right)
+            features["negative"] = self._answer_ids(negatives)
+            targets = np.stack([targets, self._bank_ids(negatives, self.bank)], axis=1)
         return make_dataset(
             features,
-            as_targets(self._bank_ids(frame["answer"].tolist(), self.bank)),
+            as_targets(targets),
             batch_size=self.config.train.batch_size,
             max_length=max(text.max_length, text.answer_max_length),
             shuffle=training,
@@ -161,16 +170,25 @@ class RetrievalTask(Task):
         task = self.config.task
         question_tower = self._tower(QUESTION_TOWER)
         answer_tower = question_tower if task.shared_towers else self._tower(ANSWER_TOWER)
-        questions = keras.Input(shape=(None,), dtype="int32", name="question")
-        answers = keras.Input(shape=(None,), dtype="int32", name="answer")
+        inputs = {
+            "question": keras.Input(shape=(None,), dtype="int32", name="question"),
+            "answer": keras.Input(shape=(None,), dtype="int32", name="answer"),
+        }
+        answer_vectors = answer_tower(inputs["answer"])
+        if task.hard_negatives:  # the batch's answers, then its hard negatives: [2B, d]
+            inputs["negative"] = keras.Input(shape=(None,), dtype="int32", name="negative")
+            negatives = answer_tower(inputs["negative"])
+            answer_vectors = keras.layers.Concatenate(axis=0, name="with_hard_negatives")(
+                [answer_vectors, negatives]
+            )
         logits = ScaledSimilarity(
             temperature=task.temperature,
             learn_temperature=task.learn_temperature,
             use_bias=task.loss == "sigmoid",
             dtype="float32",
             name="similarity",
-        )(question_tower(questions), answer_tower(answers))
-        return keras.Model({"question": questions, "answer": answers}, logits, name="dual_encoder")
+        )(question_tower(inputs["question"]), answer_vectors)
+        return keras.Model(inputs, logits, name="dual_encoder")
 
     def compile(self, model: keras.Model, *, jit_compile: bool) -> None:
         model.compile(

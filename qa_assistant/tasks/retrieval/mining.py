@@ -1,0 +1,58 @@
+"""Hard negatives for the dual encoder: for each question, a wrong answer that looks right.
+
+In-batch negatives are random answers, mostly easy to tell apart. A hard
+negative is the bank answer that TF-IDF ranks highest for the question among
+the answers that are not right for it (DPR's BM25 negatives, Karpukhin et
+al. 2020): near-misses that share its words. They are mined once, before
+training, from the training pairs (the answer documents are the answers plus
+their training questions, as in the TF-IDF baseline), for the training and
+the validation questions alike, so the run is deterministic and resumes
+exactly. Every answer known for a question anywhere in the data is excluded,
+so an answer that is right for another phrasing of it is never a negative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from qa_assistant.metrics.baselines import tfidf_answer_scores
+
+
+def mine_hard_negatives(
+    questions: list[str],
+    own_answers: list[str],
+    train_pairs: Iterable[tuple[str, str]],
+    bank: list[str],
+    right_answers: Mapping[str, set[str]],
+) -> list[str]:
+    """One hard negative per question: its best-scoring bank answer that is not right for it.
+
+    Args:
+        questions: the questions to mine for (training or validation rows).
+        own_answers: each row's answer (never its negative).
+        train_pairs: (question, answer) pairs the TF-IDF documents are built from.
+        bank: every candidate answer.
+        right_answers: question -> every answer it has in the data (also never a negative).
+
+    Returns:
+        One bank answer per question (the first bank answer not right for it
+        when TF-IDF scores every candidate 0).
+
+    Example:
+
+    >>> bank = ["We open at 9.", "It costs 10 euros.", "We are in Lisbon."]
+    >>> pairs = [("when do you open", bank[0]), ("how much is it", bank[1]), ("where are you", bank[2])]
+    >>> mine_hard_negatives(["when do you open"], [bank[0]], pairs, bank, {})
+    ['We are in Lisbon.']
+    """
+    pairs = list(train_pairs)
+    scores = tfidf_answer_scores([q for q, _ in pairs], [a for _, a in pairs], questions, bank)
+    negatives = []
+    for question, own, row in zip(questions, own_answers, scores, strict=True):
+        right = {own, *right_answers.get(question, ())}
+        # Stable: equal scores keep bank order, so mining is deterministic.
+        order = np.argsort(-row, kind="stable")
+        negatives.append(next((bank[i] for i in order if bank[i] not in right), bank[order[0]]))
+    return negatives
