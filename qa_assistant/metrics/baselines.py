@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,17 @@ def tfidf_retrieval(
 def tfidf_answer_scores(
     train_questions: list[str], train_answers: list[str], questions: list[str], bank: list[str]
 ) -> np.ndarray:
-    """`[questions, bank]` TF-IDF cosine of each question with each answer document.
+    """`[questions, bank]` TF-IDF cosine of each question with each answer document (`tfidf_answer_index`)."""
+    vectorizer, answer_vectors = tfidf_answer_index(train_questions, train_answers, bank)
+    if not questions:
+        return np.zeros((0, len(bank)))
+    return (vectorizer.transform(questions) @ answer_vectors.T).toarray()
+
+
+def tfidf_answer_index(
+    train_questions: list[str], train_answers: list[str], bank: list[str]
+) -> tuple[Any, Any]:
+    """A fitted TF-IDF vectorizer and the bank's sparse unit vectors, one document per answer.
 
     An answer's document is its text plus the training questions that lead
     to it (word 1-2-grams, sublinear term frequency).
@@ -88,10 +99,7 @@ def tfidf_answer_scores(
         questions_of.setdefault(answer, []).append(question)
     documents = [" ".join([answer.lower(), *questions_of[answer]]) for answer in bank]
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
-    answer_vectors = vectorizer.fit_transform(documents)
-    if not questions:
-        return np.zeros((0, len(bank)))
-    return (vectorizer.transform(questions) @ answer_vectors.T).toarray()
+    return vectorizer, vectorizer.fit_transform(documents)
 
 
 def tfidf_nearest_answers(

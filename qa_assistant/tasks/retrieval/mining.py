@@ -17,7 +17,9 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from qa_assistant.metrics.baselines import tfidf_answer_scores
+from qa_assistant.metrics.baselines import tfidf_answer_index
+
+_CHUNK = 1024  # questions scored against the bank at a time
 
 
 def mine_hard_negatives(
@@ -48,11 +50,14 @@ def mine_hard_negatives(
     ['We are in Lisbon.']
     """
     pairs = list(train_pairs)
-    scores = tfidf_answer_scores([q for q, _ in pairs], [a for _, a in pairs], questions, bank)
+    vectorizer, answer_vectors = tfidf_answer_index([q for q, _ in pairs], [a for _, a in pairs], bank)
     negatives = []
-    for question, own, row in zip(questions, own_answers, scores, strict=True):
-        right = {own, *right_answers.get(question, ())}
-        # Stable: equal scores keep bank order, so mining is deterministic.
-        order = np.argsort(-row, kind="stable")
-        negatives.append(next((bank[i] for i in order if bank[i] not in right), bank[order[0]]))
+    for start in range(0, len(questions), _CHUNK):  # a dense [questions, bank] matrix could be GBs
+        chunk = questions[start : start + _CHUNK]
+        scores = (vectorizer.transform(chunk) @ answer_vectors.T).toarray()
+        for question, own, row in zip(chunk, own_answers[start : start + _CHUNK], scores, strict=True):
+            right = {own, *right_answers.get(question, ())}
+            # Stable: equal scores keep bank order, so mining is deterministic.
+            order = np.argsort(-row, kind="stable")
+            negatives.append(next((bank[i] for i in order if bank[i] not in right), bank[order[0]]))
     return negatives
