@@ -29,8 +29,8 @@ pruned (`MedianPruner`).
 is shorter than the trials so far have taken on average, no fold starts
 when it would not fit, and a fold still training when the budget runs out
 stops after its current batch (`callbacks.Deadline`; its run directory
-stays resumable from its last epoch). Stopped and interrupted trials are
-queued again when the command is rerun with the same arguments; their
+stays resumable from its last epoch). Stopped, failed and interrupted
+trials are queued again when the command is rerun with the same arguments; their
 finished folds are reused and an unfinished one resumes (a trial's
 directory is named after its values). The evaluation that ends a fold is
 not interrupted.
@@ -454,16 +454,15 @@ def _check_identity(study: Any, identity: dict[str, Any], root: Path) -> None:
 
 
 def _requeue_unfinished(study: Any) -> None:
-    """Trials that a previous call left running (killed) or stopped for time are queued again, once."""
+    """Trials that a previous call left running (killed), stopped for time or failed are queued again, once."""
     import optuna
 
     states = optuna.trial.TrialState
     requeued = set(study.user_attrs.get("requeued", []))
     queued = {json.dumps(t.params, sort_keys=True) for t in study.trials if t.state == states.WAITING}
     for t in study.trials:
-        unfinished = t.state == states.RUNNING or (
-            t.state == states.FAIL and t.user_attrs.get("note") == _BUDGET_STOP
-        )
+        # Failed trials too: a user error (a full disk, a directory in the way) may be fixed by now.
+        unfinished = t.state in (states.RUNNING, states.FAIL)
         if not unfinished or t.number in requeued:
             continue
         if t.state == states.RUNNING:

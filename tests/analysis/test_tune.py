@@ -309,3 +309,19 @@ def test_early_stopping_on_a_tiny_validation_split_points_to_k_fold(
     (message,) = [r.getMessage() for r in caplog.records if "early stopping watches" in r.getMessage()]
     assert "expected at least 50" in message
     assert "qa-assistant tune --config ... --space train.epochs=int:1:" in message
+
+
+def test_a_failed_trial_is_tried_again_on_the_next_call(base: Path, tmp_path: Path) -> None:
+    from qa_assistant.analysis.tune import trial_name
+
+    root = tmp_path / "failed"
+    in_the_way = root / TRIALS_DIR / trial_name({"train.learning_rate": 0.01}) / "seed-42" / "fold-0"
+    in_the_way.mkdir(parents=True)
+    (in_the_way / "notes.txt").write_text("not a run")
+    first = tune([base], root, overrides=FAST, space=SPACE, folds=2, trials=1, budget_seconds=1e7)
+    # The starting config's trial failed; the search went on to a finished one.
+    assert [t.state for t in first.trials] == ["stopped", "complete"]
+    assert first.trials[0].note.startswith("failed: output")
+    (in_the_way / "notes.txt").unlink()  # the user clears the way
+    again = tune([base], root, overrides=FAST, space=SPACE, folds=2, trials=2, budget_seconds=1e7)
+    assert (again.trials[-1].state, again.trials[-1].values) == ("complete", {"train.learning_rate": 0.01})
