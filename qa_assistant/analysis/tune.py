@@ -653,7 +653,8 @@ def trials_table(records: Sequence[TrialRecord], metric: str, best: TrialRecord 
         shown = "" if not r.scores else f"{r.mean:.4f}" + ("" if math.isnan(r.std) else f" ± {r.std:.4f}")
         mark = " **best**" if best is not None and r.number == best.number else ""
         cells = [str(r.number), *(_short(r.values.get(k, "")) for k in keys), shown, str(len(r.scores))]
-        cells += [(r.note or r.state) + mark, f"{r.seconds:.0f}"]
+        note = r.note if len(r.note) <= 60 else r.note[:57] + "... (tune.json)"  # a failure's whole message
+        cells += [(note or r.state) + mark, f"{r.seconds:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
