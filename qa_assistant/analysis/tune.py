@@ -82,13 +82,6 @@ class Param:
     log: bool = False
     choices: tuple[Any, ...] = ()
 
-    def suggest(self, trial: Any) -> Any:
-        if self.kind == "choice":
-            return trial.suggest_categorical(self.key, list(self.choices))
-        if self.kind == "int":
-            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log)
-        return trial.suggest_float(self.key, float(self.low), float(self.high), log=self.log)
-
     def spec(self) -> str:
         """The `--space` form of this parameter."""
         if self.kind == "choice":
@@ -232,6 +225,8 @@ def write_pool(config: Config, path: Path) -> int:
     Raises:
         UserError: the config already sets `data.folds` (tune makes its own folds).
     """
+    import pandas as pd
+
     from qa_assistant.data.dataset import load_qa_data  # deferred: pulls in TensorFlow via sources
 
     if config.data.folds:
@@ -239,16 +234,9 @@ def write_pool(config: Config, path: Path) -> int:
             f"data.folds is {config.data.folds}; tune makes its own folds, expected a config without data.folds"
         )
     splits = load_qa_data(config).splits
-    pool = _concat([splits.train, splits.validation])
-    text = pool.to_json(orient="records", lines=True, force_ascii=False)
-    write_text(path, text)
+    pool = pd.concat([splits.train, splits.validation], ignore_index=True)
+    write_text(path, pool.to_json(orient="records", lines=True, force_ascii=False))
     return len(pool)
-
-
-def _concat(frames: list[Any]) -> Any:
-    import pandas as pd
-
-    return pd.concat(frames, ignore_index=True)
 
 
 def trial_config(base: Config, pool: Path, values: Mapping[str, Any], folds: int) -> Config:
@@ -261,6 +249,15 @@ def trial_config(base: Config, pool: Path, values: Mapping[str, Any], folds: int
     data["data"].update(
         train=str(pool), test=None, question_column="question", answer_column="answer", folds=folds, fold=0
     )
+    return from_dict(_with_values(data, values))
+
+
+def _with_values(data: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """A config dict with `section.key` values set in it (in place; returned).
+
+    Raises:
+        UserError: a key that is not a config key.
+    """
     for key, value in values.items():
         section, _, name = key.partition(".")
         if section not in data or name not in data[section]:
@@ -268,7 +265,7 @@ def trial_config(base: Config, pool: Path, values: Mapping[str, Any], folds: int
                 f"search space key '{key}' is not a config key; expected section.key, e.g. train.epochs"
             )
         data[section][name] = value
-    return from_dict(data)
+    return data
 
 
 def check_space(base: Config, space: Mapping[str, Param], folds: int) -> None:
@@ -289,11 +286,7 @@ def check_space(base: Config, space: Mapping[str, Param], folds: int) -> None:
 
 def best_config(base: Config, values: Mapping[str, Any]) -> Config:
     """The starting config (its own data settings) with a trial's values."""
-    data = base.to_dict()
-    for key, value in values.items():
-        section, _, name = key.partition(".")
-        data[section][name] = value
-    return from_dict(data)
+    return from_dict(_with_values(base.to_dict(), values))
 
 
 def tune(
@@ -366,7 +359,8 @@ def tune(
         log.info("tune: %d training pairs in %s (the config's test split is left out)", rows, pool)
     study = _open_study(root, identity, lower, base.train.seed if seed is None else seed)
     if not study.trials:
-        study.enqueue_trial({k: _base_value(base, k) for k in space})
+        starting = base.flat()
+        study.enqueue_trial({k: starting[k] for k in space})
     _requeue_unfinished(study)
 
     stopped_by = _search(study, space, trials, started + budget_seconds, base, pool, root, folds, metric)
@@ -420,11 +414,6 @@ def _open_study(root: Path, identity: dict[str, Any], lower: bool, seed: int) ->
     return study
 
 
-def _base_value(config: Config, key: str) -> Any:
-    section, _, name = key.partition(".")
-    return config.to_dict()[section][name]
-
-
 def _distribution(param: Param) -> Any:
     import optuna
 
@@ -438,15 +427,12 @@ def _distribution(param: Param) -> Any:
 
 def _check_identity(study: Any, identity: dict[str, Any], root: Path) -> None:
     recorded = study.user_attrs.get("identity")
+    current = json.loads(json.dumps(identity, default=str))  # as the study stores it
     if recorded is None:
-        study.set_user_attr("identity", json.loads(json.dumps(identity, default=str)))
+        study.set_user_attr("identity", current)
         return
-    if recorded != json.loads(json.dumps(identity, default=str)):
-        changed = [
-            k
-            for k in identity
-            if json.dumps(recorded.get(k), default=str) != json.dumps(identity[k], default=str)
-        ]
+    if recorded != current:
+        changed = [k for k in current if recorded.get(k) != current[k]]
         raise UserError(
             f"'{root}' holds a tuning study with another {', '.join(changed)}; "
             "expected the same arguments to resume it, or a new --output"

@@ -110,10 +110,12 @@ def _same_answer(y_true: Any) -> Any:
     return ops.equal(ops.expand_dims(rows, 1), ops.expand_dims(columns, 0))
 
 
-def _own_answer(y_pred: Any) -> Any:
-    """`[B, C]`: True at (i, i), row i's own answer (the first B columns are the batch's answers)."""
+def _masked_logits(y_true: Any, y_pred: Any) -> Any:
+    """`y_pred` with every column that holds row i's answer, other than its own (i, i), set to -1e9."""
     shape = ops.shape(y_pred)
-    return ops.cast(ops.eye(shape[0], shape[1]), "bool")
+    own = ops.cast(ops.eye(shape[0], shape[1]), "bool")  # the first B columns are the batch's answers
+    duplicates = ops.logical_and(_same_answer(y_true), ops.logical_not(own))
+    return ops.where(duplicates, ops.cast(-1e9, y_pred.dtype), y_pred)
 
 
 @keras.saving.register_keras_serializable(package="qa_assistant")
@@ -121,8 +123,7 @@ class InBatchSoftmaxLoss(keras.losses.Loss):
     """Cross-entropy of each question over the batch's answers; duplicates of its answer are masked."""
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        duplicates = ops.logical_and(_same_answer(y_true), ops.logical_not(_own_answer(y_pred)))
-        logits = ops.where(duplicates, ops.cast(-1e9, y_pred.dtype), y_pred)
+        logits = _masked_logits(y_true, y_pred)
         labels = ops.arange(ops.shape(y_pred)[0])
         return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
 
@@ -139,8 +140,7 @@ class SymmetricInBatchSoftmaxLoss(keras.losses.Loss):
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         size = ops.shape(y_pred)[0]
-        duplicates = ops.logical_and(_same_answer(y_true), ops.logical_not(_own_answer(y_pred)))
-        logits = ops.where(duplicates, ops.cast(-1e9, y_pred.dtype), y_pred)
+        logits = _masked_logits(y_true, y_pred)
         labels = ops.arange(size)
         forward = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         # An answer chooses among the batch's questions; hard negatives have no question of their own.

@@ -7,8 +7,9 @@ al. 2020): near-misses that share its words. They are mined once, before
 training, from the training pairs (the answer documents are the answers plus
 their training questions, as in the TF-IDF baseline), for the training and
 the validation questions alike, so the run is deterministic and resumes
-exactly. Every answer known for a question anywhere in the data is excluded,
-so an answer that is right for another phrasing of it is never a negative.
+exactly. Every answer the same question has anywhere in the data is
+excluded, so an answer that is right for it in another row is never its
+negative.
 """
 
 from __future__ import annotations

@@ -68,6 +68,7 @@ class RetrievalTask(Task):
         self.bank: list[str] = []
         self.known: list[tuple[str, str]] = []  # (question, answer) pairs of all the data
         self._train_pairs: list[tuple[str, str]] = []  # what hard negatives are mined with
+        self._right_answers: dict[str, set[str]] = {}  # question -> its answers in all the data
         self.threshold: float | None = None
         self.calibration: dict[str, Any] = {}
 
@@ -120,6 +121,9 @@ class RetrievalTask(Task):
         self.bank = sorted(frames["answer"].unique().tolist())
         self.known = sorted(set(zip(frames["question"], frames["answer"], strict=True)))
         self._train_pairs = list(zip(train["question"], train["answer"], strict=True))
+        self._right_answers = {}
+        for question, answer in self.known:
+            self._right_answers.setdefault(question, set()).add(answer)
         log.info("answer bank: %d answers, %d known questions", len(self.bank), len(self.known))
 
     def _question_ids(self, questions: list[str]) -> tf.RaggedTensor:
@@ -146,10 +150,9 @@ class RetrievalTask(Task):
         features = {"question": self._question_ids(questions), "answer": self._answer_ids(answers)}
         targets = self._bank_ids(answers, self.bank)
         if self.config.task.hard_negatives:
-            right: dict[str, set[str]] = {}
-            for question, answer in self.known:
-                right.setdefault(question, set()).add(answer)
-            negatives = mine_hard_negatives(questions, answers, self._train_pairs, self.bank, right)
+            negatives = mine_hard_negatives(
+                questions, answers, self._train_pairs, self.bank, self._right_answers
+            )
             features["negative"] = self._answer_ids(negatives)
             targets = np.stack([targets, self._bank_ids(negatives, self.bank)], axis=1)
         return make_dataset(
