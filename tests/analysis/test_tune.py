@@ -198,6 +198,7 @@ def _after_first_fold(monkeypatch: pytest.MonkeyPatch, then: Callable[[], None])
     monkeypatch.setattr(runner, "train_run", train_run)
 
 
+@pytest.mark.large  # slow (20-40 s); CI runs it after the default suite (.ci/run)
 def test_a_trial_stopped_by_the_budget_is_finished_on_the_next_call(
     base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -223,6 +224,7 @@ def test_a_trial_stopped_by_the_budget_is_finished_on_the_next_call(
     assert (root / BEST_YAML).exists()
 
 
+@pytest.mark.large  # slow (20-40 s); CI runs it after the default suite (.ci/run)
 def test_a_killed_trial_is_queued_again(base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def kill() -> None:
         raise KeyboardInterrupt
@@ -283,6 +285,7 @@ def test_command_line_errors_are_one_line_and_write_nothing(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.large  # slow (20-40 s); CI runs it after the default suite (.ci/run)
 def test_a_run_stopped_at_its_deadline_is_left_to_resume(base: Path, tmp_path: Path) -> None:
     from qa_assistant.layout import is_finished
     from qa_assistant.training.callbacks import DeadlineError
@@ -311,6 +314,7 @@ def test_early_stopping_on_a_tiny_validation_split_points_to_k_fold(
     assert "qa-assistant tune --config ... --space train.epochs=int:1:" in message
 
 
+@pytest.mark.large  # slow (20-40 s); CI runs it after the default suite (.ci/run)
 def test_a_failed_trial_is_tried_again_on_the_next_call(base: Path, tmp_path: Path) -> None:
     from qa_assistant.analysis.tune import trial_name
 

@@ -192,6 +192,7 @@ def test_disk_full_while_tensorflow_writes_the_savedmodel(
     assert not list(published[0].parent.glob(".tmp-*"))
 
 
+@pytest.mark.large  # slow (20-40 s); CI runs it after the default suite (.ci/run)
 def test_kill_during_export_then_next_export_cleans_up(
     tiny_run: Path, published: tuple[Path, dict[str, str]]
 ) -> None:

@@ -400,6 +400,7 @@ def test_symmetric_loss_with_early_stopping_on_the_bank_mrr(tmp_path: Path) -> N
     assert 0.0 < metrics["mrr"] <= 1.0
 
 
+@pytest.mark.large  # slow (20-40 s); CI runs it after the default suite (.ci/run)
 def test_hard_negatives_train_and_export_like_a_plain_dual_encoder(tmp_path: Path) -> None:
     data = tmp_path / "faq.csv"
     pd.DataFrame(faq_rows(per_answer=4)).to_csv(data, index=False)

@@ -127,6 +127,7 @@ def epoch_scalars(log_dir: Path) -> dict[str, list[int]]:
     return steps
 
 
+@pytest.mark.large  # slow (20-40 s); CI runs it after the default suite (.ci/run)
 def test_two_workers_on_loopback_train_like_one_machine_and_only_the_chief_writes(
     tiny_run: Path, tmp_path: Path
 ) -> None:

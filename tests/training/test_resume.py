@@ -72,6 +72,7 @@ def patience_running_at(run: Path) -> int:
     pytest.fail(f"validation loss never rose before the last epoch ({losses}); retune RESUME_SETTINGS")
 
 
+@pytest.mark.large  # slow (20-40 s); CI runs it after the default suite (.ci/run)
 def test_kill_9_mid_save_then_resume_matches_the_uninterrupted_run(
     uninterrupted_run: Path, faq_file: Path, tmp_path: Path
 ) -> None:
