@@ -56,6 +56,11 @@ EXTRA_DIR = "assets.extra"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+def split_file(run_dir: Path, split: str) -> Path:
+    """`RUN_DIR/data/<split>.jsonl`: the rows of the run's `train`, `validation` or `test` split."""
+    return Path(run_dir) / DATA_DIR / f"{split}.jsonl"
+
+
 def is_finished(run_dir: Path) -> bool:
     """True when `run_dir` holds a completed run (its `metrics.json` is written last)."""
     return (Path(run_dir) / METRICS_FILE).is_file()

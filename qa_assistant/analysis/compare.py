@@ -20,9 +20,11 @@ import numpy as np
 import pandas as pd
 
 from qa_assistant.analysis.statistics import BootstrapResult, paired_bootstrap
+from qa_assistant.config import load_config
 from qa_assistant.errors import UserError
-from qa_assistant.layout import PREDICTIONS_FILE
-from qa_assistant.metrics.ranking import MRR_DEPTH, RANK_KS
+from qa_assistant.layout import CONFIG_FILE, PREDICTIONS_FILE, check_finished_run, split_file
+from qa_assistant.metrics.baselines import tfidf_logistic_regression_scored
+from qa_assistant.metrics.ranking import MRR_DEPTH, RANK_KS, predictions_frame
 
 PREDICTIONS = PREDICTIONS_FILE
 # Per-question columns that are already scores (generation writes `exact`).
@@ -114,6 +116,53 @@ def compare_runs(
     0.0312
     """
     a, b = align(load_predictions(run_a), load_predictions(run_b))
+    return _paired(a, b, samples=samples, seed=seed)
+
+
+def compare_with_tfidf(
+    run_dir: str | Path, *, samples: int = 10_000, seed: int = 0
+) -> dict[str, BootstrapResult]:
+    """Paired bootstrap of a classification run (B) against TF-IDF + logistic regression (A).
+
+    A is the run's own baseline (`metrics.json`'s `baseline_*`), refitted on
+    the run's training split (`data/train.jsonl`) with the run's seed and
+    scored per distinct test question, so both sides answer the same questions.
+
+    Raises:
+        UserError: not a finished classification run.
+    """
+    b = load_predictions(run_dir)
+    return _paired(tfidf_predictions(run_dir, b), b, samples=samples, seed=seed)
+
+
+def tfidf_predictions(run_dir: str | Path, predictions: pd.DataFrame) -> pd.DataFrame:
+    """TF-IDF + logistic regression's answers to the questions of `predictions`, in its row order.
+
+    Raises:
+        UserError: the run is not a classification run.
+    """
+    run_dir = check_finished_run(run_dir)
+    config = load_config([run_dir / CONFIG_FILE])
+    if config.task.type != "classify":
+        raise UserError(
+            f"'{run_dir}' is a {config.task.type} run; a TF-IDF comparison needs a classification run"
+        )
+    train = pd.read_json(split_file(run_dir, "train"), lines=True, dtype=False)
+    target = config.data.target
+    questions = predictions["question"].astype(str).tolist()
+    references = [[str(r) for r in refs] for refs in predictions["references"]]
+    scored = tfidf_logistic_regression_scored(
+        train["question"].astype(str).tolist(),
+        train[target].astype(str).tolist(),
+        questions,
+        references,
+        seed=config.train.seed,
+    )
+    return predictions_frame(questions, references, scored)
+
+
+def _paired(a: pd.DataFrame, b: pd.DataFrame, *, samples: int, seed: int) -> dict[str, BootstrapResult]:
+    """`a` and `b` answer the same questions row by row: a paired bootstrap per shared metric."""
     scores_a, scores_b = per_question_scores(a), per_question_scores(b)
     if not len(a):
         raise UserError("the runs have no test questions to compare")

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from qa_assistant.metrics.ranking import (
+    Scored,
     classification_metrics,
     group_references,
     rank_candidates,
@@ -33,6 +34,26 @@ def tfidf_logistic_regression(
     Returns:
         The same metric keys as the classification task.
     """
+    questions, references = group_references(test_questions, test_labels)
+    if not questions:
+        return {**classification_metrics([], []), **ranking_metrics([])}
+    scored = tfidf_logistic_regression_scored(train_questions, train_labels, questions, references, seed=seed)
+    return {**classification_metrics(references, scored.predicted), **ranking_metrics(scored.rank)}
+
+
+def tfidf_logistic_regression_scored(
+    train_questions: list[str],
+    train_labels: list[str],
+    questions: list[str],
+    references: list[list[str]],
+    *,
+    seed: int = 0,
+) -> Scored:
+    """`tfidf_logistic_regression`'s per-question predictions and ranks: one per entry of `questions`.
+
+    For paired tests against a model tested on the same distinct questions
+    (`analysis/compare.py`).
+    """
     from sklearn.feature_extraction.text import TfidfVectorizer  # deferred: start-up time
     from sklearn.linear_model import LogisticRegression  # deferred: start-up time
 
@@ -43,12 +64,8 @@ def tfidf_logistic_regression(
         # "more unique classes than half the samples": expected for one-phrasing FAQs.
         warnings.simplefilter("ignore", UserWarning)
         classifier.fit(features, train_labels)
-    questions, references = group_references(test_questions, test_labels)
-    if not questions:
-        return {**classification_metrics([], []), **ranking_metrics([])}
     scores = classifier.predict_proba(vectorizer.transform(questions))
-    scored = rank_candidates(scores, [str(c) for c in classifier.classes_], references)
-    return {**classification_metrics(references, scored.predicted), **ranking_metrics(scored.rank)}
+    return rank_candidates(scores, [str(c) for c in classifier.classes_], references)
 
 
 def tfidf_retrieval(

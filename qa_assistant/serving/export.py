@@ -46,6 +46,7 @@ from qa_assistant.layout import (
     MANIFEST_FILE,
     PREPROCESSOR_DIR,
     model_directory,
+    split_file,
     version_numbers,
 )
 from qa_assistant.manifest import build_manifest, write_json
@@ -197,7 +198,7 @@ def _write_extra(staging: Path, run_dir: Path, name: str) -> None:
 def _sample_questions(run_dir: Path, count: int) -> list[str]:
     questions: list[str] = []
     for split in ("validation", "test", "train"):
-        path = run_dir / "data" / f"{split}.jsonl"
+        path = split_file(run_dir, split)
         if path.is_file() and path.stat().st_size:
             questions += pd.read_json(path, lines=True, dtype=False)["question"].astype(str).tolist()
         if len(questions) >= count:

@@ -30,6 +30,7 @@ from qa_assistant.layout import (
     BEST_WEIGHTS,
     CHECKPOINTS_DIR,
     CONFIG_FILE,
+    DATA_DIR,
     LOGS_DIR,
     MANIFEST_FILE,
     METRICS_FILE,
@@ -37,6 +38,7 @@ from qa_assistant.layout import (
     RUN_MARKER,
     is_finished,
     is_run_dir,
+    split_file,
 )
 from qa_assistant.manifest import build_manifest, write_json
 from qa_assistant.models.encoders import get_encoder_builder
@@ -218,14 +220,13 @@ def _check_resumable(run_dir: Path, config: Config, data: QAData) -> None:
 
 def _write_inputs(run_dir: Path, config: Config, data: QAData) -> None:
     config.save(run_dir / CONFIG_FILE)
-    split_dir = run_dir / "data"
-    split_dir.mkdir(exist_ok=True)
+    (run_dir / DATA_DIR).mkdir(exist_ok=True)
     for name, frame in (
         ("train", data.splits.train),
         ("validation", data.splits.validation),
         ("test", data.splits.test),
     ):
-        with replacing(split_dir / f"{name}.jsonl") as tmp:
+        with replacing(split_file(run_dir, name)) as tmp:
             frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
     write_json(
         run_dir / MANIFEST_FILE,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from qa_assistant.analysis.compare import align, compare_runs, per_question_scores
+from qa_assistant.analysis.compare import align, compare_runs, compare_with_tfidf, per_question_scores
 from qa_assistant.analysis.kfold import SUMMARY_JSON, SUMMARY_TABLE, run_folds
 from qa_assistant.analysis.statistics import corrected_paired_ttest
 from qa_assistant.analysis.sweep import (
@@ -107,6 +107,17 @@ def test_paired_bootstrap_compares_two_runs_on_the_same_questions(sweep: Path) -
     assert (
         accuracy.n == json.loads((gru / "metrics.json").read_text())["num_questions"]
     )  # questions, not rows
+
+
+def test_a_run_is_compared_with_its_own_tfidf_baseline_on_the_same_questions(sweep: Path) -> None:
+    gru = sweep / "encoder.type=gru"
+    metrics = json.loads((gru / "metrics.json").read_text())
+    results = compare_with_tfidf(gru, samples=500)
+    # A is the baseline the run reported, refitted from the run directory alone.
+    assert results["accuracy"].mean_a == pytest.approx(metrics["baseline_accuracy"])
+    assert results["mrr"].mean_a == pytest.approx(metrics["baseline_mrr"])
+    assert results["accuracy"].mean_b == pytest.approx(metrics["accuracy"])
+    assert results["accuracy"].n == metrics["num_questions"]
 
 
 def test_per_question_scores_and_alignment_refuse_other_questions() -> None:

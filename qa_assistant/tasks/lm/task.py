@@ -39,7 +39,7 @@ from qa_assistant.atomic import replacing
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.pipeline import make_dataset
 from qa_assistant.errors import UserError
-from qa_assistant.layout import ADAPTER_FILE, LM_FILE
+from qa_assistant.layout import ADAPTER_FILE, LM_FILE, split_file
 from qa_assistant.manifest import write_json
 from qa_assistant.personalization.sources import InitSource
 from qa_assistant.personalization.transfer import TransferReport
@@ -288,7 +288,7 @@ class LanguageModelTask(GenerationTask):
 
     def restore(self, directory: Path) -> None:
         self._load_tokenizer()
-        train = pd.read_json(directory / "data" / "train.jsonl", lines=True, dtype=False)
+        train = pd.read_json(split_file(directory, "train"), lines=True, dtype=False)
         self.retriever = self._retriever(train)
 
 
