@@ -110,6 +110,7 @@ def test_default_spaces_follow_the_task_and_encoder() -> None:
     assert (retrieval["train.epochs"].low, retrieval["train.epochs"].high) == (1, 4)
 
 
+@pytest.mark.large  # slow (20-60 s with its fixture); CI runs it after the default suite (.ci/run)
 def test_the_search_sees_only_the_training_and_validation_split(base: Path, study: Path) -> None:
     splits = load_qa_data(load_config([base], FAST)).splits
     pool = pd.read_json(study / POOL_FILE, lines=True)
@@ -150,6 +151,7 @@ def test_the_first_trial_is_the_starting_config_and_the_best_is_written_as_yaml(
     assert "**best**" in table
 
 
+@pytest.mark.large  # slow (20-60 s with its fixture); CI runs it after the default suite (.ci/run)
 def test_every_trial_is_an_hparams_session(study: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -161,6 +163,7 @@ def test_every_trial_is_an_hparams_session(study: Path) -> None:
     assert any("hparams" in tag for tag in events.Tags()["tensors"])
 
 
+@pytest.mark.large  # slow (20-60 s with its fixture); CI runs it after the default suite (.ci/run)
 def test_rerunning_resumes_the_study_without_retraining(base: Path, study: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -243,6 +246,7 @@ def test_a_killed_trial_is_queued_again(base: Path, tmp_path: Path, monkeypatch:
     assert all(_fold_runs(root)[p] == t for p, t in first_fold.items())
 
 
+@pytest.mark.large  # slow (20-60 s with its fixture); CI runs it after the default suite (.ci/run)
 def test_another_space_in_the_same_directory_is_refused(base: Path, study: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -155,6 +155,7 @@ def test_run_writes_generation_metrics(trained: Path) -> None:
     assert (predictions["score"] <= 0).all()  # log-probabilities
 
 
+@pytest.mark.large  # slow (20-60 s with its fixture); CI runs it after the default suite (.ci/run)
 def test_score_counts_reference_words_outside_the_answer_vocabulary(loaded: tuple) -> None:
     task, model = loaded
     generator = task.generator(model)

@@ -42,14 +42,9 @@ def longest_run(text: str) -> int:
     return longest
 
 
-# The Transformer's case is `large` (about 45 s on 2 cores), run by CI after the default suite.
-@pytest.mark.parametrize(
-    "name",
-    [
-        "generate_gru_attention.yaml",
-        pytest.param("generate_transformer.yaml", marks=pytest.mark.large),
-    ],
-)
+# `large` (45-70 s each on 2 cores), run by CI after the default suite (.ci/run).
+@pytest.mark.large
+@pytest.mark.parametrize("name", ["generate_gru_attention.yaml", "generate_transformer.yaml"])
 def test_shipped_generation_configs_do_not_loop(name: str, tmp_path: Path) -> None:
     """Every answer of a (shrunk) shipped config is non-empty and repeats no word more than 3 times in a row.
 
