@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from qa_assistant.config import load_config
 from qa_assistant.errors import run_script
+from qa_assistant.layout import split_file
 from qa_assistant.metrics.baselines import tfidf_nearest_answers
 from qa_assistant.metrics.generation import evaluate_generation, text_metrics
 from qa_assistant.metrics.ranking import format_columns, format_table
@@ -84,7 +85,7 @@ def main() -> int:
         )
         _, task, model = load_run(run_dir)
         generator = task.generator(model)
-        test = pd.read_json(run_dir / "data" / "test.jsonl", lines=True, dtype=False)
+        test = pd.read_json(split_file(run_dir, "test"), lines=True, dtype=False)
         for strategy, width in (("greedy", 1), ("beam", BEAM)):
             beam = f" {width}, length penalty {config.decoding.length_penalty:g}"
             label = f"{name}, {strategy}" + (beam if strategy == "beam" else "")
@@ -92,7 +93,7 @@ def main() -> int:
             rows[label] = {**metrics, "train_seconds": result.metrics["train_seconds"]}
             answers[label] = predicted
     # Every config splits the same data with the same seed: one split for all.
-    train = pd.read_json(run_dir / "data" / "train.jsonl", lines=True, dtype=False)
+    train = pd.read_json(split_file(run_dir, "train"), lines=True, dtype=False)
     grouped = test.groupby("question", sort=False)["answer"].agg(list)
     retrieved = tfidf_nearest_answers(
         train["question"].tolist(), train["answer"].tolist(), grouped.index.tolist()

@@ -64,7 +64,7 @@ import tensorflow as tf
 
 from qa_assistant.config import load_config
 from qa_assistant.errors import UserError, run_script
-from qa_assistant.layout import ADAPTER_FILE, CONFIG_FILE, METRICS_FILE, is_finished
+from qa_assistant.layout import ADAPTER_FILE, CONFIG_FILE, METRICS_FILE, is_finished, split_file
 from qa_assistant.metrics.baselines import tfidf_nearest_answers
 from qa_assistant.metrics.generation import evaluate_generation, rouge_l, text_metrics
 from qa_assistant.metrics.ranking import format_columns, format_table
@@ -396,7 +396,7 @@ def learning_curve(
     the main LoRA run itself (every training pair, the main validation
     split); other seeds of N = all train again (`--all-seeds`).
     """
-    pool, test_file = _split(lora_dir, "train"), lora_dir / "data" / "test.jsonl"
+    pool, test_file = _split(lora_dir, "train"), split_file(lora_dir, "test")
     folder.mkdir(parents=True, exist_ok=True)
     results = []
     for size in sizes:
@@ -469,7 +469,7 @@ def _plot(frame: pd.DataFrame, path: Path, pool: int) -> None:
 
 
 def _split(run_dir: Path, name: str) -> pd.DataFrame:
-    return pd.read_json(run_dir / "data" / f"{name}.jsonl", lines=True, dtype=False)
+    return pd.read_json(split_file(run_dir, name), lines=True, dtype=False)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from qa_assistant.benchmark.machine import describe_machine, run_measured
 from qa_assistant.benchmark.readme_command import readme_steps
 from qa_assistant.benchmark.report import Report, write_section
 from qa_assistant.errors import UserError
+from qa_assistant.layout import split_file
 from qa_assistant.tasks import task_names
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ def _serving(options: BenchmarkOptions, workdir: Path, env: dict[str, str]) -> d
 
 def _questions(run: Path) -> list[str]:
     for split in ("test", "validation", "train"):
-        path = run / "data" / f"{split}.jsonl"
+        path = split_file(run, split)
         lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
         questions = [json.loads(line)["question"] for line in lines if line.strip()]
         if questions:

