@@ -22,7 +22,10 @@ and teacher-forced perplexity (per token of each model's own tokenizer), for
   by TF-IDF over the training pairs, and grounded by the MiniLM retriever
   over its answer bank (notes at answer time only);
 * the LoRA-tuned LM trained on grounded prompts (`lm.grounding` = the
-  MiniLM run: retrieval-augmented fine-tuning), grounded when answering;
+  MiniLM run: retrieval-augmented fine-tuning), grounded when answering,
+  and the same quoting the retriever's top answer where its score reaches
+  the threshold `lm.quote_above: auto` chooses on the validation questions
+  (`tasks/lm/quoting.py`);
 * the scratch generators;
 * TF-IDF retrieval (the training answer of the nearest training question)
   and the MiniLM retriever's top answer (its bank: every answer of the data).
@@ -31,6 +34,10 @@ Then: where the retriever ranks the right answer 1st / 2nd-5th / lower, the
 ROUGE-L of its top answer against the grounded LM's; the adapter's size
 against a full copy of the model; generated tokens per second with and
 without the key/value cache (the same greedy tokens, side by side).
+
+`--grounded-only` trains and evaluates the grounded rows alone (the
+retriever, the LoRA run on grounded prompts, generating and quoting) beside
+the retrieval rows.
 
 `--curve` adds the learning curve (`--curve-only`: the curve alone): LoRA
 runs on N = 25/50/100/200/all training pairs per seed, tested on the same
@@ -41,7 +48,7 @@ OUTPUT/curve/ (`tensorboard --logdir OUTPUT/curve`).
 Finished runs under --output are reused.
 
 Usage:
-    python experiments/personalize_llm.py [--data F] [--output DIR] [--full] [--no-scratch]
+    python experiments/personalize_llm.py [--data F] [--output DIR] [--full] [--no-scratch] [--grounded-only]
         [--curve | --curve-only | --footprint-only] [--sizes 25 50 100 200 all] [--seeds 42 43 44] [--all-seeds 42]
         [--set key=value ...]
 """
@@ -73,6 +80,7 @@ from qa_assistant.tasks import get_task
 from qa_assistant.tasks.lm.cached import CachedCausalLM, left_pad
 from qa_assistant.tasks.lm.generator import LanguageModelGenerator
 from qa_assistant.tasks.lm.grounding import DualEncoderRetriever, TfidfRetriever
+from qa_assistant.tasks.lm.quoting import calibrate
 from qa_assistant.tasks.runs import load_run
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -86,6 +94,7 @@ SCRATCH = {
 # One split for every config: these keys are set alike for all of them.
 SPLIT = ("data.test_fraction=0.2", "data.validation_fraction=0.1", "train.seed=42")
 KEYS = ("bleu", "rouge_l", "exact_match", "perplexity")
+GROUNDED = "SmolLM2 + LoRA trained grounded, grounded (MiniLM top 3)"
 SPEED_QUESTIONS = 16  # one batch of held-out questions for the cache comparison
 SPEED_TOKENS = 32  # tokens generated per row in it
 
@@ -102,6 +111,11 @@ def main() -> int:
         "--no-grounded-training",
         action="store_true",
         help="leave out the LoRA run trained on grounded prompts",
+    )
+    parser.add_argument(
+        "--grounded-only",
+        action="store_true",
+        help="only the retriever and the LoRA run trained on grounded prompts (generating and quoting)",
     )
     parser.add_argument("--curve", action="store_true", help="also draw the learning curve")
     parser.add_argument("--sizes", nargs="+", default=["25", "50", "100", "200", "all"])
@@ -130,8 +144,11 @@ def main() -> int:
             root / "curve", root / "lora", common, args.sizes, args.seeds, args.all_seeds or args.seeds
         )
         return 0
-    trained, tuned = train_all(root, common, args.full, args.no_scratch, not args.no_grounded_training)
-    lora_dir = root / "lora"
+    if args.grounded_only:
+        trained, tuned = train_grounded(root, common)
+    else:
+        trained, tuned = train_all(root, common, args.full, args.no_scratch, not args.no_grounded_training)
+    lora_dir = root / ("lora_grounded" if args.grounded_only else "lora")
     train_frame, test = (_split(lora_dir, name) for name in ("train", "test"))
     grouped = test.groupby("question", sort=False)["answer"].agg(list)
     for run_dir in (root / "retriever", *tuned.values()):
@@ -146,8 +163,13 @@ def main() -> int:
         "TF-IDF": TfidfRetriever(train_frame["question"].tolist(), train_frame["answer"].tolist()),
         "MiniLM": DualEncoderRetriever(retrieval_task, retrieval_model),
     }
-    lm_rows(rows, answers, lora_dir, test, retrievers)
+    if not args.grounded_only:
+        lm_rows(rows, answers, lora_dir, test, retrievers)
+    quoting = {}
     for name, run_dir in tuned.items():
+        if name == GROUNDED:
+            quoting = grounded_rows(rows, answers, run_dir, test)
+            continue
         _, task, model = load_run(run_dir)
         rows[name], answers[name] = _evaluate(task.generator(model), test)
         print(f"[{name}] ROUGE-L {rows[name]['rouge_l']:.3f}", flush=True)
@@ -157,10 +179,13 @@ def main() -> int:
     )
     rows["TF-IDF retrieval of a training answer"] = _text_metrics(grouped.tolist(), retrieved)
     answers["TF-IDF retrieval"] = retrieved
-    top, ranks = _retriever_ranks(retrievers["MiniLM"], grouped)
+    top, top_scores, ranks = _retriever_ranks(retrievers["MiniLM"], grouped)
     rows["MiniLM retriever's top answer"] = _text_metrics(grouped.tolist(), top)
     answers["MiniLM retriever"] = top
-    report(root, rows, answers, grouped, ranks, trained, footprint(lora_dir, test))
+    if quoting.get("threshold") is not None:
+        quoting["test_quoted_share"] = float(np.mean(np.asarray(top_scores) >= quoting["threshold"]))
+    speed = {} if args.grounded_only else footprint(lora_dir, test)
+    report(root, rows, answers, grouped, ranks, trained, {**speed, "quoting": quoting})
     if args.curve:
         learning_curve(root / "curve", lora_dir, common, args.sizes, args.seeds, args.all_seeds or args.seeds)
     return 0
@@ -177,7 +202,7 @@ def train_all(
     if grounded:
         grounding = f"lm.grounding={json.dumps(str((root / 'retriever').resolve()))}"
         trained["LoRA, grounded training"] = train(root / "lora_grounded", LM, [*common, grounding])
-        tuned["SmolLM2 + LoRA trained grounded, grounded (MiniLM top 3)"] = root / "lora_grounded"
+        tuned[GROUNDED] = root / "lora_grounded"
     if full:
         trained["full"] = train(root / "full", LM, [*common, "lm.lora_rank=0", "train.learning_rate=5e-5"])
         tuned["SmolLM2 fine-tuned (every weight)"] = root / "full"
@@ -185,6 +210,49 @@ def train_all(
         trained[name] = train(root / path.stem, path, common)
         tuned[name] = root / path.stem
     return trained, tuned
+
+
+def train_grounded(root: Path, common: list[str]) -> tuple[dict, dict[str, Path]]:
+    """`--grounded-only`: the MiniLM retriever and the LoRA run trained on its notes (trained or reused)."""
+    trained = {"MiniLM retriever": train(root / "retriever", RETRIEVER, [*common, "text.lowercase=false"])}
+    grounding = f"lm.grounding={json.dumps(str((root / 'retriever').resolve()))}"
+    trained["LoRA, grounded training"] = train(root / "lora_grounded", LM, [*common, grounding])
+    return trained, {GROUNDED: root / "lora_grounded"}
+
+
+def grounded_rows(
+    rows: dict[str, dict[str, float]], answers: dict[str, list[str]], run_dir: Path, test: pd.DataFrame
+) -> dict[str, Any]:
+    """The LM trained on grounded prompts, generating every answer, then quoting where the retriever is sure.
+
+    The quote threshold is what `lm.quote_above: auto` would choose
+    (`quoting.calibrate`, on the run's validation questions); the test
+    questions never take part in choosing it. Returns that choice.
+    """
+    config, task, model = load_run(run_dir)
+
+    def generator(quote_above: float | None) -> LanguageModelGenerator:
+        return LanguageModelGenerator(
+            model,
+            task.prompt,
+            config.decoding,
+            max_new_tokens=config.decoder.max_length,
+            retriever=task.retriever,
+            grounding_k=config.lm.grounding_k,
+            answer_max_tokens=config.lm.max_length,
+            quote_above=quote_above,
+        )
+
+    generating = generator(None)
+    rows[GROUNDED], answers[GROUNDED] = _evaluate(generating, test)
+    print(f"[{GROUNDED}] ROUGE-L {rows[GROUNDED]['rouge_l']:.3f}", flush=True)
+    choice = calibrate(generating, _split(run_dir, "validation"))
+    print(f"quote threshold chosen on the validation questions: {choice.as_dict()}", flush=True)
+    if choice.threshold is not None:
+        name = f"{GROUNDED}, quoting the top answer at score >= {choice.threshold:.3f}"
+        rows[name], answers[name] = _evaluate(generator(choice.threshold), test)
+        print(f"[{name}] ROUGE-L {rows[name]['rouge_l']:.3f}", flush=True)
+    return choice.as_dict()
 
 
 def report(
@@ -294,17 +362,20 @@ def _text_metrics(references: list[list[str]], predicted: list[str]) -> dict[str
     return text_metrics([[r.lower() for r in refs] for refs in references], [p.lower() for p in predicted])
 
 
-def _retriever_ranks(retriever: DualEncoderRetriever, grouped: pd.Series) -> tuple[list[str], list[int]]:
-    """The retriever's top answer per question, and the rank (1-based; 0: not in the top 5) of a right one."""
-    top, ranks = [], []
+def _retriever_ranks(
+    retriever: DualEncoderRetriever, grouped: pd.Series
+) -> tuple[list[str], list[float], list[int]]:
+    """The retriever's top answer per question, its score, and the rank (1-based; 0: not in the top 5) of a right one."""
+    top, scores, ranks = [], [], []
     questions = grouped.index.tolist()
     for start in range(0, len(questions), 64):
-        found, _ = retriever.retrieve(tf.constant(questions[start : start + 64]), 5)
+        found, found_scores = retriever.retrieve(tf.constant(questions[start : start + 64]), 5)
         for row, references in zip(found.numpy(), grouped.iloc[start : start + 64], strict=True):
             texts = [a.decode("utf-8") for a in row]
             top.append(texts[0])
             ranks.append(next((i + 1 for i, t in enumerate(texts) if t in set(references)), 0))
-    return top, ranks
+        scores += found_scores.numpy()[:, 0].tolist()
+    return top, scores, ranks
 
 
 def _by_rank(

@@ -560,6 +560,8 @@ def _print_answer(answer: object, top_k: int | None, prefix: str = "") -> None:
             print(f"  {rank}. [{score:.3f}] {text}")
         if answer.extra.get("matched_question"):  # retrieval: why this answer was chosen
             print(f"  closest known question: {answer.extra['matched_question']}")
+        if answer.extra.get("quoted"):  # a grounded LM: why this answer is word for word a note
+            print("  quoted: the retriever's first note, scored at or above lm.quote_above")
 
 
 def _benchmark(args: argparse.Namespace) -> int:

@@ -290,6 +290,7 @@ def _check_range(value: Any, meta: Any, name: str) -> None:
     if meta.get("positive") and value <= 0:
         raise UserError(f"config key '{name}' must be greater than 0; got {value!r}")
     if "pattern" in meta and not re.fullmatch(meta["pattern"], str(value)):
-        raise UserError(f"config key '{name}' got {value!r}; expected {meta['expected']}")
+        expected = meta.get("expected", f"a value matching {meta['pattern']}")
+        raise UserError(f"config key '{name}' got {value!r}; expected {expected}")
     if "fraction" in meta and not 0.0 <= value < 1.0:
         raise UserError(f"config key '{name}' must be in [0, 1); got {value!r}")

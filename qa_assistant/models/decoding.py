@@ -110,6 +110,12 @@ class SearchOptions(NamedTuple):
             return options._replace(repetition_penalty=tf.identity(options.repetition_penalty))
 
 
+def hypothesis_count(options: SearchOptions) -> tf.Tensor:
+    """`int32` scalar: the hypotheses `search` keeps per question (the beam width for beam search, else 1)."""
+    is_beam = tf.equal(options.strategy, STRATEGIES.index("beam"))
+    return tf.where(is_beam, tf.clip_by_value(options.beam_width, 1, MAX_BEAM_WIDTH), 1)
+
+
 class SearchResult(NamedTuple):
     """What `search` returns, best hypothesis first."""
 
@@ -174,8 +180,7 @@ class _Search:
         decoder, options, encoder_outputs = self.decoder, self.options, self.encoder_outputs
         self.banned_ids = (0, self.start_id, *self.banned_ids)
         self.batch = tf.shape(encoder_outputs["padding_mask"])[0]
-        is_beam = tf.equal(options.strategy, STRATEGIES.index("beam"))
-        self.width = tf.where(is_beam, tf.clip_by_value(options.beam_width, 1, MAX_BEAM_WIDTH), 1)
+        self.width = hypothesis_count(options)
         self.length = tf.maximum(options.max_length, 0)
         if getattr(decoder, "max_positions", None):
             self.length = tf.minimum(self.length, decoder.max_positions)

@@ -69,6 +69,11 @@ def test_files_merge_left_to_right_and_overrides_win(tmp_path: Path) -> None:
         ),
         ("train.monitor=val_mrr", "train.monitor val_mrr ranks the answer bank; task.type is 'classify'"),
         ("train.monitor_from_epoch=-1", "config key 'train.monitor_from_epoch' must be at least 0; got -1"),
+        (
+            "lm.lora_targets=Query!",
+            "config key 'lm.lora_targets' got 'Query!'; expected comma-separated layer names, e.g. query,value",
+        ),
+        ("lm.quote_above=often", "config key 'lm.quote_above' got 'often'; expected none, auto or a number"),
     ],
 )
 def test_bad_values_name_key_value_and_expectation(override: str, message: str) -> None:

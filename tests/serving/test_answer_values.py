@@ -25,3 +25,14 @@ def test_values_keep_their_shape_and_types():
     assert _value(np.int32(7)) == 7
     assert _value(np.float32(-np.inf)) is None
     assert _value(b"caf\xc3\xa9") == "café"
+
+
+def test_a_quoted_reply_says_so_in_json_and_with_top_k(capsys):
+    from qa_assistant.cli import _print_answer
+
+    answer = Answer("q", "The office opens at 9.", -3.5, extra={"quoted": _value(np.bool_(True))})
+    assert json.loads(json.dumps(answer.as_dict()))["quoted"] is True
+    _print_answer(answer, top_k=1)
+    assert "quoted: the retriever's first note" in capsys.readouterr().out
+    _print_answer(answer, top_k=None)  # the plain reply stays one line
+    assert capsys.readouterr().out == "The office opens at 9.\n"

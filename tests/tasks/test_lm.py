@@ -163,6 +163,125 @@ def test_cached_decoding_equals_full_recomputation(tiny_lm):
         assert result.scores[row, 0].numpy() == pytest.approx(total, abs=1e-4)
 
 
+def _tfidf_generator(tiny_lm, prompt, quote_above=None):
+    from qa_assistant.tasks.lm.grounding import TfidfRetriever
+
+    retriever = TfidfRetriever(PAIRS["question"].tolist(), PAIRS["answer"].tolist())
+    return LanguageModelGenerator(
+        tiny_lm[0],
+        prompt,
+        GREEDY,
+        max_new_tokens=5,
+        retriever=retriever,
+        grounding_k=2,
+        quote_above=quote_above,
+    )
+
+
+# Module-wide: each traces its graph functions once (tens of seconds each).
+@pytest.fixture(scope="module")
+def grounded(tiny_lm, prompt):
+    return _tfidf_generator(tiny_lm, prompt)
+
+
+@pytest.fixture(scope="module")
+def routed(tiny_lm, prompt):
+    return _tfidf_generator(tiny_lm, prompt, quote_above=0.5)
+
+
+@pytest.mark.large
+def test_scores_come_from_the_answer_positions_as_full_logits_give_them(tiny_lm, prompt, grounded):
+    questions = tf.constant(["how do I open the box", "hi"])
+    answers = tf.constant(["Open it", "a longer reply here"])
+    got = grounded.score(questions, answers)
+    notes, _ = grounded.retriever.retrieve(questions, 2)
+    inputs, targets = shifted_pair(prompt.prompt_ids(questions, notes), prompt.answer_ids(answers, 256))
+    logits = tiny_lm[0]({"token_ids": inputs.to_tensor(0), "padding_mask": inputs.to_tensor(0) >= 0})
+    targets = targets.to_tensor(0).numpy()
+    log_probs = tf.nn.log_softmax(logits).numpy()
+    for row in range(2):
+        where = np.flatnonzero(targets[row])
+        expected = log_probs[row, where, targets[row, where]].sum()
+        assert got["log_probability"].numpy()[row] == pytest.approx(expected, abs=1e-4)
+        assert got["tokens"].numpy()[row] == len(where)
+
+
+@pytest.mark.large
+def test_a_confident_note_is_quoted_and_the_others_are_generated(grounded, routed):
+    # A training question (its note scores 1.0) and one without a known word (0.0).
+    questions = tf.constant(["how do I close the lid", "zzz qqq"])
+    out, alone = routed.answer(questions), grounded.answer(questions)
+    assert out["quoted"].numpy().tolist() == [True, False]
+    assert out["answer"].numpy()[0].decode() == "Close the lid slowly"
+    assert out["answer"].numpy()[1] == alone["answer"].numpy()[1]  # the other row is untouched
+    assert out["score"].numpy()[1] == pytest.approx(alone["score"].numpy()[1], abs=1e-5)
+    scored = grounded.score(questions[:1], tf.constant(["Close the lid slowly"]))
+    assert out["score"].numpy()[0] == pytest.approx(scored["log_probability"].numpy()[0], abs=1e-4)
+    assert out["length"].numpy()[0] == scored["tokens"].numpy()[0]
+    assert out["top_k_answers"].numpy()[0, 0].decode() == "Close the lid slowly"
+    # A batch of quotes only is not decoded: one column, the quote.
+    both = routed.answer(tf.constant(["how do I open the door", "how do I close the box"]))
+    assert [a.decode() for a in both["answer"].numpy()] == ["Open the door slowly", "Close the box slowly"]
+    assert both["quoted"].numpy().all()
+    assert both["top_k_answers"].shape == (2, 1)  # greedy: one hypothesis
+
+
+@pytest.mark.large
+def test_a_quoted_row_holds_the_quote_alone_among_the_beams(routed):
+    questions = tf.constant(["how do I close the lid", "zzz qqq"])
+    beams = routed.generate(questions, tf.constant("beam"), *_default_numbers(beam_width=3))
+    assert [a.decode() for a in beams["top_k_answers"].numpy()[0]] == ["Close the lid slowly", "", ""]
+    assert np.isneginf(beams["top_k_scores"].numpy()[0, 1:]).all()
+    assert np.isfinite(beams["top_k_scores"].numpy()[1]).all()  # the generated row keeps its beams
+    # A batch of quotes only is not decoded, but is as wide as the beams asked for.
+    quotes = routed.generate(questions[:1], tf.constant("beam"), *_default_numbers(beam_width=3))
+    assert [a.decode() for a in quotes["top_k_answers"].numpy()[0]] == ["Close the lid slowly", "", ""]
+
+
+def _default_numbers(**chosen):
+    """`generate`'s numeric options in signature order: `chosen` values, -1 (the default) elsewhere."""
+    from qa_assistant.tasks.generation.generator import OPTIONS
+
+    return [tf.constant(chosen.get(spec.name, -1), spec.dtype) for spec in OPTIONS[1:]]
+
+
+def test_the_quote_threshold_is_the_best_on_the_calibration_questions():
+    from qa_assistant.tasks.lm.quoting import choose_threshold
+
+    scores = np.array([0.9, 0.8, 0.6, 0.3, -np.inf])
+    quotes = np.array([1.0, 1.0, 0.1, 0.9, 0.0])
+    generated = np.array([0.4, 0.4, 0.5, 0.2, 0.3])
+    choice = choose_threshold(scores, quotes, generated)
+    # Quoting down to 0.3 gives (1 + 1 + 0.1 + 0.9 + 0.3) / 5, above stopping at 0.8 ((1 + 1 + 0.5 + 0.2 + 0.3) / 5).
+    assert choice.threshold == 0.3
+    assert choice.routed_rouge_l == pytest.approx(3.3 / 5)
+    assert choice.quoted_share == pytest.approx(0.8)  # the question without a note is never quoted
+    assert choose_threshold(scores, np.zeros(5), generated).threshold is None  # quoting never helps
+    # Equally good thresholds: the highest (fewest quotes) wins.
+    assert choose_threshold(np.array([0.9, 0.5]), np.array([1.0, 0.5]), np.array([0.0, 0.5])).threshold == 0.9
+    assert choose_threshold(np.zeros(0), np.zeros(0), np.zeros(0)).threshold is None
+
+
+@pytest.mark.large
+def test_calibration_quotes_the_notes_that_are_the_answers(grounded):
+    from qa_assistant.tasks.lm.quoting import calibrate
+
+    choice = calibrate(grounded, PAIRS)  # each question's first note is its answer
+    assert choice.threshold == pytest.approx(1.0)
+    assert choice.routed_rouge_l == pytest.approx(1.0)
+    assert choice.quoted_share == 1.0
+
+
+def test_quoting_needs_grounding():
+    from qa_assistant.errors import UserError
+    from qa_assistant.tasks import get_task
+
+    with pytest.raises(
+        UserError, match=r"lm\.quote_above 'auto' quotes a grounding note; expected lm\.grounding"
+    ):
+        get_task(tiny_config("task.type=lm", "lm.quote_above=auto"))
+
+
 def test_prompts_of_hostile_questions_are_bounded_and_valid(prompt, tiny_lm):
     questions = ["", "x" * 100_000, "bell\x07 and\x1b[31m escape", b"\xff\xfe invalid"]
     ids = prompt.prompt_ids(tf.constant(questions)).to_list()
@@ -192,7 +311,8 @@ def test_generator_answers_hostile_questions(tiny_lm, prompt):
 
 @pytest.fixture(scope="module")
 def lm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One epoch of LoRA fine-tuning of the tiny checkpoint on the generated FAQ, TF-IDF grounding on."""
+    """One epoch of LoRA fine-tuning of the tiny checkpoint on the generated FAQ, TF-IDF grounding on,
+    quoting where the validation questions say so."""
     from qa_assistant.training.runner import train_run
 
     root = tmp_path_factory.mktemp("lm")
@@ -206,6 +326,7 @@ def lm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "lm.max_length=96",
         "lm.grounding=tfidf",
         "lm.grounding_k=2",
+        "lm.quote_above=auto",
         "decoder.max_length=6",
         "train.epochs=1",
         "train.batch_size=8",
@@ -240,10 +361,19 @@ def test_a_reloaded_run_answers_as_the_trained_one(lm_run):
 
     _, task, model = load_run(lm_run)
     predictions = [json.loads(line) for line in (lm_run / "predictions.jsonl").read_text().splitlines()]
-    questions = [p["question"] for p in predictions[:4]]
+    questions = [p["question"] for p in predictions]
     again = task.predict(model, questions, top_k=1)
-    assert [a.decode("utf-8") for a in again["answer"]] == [p["predicted"] for p in predictions[:4]]
-    assert again["grounding_answers"].shape == (4, 2)  # TF-IDF notes from the training answers
+    assert [a.decode("utf-8") for a in again["answer"]] == [p["predicted"] for p in predictions]
+    assert again["grounding_answers"].shape == (len(questions), 2)  # TF-IDF notes from the training answers
+    # `lm.quote_above: auto` chose a threshold on the validation questions; the reloaded run uses it.
+    state = json.loads((lm_run / "lm.json").read_text())
+    assert state["quote_above"] is not None  # the random model's answers lose to the right notes
+    assert state["quoting"]["routed_rouge_l"] > state["quoting"]["generated_rouge_l"]
+    assert task.quote_above == state["quote_above"]
+    quoted = again["quoted"]
+    assert quoted.any()
+    assert (again["answer"][quoted] == again["grounding_answers"][quoted, 0]).all()
+    assert (again["grounding_scores"][quoted, 0] >= state["quote_above"]).all()
 
 
 @pytest.mark.large
@@ -365,6 +495,7 @@ def test_the_export_answers_as_the_run_with_grounding_and_hostile_requests(lm_ru
     assert [a.decode() for a in out["answer"].numpy()] == [a.decode() for a in expected["answer"]]
     np.testing.assert_allclose(out["score"].numpy(), expected["score"], rtol=1e-4, atol=1e-4)
     assert out["grounding_answers"].shape == (len(questions), 2)  # grounding is not dropped by the export
+    assert out["quoted"].numpy().tolist() == expected["quoted"].tolist()  # nor is quoting
     invalid = serve(question=tf.constant([b"\xff\xfe\xfd bytes"]))["answer"].numpy()[0]
     invalid.decode("utf-8")
     beams = loaded.signatures["generate"](

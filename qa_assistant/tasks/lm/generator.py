@@ -10,7 +10,8 @@ signatures as the encoder-decoder's (`tasks/generation/generator.py`), so
   its log-probability `score`, `length` (tokens, end token included),
   `top_k_answers` / `top_k_scores` (beam hypotheses; one otherwise) and,
   when grounded, `grounding_answers` / `grounding_scores` (the notes the
-  prompt held, best first);
+  prompt held, best first) and `quoted` (whether the answer is the first
+  note word for word, `lm.quote_above`; see `tasks/lm/quoting.py`);
 * `generate(question, strategy, ...)`: the same with per-request options;
 * `score(question, answer)`: teacher-forced log-probability of a given
   answer (perplexity from an export).
@@ -27,7 +28,7 @@ import keras
 import tensorflow as tf
 
 from qa_assistant.config import DecodingConfig
-from qa_assistant.models.decoding import SearchOptions, search
+from qa_assistant.models.decoding import SearchOptions, hypothesis_count, search
 from qa_assistant.tasks.generation.generator import (
     ANSWER,
     OPTIONS,
@@ -51,7 +52,13 @@ class LanguageModelGenerator:
         retriever: grounding: `retrieve(questions, k)` -> `(answers, scores)`
             `[batch, k]`, or `None` for ungrounded prompts.
         grounding_k: notes per prompt.
-        answer_max_tokens: most answer tokens that `score` reads.
+        answer_max_tokens: most answer tokens that `score` reads (and that a
+            quoted answer's score and length count).
+        quote_above: with a retriever, a request whose first note scores at
+            least this is answered with that note, word for word (its
+            `score` is the note's log-probability under the model, as
+            `score` computes it); `None`: the model always writes the answer.
+            When every request of a batch is quoted, nothing is generated.
     """
 
     def __init__(
@@ -63,6 +70,7 @@ class LanguageModelGenerator:
         retriever: Any | None = None,
         grounding_k: int = 0,
         answer_max_tokens: int = 256,
+        quote_above: float | None = None,
     ) -> None:
         self.model = model
         self.prompt = prompt
@@ -70,6 +78,7 @@ class LanguageModelGenerator:
         self.grounding_k = grounding_k
         self.max_new_tokens = max_new_tokens
         self.answer_max_tokens = answer_max_tokens
+        self.quote_above = quote_above if retriever is not None else None
         self.defaults = SearchOptions.from_config(decoding, max_new_tokens)
         self.decoder = CachedCausalLM(model, last_prompt_id=prompt.last_prompt_id)
         self.answer = tf.function(self._answer, input_signature=[QUESTION], autograph=False)
@@ -97,7 +106,20 @@ class LanguageModelGenerator:
     def _run(self, question: tf.Tensor, options: SearchOptions) -> dict[str, tf.Tensor]:
         options = options._replace(max_length=tf.minimum(options.max_length, self.max_new_tokens))
         notes, note_scores = self._notes(question)
-        ids, mask = left_pad(self.prompt.prompt_ids(question, notes))
+        prompt = self.prompt.prompt_ids(question, notes)
+        if self.quote_above is None:
+            outputs = self._search(question, prompt, options)
+        else:
+            outputs = self._routed(question, prompt, options, notes[:, 0], note_scores[:, 0])
+        if notes is not None:
+            outputs.update(grounding_answers=notes, grounding_scores=note_scores)
+        return outputs
+
+    def _search(
+        self, question: tf.Tensor, prompt: tf.RaggedTensor, options: SearchOptions
+    ) -> dict[str, tf.Tensor]:
+        """The model's own answers to the prompts (`search_outputs`)."""
+        ids, mask = left_pad(prompt)
         result = search(
             self.decoder,
             {"token_ids": ids, "padding_mask": mask},
@@ -106,10 +128,48 @@ class LanguageModelGenerator:
             end_id=self.prompt.end_id,
             row_keys=clean_text(question),
         )
-        outputs = search_outputs(result, self._detokenize(result.tokens))
-        if notes is not None:
-            outputs.update(grounding_answers=notes, grounding_scores=note_scores)
-        return outputs
+        return search_outputs(result, self._detokenize(result.tokens))
+
+    def _routed(
+        self,
+        question: tf.Tensor,
+        prompt: tf.RaggedTensor,
+        options: SearchOptions,
+        note: tf.Tensor,
+        note_score: tf.Tensor,
+    ) -> dict[str, tf.Tensor]:
+        """`_search`'s outputs, with the first note as the answer of each row whose note scores >= `quote_above`.
+
+        A quoted row's `top_k_answers` / `top_k_scores` hold the quote alone
+        (`""` and -inf after it, as wide as the search's hypotheses). A batch
+        of quoted rows only is not decoded.
+        """
+        quoted = note_score >= self.quote_above  # a missing note (-inf) is never quoted
+        scored = self._teacher_forced(prompt, self.prompt.answer_ids(note, self.answer_max_tokens))
+        quote = {
+            "answer": note,
+            "score": scored["log_probability"],
+            "length": tf.cast(scored["tokens"], tf.int32),
+        }
+
+        first = tf.range(hypothesis_count(options))[None, :] == 0
+        quote_rows = {
+            "top_k_answers": tf.where(first, note[:, None], ""),
+            "top_k_scores": tf.where(first, quote["score"][:, None], float("-inf")),
+        }
+
+        def quote_only() -> dict[str, tf.Tensor]:
+            return {**quote, **quote_rows}
+
+        def mixed() -> dict[str, tf.Tensor]:
+            generated = self._search(question, prompt, options)
+            return {
+                **{k: tf.where(quoted, v, generated[k]) for k, v in quote.items()},
+                **{k: tf.where(quoted[:, None], v, generated[k]) for k, v in quote_rows.items()},
+            }
+
+        outputs = tf.cond(tf.reduce_all(quoted), quote_only, mixed)
+        return {**outputs, "quoted": quoted}
 
     def _detokenize(self, tokens: tf.Tensor) -> tf.Tensor:
         """`[batch, width]` strings of `[batch, width, length]` ids (end token and padding dropped)."""
@@ -125,13 +185,28 @@ class LanguageModelGenerator:
     def _score(self, question: tf.Tensor, answer: tf.Tensor) -> dict[str, tf.Tensor]:
         notes, _ = self._notes(question)
         prompt = self.prompt.prompt_ids(question, notes)
-        answers = self.prompt.answer_ids(answer, self.answer_max_tokens)
+        return self._teacher_forced(prompt, self.prompt.answer_ids(answer, self.answer_max_tokens))
+
+    def _teacher_forced(self, prompt: tf.RaggedTensor, answers: tf.RaggedTensor) -> dict[str, tf.Tensor]:
+        """`teacher_forced_scores` of answer ids after their prompts, summed per row.
+
+        The vocabulary projection runs on the answer's positions only: a
+        grounded prompt is hundreds of tokens, and logits over the whole
+        sequence (`[rows, length, 49,152]` for SmolLM2) would take GBs.
+        """
         inputs, targets = shifted_pair(prompt, answers)
-        logits = self.model(
+        targets = targets.to_tensor(0)
+        backbone = self.model.backbone
+        hidden = backbone(
             {"token_ids": inputs.to_tensor(0), "padding_mask": tf.ones_like(inputs).to_tensor(0) > 0},
             training=False,
         )
-        return teacher_forced_scores(logits, targets.to_tensor(0), None)  # byte-level BPE: nothing unknown
+        scored = tf.where(targets != 0)  # [tokens, (row, position)]
+        # As the causal LM computes its logits from the backbone's output.
+        logits = backbone.token_embedding(tf.gather_nd(hidden, scored), reverse=True)
+        per_token = teacher_forced_scores(logits[:, None], tf.gather_nd(targets, scored)[:, None], None)
+        rows, count = tf.cast(scored[:, 0], tf.int32), tf.shape(targets)[0]
+        return {k: tf.math.unsorted_segment_sum(v, rows, count) for k, v in per_token.items()}
 
 
 def shifted_pair(prompt: tf.RaggedTensor, answer: tf.RaggedTensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:

@@ -21,11 +21,15 @@ grounded prompts (`training_notes`: retrieval-augmented fine-tuning, the
 pair's own answer among shuffled notes most of the time, absent otherwise),
 so the model learns to use the notes it will see. Evaluation, the TensorBoard
 samples, the baseline and the export are the generation task's: only the
-generator differs.
+generator differs. With `lm.quote_above`, a grounded run answers with its
+first note word for word where the retriever is sure of it
+(`tasks/lm/quoting.py`); `auto` chooses where on the validation questions
+after training (`finalize`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,7 @@ import tensorflow as tf
 from qa_assistant.atomic import replacing
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.pipeline import make_dataset
+from qa_assistant.data.split import Splits
 from qa_assistant.errors import UserError
 from qa_assistant.layout import ADAPTER_FILE, LM_FILE, split_file
 from qa_assistant.manifest import write_json
@@ -50,6 +55,7 @@ from qa_assistant.tasks.lm.grounding import DualEncoderRetriever, TfidfRetriever
 from qa_assistant.tasks.lm.lora import enable_lora
 from qa_assistant.tasks.lm.memory import check_memory
 from qa_assistant.tasks.lm.prompt import ChatPrompt
+from qa_assistant.tasks.lm.quoting import calibrate
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +88,18 @@ class LanguageModelTask(GenerationTask):
                 f"lm.lora_targets names unknown layers {', '.join(unknown)}; "
                 f"expected some of {', '.join(TARGET_LAYERS)}"
             )
+        lm = config.lm
+        if lm.quote_above != "none" and lm.grounding == "none":
+            raise UserError(
+                f"lm.quote_above '{lm.quote_above}' quotes a grounding note; expected lm.grounding "
+                "tfidf or a retrieval run (got none), or lm.quote_above none"
+            )
         self.prompt: ChatPrompt | None = None
         self.retriever: Any | None = None
         self.lm_tokenizer: Any | None = None
+        # The threshold in use; `auto` is settled by `finalize` (or read back by `restore`).
+        self.quote_above = None if lm.quote_above in ("none", "auto") else float(lm.quote_above)
+        self.quoting: dict[str, Any] = {}
 
     def _targets(self) -> list[str]:
         return [t.strip() for t in self.config.lm.lora_targets.split(",") if t.strip()]
@@ -254,9 +269,44 @@ class LanguageModelTask(GenerationTask):
                 retriever=self.retriever,
                 grounding_k=lm.grounding_k,
                 answer_max_tokens=lm.max_length,
+                quote_above=self.quote_above,
             )
             self._generator = (model, generator)
         return self._generator[1]
+
+    def finalize(self, model: keras.Model, splits: Splits) -> None:
+        """`lm.quote_above: auto`: chooses the quote threshold on the validation questions (`quoting.calibrate`).
+
+        Each validation question is answered by the model from its notes,
+        and the threshold whose quote-or-generate replies score best there
+        (ROUGE-L) is kept; with no validation questions, or where quoting
+        never helps, nothing is quoted. The log and `lm.json` say what was
+        chosen and what it gave.
+        """
+        if self.config.lm.quote_above != "auto":
+            return
+        self.quote_above, self._generator = None, None  # the model's own answers first
+        choice = calibrate(self.generator(model), splits.validation)
+        self.quote_above, self._generator = choice.threshold, None
+        self.quoting = choice.as_dict()
+        if choice.threshold is None:
+            log.info(
+                "lm.quote_above auto: never quoting (on %d validation questions quoting did not raise "
+                "ROUGE-L above the model's own answers' %.3f)",
+                choice.questions,
+                choice.generated_rouge_l,
+            )
+        else:
+            log.info(
+                "lm.quote_above auto: quoting the first note at score >= %.4f (%.0f%% of %d validation "
+                "questions); validation ROUGE-L %.3f, against %.3f generating always and %.3f quoting always",
+                choice.threshold,
+                100 * choice.quoted_share,
+                choice.questions,
+                choice.routed_rouge_l,
+                choice.generated_rouge_l,
+                choice.quoted_rouge_l,
+            )
 
     def projector_embeddings(self, model: keras.Model) -> dict[str, Any]:
         del model  # 49,152 subword rows of a pretrained model: not what a user explores
@@ -283,10 +333,19 @@ class LanguageModelTask(GenerationTask):
     def save(self, directory: Path) -> None:
         write_json(
             directory / LM_FILE,
-            {"preset": self.config.lm.preset, "resolved": resolve_preset(self.config.lm.preset)},
+            {
+                "preset": self.config.lm.preset,
+                "resolved": resolve_preset(self.config.lm.preset),
+                "quote_above": self.quote_above,
+                "quoting": self.quoting,
+            },
         )
 
     def restore(self, directory: Path) -> None:
+        state = json.loads((directory / LM_FILE).read_text(encoding="utf-8"))
+        # Runs saved before `lm.quote_above` existed hold no threshold: they never quote.
+        self.quote_above = state.get("quote_above")
+        self.quoting = state.get("quoting", {})
         self._load_tokenizer()
         train = pd.read_json(split_file(directory, "train"), lines=True, dtype=False)
         self.retriever = self._retriever(train)
