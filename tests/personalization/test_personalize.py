@@ -121,6 +121,7 @@ def test_init_from_an_export_loads_the_same_weights_without_running_its_graph(
     assert len(savedmodel_weights(tiny_export)) == len(from_run.weights)
 
 
+@pytest.mark.large  # 35-50 s on a quiet 2-core machine; CI runs it after the default suite (.ci/run)
 def test_one_command_personalises_exports_and_trains_the_new_words(
     tiny_run: Path, mine_csv: Path, tmp_path: Path
 ) -> None:

@@ -103,6 +103,7 @@ def test_reloaded_run_predicts_like_the_saved_predictions(trained: Path) -> None
     assert [a.decode() for a in out["answer"]] == predictions["predicted"].tolist()
 
 
+@pytest.mark.large  # 35-50 s on a quiet 2-core machine; CI runs it after the default suite (.ci/run)
 def test_export_reload_in_a_fresh_tensorflow_only_process(trained: Path, tmp_path: Path) -> None:
     version = export_run(trained, "faq", tmp_path / "saved_models")
     assert version == tmp_path / "saved_models" / "faq" / "1"
@@ -161,6 +162,7 @@ def test_signature_names_and_shapes(trained: Path, tmp_path: Path) -> None:
         bot.ask("a", strategy="beam")
 
 
+@pytest.mark.large  # 35-50 s on a quiet 2-core machine; CI runs it after the default suite (.ci/run)
 def test_versions_increment_and_never_overwrite(trained: Path, tmp_path: Path) -> None:
     first = export_run(trained, "faq", tmp_path)
     marker = first / "assets.extra" / "marker"

@@ -255,6 +255,7 @@ print(json.dumps(out, default=lambda b: b.decode()))
 """
 
 
+@pytest.mark.large  # 35-50 s on a quiet 2-core machine; CI runs it after the default suite (.ci/run)
 def test_export_generates_in_a_fresh_tensorflow_only_process(loaded: tuple, exported: Path) -> None:
     questions = ["what is your delivery?", "cost please", "", "WHAT IS YOUR DELIVERY?"]
     # TensorFlow plus tensorflow_text, which registers the NFKC op the default cleaning uses.

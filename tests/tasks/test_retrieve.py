@@ -198,6 +198,7 @@ def test_fallback_below_the_threshold(trained: Path) -> None:
     assert out["top_k_answers"][0, 0].decode() in TOPICS  # the ranking is still there
 
 
+@pytest.mark.large  # 35-50 s on a quiet 2-core machine; CI runs it after the default suite (.ci/run)
 def test_export_and_index_answer_in_a_fresh_tensorflow_only_process(exported: Path, tmp_path: Path) -> None:
     answer = Assistant(exported).ask("what is your price?", top_k=3)
     questions = {row["question"] for row in faq_rows(per_answer=8)}
@@ -283,6 +284,7 @@ def test_an_unfinished_run_with_answer_max_length_from_the_data_resumes(
     assert load_config([run / "config.yaml"]) == saved
 
 
+@pytest.mark.large  # 35-50 s on a quiet 2-core machine; CI runs it after the default suite (.ci/run)
 def test_evaluate_run_and_export(trained: Path, exported: Path, tmp_path: Path) -> None:
     # One test question asked twice with two answers: scored once, a hit on either counts.
     data = str(split_with_a_second_answer(trained, tmp_path / "test.jsonl"))
@@ -314,6 +316,7 @@ def _ranks(run: Path, data: str) -> list[float]:
     return predictions["rank"].tolist()
 
 
+@pytest.mark.large  # 35-50 s on a quiet 2-core machine; CI runs it after the default suite (.ci/run)
 def test_evaluate_run_and_export_agree_on_the_fallback(trained: Path, exported: Path, tmp_path: Path) -> None:
     data = str(trained / "data" / "test.jsonl")
     from_run = evaluate_path(trained, data)

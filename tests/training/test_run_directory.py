@@ -17,6 +17,7 @@ from qa_assistant.training.runner import train_run
 from tests.helpers import faq_rows, tiny_config
 
 
+@pytest.mark.large  # 35-50 s on a quiet 2-core machine; CI runs it after the default suite (.ci/run)
 def test_a_crash_before_metrics_leaves_an_unfinished_run_that_resumes(
     tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
