@@ -267,6 +267,12 @@ def _convert(value: Any, base: type, name: str) -> Any:
             return int(value)
         raise UserError(f"config key '{name}' expects an integer; got {value!r}")
     if base is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "5e-5" (no dot) as a string; a user means the number.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, (int, float)) and math.isfinite(value):
             return float(value)
         raise UserError(f"config key '{name}' expects a number; got {value!r}")

@@ -25,6 +25,16 @@ def test_files_merge_left_to_right_and_overrides_win(tmp_path: Path) -> None:
     assert config.encoder.bidirectional is True
 
 
+def test_exponent_without_a_dot_is_a_number(tmp_path: Path) -> None:
+    # YAML 1.1 reads 5e-5 as a string; in a file or an override a user means 0.00005.
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {learning_rate: 5e-5}\n")
+    assert load_config([path]).train.learning_rate == pytest.approx(5e-5)
+    assert load_config([], ["train.learning_rate=2E-4"]).train.learning_rate == pytest.approx(2e-4)
+    with pytest.raises(UserError, match="expects a number; got 'fast'"):
+        load_config([], ["train.learning_rate=fast"])
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
