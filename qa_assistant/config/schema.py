@@ -275,10 +275,13 @@ class TaskConfig:
         temperature: `retrieve`: similarities are divided by it (initial
             value when learned).
         learn_temperature: `retrieve`: train the temperature.
-        hard_negatives: `retrieve`: each training pair also brings the
-            wrong answer TF-IDF ranks highest for its question (mined once
-            from the training pairs; `tasks/retrieval/mining.py`), besides
-            the batch's other answers.
+        hard_negatives: `retrieve`: each training pair also brings one
+            wrong bank answer that looks right for its question, besides the
+            batch's other answers: `tfidf` (`true`), the one TF-IDF over the
+            training pairs ranks highest; `model`, the one the model as it
+            starts training ranks highest (the pretrained or `--init-from`
+            encoder); `none` (`false`). Mined once, before the first epoch
+            (`tasks/retrieval/mining.py`).
         label_smoothing: `classify`: the target puts this mass evenly on all
             classes and the rest on the right one (Szegedy et al. 2016): a
             model that cannot reach certainty on a few examples per class
@@ -300,7 +303,10 @@ class TaskConfig:
     loss: str = field(default="softmax", metadata=_choices("softmax", "symmetric", "sigmoid"))
     temperature: float = field(default=0.05, metadata={"positive": True})
     learn_temperature: bool = True
-    hard_negatives: bool = False
+    hard_negatives: str = field(
+        default="none",
+        metadata={**_choices("none", "tfidf", "model"), "false_is": "none", "true_is": "tfidf"},
+    )
     label_smoothing: float = field(default=0.0, metadata=_fraction())
     threshold: float | None = None
     threshold_keep: float = field(default=0.95, metadata=_fraction())

@@ -183,6 +183,15 @@ class Task(abc.ABC):
 
     # -- training ------------------------------------------------------------
 
+    @property
+    def data_needs_model(self) -> bool:
+        """Whether the training examples depend on the model as it starts (then `prepare_with_model` first)."""
+        return False
+
+    def prepare_with_model(self, model: keras.Model) -> None:
+        """Called with the built and initialised model before `dataset`, when `data_needs_model`."""
+        del model  # no task but retrieval's model-mined negatives draws data from the model
+
     @abc.abstractmethod
     def dataset(self, frame: pd.DataFrame, *, training: bool) -> tf.data.Dataset:
         """Batches of `(inputs, targets)` for `fit`."""

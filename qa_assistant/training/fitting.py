@@ -94,8 +94,20 @@ def build_training(
     keras.utils.set_random_seed(config.train.seed)
     config = settle_from_data(config, task, data)  # a no-op when the runner settled them already
     task.prepare(data)
-    train_ds = task.dataset(splits.train, training=True)
-    val_ds = task.dataset(splits.validation, training=False) if len(splits.validation) else None
+
+    def datasets() -> tuple[tf.data.Dataset, tf.data.Dataset | None, int]:
+        train_ds = task.dataset(splits.train, training=True)
+        val_ds = task.dataset(splits.validation, training=False) if len(splits.validation) else None
+        # One iterator per epoch, made by tf.data: the shuffle order of epoch k is
+        # then the k-th draw however often Keras or a restart makes iterators.
+        steps = count_batches(train_ds)
+        if steps == 0:
+            raise UserError("the training split gives no batches; expected at least one training example")
+        return train_ds, val_ds, steps
+
+    if not task.data_needs_model:
+        # Before the model, as always: the seeds draw the weights they drew before.
+        train_ds, val_ds, steps = datasets()
     jit = resolve_jit_compile(
         config.train.jit_compile,
         device_types=placement.device_types,
@@ -107,15 +119,16 @@ def build_training(
     log.info(
         "XLA %s, dtype policy %s, global batch %d", "on" if jit else "off", policy, config.train.batch_size
     )
-    # One iterator per epoch, made by tf.data: the shuffle order of epoch k is
-    # then the k-th draw however often Keras or a restart makes iterators.
-    steps = count_batches(train_ds)
-    if steps == 0:
-        raise UserError("the training split gives no batches; expected at least one training example")
-    task.steps_per_epoch = steps  # a learning-rate schedule counts steps
     with placement.strategy.scope(), dtype_policy(policy):
         model = task.build_model()
         initialize(task, model, run_dir)  # --init-from: base weights, before compile
+    if task.data_needs_model:
+        # Examples drawn from the model as it starts (retrieval's model-mined
+        # hard negatives): after its weights are in, before the first epoch.
+        task.prepare_with_model(model)
+        train_ds, val_ds, steps = datasets()
+    task.steps_per_epoch = steps  # a learning-rate schedule counts steps
+    with placement.strategy.scope(), dtype_policy(policy):
         task.compile(model, jit_compile=jit)
     for message in cudnn_warnings(model, placement.device_types):
         log.warning(message)

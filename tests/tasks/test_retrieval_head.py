@@ -63,7 +63,7 @@ def test_hard_negatives_widen_the_candidates_and_a_negative_that_is_a_rows_answe
 
 
 def test_mined_negatives_are_near_misses_never_a_right_answer() -> None:
-    from qa_assistant.tasks.retrieval.mining import mine_hard_negatives
+    from qa_assistant.tasks.retrieval.mining import mine_hard_negatives, tfidf_scorer
 
     bank = [
         "Opening hours are 9 to 5.",
@@ -85,12 +85,12 @@ def test_mined_negatives_are_near_misses_never_a_right_answer() -> None:
         "where is the office",
     ]
     own = [bank[0], bank[0], bank[1], bank[3]]
-    negatives = mine_hard_negatives(questions, own, pairs, bank, right)
+    negatives = mine_hard_negatives(questions, own, tfidf_scorer(pairs, bank), bank, right)
     assert negatives[0] == bank[1]  # shares "opening" with the question
     for question, answer, negative in zip(questions, own, negatives, strict=True):
         assert negative != answer
         assert negative not in right.get(question, set())
-    assert mine_hard_negatives(questions, own, pairs, bank, right) == negatives  # deterministic
+    assert mine_hard_negatives(questions, own, tfidf_scorer(pairs, bank), bank, right) == negatives
 
 
 def test_sigmoid_loss_labels_every_matching_pair_positive() -> None:

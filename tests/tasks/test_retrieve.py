@@ -404,11 +404,12 @@ def test_symmetric_loss_with_early_stopping_on_the_bank_mrr(tmp_path: Path) -> N
 
 
 @pytest.mark.large  # slow (20-40 s); CI runs it after the default suite (.ci/run)
-def test_hard_negatives_train_and_export_like_a_plain_dual_encoder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("miner", ["true", "model"])
+def test_hard_negatives_train_and_export_like_a_plain_dual_encoder(tmp_path: Path, miner: str) -> None:
     data = tmp_path / "faq.csv"
     pd.DataFrame(faq_rows(per_answer=4)).to_csv(data, index=False)
     config = tiny_config(
-        "task.type=retrieve", "task.hard_negatives=true", "train.jit_compile=false", train=data
+        "task.type=retrieve", f"task.hard_negatives={miner}", "train.jit_compile=false", train=data
     )
     result = train_run(config, tmp_path / "run")
     assert 0.0 < result.metrics["mrr"] <= 1.0
@@ -419,6 +420,46 @@ def test_hard_negatives_train_and_export_like_a_plain_dual_encoder(tmp_path: Pat
     answer = Assistant(version).ask("what is your price?", top_k=2)
     assert answer.answer in TOPICS
     assert len(answer.alternatives) == 2
+
+
+def test_model_mined_negatives_are_the_starting_models_nearest_wrong_answers(tmp_path: Path) -> None:
+    from qa_assistant.data import load_qa_data
+    from qa_assistant.tasks import get_task
+    from qa_assistant.training.fitting import build_training
+    from qa_assistant.training.strategy import make_placement
+
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows(per_answer=4)).to_csv(data, index=False)
+    config = tiny_config(
+        "task.type=retrieve", "task.hard_negatives=model", "train.jit_compile=false", train=data
+    )
+    qa, task = load_qa_data(config), get_task(config)
+    model, train_ds, _, _ = build_training(task, qa, make_placement("default"))
+    assert "negative" in next(iter(train_ds))[0]
+    frame = qa.splits.train
+    unbound = get_task(task.config)  # the settled config (answer length from the data)
+    unbound.prepare(qa)
+    with pytest.raises(RuntimeError, match="hard_negatives model: no ranker"):
+        unbound.hard_negatives(frame)
+    mined = task.hard_negatives(frame)
+    # Independently: each question's most similar bank answer under the built model, right ones skipped.
+    similarity = (
+        task.embed_questions(model, frame["question"].tolist()) @ task.embed_answers(model, task.bank).T
+    )
+    right = frame.groupby("question")["answer"].agg(set)
+    for row, (question, negative) in enumerate(zip(frame["question"], mined, strict=True)):
+        assert negative not in right[question]
+        wrong = [i for i, answer in enumerate(task.bank) if answer not in right[question]]
+        assert similarity[row, task.bank.index(negative)] == pytest.approx(
+            similarity[row, wrong].max(), abs=1e-6
+        )
+    # TF-IDF mining of the same rows ranks by shared words: another ranker, other negatives.
+    settled = task.config
+    tfidf = get_task(
+        dataclasses.replace(settled, task=dataclasses.replace(settled.task, hard_negatives="tfidf"))
+    )
+    tfidf.prepare(qa)
+    assert tfidf.hard_negatives(frame) != mined
 
 
 def test_hard_negatives_are_for_retrieval_only() -> None:

@@ -1,12 +1,22 @@
 """Hard negatives for the dual encoder: for each question, a wrong answer that looks right.
 
 In-batch negatives are random answers, mostly easy to tell apart. A hard
-negative is the bank answer that TF-IDF ranks highest for the question among
-the answers that are not right for it (DPR's BM25 negatives, Karpukhin et
-al. 2020): near-misses that share its words. They are mined once, before
-training, from the training pairs (the answer documents are the answers plus
-their training questions, as in the TF-IDF baseline), for the training and
-the validation questions alike, so the run is deterministic and resumes
+negative is the bank answer ranked highest for the question among the
+answers that are not right for it: near-misses. Two rankers
+(`task.hard_negatives`):
+
+* `tfidf`: TF-IDF over the training pairs (the answer documents are the
+  answers plus their training questions, as in the TF-IDF baseline): DPR's
+  BM25 negatives (Karpukhin et al. 2020), answers that share the
+  question's words;
+* `model`: the dual encoder itself as it starts training (a pretrained or
+  `--init-from` encoder; a random one ranks at random): answers that are
+  close in *its* space, the confusions fine-tuning has to undo (the static
+  form of ANCE's negatives, Xiong et al. 2021, mined once instead of
+  refreshed during training).
+
+Either is mined once, before the first epoch, for the training and the
+validation questions alike, so the run is deterministic and resumes
 exactly. Every answer the same question has anywhere in the data is
 excluded, so an answer that is right for it in another row is never its
 negative.
@@ -14,7 +24,7 @@ negative.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -23,10 +33,20 @@ from qa_assistant.metrics.baselines import tfidf_answer_index
 _CHUNK = 1024  # questions scored against the bank at a time
 
 
+Scorer = Callable[[list[str]], np.ndarray]  # questions -> [questions, bank] scores
+
+
+def tfidf_scorer(train_pairs: Iterable[tuple[str, str]], bank: list[str]) -> Scorer:
+    """Scores questions against `bank` by TF-IDF cosine; documents: each answer plus its training questions."""
+    pairs = list(train_pairs)
+    vectorizer, answer_vectors = tfidf_answer_index([q for q, _ in pairs], [a for _, a in pairs], bank)
+    return lambda questions: (vectorizer.transform(questions) @ answer_vectors.T).toarray()
+
+
 def mine_hard_negatives(
     questions: list[str],
     own_answers: list[str],
-    train_pairs: Iterable[tuple[str, str]],
+    scorer: Scorer,
     bank: list[str],
     right_answers: Mapping[str, set[str]],
 ) -> list[str]:
@@ -35,27 +55,26 @@ def mine_hard_negatives(
     Args:
         questions: the questions to mine for (training or validation rows).
         own_answers: each row's answer (never its negative).
-        train_pairs: (question, answer) pairs the TF-IDF documents are built from.
+        scorer: `[questions, bank]` scores of a list of questions
+            (`tfidf_scorer`, or the model's cosine similarities).
         bank: every candidate answer.
         right_answers: question -> every answer it has in the data (also never a negative).
 
     Returns:
         One bank answer per question (the first bank answer not right for it
-        when TF-IDF scores every candidate 0).
+        when every candidate scores the same).
 
     Example:
 
     >>> bank = ["We open at 9.", "It costs 10 euros.", "We are in Lisbon."]
     >>> pairs = [("when do you open", bank[0]), ("how much is it", bank[1]), ("where are you", bank[2])]
-    >>> mine_hard_negatives(["when do you open"], [bank[0]], pairs, bank, {})
+    >>> mine_hard_negatives(["when do you open"], [bank[0]], tfidf_scorer(pairs, bank), bank, {})
     ['We are in Lisbon.']
     """
-    pairs = list(train_pairs)
-    vectorizer, answer_vectors = tfidf_answer_index([q for q, _ in pairs], [a for _, a in pairs], bank)
     negatives = []
     for start in range(0, len(questions), _CHUNK):  # a dense [questions, bank] matrix could be GBs
         chunk = questions[start : start + _CHUNK]
-        scores = (vectorizer.transform(chunk) @ answer_vectors.T).toarray()
+        scores = np.asarray(scorer(chunk))
         for question, own, row in zip(chunk, own_answers[start : start + _CHUNK], scores, strict=True):
             right = {own, *right_answers.get(question, ())}
             # Stable: equal scores keep bank order, so mining is deterministic.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from qa_assistant.metrics.ranking import (
 from qa_assistant.tasks.base import ServingBundle, Task
 from qa_assistant.tasks.retrieval.bank import BANK_COLLECTION, AnswerBank, fallback_threshold, search
 from qa_assistant.tasks.retrieval.head import ScaledSimilarity, in_batch_accuracy, retrieval_loss
-from qa_assistant.tasks.retrieval.mining import mine_hard_negatives
+from qa_assistant.tasks.retrieval.mining import Scorer, mine_hard_negatives, tfidf_scorer
 from qa_assistant.text.tokenizer_factory import load_tokenizer, with_max_length
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class RetrievalTask(Task):
         self.answer_tokenizer: Any = None
         self.bank: list[str] = []
         self.known: list[tuple[str, str]] = []  # (question, answer) pairs of all the data
-        self._train_pairs: list[tuple[str, str]] = []  # what hard negatives are mined with
+        self._negative_scorer: Scorer | None = None  # ranks the bank for hard negatives
         self._right_answers: dict[str, set[str]] = {}  # question -> its answers in all the data
         self.threshold: float | None = None
         self.calibration: dict[str, Any] = {}
@@ -120,11 +121,44 @@ class RetrievalTask(Task):
         frames = data.all_frames()
         self.bank = sorted(frames["answer"].unique().tolist())
         self.known = sorted(set(zip(frames["question"], frames["answer"], strict=True)))
-        self._train_pairs = list(zip(train["question"], train["answer"], strict=True))
+        self._negative_scorer = None
+        if self.config.task.hard_negatives == "tfidf":
+            self._negative_scorer = tfidf_scorer(
+                zip(train["question"], train["answer"], strict=True), self.bank
+            )
         self._right_answers = {}
         for question, answer in self.known:
             self._right_answers.setdefault(question, set()).add(answer)
         log.info("answer bank: %d answers, %d known questions", len(self.bank), len(self.known))
+
+    @property
+    def data_needs_model(self) -> bool:
+        return self.config.task.hard_negatives == "model"
+
+    def prepare_with_model(self, model: keras.Model) -> None:
+        """`task.hard_negatives: model`: the bank ranked by the model as it starts training (`mining.py`)."""
+        started = time.perf_counter()
+        bank_vectors = self.embed_answers(model, self.bank)
+
+        def cosines(questions: list[str]) -> np.ndarray:
+            return self.embed_questions(model, questions) @ bank_vectors.T
+
+        self._negative_scorer = cosines
+        log.info(
+            "hard negatives: mined with the model as it starts (%d bank answers embedded in %.1f s)",
+            len(self.bank),
+            time.perf_counter() - started,
+        )
+
+    def hard_negatives(self, frame: pd.DataFrame) -> list[str]:
+        """One mined wrong answer per row of `frame` (`task.hard_negatives`; see `mining.py`)."""
+        if self._negative_scorer is None:
+            raise RuntimeError(
+                f"task.hard_negatives {self.config.task.hard_negatives}: no ranker "
+                "(prepare, and prepare_with_model for 'model', come first)"
+            )
+        questions, answers = frame["question"].tolist(), frame["answer"].tolist()
+        return mine_hard_negatives(questions, answers, self._negative_scorer, self.bank, self._right_answers)
 
     def _question_ids(self, questions: list[str]) -> tf.RaggedTensor:
         # Questions in the splits are cleaned already, exactly as a request will be.
@@ -149,10 +183,8 @@ class RetrievalTask(Task):
         questions, answers = frame["question"].tolist(), frame["answer"].tolist()
         features = {"question": self._question_ids(questions), "answer": self._answer_ids(answers)}
         targets = self._bank_ids(answers, self.bank)
-        if self.config.task.hard_negatives:
-            negatives = mine_hard_negatives(
-                questions, answers, self._train_pairs, self.bank, self._right_answers
-            )
+        if self.config.task.hard_negatives != "none":
+            negatives = self.hard_negatives(frame)
             features["negative"] = self._answer_ids(negatives)
             targets = np.stack([targets, self._bank_ids(negatives, self.bank)], axis=1)
         return make_dataset(
@@ -178,7 +210,7 @@ class RetrievalTask(Task):
             "answer": keras.Input(shape=(None,), dtype="int32", name="answer"),
         }
         answer_vectors = answer_tower(inputs["answer"])
-        if task.hard_negatives:  # the batch's answers, then its hard negatives: [2B, d]
+        if task.hard_negatives != "none":  # the batch's answers, then its hard negatives: [2B, d]
             inputs["negative"] = keras.Input(shape=(None,), dtype="int32", name="negative")
             negatives = answer_tower(inputs["negative"])
             answer_vectors = keras.layers.Concatenate(axis=0, name="with_hard_negatives")(
