@@ -185,6 +185,14 @@ class RetrievalTask(Task):
         targets = self._bank_ids(answers, self.bank)
         if self.config.task.hard_negatives != "none":
             negatives = self.hard_negatives(frame)
+            if training and negatives:  # what the near-misses look like
+                log.info(
+                    "hard negatives (%s) for %d rows, e.g. %r -> %r",
+                    self.config.task.hard_negatives,
+                    len(negatives),
+                    questions[0],
+                    negatives[0][:120],
+                )
             features["negative"] = self._answer_ids(negatives)
             targets = np.stack([targets, self._bank_ids(negatives, self.bank)], axis=1)
         return make_dataset(
