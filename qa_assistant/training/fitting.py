@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from qa_assistant.config import Config
 from qa_assistant.data.dataset import QAData
+from qa_assistant.data.split import Splits
 from qa_assistant.errors import UserError
 from qa_assistant.tasks import Task
 from qa_assistant.training import distributed
@@ -94,20 +95,9 @@ def build_training(
     keras.utils.set_random_seed(config.train.seed)
     config = settle_from_data(config, task, data)  # a no-op when the runner settled them already
     task.prepare(data)
-
-    def datasets() -> tuple[tf.data.Dataset, tf.data.Dataset | None, int]:
-        train_ds = task.dataset(splits.train, training=True)
-        val_ds = task.dataset(splits.validation, training=False) if len(splits.validation) else None
-        # One iterator per epoch, made by tf.data: the shuffle order of epoch k is
-        # then the k-th draw however often Keras or a restart makes iterators.
-        steps = count_batches(train_ds)
-        if steps == 0:
-            raise UserError("the training split gives no batches; expected at least one training example")
-        return train_ds, val_ds, steps
-
     if not task.data_needs_model:
         # Before the model, as always: the seeds draw the weights they drew before.
-        train_ds, val_ds, steps = datasets()
+        train_ds, val_ds, steps = _datasets(task, splits)
     jit = resolve_jit_compile(
         config.train.jit_compile,
         device_types=placement.device_types,
@@ -126,7 +116,7 @@ def build_training(
         # Examples drawn from the model as it starts (retrieval's model-mined
         # hard negatives): after its weights are in, before the first epoch.
         task.prepare_with_model(model)
-        train_ds, val_ds, steps = datasets()
+        train_ds, val_ds, steps = _datasets(task, splits)
     task.steps_per_epoch = steps  # a learning-rate schedule counts steps
     with placement.strategy.scope(), dtype_policy(policy):
         task.compile(model, jit_compile=jit)
@@ -134,6 +124,22 @@ def build_training(
         log.warning(message)
     _log_first_batch(train_ds, model)
     return model, train_ds, val_ds, steps
+
+
+def _datasets(task: Task, splits: Splits) -> tuple[tf.data.Dataset, tf.data.Dataset | None, int]:
+    """`(training batches (one epoch), validation batches or None, batches per epoch)`.
+
+    Raises:
+        UserError: the training split gives no batch.
+    """
+    train_ds = task.dataset(splits.train, training=True)
+    val_ds = task.dataset(splits.validation, training=False) if len(splits.validation) else None
+    # One iterator per epoch, made by tf.data: the shuffle order of epoch k is
+    # then the k-th draw however often Keras or a restart makes iterators.
+    steps = count_batches(train_ds)
+    if steps == 0:
+        raise UserError("the training split gives no batches; expected at least one training example")
+    return train_ds, val_ds, steps
 
 
 def fit_model(
