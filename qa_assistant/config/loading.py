@@ -122,6 +122,11 @@ def _check_consistency(config: Config) -> None:
     _check_monitor(config)
     if config.task.hard_negatives != "none" and config.task.type != "retrieve":
         raise UserError(f"task.hard_negatives is for task.type retrieve; got task.type {config.task.type}")
+    if config.task.hard_negative_ceiling is not None and config.task.hard_negatives == "none":
+        raise UserError(
+            "task.hard_negative_ceiling filters mined negatives; got it with task.hard_negatives none "
+            "(expected tfidf or model)"
+        )
     if config.task.label_smoothing and config.task.type != "classify":
         raise UserError(
             f"task.label_smoothing ({config.task.label_smoothing}) smooths a classifier's targets; "

@@ -282,6 +282,12 @@ class TaskConfig:
             starts training ranks highest (the pretrained or `--init-from`
             encoder); `none` (`false`). Mined once, before the first epoch
             (`tasks/retrieval/mining.py`).
+        hard_negative_ceiling: `retrieve` with hard negatives: a candidate
+            that scores above this share of the score of the question's own
+            answer is skipped as a likely false negative (an answer the data
+            does not pair with the question but that answers it too); the
+            negative is the best candidate below. 0.95 is NV-Retriever's
+            value; null skips none.
         label_smoothing: `classify`: the target puts this mass evenly on all
             classes and the rest on the right one (Szegedy et al. 2016): a
             model that cannot reach certainty on a few examples per class
@@ -307,6 +313,7 @@ class TaskConfig:
         default="none",
         metadata={**_choices("none", "tfidf", "model"), "false_is": "none", "true_is": "tfidf"},
     )
+    hard_negative_ceiling: float | None = field(default=None, metadata=_fraction())
     label_smoothing: float = field(default=0.0, metadata=_fraction())
     threshold: float | None = None
     threshold_keep: float = field(default=0.95, metadata=_fraction())

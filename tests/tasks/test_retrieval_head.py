@@ -93,6 +93,30 @@ def test_mined_negatives_are_near_misses_never_a_right_answer() -> None:
     assert mine_hard_negatives(questions, own, tfidf_scorer(pairs, bank), bank, right) == negatives
 
 
+def test_a_ceiling_skips_candidates_scoring_close_to_the_right_answer() -> None:
+    from qa_assistant.tasks.retrieval.mining import mine_hard_negatives
+
+    bank = ["right", "overlapping", "near miss", "far"]
+    scores = np.array(
+        [
+            [0.8, 0.79, 0.6, 0.1],  # "overlapping" is within 5 % of the right answer: skipped
+            [0.5, 0.9, 0.8, 0.6],  # every wrong answer above 0.95 x 0.5: the lowest-scoring one
+            [0.0, 0.3, 0.2, 0.1],  # the ranker gives the right answer nothing: no cap
+        ]
+    )
+    questions, own = ["q0", "q1", "q2"], ["right"] * 3
+
+    def scorer(chunk: list[str]) -> np.ndarray:
+        return scores[: len(chunk)]
+
+    uncapped = mine_hard_negatives(questions, own, scorer, bank, {})
+    assert uncapped == ["overlapping", "overlapping", "overlapping"]
+    capped = mine_hard_negatives(questions, own, scorer, bank, {}, ceiling=0.95)
+    assert capped == ["near miss", "far", "overlapping"]
+    # A looser ceiling lets the overlap through again.
+    assert mine_hard_negatives(questions, own, scorer, bank, {}, ceiling=0.99)[0] == "overlapping"
+
+
 def test_sigmoid_loss_labels_every_matching_pair_positive() -> None:
     logits = np.array([[3.0, -2.0], [-1.0, 4.0]], dtype="float32")
     ids = np.array([1, 2], dtype="float32")

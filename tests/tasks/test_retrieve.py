@@ -467,3 +467,12 @@ def test_hard_negatives_are_for_retrieval_only() -> None:
         UserError, match=r"task\.hard_negatives is for task\.type retrieve; got task\.type classify"
     ):
         tiny_config("task.hard_negatives=true")
+
+
+def test_a_hard_negative_ceiling_needs_mined_negatives() -> None:
+    with pytest.raises(
+        UserError,
+        match=r"task\.hard_negative_ceiling filters mined negatives; got it with task\.hard_negatives none",
+    ):
+        tiny_config("task.type=retrieve", "task.hard_negative_ceiling=0.95")
+    assert tiny_config("task.type=retrieve", "task.hard_negatives=model", "task.hard_negative_ceiling=0.95")

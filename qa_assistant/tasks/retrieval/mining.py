@@ -20,6 +20,14 @@ validation questions alike, so the run is deterministic and resumes
 exactly. Every answer the same question has anywhere in the data is
 excluded, so an answer that is right for it in another row is never its
 negative.
+
+An answer the data does not pair with the question can still answer it: an
+FAQ's answers overlap, and the nearest wrong answer is often such a false
+negative, which training then pushes away. `task.hard_negative_ceiling`
+skips every candidate that scores above that share of the score of the
+row's own answer (positive-aware mining, NV-Retriever's TopK-PercPos,
+Moreira et al. 2024): the negative is the best candidate clearly below
+the right answer.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ def mine_hard_negatives(
     scorer: Scorer,
     bank: list[str],
     right_answers: Mapping[str, set[str]],
+    ceiling: float | None = None,
 ) -> list[str]:
     """One hard negative per question: its best-scoring bank answer that is not right for it.
 
@@ -59,10 +68,15 @@ def mine_hard_negatives(
             (`tfidf_scorer`, or the model's cosine similarities).
         bank: every candidate answer.
         right_answers: question -> every answer it has in the data (also never a negative).
+        ceiling: skip candidates scoring above `ceiling` times the score of
+            the row's own answer (likely false negatives); `None` skips none.
+            No cap applies where the own answer scores 0 or less (the ranker
+            sees nothing of the right answer).
 
     Returns:
         One bank answer per question (the first bank answer not right for it
-        when every candidate scores the same).
+        when every candidate scores the same; the lowest-scoring wrong one
+        when every wrong one is above the ceiling).
 
     Example:
 
@@ -71,13 +85,19 @@ def mine_hard_negatives(
     >>> mine_hard_negatives(["when do you open"], [bank[0]], tfidf_scorer(pairs, bank), bank, {})
     ['We are in Lisbon.']
     """
+    position = {answer: i for i, answer in enumerate(bank)}
     negatives = []
     for start in range(0, len(questions), _CHUNK):  # a dense [questions, bank] matrix could be GBs
         chunk = questions[start : start + _CHUNK]
         scores = np.asarray(scorer(chunk))
         for question, own, row in zip(chunk, own_answers[start : start + _CHUNK], scores, strict=True):
             right = {own, *right_answers.get(question, ())}
+            own_score = row[position[own]] if own in position else 0.0
+            cap = ceiling * own_score if ceiling is not None and own_score > 0 else np.inf
             # Stable: equal scores keep bank order, so mining is deterministic.
             order = np.argsort(-row, kind="stable")
-            negatives.append(next((bank[i] for i in order if bank[i] not in right), bank[order[0]]))
+            chosen = next((i for i in order if row[i] <= cap and bank[i] not in right), None)
+            if chosen is None:  # every wrong answer is above the cap (or the whole bank is right)
+                chosen = next((i for i in order[::-1] if bank[i] not in right), order[0])
+            negatives.append(bank[chosen])
     return negatives

@@ -158,7 +158,14 @@ class RetrievalTask(Task):
                 "(prepare, and prepare_with_model for 'model', come first)"
             )
         questions, answers = frame["question"].tolist(), frame["answer"].tolist()
-        return mine_hard_negatives(questions, answers, self._negative_scorer, self.bank, self._right_answers)
+        return mine_hard_negatives(
+            questions,
+            answers,
+            self._negative_scorer,
+            self.bank,
+            self._right_answers,
+            ceiling=self.config.task.hard_negative_ceiling,
+        )
 
     def _question_ids(self, questions: list[str]) -> tf.RaggedTensor:
         # Questions in the splits are cleaned already, exactly as a request will be.
