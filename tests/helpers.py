@@ -189,3 +189,18 @@ def _bert_weight_shapes(
             f"{layer}output.LayerNorm.bias": (hidden,),
         }
     return shapes
+
+
+def saved_variable_paths(model_file: Path) -> list[str]:
+    """Every group and dataset path in a `.keras` file's weights (`layers/...`, `optimizer/...`)."""
+    import io
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(model_file) as archive:
+        weights = io.BytesIO(archive.read("model.weights.h5"))
+    paths: list[str] = []
+    with h5py.File(weights, "r") as store:
+        store.visit(paths.append)
+    return paths

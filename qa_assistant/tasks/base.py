@@ -273,9 +273,25 @@ class Task(abc.ABC):
     # -- persistence ---------------------------------------------------------
 
     def save_model(self, model: keras.Model, run_dir: Path) -> None:
-        """Writes the trained model into the run directory (`model.keras`, atomically)."""
-        with replacing(run_dir / MODEL_FILE) as tmp:
-            model.save(tmp)
+        """Writes the trained model into the run directory (`model.keras`, atomically).
+
+        The file holds the weights and the compile settings but not the
+        optimizer's state: Adam's two moments per weight would triple it
+        (a fully fine-tuned 135M-parameter LM: 1.6 GB instead of 0.54 GB),
+        and nothing reads them. A finished run answers, exports and starts
+        `--init-from` runs, which build a fresh optimizer; resuming reads
+        `checkpoints/`. Loading the file with `compile=True` gives a fresh
+        optimizer (Keras warns that it skips the missing variables).
+        """
+        optimizer = getattr(model, "optimizer", None)  # an uncompiled model has none
+        if optimizer is not None:
+            model.optimizer = None  # Keras 3's save has no include_optimizer
+        try:
+            with replacing(run_dir / MODEL_FILE) as tmp:
+                model.save(tmp)
+        finally:
+            if optimizer is not None:
+                model.optimizer = optimizer
 
     def read_model(self, run_dir: Path) -> keras.Model:
         """Reads what `save_model` wrote (never running code from the file: `models/loading.py`)."""

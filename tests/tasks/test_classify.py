@@ -15,7 +15,13 @@ from qa_assistant.serving import Assistant, export_run
 from qa_assistant.serving.evaluate import evaluate_path
 from qa_assistant.tasks.runs import load_run
 from qa_assistant.training.runner import train_run
-from tests.helpers import faq_rows, run_with_top_k, split_with_a_second_answer, tiny_config
+from tests.helpers import (
+    faq_rows,
+    run_with_top_k,
+    saved_variable_paths,
+    split_with_a_second_answer,
+    tiny_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +52,22 @@ def test_run_directory_is_complete(trained: Path) -> None:
         assert (trained / "data" / f"{split}.jsonl").is_file()
     assert list((trained / "logs" / "train").glob("events.out.tfevents.*"))
     assert list((trained / "logs" / "validation").glob("events.out.tfevents.*"))
+
+
+def test_the_saved_model_leaves_the_optimizer_state_out(trained: Path) -> None:
+    import keras
+
+    stored = saved_variable_paths(trained / "model.keras")
+    assert any(name.startswith("layers/") for name in stored)
+    assert not [name for name in stored if name.startswith("optimizer")]
+    # Still loads compiled (with a fresh optimizer), answering as the run does.
+    with pytest.warns(UserWarning, match="Skipping variable loading for optimizer"):
+        compiled = keras.saving.load_model(trained / "model.keras", compile=True)
+    assert compiled.optimizer is not None
+    assert int(compiled.optimizer.iterations.numpy()) == 0
+    _, _, model = load_run(trained)
+    for mine, theirs in zip(model.get_weights(), compiled.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
 
 
 def test_metrics_have_design_keys_and_learn_something(trained: Path) -> None:

@@ -15,7 +15,7 @@ from qa_assistant.models.decoding import SearchOptions, search
 from qa_assistant.tasks.lm.cached import CachedCausalLM, left_pad
 from qa_assistant.tasks.lm.generator import LanguageModelGenerator, shifted_pair
 from qa_assistant.tasks.lm.prompt import ChatPrompt
-from tests.helpers import faq_rows, tiny_config
+from tests.helpers import faq_rows, saved_variable_paths, tiny_config
 from tests.tasks.tiny_lm import save_tiny_checkpoint, tiny_causal_lm
 
 GREEDY = DecodingConfig(strategy="greedy", no_repeat_ngram=0, repetition_penalty=1.0)
@@ -478,6 +478,34 @@ def test_smollm2_answers_through_the_cached_loop_and_learns_with_small_adapters(
     for _ in range(3):
         model.train_on_batch(*batch)
     assert float(model.evaluate(*batch, verbose=0, return_dict=True)["loss"]) < before
+
+
+@pytest.mark.large  # 45 s; tests/tasks/test_classify.py checks the same for every task in the default suite
+def test_a_full_fine_tune_keeps_the_whole_model_without_the_optimizer_state(tmp_path):
+    from qa_assistant.data.dataset import load_qa_data
+    from qa_assistant.tasks import get_task
+
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny-llama")
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows(per_answer=2)).to_csv(data, index=False)
+    config = tiny_config("task.type=lm", f"lm.preset={checkpoint}", "lm.lora_rank=0", train=data)
+    task = get_task(config)
+    task.prepare(load_qa_data(config))
+    model = task.build_model()
+    task.compile(model, jit_compile=False)
+    model.optimizer.build(model.trainable_variables)  # Adam's two moments per weight, as after training
+    run = tmp_path / "run"
+    run.mkdir()
+    task.save_model(model, run)
+    assert (run / MODEL_FILE).is_file()
+    assert not (run / ADAPTER_FILE).exists()
+    stored = saved_variable_paths(run / MODEL_FILE)
+    assert any(path.startswith("backbone/") or path.startswith("layers/") for path in stored), stored[:5]
+    assert not [path for path in stored if path.startswith("optimizer")]
+    assert model.optimizer is not None  # the live model keeps its optimizer
+    again = task.read_model(run)
+    for mine, read in zip(model.weights, again.weights, strict=True):
+        np.testing.assert_array_equal(mine.numpy(), read.numpy())
 
 
 @pytest.mark.large
