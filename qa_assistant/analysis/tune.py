@@ -340,23 +340,9 @@ def tune(
     lower = lower_is_better(metric)
     check_space(base, space, folds)
     root = Path(root)
-    identity = {
-        "config": base.to_dict(),
-        "space": {k: p.spec() for k, p in space.items()},
-        "folds": folds,
-        "metric": metric,
-    }
-    pool = root / POOL_FILE
-    if not pool.exists():
-        created = not root.exists()
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            rows = write_pool(base, pool)
-        except UserError:
-            if created:
-                shutil.rmtree(root, ignore_errors=True)  # a bad data file leaves nothing behind
-            raise
-        log.info("tune: %d training pairs in %s (the config's test split is left out)", rows, pool)
+    identity = {"config": base.to_dict(), "space": {k: p.spec() for k, p in space.items()}}
+    identity.update(folds=folds, metric=metric)
+    pool = _training_pool(base, root)
     study = _open_study(root, identity, lower, base.train.seed if seed is None else seed)
     if not study.trials:
         starting = base.flat()
@@ -369,6 +355,23 @@ def tune(
     best_cfg = best_config(base, best.values) if best else None
     _write_outputs(root, identity, records, best, best_cfg, lower, stopped_by, space)
     return TuneResult(root, metric, lower, records, best, best_cfg, stopped_by)
+
+
+def _training_pool(base: Config, root: Path) -> Path:
+    """The study's training pairs (`POOL_FILE` in `root`), written by its first call."""
+    pool = root / POOL_FILE
+    if pool.exists():
+        return pool
+    created = not root.exists()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        rows = write_pool(base, pool)
+    except UserError:
+        if created:
+            shutil.rmtree(root, ignore_errors=True)  # a bad data file leaves nothing behind
+        raise
+    log.info("tune: %d training pairs in %s (the config's test split is left out)", rows, pool)
+    return pool
 
 
 def _search(
@@ -481,9 +484,7 @@ def _run_trial(
     """Trains the trial's folds; tells the study the outcome. Returns complete, pruned, failed or budget."""
     import optuna
 
-    from qa_assistant.analysis.kfold import fold_config, fold_directory, summarize, write_summary
-    from qa_assistant.training.callbacks import DeadlineError
-    from qa_assistant.training.runner import train_run
+    from qa_assistant.analysis.kfold import summarize, write_summary
 
     states = optuna.trial.TrialState
     values = dict(trial.params)
@@ -496,25 +497,10 @@ def _run_trial(
     started = time.monotonic()
     scores, results = [], []
     for fold in range(folds):
-        mean_fold = float(np.mean(fold_seconds)) if fold_seconds else 0.0
-        if time.monotonic() + mean_fold > budget_end:
-            return _end(trial, states.FAIL, _BUDGET_STOP, scores, "budget")
-        fold_started = time.monotonic()
         try:
-            result = train_run(
-                fold_config(config, folds, fold, seed),
-                fold_directory(parent, seed, fold),
-                deadline=time.time() + (budget_end - time.monotonic()),
-            )
-        except DeadlineError:
-            log.info("tune: the budget ran out in fold %d of trial %d (it resumes there)", fold, trial.number)
-            return _end(trial, states.FAIL, _BUDGET_STOP, scores, "budget")
-        except UserError as error:
-            log.warning("tune: trial %d failed: %s", trial.number, error)
-            return _end(trial, states.FAIL, f"failed: {error}", scores, "failed")
-        if not result.already_finished:
-            fold_seconds.append(time.monotonic() - fold_started)
-            trial.set_user_attr("fold_seconds", float(np.mean(fold_seconds)))
+            result = _train_fold(trial, config, parent, (fold, folds), budget_end, fold_seconds)
+        except _TrialStoppedError as stop:
+            return _end(trial, states.FAIL, stop.note, scores, stop.outcome)
         scores.append(_score(trial, result.metrics, metric, first=trial.number == 0 and fold == 0))
         results.append(result)
         trial.report(float(np.mean(scores)), fold)
@@ -530,6 +516,56 @@ def _run_trial(
     _write_session(root, name, values, metric, scores)
     log.info("tune: trial %d: %s %.4f (mean of %d folds)", trial.number, metric, np.mean(scores), folds)
     return "complete"
+
+
+class _TrialStoppedError(Exception):
+    """A fold could not finish: the budget ran out (`budget`) or training failed (`failed`)."""
+
+    def __init__(self, outcome: str, note: str) -> None:
+        super().__init__(note)
+        self.outcome, self.note = outcome, note
+
+
+def _train_fold(
+    trial: Any,
+    config: Config,
+    parent: Path,
+    fold_of: tuple[int, int],
+    budget_end: float,
+    fold_seconds: list[float],
+) -> Any:
+    """Trains fold `fold_of[0]` of `fold_of[1]` (reusing a finished one); records its time.
+
+    Raises:
+        _TrialStoppedError: no time for another fold, the budget ran out inside it
+            (it resumes there), or training failed with a user error.
+    """
+    from qa_assistant.analysis.kfold import fold_config, fold_directory
+    from qa_assistant.training.callbacks import DeadlineError
+    from qa_assistant.training.runner import train_run
+
+    fold, folds = fold_of
+    seed = config.train.seed
+    mean_fold = float(np.mean(fold_seconds)) if fold_seconds else 0.0
+    if time.monotonic() + mean_fold > budget_end:
+        raise _TrialStoppedError("budget", _BUDGET_STOP)
+    fold_started = time.monotonic()
+    try:
+        result = train_run(
+            fold_config(config, folds, fold, seed),
+            fold_directory(parent, seed, fold),
+            deadline=time.time() + (budget_end - time.monotonic()),
+        )
+    except DeadlineError:
+        log.info("tune: the budget ran out in fold %d of trial %d (it resumes there)", fold, trial.number)
+        raise _TrialStoppedError("budget", _BUDGET_STOP) from None
+    except UserError as error:
+        log.warning("tune: trial %d failed: %s", trial.number, error)
+        raise _TrialStoppedError("failed", f"failed: {error}") from None
+    if not result.already_finished:
+        fold_seconds.append(time.monotonic() - fold_started)
+        trial.set_user_attr("fold_seconds", float(np.mean(fold_seconds)))
+    return result
 
 
 def _end(trial: Any, state: Any, note: str, scores: list[float], outcome: str) -> str:
