@@ -340,8 +340,12 @@ def tune(
     lower = lower_is_better(metric)
     check_space(base, space, folds)
     root = Path(root)
-    identity = {"config": base.to_dict(), "space": {k: p.spec() for k, p in space.items()}}
-    identity.update(folds=folds, metric=metric)
+    identity = {
+        "config": base.to_dict(),
+        "space": {k: p.spec() for k, p in space.items()},
+        "folds": folds,
+        "metric": metric,
+    }
     pool = _training_pool(base, root)
     study = _open_study(root, identity, lower, base.train.seed if seed is None else seed)
     if not study.trials:

@@ -60,7 +60,7 @@ def test_the_saved_model_leaves_the_optimizer_state_out(trained: Path) -> None:
     stored = saved_variable_paths(trained / "model.keras")
     assert any(name.startswith("layers/") for name in stored)
     assert not [name for name in stored if name.startswith("optimizer")]
-    # Still loads compiled (with a fresh optimizer), answering as the run does.
+    # Still loads compiled (with a fresh optimizer), holding the run's weights.
     with pytest.warns(UserWarning, match="Skipping variable loading for optimizer"):
         compiled = keras.saving.load_model(trained / "model.keras", compile=True)
     assert compiled.optimizer is not None
