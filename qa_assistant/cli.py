@@ -319,11 +319,13 @@ def _train_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _precheck_train(args: argparse.Namespace) -> None:
-    """The model name and the config (keys, values, consistency), without TensorFlow."""
+    """The model name, the config (keys, values, consistency) and the data files, without TensorFlow."""
+    from qa_assistant.data.sources import check_files
+
     if args.name:
         validate_name(args.name)
     if not args.init_from:  # a base run or export changes the config first
-        load_config(args.config, _train_overrides(args))
+        check_files(load_config(args.config, _train_overrides(args)).data)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -383,11 +385,13 @@ def _train_folds(args: argparse.Namespace, config: object, output: str) -> int:
 
 
 def _precheck_tune(args: argparse.Namespace) -> None:
-    """Config, space and budget, without TensorFlow."""
+    """Config, data files, space and budget, without TensorFlow."""
     from qa_assistant.analysis.tune import check_space, default_space, parse_space
+    from qa_assistant.data.sources import check_files
 
     parse_duration(args.budget)
     config = load_config(args.config, _train_overrides(args))
+    check_files(config.data)
     space = parse_space(args.space) if args.space else default_space(config)
     check_space(config, space, args.folds)
 

@@ -33,6 +33,7 @@ def assert_user_error(done: subprocess.CompletedProcess, *fragments: str) -> Non
         assert fragment in lines[0]
 
 
+@pytest.mark.large  # about 2.5 min: nine commands, each loading TensorFlow; CI runs it after the default suite (.ci/run)
 def test_train_export_ask_evaluate(tmp_path: Path, faq_split_files: tuple[Path, Path]) -> None:
     train, test = faq_split_files
     run = tmp_path / "run"
@@ -107,6 +108,37 @@ def test_train_export_ask_evaluate(tmp_path: Path, faq_split_files: tuple[Path, 
     )
     assert chat.returncode == 0
     assert "assistant> " in chat.stdout
+
+
+def test_a_missing_file_or_column_is_reported_before_tensorflow_loads(tmp_path: Path) -> None:
+    (tmp_path / "qa.csv").write_text("q,a\nx,y\n")
+    (tmp_path / "good.csv").write_text("question,answer\nx,y\n")
+    probe = (
+        "import sys; from qa_assistant.cli import main; code = main(sys.argv[1:]); "
+        "print('tensorflow loaded' if 'tensorflow' in sys.modules else 'no tensorflow'); sys.exit(code)"
+    )
+    cases = [
+        (["train", "--train-data", "missing.csv"], "'missing.csv' does not exist"),
+        (["train", "--train-data", "good.csv", "--test-data", "gone.jsonl"], "'gone.jsonl' does not exist"),
+        (["train", "--train-data", "qa.csv", "--set", "data.question_column=q"], "no column 'answer'"),
+        (["tune", "--train-data", "qa.csv"], "no column 'question', 'answer'"),
+        (
+            ["train", "--train-data", "good.csv", "--set", "task.type=classify", "data.target=topic"],
+            "no column 'topic'; columns found: 'question', 'answer'; set data.target to one of the columns",
+        ),
+    ]
+    for args, fragment in cases:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args, "--output", "out"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert fragment in done.stderr
+        assert done.stdout.strip() == "no tensorflow"
+    assert not (tmp_path / "out").exists()
 
 
 def test_user_errors_are_one_line_and_write_nothing(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from qa_assistant.config import Config
 from qa_assistant.data.prepare import CleanReport, clean_pairs
-from qa_assistant.data.sources import SourceInfo, load_pairs
+from qa_assistant.data.sources import SourceInfo, label_columns, load_pairs
 from qa_assistant.data.split import SplitPlan, Splits, split_classification, split_grouped
 from qa_assistant.errors import UserError
 
@@ -45,7 +45,7 @@ def load_qa_data(config: Config) -> QAData:
     """
     data = config.data
     target = data.target
-    labels = () if target in ("answer", "question") else (target,)
+    labels = label_columns(target)
     frames: dict[str, pd.DataFrame] = {}
     sources, reports = [], {}
     for role, spec in (("train", data.train), ("test", data.test)):

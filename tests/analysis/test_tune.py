@@ -124,6 +124,7 @@ def test_the_search_sees_only_the_training_and_validation_split(base: Path, stud
     assert tested == set(pool["question"])  # every fold's held-out questions come from the pool
 
 
+@pytest.mark.large  # slow (20-60 s with its fixture); CI runs it after the default suite (.ci/run)
 def test_the_first_trial_is_the_starting_config_and_the_best_is_written_as_yaml(
     base: Path, study: Path
 ) -> None:
@@ -305,6 +306,7 @@ def test_a_run_stopped_at_its_deadline_is_left_to_resume(base: Path, tmp_path: P
     assert result.metrics["epochs_run"] == 3
 
 
+@pytest.mark.large  # slow (a whole training, 30-50 s); CI runs it after the default suite (.ci/run)
 def test_early_stopping_on_a_tiny_validation_split_points_to_k_fold(
     base: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -106,6 +106,7 @@ def exported(cli_run: tuple) -> Path:
     return cli_run[1]
 
 
+@pytest.mark.large  # slow (a beam-search `ask` in its own process); CI runs it after the default suite (.ci/run)
 def test_cli_train_writes_metrics_and_ask_answers_from_the_export(cli_run: tuple) -> None:
     run, export, done = cli_run
     assert "| gru generate |" in done.stdout

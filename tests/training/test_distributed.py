@@ -155,6 +155,7 @@ def test_two_workers_on_loopback_train_like_one_machine_and_only_the_chief_write
     assert_same_metrics(run, tiny_run)
 
 
+@pytest.mark.large  # slow (30-40 s: a training in its own process); CI runs it after the default suite (.ci/run)
 def test_mirrored_over_two_logical_cpus_trains_like_one_device(tiny_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     data = tiny_run.parent / "faq.csv"
