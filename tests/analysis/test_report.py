@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from qa_assistant.analysis.report import bar_chart, results_csv, systems_table
-from qa_assistant.analysis.statistics import fold_summary
+from qa_assistant.analysis.report import bar_chart, paired_tests_table, results_csv, systems_table
+from qa_assistant.analysis.statistics import corrected_paired_ttest, fold_summary, holm
 
 RESULTS = {
     "classification": {
@@ -33,6 +33,24 @@ def test_systems_table_shows_mean_std_the_interval_and_epochs() -> None:
     chosen_by = systems_table(systems, ["accuracy"], validation="best_val_accuracy").splitlines()
     assert chosen_by[0] == "| system | validation accuracy | accuracy | accuracy 95 % CI | epochs |"
     assert chosen_by[2].startswith("| GRU | 0.500 ± 0.141 | 0.600 ± 0.100 |")
+
+
+def test_paired_tests_table_tests_each_row_and_adjusts_over_the_rows() -> None:
+    a = [0.50, 0.52, 0.55, 0.51]
+    pairs = {
+        "big": (a, [0.60, 0.61, 0.66, 0.63]),
+        "none": (a, list(a)),
+        "small": (a, [0.51, 0.52, 0.57, 0.51]),
+    }
+    lines = paired_tests_table(pairs, 0.25, row="comparison", difference="B − A (mrr)").splitlines()
+    assert lines[:2] == ["| comparison | B − A (mrr) | t | p | p (Holm) |", "|---|---:|---:|---:|---:|"]
+    tests = [corrected_paired_ttest(x, y, 0.25) for x, y in pairs.values()]
+    adjusted = holm([t.p_value for t in tests])
+    for line, label, t, p_holm in zip(lines[2:], pairs, tests, adjusted, strict=True):
+        assert line == f"| {label} | {t.delta:+.3f} | {t.t:.2f} | {t.p_value:.3f} | {p_holm:.3f} |"
+    assert lines[2].startswith("| big | +0.105 |")
+    assert lines[3] == "| none | +0.000 | 0.00 | 1.000 | 1.000 |"
+    assert adjusted[0] > tests[0].p_value  # three tests: the smallest p is multiplied by 3
 
 
 def test_results_csv_has_one_row_per_group_system_and_metric() -> None:
