@@ -30,6 +30,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import logging
 import time
 from pathlib import Path
@@ -182,11 +184,13 @@ def significance(runs: list[dict[str, dict[str, float | str]]], test_train_ratio
 
 def per_seed_csv(per_seed: dict[int, dict[str, dict[str, float | str]]]) -> str:
     """Long format, one row per seed, system and metric: the numbers behind the tables."""
-    lines = ["seed,system,metric,value"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["seed", "system", "metric", "value"])
     for seed, rows in per_seed.items():
         for system, metrics in rows.items():
-            lines += [f"{seed},{system},{key},{metrics[key]}" for key in KEYS if key in metrics]
-    return "\n".join(lines) + "\n"
+            writer.writerows([seed, system, key, metrics[key]] for key in KEYS if key in metrics)
+    return out.getvalue()
 
 
 def mean_rows(runs: list[dict[str, dict[str, float | str]]]) -> dict[str, dict[str, str]]:

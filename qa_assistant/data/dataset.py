@@ -9,7 +9,7 @@ import pandas as pd
 
 from qa_assistant.config import Config
 from qa_assistant.data.prepare import CleanReport, clean_pairs
-from qa_assistant.data.sources import SourceInfo, label_columns, load_pairs
+from qa_assistant.data.sources import SourceInfo, label_columns, load_configured
 from qa_assistant.data.split import SplitPlan, Splits, split_classification, split_grouped
 from qa_assistant.errors import UserError
 
@@ -51,13 +51,7 @@ def load_qa_data(config: Config) -> QAData:
     for role, spec in (("train", data.train), ("test", data.test)):
         if spec is None:
             continue
-        raw, info = load_pairs(
-            spec,
-            question_column=data.question_column,
-            answer_column=data.answer_column,
-            extra_columns=labels,
-            default_split=role,
-        )
+        raw, info = load_configured(data, spec, default_split=role)
         clean, report = clean_pairs(
             raw,
             config.text,

@@ -60,6 +60,19 @@ def label_columns(target: str) -> tuple[str, ...]:
     return () if target in ("answer", "question") else (target,)
 
 
+def load_configured(
+    data: DataConfig, spec: str, default_split: str = "train"
+) -> tuple[pd.DataFrame, SourceInfo]:
+    """`load_pairs` of `spec` with the columns `data` names (its label column included)."""
+    return load_pairs(
+        spec,
+        question_column=data.question_column,
+        answer_column=data.answer_column,
+        extra_columns=label_columns(data.target),
+        default_split=default_split,
+    )
+
+
 def check_files(data: DataConfig) -> None:
     """Reads `data.train` and `data.test` where they are local files, as a run will.
 
@@ -72,12 +85,7 @@ def check_files(data: DataConfig) -> None:
     """
     for spec in (data.train, data.test):
         if spec is not None and not spec.startswith(("builtin:", "tfds:")):
-            load_pairs(
-                spec,
-                question_column=data.question_column,
-                answer_column=data.answer_column,
-                extra_columns=label_columns(data.target),
-            )
+            load_configured(data, spec)
 
 
 def load_pairs(
