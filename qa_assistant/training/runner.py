@@ -274,6 +274,9 @@ def _train_and_evaluate(
     if deadline is not None:
         callbacks.insert(0, Deadline(deadline))
     fit_model(model, placement, train_ds, steps, val_ds, config, callbacks, state)
+    # Training ends here: what follows (saving, calibration, the test set's answers and the
+    # baseline) is not training time; for a language model the test answers take minutes.
+    train_seconds = state.train_seconds
     best = run_dir / CHECKPOINTS_DIR / BEST_WEIGHTS
     if best.is_file():
         # The best epoch by `callbacks.is_better`, with or without early stopping (which
@@ -296,7 +299,7 @@ def _train_and_evaluate(
         num_train=len(splits.train),
         num_validation=len(splits.validation),
         num_test=len(splits.test),  # rows; `num_questions` (from `evaluate`) counts distinct questions
-        train_seconds=round(state.train_seconds, 2),
+        train_seconds=round(train_seconds, 2),
         epochs_run=len(state.history),
         **_best_epoch_facts(callbacks),
         **{f"baseline_{k}": v for k, v in baseline.items()},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -85,3 +86,28 @@ def test_restart_and_output_refuse_directories_that_are_not_runs(tmp_path: Path)
     assert (precious / "thesis.txt").read_text() == "years of work"
     with pytest.raises(UserError, match="is a file; expected a directory"):
         train_run(tiny_config(train=data), data)
+
+
+def test_train_seconds_counts_training_not_the_test_evaluation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qa_assistant.training import runner
+
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(data, index=False)
+    at_fit_end: list[float] = []
+    fit_model, baseline = runner.fit_model, ClassificationTask.baseline
+
+    def fit_and_read_the_clock(*args, **kwargs):
+        fit_model(*args, **kwargs)
+        at_fit_end.append(args[-1].train_seconds)  # the run's training state is fit_model's last argument
+
+    def slow_baseline(self, splits):
+        time.sleep(2.0)  # stands in for a language model answering the test questions
+        return baseline(self, splits)
+
+    monkeypatch.setattr(runner, "fit_model", fit_and_read_the_clock)
+    monkeypatch.setattr(ClassificationTask, "baseline", slow_baseline)
+    metrics = train_run(tiny_config("train.epochs=1", train=data), tmp_path / "run").metrics
+    assert len(at_fit_end) == 1
+    assert at_fit_end[0] - 0.01 <= metrics["train_seconds"] < at_fit_end[0] + 1.0
