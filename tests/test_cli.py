@@ -122,6 +122,7 @@ def test_a_missing_file_or_column_is_reported_before_tensorflow_loads(tmp_path: 
         (["train", "--train-data", "good.csv", "--test-data", "gone.jsonl"], "'gone.jsonl' does not exist"),
         (["train", "--train-data", "qa.csv", "--set", "data.question_column=q"], "no column 'answer'"),
         (["tune", "--train-data", "qa.csv"], "no column 'question', 'answer'"),
+        (["train", "--train-data", "good.csv", "--set", "encoder.type=gur"], "did you mean 'gru'?"),
         (
             ["train", "--train-data", "good.csv", "--set", "task.type=classify", "data.target=topic"],
             "no column 'topic'; columns found: 'question', 'answer'; set data.target to one of the columns",
@@ -152,7 +153,7 @@ def test_user_errors_are_one_line_and_write_nothing(tmp_path: Path) -> None:
         ),
         (
             ["train", "--output", str(out), "--set", "encoder.type=gur"],
-            ["unknown encoder 'gur'", "gru, lstm"],
+            ["config key 'encoder.type' got 'gur'", "gru, lstm"],
         ),
         (["train", "--output", str(out), "--set", "encoder.nope=1"], ["unknown config key 'encoder.nope'"]),
         (["train", "--output", str(out), "--name", "../evil"], ["model name '../evil' is not allowed"]),

@@ -45,7 +45,6 @@ from qa_assistant.atomic import write_text
 from qa_assistant.config import Config, load_config
 from qa_assistant.errors import UserError
 from qa_assistant.manifest import write_json
-from qa_assistant.models.encoders import get_encoder_builder
 from qa_assistant.tasks import get_task
 from qa_assistant.training.callbacks import lower_is_better
 from qa_assistant.training.runner import train_run
@@ -196,11 +195,8 @@ def _point_config(
     config_files: Sequence[str | Path], overrides: Sequence[str], values: Mapping[str, Any]
 ) -> Config:
     settings = [f"{key}={json.dumps(value)}" for key, value in values.items()]
-    try:
-        config = load_config(list(config_files), [*overrides, *settings])
-        get_encoder_builder(config.encoder.type)  # catalogue names, checked before anything trains
-        get_task(config)
-        return config
+    try:  # every value is checked here, encoder and task types included: before anything trains
+        return load_config(list(config_files), [*overrides, *settings])
     except UserError as error:
         raise UserError(f"sweep point {point_name(values)}: {error}") from None
 

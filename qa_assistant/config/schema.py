@@ -152,7 +152,10 @@ class EncoderConfig:
             `qa_assistant.models.freezing.freeze_encoder`.
     """
 
-    type: str = "gru"
+    # The `type`s of encoders, decoders and tasks repeat their catalogues' names
+    # (models/encoders, models/decoders, tasks/) so that a typo is reported before TensorFlow
+    # loads; tests/config/test_loading.py keeps each list equal to its catalogue.
+    type: str = field(default="gru", metadata=_choices("gru", "lstm", "cnn", "transformer", "pretrained"))
     units: int = field(default=128, metadata=_at_least(1))
     layers: int = field(default=1, metadata=_at_least(1))
     bidirectional: bool = False
@@ -200,7 +203,9 @@ class DecoderConfig:
             included; longer training answers are cut to fit.
     """
 
-    type: str = "gru"
+    type: str = field(
+        default="gru", metadata=_choices("gru", "lstm", "transformer")
+    )  # see EncoderConfig.type
     units: int | None = field(default=None, metadata=_at_least(1))
     layers: int = field(default=1, metadata=_at_least(1))
     attention: str = field(default="bahdanau", metadata=_choices("bahdanau", "luong", "none"))
@@ -304,7 +309,8 @@ class TaskConfig:
             threshold; null never falls back.
     """
 
-    type: str = "classify"
+    # The task catalogue's names (see EncoderConfig.type).
+    type: str = field(default="classify", metadata=_choices("classify", "retrieve", "generate", "lm"))
     shared_towers: bool = True
     loss: str = field(default="softmax", metadata=_choices("softmax", "symmetric", "sigmoid"))
     temperature: float = field(default=0.05, metadata={"positive": True})

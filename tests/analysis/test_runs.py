@@ -182,7 +182,9 @@ def test_grid_from_the_command_line_and_from_yaml(tmp_path: Path) -> None:
 def test_a_bad_point_fails_before_anything_trains(data: Path, tmp_path: Path) -> None:
     base = tmp_path / "base.yaml"
     base.write_text(f"data: {{train: {json.dumps(str(data))}}}\n")
-    with pytest.raises(UserError, match=re.escape("sweep point encoder.type=gur: unknown encoder 'gur'")):
+    with pytest.raises(
+        UserError, match=re.escape("sweep point encoder.type=gur: config key 'encoder.type' got 'gur'")
+    ):
         run_sweep([base], parse_grid(["encoder.type=gru,gur"]), tmp_path / "root", overrides=FAST)
     assert not (tmp_path / "root").exists()
 

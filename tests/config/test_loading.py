@@ -63,6 +63,13 @@ def test_exponent_without_a_dot_is_a_number(tmp_path: Path) -> None:
             "config key 'encoder.freeze' got 'some'; expected none, embedding, all or a number",
         ),
         ("text.tokenizer=bpe", "expected one of: word, wordpiece"),
+        (
+            "encoder.type=gur",
+            "config key 'encoder.type' got 'gur'; did you mean 'gru'?; "
+            "expected one of: gru, lstm, cnn, transformer, pretrained",
+        ),
+        ("decoder.type=cnn", "config key 'decoder.type' got 'cnn'; expected one of: gru, lstm, transformer"),
+        ("task.type=retrieval", "config key 'task.type' got 'retrieval'; did you mean 'retrieve'?"),
         ("task.loss=hinge", "expected one of: softmax, symmetric, sigmoid"),
         ("task.temperature=0", "must be greater than 0"),
         ("decoder.attention=dot", "expected one of: bahdanau, luong, none"),
@@ -164,3 +171,20 @@ def test_generation_sections_default_to_the_encoder() -> None:
     config = load_config([], ["task.type=generate", "decoding.strategy=beam", "decoder.units=null"])
     assert (config.decoder.type, config.decoder.units, config.decoder.attention) == ("gru", None, "bahdanau")
     assert (config.decoding.strategy, config.decoding.max_length) == ("beam", None)
+
+
+def test_type_choices_are_the_catalogues_names() -> None:
+    """The schema repeats each catalogue's names (to check them before TensorFlow loads): the same set."""
+    from dataclasses import fields
+
+    from qa_assistant.config.schema import DecoderConfig, EncoderConfig, TaskConfig
+    from qa_assistant.models.decoders import CATALOGUE as DECODERS
+    from qa_assistant.models.encoders.registry import CATALOGUE as ENCODERS
+    from qa_assistant.tasks import task_names
+
+    def choices(section: type) -> list[str]:
+        return sorted(next(f for f in fields(section) if f.name == "type").metadata["choices"])
+
+    assert choices(EncoderConfig) == ENCODERS.names()
+    assert choices(DecoderConfig) == DECODERS.names()
+    assert choices(TaskConfig) == task_names()
