@@ -203,9 +203,8 @@ class DecoderConfig:
             included; longer training answers are cut to fit.
     """
 
-    type: str = field(
-        default="gru", metadata=_choices("gru", "lstm", "transformer")
-    )  # see EncoderConfig.type
+    # The decoder catalogue's names (see EncoderConfig.type).
+    type: str = field(default="gru", metadata=_choices("gru", "lstm", "transformer"))
     units: int | None = field(default=None, metadata=_at_least(1))
     layers: int = field(default=1, metadata=_at_least(1))
     attention: str = field(default="bahdanau", metadata=_choices("bahdanau", "luong", "none"))
