@@ -37,7 +37,7 @@ from qa_assistant.atomic import write_text
 from qa_assistant.errors import UserError, run_script
 from qa_assistant.layout import split_file
 from qa_assistant.metrics.baselines import tfidf_answer_scores
-from qa_assistant.metrics.ranking import group_references, rank_candidates, ranking_metrics
+from qa_assistant.metrics.ranking import rank_candidates, ranking_metrics
 from qa_assistant.tasks.runs import load_run
 
 FUSION_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)  # 0: the run as trained
@@ -80,27 +80,17 @@ def score_run(run: Path) -> tuple[Scores, float]:
     _, task, model = load_run(run)
     frames = {name: pd.read_json(split_file(run, name), lines=True) for name in ("train", *SPLITS)}
     train = frames["train"]
-    questions = {
-        name: group_references(frames[name]["question"].tolist(), frames[name]["answer"].tolist())
-        for name in SPLITS
-    }
-    banks = {name: task.bank + sorted(set(frames[name]["answer"]) - set(task.bank)) for name in SPLITS}
 
-    def dense(name: str) -> np.ndarray:
-        qs = questions[name][0]
-        return task.embed_questions(model, qs) @ task.embed_answers(model, banks[name]).T
-
-    def recall_at_1(name: str, scores: np.ndarray) -> float:
-        ranks = rank_candidates(scores, banks[name], questions[name][1]).rank
-        return ranking_metrics(ranks)["recall_at_1"]
+    def recall_at_1(scores: np.ndarray, references: list[list[str]], bank: list[str]) -> float:
+        return ranking_metrics(rank_candidates(scores, bank, references).rank)["recall_at_1"]
 
     found: Scores = {"lexical fusion": {}, "weight averaging": {}}
     for name in SPLITS:
-        cosine = dense(name)
-        lexical = tfidf_answer_scores(
-            train["question"].tolist(), train["answer"].tolist(), questions[name][0], banks[name]
-        )
-        found["lexical fusion"][name] = {w: recall_at_1(name, cosine + w * lexical) for w in FUSION_WEIGHTS}
+        questions, references, bank, cosine = task.bank_scores(model, frames[name])
+        lexical = tfidf_answer_scores(train["question"].tolist(), train["answer"].tolist(), questions, bank)
+        found["lexical fusion"][name] = {
+            w: recall_at_1(cosine + w * lexical, references, bank) for w in FUSION_WEIGHTS
+        }
 
     tuned = [v.numpy() for v in model.weights]
     pretrained = [v.numpy() for v in task.build_model().weights]  # the preset's weights, untrained
@@ -109,7 +99,8 @@ def score_run(run: Path) -> tuple[Scores, float]:
     for a in AVERAGING_WEIGHTS:
         model.set_weights([a * t + (1 - a) * p for t, p in zip(tuned, pretrained, strict=True)])
         for name in SPLITS:
-            found["weight averaging"].setdefault(name, {})[a] = recall_at_1(name, dense(name))
+            _, references, bank, cosine = task.bank_scores(model, frames[name])
+            found["weight averaging"].setdefault(name, {})[a] = recall_at_1(cosine, references, bank)
     return found, len(frames["test"]) / len(train)
 
 

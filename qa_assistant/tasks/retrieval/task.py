@@ -277,14 +277,21 @@ class RetrievalTask(Task):
 
     # -- evaluation ----------------------------------------------------------
 
-    def rank(self, model: keras.Model, frame: pd.DataFrame) -> tuple[list[str], list[list[str]], Scored]:
-        """`(questions, references, scored)` per distinct question of `frame`, ranked against the bank.
+    def bank_scores(
+        self, model: keras.Model, frame: pd.DataFrame
+    ) -> tuple[list[str], list[list[str]], list[str], np.ndarray]:
+        """`(questions, references, bank, scores)`: the cosine `[question, answer]` of each distinct question.
 
         Answers of `frame` missing from the bank join it, so every reference can be found.
         """
         questions, references = group_references(frame["question"].tolist(), frame["answer"].tolist())
         bank = self.bank + sorted(set(frame["answer"]) - set(self.bank))
         scores = self.embed_questions(model, questions) @ self.embed_answers(model, bank).T
+        return questions, references, bank, scores
+
+    def rank(self, model: keras.Model, frame: pd.DataFrame) -> tuple[list[str], list[list[str]], Scored]:
+        """`(questions, references, scored)` per distinct question of `frame`, ranked against the bank."""
+        questions, references, bank, scores = self.bank_scores(model, frame)
         return questions, references, rank_candidates(scores, bank, references)
 
     def evaluate(self, model: keras.Model, frame: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
