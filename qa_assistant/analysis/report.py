@@ -85,19 +85,29 @@ def paired_tests_table(
     `pairs` maps a row label to `(A's scores, B's scores)`, one score per run in
     the same run order (same splits or folds); `statistics.corrected_paired_ttest`
     tests each, and `statistics.holm` adjusts the p-values for the number of rows.
+    The 95 % interval of each difference is shown, and its half-width as the
+    smallest difference these runs could have called significant (p < 0.05
+    before Holm): a non-significant row with a wide one says "not measurable
+    here", not "no difference".
 
     Example:
 
     >>> print(paired_tests_table({"gru": ([0.5, 0.52, 0.55], [0.6, 0.61, 0.66])}, 0.5, difference="gru − tfidf"))
-    | system | gru − tfidf | t | p | p (Holm) |
-    |---|---:|---:|---:|---:|
-    | gru | +0.100 | 10.95 | 0.008 | 0.008 |
+    | system | gru − tfidf | 95 % CI | needed for p < 0.05 | t | p | p (Holm) |
+    |---|---:|---:|---:|---:|---:|---:|
+    | gru | +0.100 | [+0.061, +0.139] | ±0.039 | 10.95 | 0.008 | 0.008 |
     """
     tests = {label: corrected_paired_ttest(a, b, test_train_ratio) for label, (a, b) in pairs.items()}
     adjusted = holm([t.p_value for t in tests.values()])
-    lines = [f"| {row} | {difference} | t | p | p (Holm) |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"| {row} | {difference} | 95 % CI | needed for p < 0.05 | t | p | p (Holm) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for (label, t), p_holm in zip(tests.items(), adjusted, strict=True):
-        lines.append(f"| {label} | {t.delta:+.3f} | {t.t:.2f} | {t.p_value:.3f} | {p_holm:.3f} |")
+        lines.append(
+            f"| {label} | {t.delta:+.3f} | [{t.ci_low:+.3f}, {t.ci_high:+.3f}] | ±{t.detectable:.3f} "
+            f"| {t.t:.2f} | {t.p_value:.3f} | {p_holm:.3f} |"
+        )
     return "\n".join(lines)
 
 

@@ -43,13 +43,19 @@ def test_paired_tests_table_tests_each_row_and_adjusts_over_the_rows() -> None:
         "small": (a, [0.51, 0.52, 0.57, 0.51]),
     }
     lines = paired_tests_table(pairs, 0.25, row="comparison", difference="B − A (mrr)").splitlines()
-    assert lines[:2] == ["| comparison | B − A (mrr) | t | p | p (Holm) |", "|---|---:|---:|---:|---:|"]
+    assert lines[:2] == [
+        "| comparison | B − A (mrr) | 95 % CI | needed for p < 0.05 | t | p | p (Holm) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     tests = [corrected_paired_ttest(x, y, 0.25) for x, y in pairs.values()]
     adjusted = holm([t.p_value for t in tests])
     for line, label, t, p_holm in zip(lines[2:], pairs, tests, adjusted, strict=True):
-        assert line == f"| {label} | {t.delta:+.3f} | {t.t:.2f} | {t.p_value:.3f} | {p_holm:.3f} |"
+        interval = f"[{t.ci_low:+.3f}, {t.ci_high:+.3f}] | ±{t.detectable:.3f}"
+        assert (
+            line == f"| {label} | {t.delta:+.3f} | {interval} | {t.t:.2f} | {t.p_value:.3f} | {p_holm:.3f} |"
+        )
     assert lines[2].startswith("| big | +0.105 |")
-    assert lines[3] == "| none | +0.000 | 0.00 | 1.000 | 1.000 |"
+    assert lines[3] == "| none | +0.000 | [+0.000, +0.000] | ±0.000 | 0.00 | 1.000 | 1.000 |"
     assert adjusted[0] > tests[0].p_value  # three tests: the smallest p is multiplied by 3
 
 

@@ -110,6 +110,25 @@ def test_the_corrected_paired_t_test_widens_the_ordinary_one_by_the_fold_overlap
     assert math.isnan(corrected_paired_ttest([0.3], [0.5]).p_value)
 
 
+def test_the_paired_interval_excludes_zero_exactly_when_p_is_below_the_level() -> None:
+    a = [0.50, 0.52, 0.55, 0.40, 0.47]
+    b = [0.53, 0.50, 0.60, 0.44, 0.47]
+    test = corrected_paired_ttest(a, b, test_train_ratio=0.25)
+    assert test.ci_low < 0 < test.ci_high
+    assert test.p_value > 0.05
+    assert (test.ci_low + test.ci_high) / 2 == pytest.approx(test.delta)
+    # Shift every B score so the mean difference equals the half-width: the spread
+    # is unchanged, so p must land on the level exactly, and beyond it below it.
+    shift = test.detectable - test.delta
+    at_edge = corrected_paired_ttest(a, [x + shift for x in b], test_train_ratio=0.25)
+    assert at_edge.p_value == pytest.approx(0.05)
+    assert at_edge.ci_low == pytest.approx(0.0, abs=1e-12)
+    beyond = corrected_paired_ttest(a, [x + shift + 0.001 for x in b], test_train_ratio=0.25)
+    assert beyond.p_value < 0.05
+    assert beyond.ci_low > 0
+    assert math.isnan(corrected_paired_ttest([0.3], [0.5]).ci_low)
+
+
 def test_holm_multiplies_the_kth_smallest_p_by_m_minus_k_and_never_lets_a_larger_p_drop() -> None:
     adjusted = holm([0.04, 0.01, math.nan, 0.03, 0.5])
     # m = 4 tests: 0.01 x 4, 0.03 x 3, 0.04 x 2 = 0.08 raised to the 0.09 before it, 0.5 x 1.
