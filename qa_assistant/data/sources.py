@@ -130,7 +130,11 @@ def load_pairs(
             "expected each column name once (rename or delete the extra column)"
         )
     _check_scalars(frame, list(dict.fromkeys(required)), spec)
-    frame = frame.rename(columns={question_column: "question", answer_column: "answer"})
+    # A file may hold both `question` and the configured `question_fr`: the
+    # configured column is the one to learn, so the other is set aside.
+    renames = {question_column: "question", answer_column: "answer"}
+    shadowed = [c for c in renames.values() if c in frame.columns and c not in renames]
+    frame = frame.drop(columns=shadowed).rename(columns=renames)
     frame = frame.loc[:, ~frame.columns.duplicated()]
     return frame.astype(object).fillna("").map(_as_text), info
 
@@ -148,6 +152,8 @@ def _check_scalars(frame: pd.DataFrame, columns: list[str], spec: str) -> None:
 
 
 def _as_text(value: Any) -> str:
+    if isinstance(value, bool):  # as the JSON file wrote it, not Python's True/False
+        return "true" if value else "false"
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     if isinstance(value, float) and value.is_integer():
@@ -191,6 +197,10 @@ def _load_file(path: Path) -> tuple[pd.DataFrame, SourceInfo]:
     else:
         frame = _read_delimited(text, FILE_FORMATS[suffix], path)
     if frame.empty:
+        if FILE_FORMATS[suffix] is None:
+            raise UserError(
+                f"data file '{path}' has no fields in any of its objects; expected question/answer keys"
+            )
         raise UserError(f"data file '{path}' has a header but no rows")
     return frame, SourceInfo(str(path), len(frame), hashlib.sha256(raw).hexdigest())
 
@@ -222,21 +232,41 @@ def _decode_utf8(raw: bytes, path: Path) -> str:
 
 
 def _read_delimited(text: str, sep: str, path: Path) -> pd.DataFrame:
+    quoting = csv.QUOTE_MINIMAL
+    if sep == "\t" and '"' in text and not _quotes_enclose_fields(text, sep):
+        # TSV has no quoting rule of its own: a text that merely starts with a
+        # quote ("Hi" she said) would lose its quotes, and an unclosed one would
+        # swallow the rows after it. Quotes that do not wrap whole fields are text.
+        log.warning("'%s': its quotes do not enclose whole fields; reading them as text", path)
+        quoting = csv.QUOTE_NONE
     try:
         frame = pd.read_csv(
-            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=True
+            io.StringIO(text),
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=True,
+            quoting=quoting,
         )
     except pd.errors.ParserError as error:
+        wide = _first_wide_row(text, sep, quoting)
+        if wide is not None:  # pandas counts records, not lines: say where the row is
+            raise UserError(_wide_row_message(wide, sep, path)) from None
         detail = str(error).strip().splitlines()[-1]
         raise UserError(f"data file '{path}' could not be parsed as {_kind(sep)}: {detail}") from None
     if not isinstance(frame.index, pd.RangeIndex):
         # pandas turns the leading fields into an index when the first data rows
         # are wider than the header: every column would silently shift.
-        raise UserError(_wide_row_message(text, sep, path))
+        wide = _first_wide_row(text, sep, quoting)
+        if wide is None:
+            raise UserError(
+                f"data file '{path}' has rows wider than its header; expected one field per header column"
+            )
+        raise UserError(_wide_row_message(wide, sep, path))
     frame.columns = [str(c).strip() for c in frame.columns]
     # pandas renames a repeated header name to "name.1"; remember which were repeated.
     try:
-        header = next(csv.reader(io.StringIO(text, newline=""), delimiter=sep), [])
+        header = next(csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting), [])
     except csv.Error:  # pandas parsed it; a stricter reader's complaint adds nothing
         header = []
     names = [name.strip() for name in header]
@@ -244,17 +274,38 @@ def _read_delimited(text: str, sep: str, path: Path) -> pd.DataFrame:
     return frame
 
 
-def _wide_row_message(text: str, sep: str, path: Path) -> str:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
-    header = next(reader, [])
-    for row in reader:
-        if len(row) > len(header):
-            return (
-                f"data file '{path}' line {reader.line_num} has {len(row)} fields but the header "
-                f"has {len(header)}; expected one field per header column (quote fields that "
-                f"contain {sep!r})"
-            )
-    return f"data file '{path}' has rows wider than its header; expected one field per header column"
+def _quotes_enclose_fields(text: str, sep: str) -> bool:
+    """Whether every quote in `text` opens or closes a whole field, and no field swallowed rows.
+
+    A quoted field may hold `sep` or line breaks; one that holds both reads as
+    the rows after an unclosed quote.
+    """
+    try:
+        rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+        return not any(sep in cell and "\n" in cell for row in rows for cell in row)
+    except csv.Error:
+        return False
+
+
+def _first_wide_row(text: str, sep: str, quoting: int) -> tuple[int, int, int] | None:
+    """`(line, fields, header fields)` of the first row wider than the header, or None."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting)
+    try:
+        header = next(reader, [])
+        for row in reader:
+            if len(row) > len(header):
+                return reader.line_num, len(row), len(header)
+    except csv.Error:
+        return None
+    return None
+
+
+def _wide_row_message(wide: tuple[int, int, int], sep: str, path: Path) -> str:
+    line, fields, header = wide
+    return (
+        f"data file '{path}' line {line} has {fields} fields but the header has {header}; "
+        f"expected one field per header column (quote fields that contain {sep!r})"
+    )
 
 
 def _kind(sep: str) -> str:

@@ -63,7 +63,8 @@ def test_empty_cells_become_empty_strings(tmp_path: Path) -> None:
         ("broken.jsonl", '{"question": "a", "answer": "b"}\n{"question": \n', "line 2 is not valid JSON"),
         ("list.jsonl", '["a", "b"]\n', "line 1 holds a JSON list"),
         ("data.xlsx", "x", "has extension '.xlsx'; expected one of: .csv, .tsv, .jsonl"),
-        ("ragged.csv", 'question,answer\n"a","b","c"\n"x\n', "could not be parsed as CSV"),
+        ("ragged.csv", 'question,answer\n"a","b","c"\n"x\n', "line 2 has 3 fields but the header has 2"),
+        ("unclosed.csv", 'question,answer\na,b\n"x,y\n', "could not be parsed as CSV"),
         (
             "wide.csv",
             "question,answer\nhi,hello,extra\nbye,see you\n",
@@ -127,3 +128,52 @@ def test_tfds_split_suffix_and_missing_feature() -> None:
 def test_tfds_unknown_dataset_is_a_user_error() -> None:
     with pytest.raises(UserError, match="tfds:no_such_dataset_xyz could not be loaded"):
         load_pairs("tfds:no_such_dataset_xyz")
+
+
+def test_the_configured_columns_win_over_columns_already_named_question_and_answer(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "f.csv",
+        "question,answer,question_fr,answer_fr\nwhere is the office,In Lisbon,où est le bureau,À Lisbonne\n",
+    )
+    frame, _ = load_pairs(str(path), question_column="question_fr", answer_column="answer_fr")
+    assert frame[["question", "answer"]].to_dict("records") == [
+        {"question": "où est le bureau", "answer": "À Lisbonne"}
+    ]
+
+
+def test_tsv_quotes_that_do_not_wrap_whole_fields_are_text(tmp_path: Path) -> None:
+    # A quote opening a field but closing mid-text, and one never closed: without
+    # care the first loses its quotes and the second swallows the rows after it.
+    path = write(
+        tmp_path / "f.tsv",
+        'question\tanswer\nq1\t"Hi" she said\nq2\t"Hello\nq3\tans3\nq4\tshe said bye"\nq5\tok\n',
+    )
+    frame, _ = load_pairs(str(path))
+    assert frame["question"].tolist() == ["q1", "q2", "q3", "q4", "q5"]
+    assert frame["answer"].tolist() == ['"Hi" she said', '"Hello', "ans3", 'she said bye"', "ok"]
+
+
+def test_tsv_quotes_that_wrap_whole_fields_still_quote(tmp_path: Path) -> None:
+    rows = [{"question": "two\nlines", "answer": 'He said "hi"'}, {"question": "q2", "answer": "a\tb"}]
+    pd.DataFrame(rows).to_csv(tmp_path / "f.tsv", index=False, sep="\t")
+    frame, _ = load_pairs(str(tmp_path / "f.tsv"))
+    assert frame[["question", "answer"]].to_dict("records") == rows
+
+
+def test_a_parse_error_names_the_physical_line_of_the_bad_row(tmp_path: Path) -> None:
+    path = write(tmp_path / "f.csv", 'question,answer\n"three\nline\nquestion",a\nq2,a2\nq3,a3,extra\n')
+    with pytest.raises(UserError, match="line 6 has 3 fields but the header has 2"):
+        load_pairs(str(path))
+
+
+def test_jsonl_values_keep_their_json_spelling_and_an_empty_file_is_not_said_to_have_a_header(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path / "f.jsonl", '{"question": "is it on?", "answer": true}\n{"question": "n", "answer": 2.5}\n'
+    )
+    frame, _ = load_pairs(str(path))
+    assert frame["answer"].tolist() == ["true", "2.5"]
+    with pytest.raises(UserError, match="has no fields in any of its objects") as error:
+        load_pairs(str(write(tmp_path / "e.jsonl", "{}\n{}\n")))
+    assert "header" not in str(error.value)
