@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from qa_assistant.config import Config
-from qa_assistant.data.prepare import CleanReport, clean_pairs
+from qa_assistant.data.prepare import CleanReport, clean_pairs, either
 from qa_assistant.data.sources import SourceInfo, label_columns, load_configured
 from qa_assistant.data.split import SplitPlan, Splits, split_classification, split_grouped
 from qa_assistant.errors import UserError
@@ -61,7 +61,10 @@ def load_qa_data(config: Config) -> QAData:
             source=spec,
         )
         if clean.empty:
-            raise UserError(f"'{spec}' has no usable rows: every row had an empty question or answer")
+            checked = ["question", "answer", *(repr(c) for c in labels)]
+            raise UserError(
+                f"'{spec}' has no usable rows: every row had an empty {either(checked)} after cleaning"
+            )
         frames[role], reports[spec] = clean, report
         sources.append(info)
     test_frame = frames.get("test")

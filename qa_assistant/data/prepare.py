@@ -105,7 +105,9 @@ def clean_pairs(
         `(clean_frame, report)`; the frame is re-indexed from 0.
     """
     rows_read = len(frame)
-    is_header = (frame["question"].str.strip() == header[0]) & (frame["answer"].str.strip() == header[1])
+    # A header pasted twice may bring its file's byte-order mark along (two files joined with cat).
+    cells = {c: frame[c].str.replace("\ufeff", "", regex=False).str.strip() for c in ("question", "answer")}
+    is_header = (cells["question"] == header[0].strip()) & (cells["answer"] == header[1].strip())
     frame = frame.loc[~is_header].copy()
     frame["question"] = clean_strings(frame["question"].tolist(), text)
     frame["answer"] = clean_strings(frame["answer"].tolist(), text, for_display=True)
@@ -114,7 +116,9 @@ def clean_pairs(
         if column not in columns:
             frame[column] = clean_strings(frame[column].tolist(), text, for_display=True)
             columns.append(column)
-    empty = (frame[columns] == "").any(axis=1)
+    blank = frame[columns] == ""
+    empty = blank.any(axis=1)
+    empty_in = [c if c in ("question", "answer") else repr(c) for c in columns if blank[c].any()]
     frame = frame.loc[~empty]
     before_dedup = len(frame)
     if deduplicate:
@@ -130,11 +134,20 @@ def clean_pairs(
         suspicious_short=int(short.sum()),
         near_duplicate_questions=len(distinct) - question_key(distinct).nunique(),
     )
-    _log_report(report, frame.loc[short], source)
+    _log_report(report, frame.loc[short], source, empty_in)
     return frame.reset_index(drop=True), report
 
 
-def _log_report(report: CleanReport, short_rows: pd.DataFrame, source: str) -> None:
+def either(names: list[str]) -> str:
+    """`a`, `a or b`, `a, b or c`: for messages.
+
+    >>> either(["question"]), either(["question", "answer", "'category'"])
+    ('question', "question, answer or 'category'")
+    """
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _log_report(report: CleanReport, short_rows: pd.DataFrame, source: str, empty_in: list[str]) -> None:
     """One summary line per source, and a warning with examples for each kind of suspicious row."""
     log.info(
         "data quality of %s: %d rows read; dropped %d empty, %d repeated headers, %d duplicates; "
@@ -152,10 +165,11 @@ def _log_report(report: CleanReport, short_rows: pd.DataFrame, source: str) -> N
     )
     if report.dropped_empty:
         log.warning(
-            "%s: dropped %d of %d rows with an empty question or answer after cleaning",
+            "%s: dropped %d of %d rows with an empty %s after cleaning",
             source,
             report.dropped_empty,
             report.rows_read,
+            either(empty_in),
         )
     if report.dropped_repeated_header:
         log.warning("%s: dropped %d repeated header rows", source, report.dropped_repeated_header)
