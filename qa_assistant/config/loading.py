@@ -118,6 +118,15 @@ def _check_data(config: Config) -> None:
             f"data.folds ({data.folds}) splits the training data into test folds; "
             f"it cannot be combined with a test file (data.test = {data.test!r})"
         )
+    # The loader renames the configured columns to `question` and `answer`, so
+    # a target that names one of them by its file name would find no column.
+    for role in ("question", "answer"):
+        column = getattr(data, f"{role}_column")
+        if data.target == column != role:
+            raise UserError(
+                f"config key 'data.target' got {column!r}, which is data.{role}_column; "
+                f"expected data.target={role} to predict that column"
+            )
 
 
 def _check_encoder(config: Config) -> None:

@@ -133,6 +133,8 @@ def split_classification(
         method = "known-answer"
         parts, notes = _known_answer(keyed, target, fractions, seed)
         if test_frame is None and len(parts[1]) == 0:
+            if notes["eligible_questions"]:  # phrasings to spare, but the share rounds to none
+                raise UserError(_too_few_message(frame["question"].nunique(), test_fraction))
             raise UserError(
                 f"no question can be held out for testing: every '{target}' value has a single "
                 "phrasing; give a test file with --test-data, add phrasings, or classify a column "
@@ -184,8 +186,23 @@ def split_grouped(frame: pd.DataFrame, plan: SplitPlan, test_frame: pd.DataFrame
         _warn_overlap(train, test)
     else:
         test, validation = parts
+        if test.empty:  # metrics over no questions would read as a score of 0
+            raise UserError(_too_few_message(len(questions), test_fraction))
+    if train.empty:
+        raise UserError(
+            f"no question is left to train on: {len(questions)} distinct questions, "
+            f"data.validation_fraction {validation_fraction}; expected more pairs or a smaller fraction"
+        )
     notes = {"folds": folds, "fold": fold} if folds else {}
     return Splits(train, validation, test, "grouped-random", notes)
+
+
+def _too_few_message(questions: int, test_fraction: float) -> str:
+    return (
+        f"no question can be held out for testing: data.test_fraction {test_fraction} of {questions} "
+        "distinct questions rounds to none; expected more pairs, a larger data.test_fraction, "
+        "or a test file (--test-data)"
+    )
 
 
 def _keyed(frame: pd.DataFrame) -> pd.DataFrame:

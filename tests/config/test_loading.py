@@ -167,6 +167,17 @@ def test_split_fractions_must_leave_training_data() -> None:
     assert config.data.test == "t.csv"
 
 
+def test_a_target_naming_the_answer_column_by_its_file_name_is_refused_with_the_fix() -> None:
+    # The loader renames data.answer_column to "answer": "reply" would be no column at all.
+    with pytest.raises(
+        UserError,
+        match=r"'data\.target' got 'reply', which is data\.answer_column; expected data\.target=answer",
+    ):
+        load_config([], ["data.answer_column=reply", "data.target=reply"])
+    assert load_config([], ["data.answer_column=reply", "data.target=answer"]).data.target == "answer"
+    assert load_config([], ["data.answer_column=reply", "data.target=category"]).data.target == "category"
+
+
 def test_generation_sections_default_to_the_encoder() -> None:
     config = load_config([], ["task.type=generate", "decoding.strategy=beam", "decoder.units=null"])
     assert (config.decoder.type, config.decoder.units, config.decoder.attention) == ("gru", None, "bahdanau")

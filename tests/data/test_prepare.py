@@ -78,3 +78,20 @@ def test_quality_report_counts_short_rows_and_near_duplicates(caplog: pytest.Log
 def test_question_key_ignores_case_punctuation_and_spacing() -> None:
     keys = question_key(pd.Series(["Will you die?", "will  you die", "¿Qué es IA?", "???", "!!"]))
     assert keys.tolist() == ["will you die", "will you die", "qué es ia", "???", "!!"]
+
+
+def test_a_repeated_header_with_its_files_byte_order_mark_is_dropped() -> None:
+    # Two "CSV UTF-8" exports joined with cat: the second header starts with U+FEFF.
+    rows = [("q1", "a1"), ("\ufeffquestion", "answer"), ("q2", "a2")]
+    out, report = clean_pairs(frame(rows), TextConfig())
+    assert report.dropped_repeated_header == 1
+    assert out["question"].tolist() == ["q1", "q2"]
+
+
+def test_the_empty_rows_warning_names_the_column_that_was_empty(caplog: pytest.LogCaptureFixture) -> None:
+    data = frame([("q1", "a1"), ("q2", "a2"), ("q3", "a3")])
+    data["category"] = ["", "tech", ""]
+    with caplog.at_level(logging.WARNING):
+        out, report = clean_pairs(data, TextConfig(), label_columns=("category",))
+    assert (report.dropped_empty, len(out)) == (2, 1)
+    assert "dropped 2 of 3 rows with an empty 'category' after cleaning" in caplog.text

@@ -157,3 +157,24 @@ def test_known_answer_split_counts_phrasings_by_key() -> None:
     assert splits.method == "known-answer"
     assert set(splits.test["answer"]) == {"hello"}
     assert splits.notes["eligible_questions"] == 2
+
+
+def test_a_grouped_split_too_small_to_hold_out_a_question_is_an_error_not_an_empty_test() -> None:
+    # 2 questions x 0.2 rounds to no test question: metrics over none would read as 0.
+    with pytest.raises(UserError, match=r"data\.test_fraction 0\.2 of 2 distinct questions rounds to none"):
+        split_grouped(faq([1, 1]), SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=0))
+    with pytest.raises(UserError, match="no question is left to train on"):
+        split_grouped(faq([1] * 3), SplitPlan(validation_fraction=0.5, test_fraction=0.4, seed=0))
+
+
+def test_a_known_answer_split_that_rounds_to_no_test_question_says_so() -> None:
+    # 5 questions, every answer with a spare phrasing: 0.1 x 5 rounds to 0, which is
+    # the reason, not "a single phrasing"; 0.2 holds one out.
+    with pytest.raises(UserError, match=r"data\.test_fraction 0\.1 of 5 distinct questions rounds to none"):
+        split_classification(
+            faq([3, 2]), "answer", SplitPlan(validation_fraction=0.0, test_fraction=0.1, seed=0)
+        )
+    s = split_classification(
+        faq([3, 2]), "answer", SplitPlan(validation_fraction=0.0, test_fraction=0.2, seed=0)
+    )
+    assert len(s.test) == 1
