@@ -56,3 +56,22 @@ def test_no_threshold_when_the_gain_on_validation_is_chance() -> None:
     assert threshold is None
     assert "does not separate right from wrong answers on the 102 validation questions" in why
     assert "one-sided Fisher exact test p = 0.10, needs < 0.05" in why
+
+
+def test_a_fallback_answer_reports_no_matched_question() -> None:
+    import tensorflow as tf
+
+    from qa_assistant.tasks.retrieval.bank import search
+
+    answers = tf.constant(["Lunch is at noon.", "We close at five."])
+    embeddings = tf.constant([[1.0, 0.0], [0.0, 1.0]])
+    known = tf.constant(["when is lunch?", "when do you close?"])
+    bank = (answers, embeddings, known, embeddings, tf.constant([0, 1]))
+    near, far = [1.0, 0.0], [0.6, 0.8]  # cosine 1.0 with lunch; 0.8 at best, below the threshold
+    out = search(tf.constant([near, far]), bank, top_k=2, threshold=0.9, fallback="I don't know.")
+    assert [a.decode() for a in out["answer"].numpy()] == ["Lunch is at noon.", "I don't know."]
+    assert [q.decode() for q in out["matched_question"].numpy()] == ["when is lunch?", ""]
+    np.testing.assert_allclose(out["matched_question_score"].numpy(), [1.0, 0.0])
+    assert out["top_k_answers"].numpy()[1, 0] == b"We close at five."  # the ranking itself is kept
+    unguarded = search(tf.constant([far]), bank, top_k=1, threshold=None, fallback=None)
+    assert unguarded["matched_question"].numpy()[0] == b"when do you close?"

@@ -98,8 +98,8 @@ def search(
     Returns:
         `answer`, `score` (cosine similarity), `top_k_answers`,
         `top_k_scores`, `matched_question` (the chosen answer's known
-        question closest to the request, `""` if it has none) and
-        `matched_question_score`.
+        question closest to the request, `""` if it has none or the
+        fallback was chosen) and `matched_question_score` (0 then).
     """
     answers, embeddings, known_questions, known_embeddings, known_ids = (
         bank.collection() if isinstance(bank, AnswerBank) else bank
@@ -109,12 +109,15 @@ def search(
     top = tf.math.top_k(scores, k=k)
     best_score, best_id = top.values[:, 0], top.indices[:, 0]
     answer = tf.gather(answers, best_id)
+    has_known = tf.ones_like(best_score, dtype=tf.bool)
     if threshold is not None and fallback is not None:
-        answer = tf.where(best_score >= threshold, answer, tf.constant(fallback))
+        answered = best_score >= threshold
+        answer = tf.where(answered, answer, tf.constant(fallback))
+        has_known = answered  # the fallback answer has no known question
     known_scores = tf.matmul(question_vectors, known_embeddings, transpose_b=True)
     same_answer = tf.equal(known_ids[None, :], best_id[:, None])
     masked = tf.where(same_answer, known_scores, tf.constant(-2.0))  # below any cosine
-    has_known = tf.reduce_any(same_answer, axis=1)
+    has_known = has_known & tf.reduce_any(same_answer, axis=1)
     matched = tf.gather(known_questions, tf.argmax(masked, axis=1, output_type=tf.int32))
     return {
         "answer": answer,
