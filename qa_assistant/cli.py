@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import io
 import json
 import logging
 import os
@@ -534,6 +535,8 @@ def _chat(args: argparse.Namespace) -> int:
     _check_top_k(args.top_k)
     options = _decoding_options(args.decoding)
     assistant = Assistant(args.model)
+    if isinstance(sys.stdin, io.TextIOWrapper):  # bytes that are not UTF-8 reach the model, not a traceback
+        sys.stdin.reconfigure(errors="surrogateescape")
     print(f"chatting with {assistant.path} (empty line or Ctrl-D to quit)")
     while True:
         try:

@@ -59,8 +59,23 @@ class Assistant:
 
     def __init__(self, path: str | Path) -> None:
         self.path = resolve_export(path)
-        self._model = load_saved_model(self.path)
-        self._serve = self._model.signatures[SIGNATURE]
+        expected = "expected an export written by `qa-assistant export`"
+        try:
+            self._model = load_saved_model(self.path)
+        except (OSError, ValueError, tf.errors.OpError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserError(
+                f"'{self.path}' could not be loaded as a SavedModel ({first}); {expected}"
+            ) from None
+        self._serve = self._model.signatures.get(SIGNATURE)
+        if self._serve is None:
+            raise UserError(f"'{self.path}' has no '{SIGNATURE}' signature; {expected}")
+        inputs = sorted(self._serve.structured_input_signature[1])
+        if inputs != [INPUT_NAME] or not {"answer", "score"} <= set(self._serve.structured_outputs):
+            raise UserError(
+                f"'{self.path}' serves inputs {inputs} and outputs {self.output_names}; expected the input "
+                f"'{INPUT_NAME}' and the outputs 'answer' and 'score' ({expected})"
+            )
 
     @property
     def output_names(self) -> list[str]:
@@ -79,7 +94,7 @@ class Assistant:
         Raises:
             UserError: options for an export that takes none, or unknown ones.
         """
-        question = tf.constant(list(questions), dtype=tf.string)
+        question = tf.constant([_utf8(q) for q in questions], dtype=tf.string)
         outputs = self._with_options(question, options) if options else self._serve(**{INPUT_NAME: question})
         return {k: v.numpy() for k, v in outputs.items()}
 
@@ -118,9 +133,14 @@ class Assistant:
         for i, question in enumerate(questions):
             ranked = []
             if "top_k_answers" in out:  # only tasks that rank answers (or keep beams) return them
-                ranked = list(
-                    zip(_texts(out["top_k_answers"][i]), out["top_k_scores"][i].tolist(), strict=True)
-                )
+                # A place scored -inf holds no answer (a quoted note stands alone among the beams).
+                ranked = [
+                    (text, score)
+                    for text, score in zip(
+                        _texts(out["top_k_answers"][i]), out["top_k_scores"][i].tolist(), strict=True
+                    )
+                    if math.isfinite(score)
+                ]
             extra = {
                 k: _value(v[i])
                 for k, v in out.items()
@@ -128,7 +148,7 @@ class Assistant:
             }
             answers.append(
                 Answer(
-                    question=question,
+                    question=_utf8(question).decode("utf-8", errors="replace"),  # as the model read it
                     answer=out["answer"][i].decode("utf-8"),
                     score=float(out["score"][i]),
                     alternatives=ranked[:top_k] if top_k else ranked,
@@ -140,6 +160,15 @@ class Assistant:
     def ask(self, question: str, top_k: int | None = None, **options: Any) -> Answer:
         """Answers one raw question (`options`: see `raw`)."""
         return self.ask_many([question], top_k=top_k, **options)[0]
+
+
+def _utf8(text: str) -> bytes:
+    """A request as UTF-8 bytes. Invalid bytes in a command-line argument or on stdin
+    arrive as lone surrogates; they go back to bytes, which the export reads as U+FFFD."""
+    try:
+        return text.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        return text.encode("utf-8", errors="replace")
 
 
 def _texts(values: np.ndarray) -> list[str]:
