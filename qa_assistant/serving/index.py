@@ -131,7 +131,8 @@ def _grow(
     loaded: object, variables: dict[str, tf.Variable], questions: list[str], answers: list[str]
 ) -> tuple[list[str], list[str]]:
     bank = _texts(variables["answers"])
-    new_answers = [a for a in dict.fromkeys(answers) if a not in set(bank)]
+    present = set(bank)
+    new_answers = [a for a in dict.fromkeys(answers) if a not in present]
     if new_answers:
         variables["answers"].assign(tf.concat([variables["answers"], tf.constant(new_answers)], 0))
         vectors = _embed(loaded, "embed_answers", new_answers)
