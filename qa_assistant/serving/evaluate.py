@@ -36,7 +36,7 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
     there the metrics are the ones `top_k` answers determine (`mrr_at_10`,
     `recall_at_k` for k <= top_k), unless it returned fewer answers than its
     `top_k` (the whole bank): then the ranking is complete and `mrr` is
-    reported too. A generation export is measured with its
+    reported too. A generation or language-model export is measured with its
     `serving_default` and `score` signatures, giving the same metrics as
     its run directory.
 
@@ -52,7 +52,7 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
         assistant = Assistant(model)
         config = export_config(assistant.path)
         frame = _load(config, data)
-        if config.task.type == "generate":
+        if config.task.type in ("generate", "lm"):  # both generate answers (tasks/lm/generator.py)
             metrics = _evaluate_generation_export(assistant, frame)
         else:
             metrics = _evaluate_ranking_export(assistant, config, frame)

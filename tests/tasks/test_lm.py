@@ -533,6 +533,21 @@ def test_the_export_answers_as_the_run_with_grounding_and_hostile_requests(lm_ru
         **{k: tf.constant(-1, v.dtype) for k, v in _numeric_options(loaded).items() if k != "beam_width"},
     )
     assert beams["top_k_answers"].shape == (1, 3)
+    # `qa-assistant evaluate` measures the export as the run measures itself: generation metrics.
+    from qa_assistant.serving.evaluate import evaluate_path
+
+    test = lm_run / "data" / "test.jsonl"
+    from_run, _ = task.evaluate(model, pd.read_json(test, lines=True))
+    from_export = evaluate_path(version, str(test))
+    from_export.pop("num_examples")
+    assert from_export.keys() == from_run.keys()
+    assert "rouge_l" in from_export
+    assert "mrr" not in from_export
+    for key, value in from_run.items():
+        if isinstance(value, str):
+            assert from_export[key] == value, key
+        else:
+            assert from_export[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
 
 
 def _numeric_options(loaded) -> dict:
