@@ -43,6 +43,7 @@ import pandas as pd
 import tensorflow as tf
 
 from qa_assistant.config import AugmentConfig
+from qa_assistant.data.prepare import question_key
 from qa_assistant.text.word_tokenizer import split_words
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,12 @@ class Augmentation:
 
 
 def augment_questions(
-    frame: pd.DataFrame, config: AugmentConfig, *, synonyms: Synonyms | None = None, seed: int = 0
+    frame: pd.DataFrame,
+    config: AugmentConfig,
+    *,
+    synonyms: Synonyms | None = None,
+    seed: int = 0,
+    held_out: frozenset[str] = frozenset(),
 ) -> Augmentation:
     """Adds EDA copies of every question of `frame` (see the module docstring).
 
@@ -135,6 +141,9 @@ def augment_questions(
         synonyms: word -> synonyms; needed when synonym replacement or
             insertion is on.
         seed: seeds every random choice.
+        held_out: phrasing keys (`prepare.question_key`) of the validation
+            and test questions: a copy that would recreate one is not made,
+            or training would see a held-out question word for word.
 
     Returns:
         The augmented frame, counts and samples.
@@ -161,7 +170,7 @@ def augment_questions(
         for name, rate, count in plan:
             for _ in range(count):
                 text = " ".join(_apply(name, words, rate, rng, synonyms))
-                if text and text not in seen:
+                if text and text not in seen and not (held_out and _key(text) in held_out):
                     seen.add(text)
                     rows.append(row)
                     texts.append(text)
@@ -182,6 +191,10 @@ def augment_questions(
     for name, original, text in result.samples:
         log.info("  %s: %r -> %r", name, original, text)
     return result
+
+
+def _key(text: str) -> str:
+    return question_key(pd.Series([text])).iloc[0]
 
 
 def _apply(

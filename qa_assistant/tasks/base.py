@@ -85,6 +85,9 @@ class Task(abc.ABC):
         # Set by the runner for `init.source` (personalisation): the model this run starts from.
         self.init_source: InitSource | None = None
         self.augmentation: Augmentation | None = None
+        # Set by the runner: phrasing keys of the validation and test questions,
+        # which augmentation must not recreate in training.
+        self.held_out_questions: frozenset[str] = frozenset()
 
     # -- preprocessing -------------------------------------------------------
 
@@ -147,7 +150,9 @@ class Task(abc.ABC):
             word_level = self.tokenizer is not None and self.tokenizer.KIND == "word"
             allowed = set(self.tokenizer.vocabulary[2:]) if word_level else None
             synonyms = NeighbourSynonyms(index, augment.neighbours, augment.min_similarity, allowed)
-        self.augmentation = augment_questions(frame, augment, synonyms=synonyms, seed=self.config.train.seed)
+        self.augmentation = augment_questions(
+            frame, augment, synonyms=synonyms, seed=self.config.train.seed, held_out=self.held_out_questions
+        )
         return self.augmentation.frame
 
     # -- personalisation -----------------------------------------------------

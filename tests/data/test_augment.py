@@ -22,6 +22,7 @@ from qa_assistant.data.augment import (
     random_swap,
     synonym_replacement,
 )
+from qa_assistant.data.prepare import question_key
 from qa_assistant.embeddings import VectorIndex, save_vectors
 from qa_assistant.errors import UserError
 from qa_assistant.training.runner import train_run
@@ -96,13 +97,34 @@ def test_copies_are_new_seeded_and_keep_the_other_columns(synonyms: NeighbourSyn
         augment_questions(frame, AugmentConfig(insert_count=1), seed=0)
 
 
+def test_no_copy_recreates_a_held_out_question() -> None:
+    # Deleting "please" from the training question would recreate the test question.
+    frame = pd.DataFrame({"question": ["opening hours please"] * 1, "answer": ["9 to 5"]})
+    config = AugmentConfig(delete_count=30, delete_rate=0.4)
+    free = augment_questions(frame, config, seed=0)
+    assert "opening hours" in set(free.frame["question"])  # it does come up without the guard
+    guarded = augment_questions(frame, config, seed=0, held_out=frozenset({"opening hours"}))
+    assert "opening hours" not in set(guarded.frame["question"])
+    assert set(guarded.frame["question"]) == set(free.frame["question"]) - {"opening hours"}
+    assert guarded.counts["delete"] == free.counts["delete"] - 1
+
+
 def test_synonym_operations_need_word_vectors_in_the_config() -> None:
     with pytest.raises(UserError, match=r"need word vectors to find synonyms; set augment\.vectors"):
         load_config([], ["augment.synonym_count=1"])
     assert not load_config([]).augment.enabled  # off by default
 
 
-def test_a_run_augments_only_its_training_split_and_logs_examples(tmp_path: Path) -> None:
+def test_a_run_augments_only_its_training_split_and_logs_examples(tmp_path: Path, monkeypatch) -> None:
+    import qa_assistant.tasks.base
+
+    given = []
+
+    def recording(*args, **kwargs):
+        given.append(kwargs["held_out"])
+        return augment_questions(*args, **kwargs)
+
+    monkeypatch.setattr(qa_assistant.tasks.base, "augment_questions", recording)
     data = tmp_path / "faq.csv"
     pd.DataFrame(faq_rows()).to_csv(data, index=False)
     vectors = tmp_path / "vectors.txt"
@@ -115,6 +137,11 @@ def test_a_run_augments_only_its_training_split_and_logs_examples(tmp_path: Path
     train = pd.read_json(run / "data" / "train.jsonl", lines=True)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["num_train"] == len(train)  # the written split is the original one
+    held_out = pd.concat(
+        [pd.read_json(run / "data" / f"{n}.jsonl", lines=True) for n in ("validation", "test")]
+    )
+    assert given
+    assert given[0] == frozenset(question_key(held_out["question"]))  # what augmentation must not recreate
     events = EventAccumulator(str(run / "logs" / "train"))
     events.Reload()
     table = events.Tensors("augmented_examples")[0].tensor_proto.string_val
