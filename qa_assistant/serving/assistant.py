@@ -117,8 +117,14 @@ class Assistant:
             value = options.get(name, "" if spec.dtype == tf.string else -1)
             try:
                 inputs[name] = tf.constant(value, dtype=spec.dtype)
+                if inputs[name].shape.rank != 0:
+                    raise ValueError("not one value")
+                if spec.dtype.is_integer and not spec.dtype.min <= value <= spec.dtype.max:
+                    raise ValueError("out of range")  # tf.constant would wrap it around
             except (TypeError, ValueError):
-                raise UserError(f"decoding option {name} expects {spec.dtype.name}; got {value!r}") from None
+                raise UserError(
+                    f"decoding option {name} expects {spec.dtype.name}, one value in its range; got {value!r}"
+                ) from None
         try:
             return generate(**inputs)
         except tf.errors.InvalidArgumentError as error:

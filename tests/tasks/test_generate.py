@@ -318,6 +318,9 @@ def test_assistant_passes_decoding_options(exported: Path) -> None:
         bot.ask("hi", strategy="nucleus")
     with pytest.raises(UserError, match="decoding option beam_width expects int32"):
         bot.ask("hi", beam_width="wide")
+    for not_one_value in ([3, 4], 2**40):  # a list (YAML's [3, 4]) and an int32 that would wrap around
+        with pytest.raises(UserError, match="beam_width expects int32, one value in its range"):
+            bot.ask("hi", beam_width=not_one_value)
     with pytest.raises(UserError, match="repetition_penalty must be positive \\(1 = off\\); got 0"):
         bot.ask("hi", repetition_penalty=0.0)
 
