@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -280,11 +281,14 @@ def _quotes_enclose_fields(text: str, sep: str) -> bool:
     A quoted field may hold `sep` or line breaks; one that holds both reads as
     the rows after an unclosed quote.
     """
+    limit = csv.field_size_limit(sys.maxsize)  # a long answer is not a quoting error
     try:
         rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
         return not any(sep in cell and "\n" in cell for row in rows for cell in row)
     except csv.Error:
         return False
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _first_wide_row(text: str, sep: str, quoting: int) -> tuple[int, int, int] | None:

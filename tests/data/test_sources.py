@@ -177,3 +177,13 @@ def test_jsonl_values_keep_their_json_spelling_and_an_empty_file_is_not_said_to_
     with pytest.raises(UserError, match="has no fields in any of its objects") as error:
         load_pairs(str(write(tmp_path / "e.jsonl", "{}\n{}\n")))
     assert "header" not in str(error.value)
+
+
+def test_a_quoted_tsv_field_longer_than_the_csv_modules_limit_keeps_its_quoting(tmp_path: Path) -> None:
+    rows = [
+        {"question": "q1", "answer": "word " * 40_000 + '"quoted"\tend'},
+        {"question": "q2", "answer": "a2"},
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "f.tsv", index=False, sep="\t")  # 200,000+ characters, quoted
+    frame, _ = load_pairs(str(tmp_path / "f.tsv"))
+    assert frame[["question", "answer"]].to_dict("records") == rows
