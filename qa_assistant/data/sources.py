@@ -238,7 +238,9 @@ def _read_delimited(text: str, sep: str, path: Path) -> pd.DataFrame:
         # TSV has no quoting rule of its own: a text that merely starts with a
         # quote ("Hi" she said) would lose its quotes, and an unclosed one would
         # swallow the rows after it. Quotes that do not wrap whole fields are text.
-        log.warning("'%s': its quotes do not enclose whole fields; reading them as text", path)
+        if path not in _QUOTES_WARNED:  # the command line's check reads the file before the run does
+            _QUOTES_WARNED.add(path)
+            log.warning("'%s': its quotes do not enclose whole fields; reading them as text", path)
         quoting = csv.QUOTE_NONE
     try:
         frame = pd.read_csv(
@@ -273,6 +275,9 @@ def _read_delimited(text: str, sep: str, path: Path) -> pd.DataFrame:
     names = [name.strip() for name in header]
     frame.attrs["repeated_columns"] = sorted({n for n in names if names.count(n) > 1})
     return frame
+
+
+_QUOTES_WARNED: set[Path] = set()
 
 
 def _quotes_enclose_fields(text: str, sep: str) -> bool:
