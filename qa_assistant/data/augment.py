@@ -164,13 +164,17 @@ def augment_questions(
     rows: list[int] = []
     texts: list[str] = []
     made: list[tuple[str, str, str]] = []
+    withheld = 0
     for row, words in enumerate(tokens):
         words = [w.decode("utf-8") for w in words]
         seen = {" ".join(words)}
         for name, rate, count in plan:
             for _ in range(count):
                 text = " ".join(_apply(name, words, rate, rng, synonyms))
-                if text and text not in seen and not (held_out and _key(text) in held_out):
+                if held_out and text and text not in seen and _key(text) in held_out:
+                    withheld += 1
+                    continue
+                if text and text not in seen:
                     seen.add(text)
                     rows.append(row)
                     texts.append(text)
@@ -183,10 +187,12 @@ def augment_questions(
         samples=rng.sample(made, min(config.samples, len(made))),
     )
     log.info(
-        "augmentation: %d training questions + %d copies (%s)",
+        "augmentation: %d training questions + %d copies (%s); %d left out that would read as "
+        "a validation or test question",
         len(frame),
         len(copies),
         ", ".join(f"{name} {n}" for name, n in result.counts.items()),
+        withheld,
     )
     for name, original, text in result.samples:
         log.info("  %s: %r -> %r", name, original, text)
