@@ -10,6 +10,7 @@ are written atomically (`qa_assistant.atomic`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import re
@@ -156,6 +157,7 @@ def _train_chief(
             + ("; --restart only deletes run directories" if restart else "")
         )
     if is_finished(run_dir) and not restart:
+        _check_finished_matches(run_dir, config)  # old metrics must not pass for another model's
         log.info("%s already holds a finished run; not retraining (use --restart to start over)", run_dir)
         start.send(distributed.FINISHED)
         return RunResult(run_dir, _read_metrics(run_dir), already_finished=True)
@@ -194,6 +196,35 @@ def _out_of_memory(error: BaseException) -> str:
         f"out of memory while training ({what}); reduce train.batch_size, encoder.units, "
         "embedding.dim, text.max_tokens or text.max_length"
     )
+
+
+def _check_finished_matches(run_dir: Path, config: Config) -> None:
+    """Refuses a finished run made with another config or from a changed local data file.
+
+    Checked before any data is read: a key the given config leaves null counts
+    as equal, since the run settled it from its data.
+    """
+    saved = load_config([run_dir / CONFIG_FILE]).flat()
+    differ = [k for k, v in config.flat().items() if v is not None and saved.get(k) != v]
+    if differ:
+        shown = ", ".join(f"{k} {saved.get(k)!r} -> {config.flat()[k]!r}" for k in differ[:3])
+        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+        raise UserError(
+            f"'{run_dir}' holds a finished run with a different config ({shown}{more}); "
+            "use another --output, or --restart to train again"
+        )
+    manifest = json.loads((run_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    for source in manifest["sources"]:
+        path = Path(source["source"])
+        if (
+            source.get("sha256")
+            and path.is_file()
+            and hashlib.sha256(path.read_bytes()).hexdigest() != source["sha256"]
+        ):
+            raise UserError(
+                f"'{run_dir}' holds a finished run made from another version of '{path}' (it changed "
+                "since); use another --output, or --restart to train again"
+            )
 
 
 def _check_resumable(run_dir: Path, config: Config, data: QAData) -> None:

@@ -111,3 +111,26 @@ def test_train_seconds_counts_training_not_the_test_evaluation(
     metrics = train_run(tiny_config("train.epochs=1", train=data), tmp_path / "run").metrics
     assert len(at_fit_end) == 1
     assert at_fit_end[0] - 0.01 <= metrics["train_seconds"] < at_fit_end[0] + 1.0
+
+
+def test_a_finished_run_is_reused_only_for_the_same_config_and_data(tiny_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(data, index=False)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    # The manifest names a copy of the data (the same bytes), which this test may change;
+    # the config keeps naming the shared run's file, as its saved config does.
+    manifest["sources"][0]["source"] = str(data)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    config = tiny_config("train.epochs=3", train=tiny_run.parent / "faq.csv")
+    assert train_run(config, run).already_finished  # the same config: its metrics, not a retraining
+    with pytest.raises(
+        UserError, match=r"finished run with a different config \(encoder.type 'gru' -> 'lstm'\)"
+    ):
+        train_run(tiny_config("train.epochs=3", "encoder.type=lstm", train=tiny_run.parent / "faq.csv"), run)
+    data.write_bytes(data.read_bytes().replace(b"price", b"prize"))
+    with pytest.raises(UserError, match=r"finished run made from another version of '.*faq\.csv'"):
+        train_run(config, run)
