@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import sys
@@ -156,6 +157,7 @@ def _train_chief(
             f"expected a new or empty directory, or a run directory (with {RUN_MARKER})"
             + ("; --restart only deletes run directories" if restart else "")
         )
+    _check_writable(run_dir)
     if is_finished(run_dir) and not restart:
         _check_finished_matches(run_dir, config)  # old metrics must not pass for another model's
         log.info("%s already holds a finished run; not retraining (use --restart to start over)", run_dir)
@@ -178,9 +180,25 @@ def _train_chief(
     except (tf.errors.ResourceExhaustedError, MemoryError) as error:
         _discard_if_new(run_dir, created)
         raise UserError(_out_of_memory(error)) from None
-    except UserError:
+    except OSError as error:  # a full disk or a path that became unwritable
+        _discard_if_new(run_dir, created)
+        raise UserError(
+            f"could not write the run in '{run_dir}' ({error}); expected a writable path with space"
+        ) from None
+    except BaseException:  # Ctrl-C or a crash before the first epoch was saved: nothing to resume
         _discard_if_new(run_dir, created)
         raise
+
+
+def _check_writable(run_dir: Path) -> None:
+    """The run directory can be created where it is asked for (checked before any data is read)."""
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"output '{run_dir}' lies under the file '{existing}'; expected a directory path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"output '{run_dir}': '{existing}' is not writable; expected a writable directory")
 
 
 def _discard_if_new(run_dir: Path, created: bool) -> None:

@@ -86,6 +86,25 @@ def test_restart_and_output_refuse_directories_that_are_not_runs(tmp_path: Path)
     assert (precious / "thesis.txt").read_text() == "years of work"
     with pytest.raises(UserError, match="is a file; expected a directory"):
         train_run(tiny_config(train=data), data)
+    with pytest.raises(UserError, match=r"lies under the file '.*faq\.csv'; expected a directory path"):
+        train_run(tiny_config(train=data), data / "run")
+
+
+def test_ctrl_c_before_the_first_epoch_leaves_no_run_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qa_assistant.training.runner as runner
+
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(data, index=False)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "fit_model", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(tiny_config(train=data), tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # nothing to resume, nothing to refuse a changed config for
 
 
 def test_train_seconds_counts_training_not_the_test_evaluation(
