@@ -39,7 +39,7 @@ from qa_assistant.config import Config, load_config
 from qa_assistant.data import load_qa_data
 from qa_assistant.embeddings import Word2VecConfig, save_vectors, train_word2vec
 from qa_assistant.errors import UserError, run_script
-from qa_assistant.training.initialize import config_for_init
+from qa_assistant.personalization.sources import config_for_init
 from qa_assistant.training.runner import train_run
 
 CONFIGS = Path(__file__).parent / "configs"
