@@ -151,8 +151,11 @@ def classification_metrics(
     frequent reference (a false negative there, and a false positive of the
     predicted class). With one reference per question these are the usual
     single-label scores. The macro average runs over the classes that some
-    question counts for, not every class the model knows: a large answer set
-    would otherwise dilute it with classes the test split never asks about.
+    question counts for or some prediction names (scikit-learn's default), not
+    every class the model knows: a large answer set would otherwise dilute it
+    with classes neither the test split nor the model's answers touch. A wrong
+    prediction of a class no test question asks about is a false positive
+    there (precision 0), as one of an asked class is.
     """
     from sklearn.metrics import precision_recall_fscore_support  # deferred: start-up time
 
@@ -161,7 +164,11 @@ def classification_metrics(
     lists = _as_lists(references)
     truth = counted_references(lists, predictions)
     precision, recall, f1, _ = precision_recall_fscore_support(
-        truth, list(predictions), labels=sorted(set(truth)), average="macro", zero_division=0
+        truth,
+        list(predictions),
+        labels=sorted(set(truth) | set(predictions)),
+        average="macro",
+        zero_division=0,
     )
     right = [p in refs for p, refs in zip(predictions, lists, strict=True)]
     return {

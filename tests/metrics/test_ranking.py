@@ -113,11 +113,17 @@ def test_rank_lists_of_an_export() -> None:
     assert rank_lists([["a", "b"]], [[0.9, 0.1]], [["z"]]).rank.tolist() == [math.inf]
 
 
-def test_classification_metrics_macro_over_reference_classes() -> None:
+def test_classification_metrics_macro_over_asked_and_predicted_classes() -> None:
     out = classification_metrics(["a", "a", "b", "c"], ["a", "b", "b", "z"])
     assert out["accuracy"] == 0.5
-    assert out["recall_macro"] == pytest.approx((0.5 + 1 + 0) / 3)
-    assert out["precision_macro"] == pytest.approx((1 + 0.5 + 0) / 3)
+    # Classes a, b, c (asked) and z (predicted, never asked: its prediction is a false positive).
+    assert out["recall_macro"] == pytest.approx((0.5 + 1 + 0 + 0) / 4)
+    assert out["precision_macro"] == pytest.approx((1 + 0.5 + 0 + 0) / 4)
+    # Guessing an unasked class costs precision as guessing an asked one does.
+    unasked = classification_metrics(["a", "a", "b", "b"], ["a", "c", "b", "d"])
+    asked = classification_metrics(["a", "a", "b", "b"], ["a", "b", "b", "a"])
+    assert unasked["precision_macro"] < 1.0
+    assert unasked["f1_macro"] < asked["f1_macro"]
 
 
 def test_classification_metrics_per_question_with_several_labels() -> None:
