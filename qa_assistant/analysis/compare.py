@@ -83,7 +83,9 @@ def align(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
 
 
 def _keys(frame: pd.DataFrame) -> list[tuple[str, str, int]]:
-    reference = "reference" if "reference" in frame else "references"
+    # `references` (all of a question's answers) does not depend on the model; `reference`
+    # (the one credited) does where a question has several, so it is the fallback only.
+    reference = "references" if "references" in frame else "reference"
     seen: collections.Counter = collections.Counter()
     keys = []
     for question, ref in zip(frame["question"].astype(str), frame[reference], strict=True):

@@ -141,6 +141,15 @@ def test_per_question_scores_and_alignment_refuse_other_questions() -> None:
         align(a, a.iloc[:2])
 
 
+def test_runs_credited_with_different_answers_of_one_question_still_align() -> None:
+    # "tell me a joke" has answers j1 and j2: A ranked j2 first (credited j2), B was wrong
+    # (its reference is the first one, j1). The question is the same.
+    a = pd.DataFrame({"question": ["tell me a joke"], "references": [["j1", "j2"]], "reference": ["j2"]})
+    b = pd.DataFrame({"question": ["tell me a joke"], "references": [["j1", "j2"]], "reference": ["j1"]})
+    left, right = align(a, b)
+    assert (left["reference"].tolist(), right["reference"].tolist()) == (["j2"], ["j1"])
+
+
 def test_the_comparison_resamples_distinct_questions(tmp_path: Path) -> None:
     runs = []
     for name, correct in (("a", [True, False, True]), ("b", [True, True, True])):
