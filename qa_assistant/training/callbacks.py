@@ -155,9 +155,18 @@ class EpochMetrics(keras.callbacks.Callback):
             logs[f"val_{name}"] = float(value)
 
 
+# Metrics that are better lower, besides the losses (a run's metrics.json names).
+LOWER_IS_BETTER = ("perplexity", "aurc", "oov_rate")
+
+
 def lower_is_better(monitor: str) -> bool:
-    """The direction of a monitored metric: a loss goes down, every other metric up."""
-    return "loss" in monitor
+    """The direction of a monitored metric: a loss, perplexity, AURC or OOV rate goes down, every other metric up.
+
+    >>> [lower_is_better(m) for m in ("val_loss", "perplexity", "val_aurc", "rouge_l", "val_accuracy")]
+    [True, True, True, False, False]
+    """
+    name = monitor.removeprefix("val_").removeprefix("best_val_").removeprefix("baseline_")
+    return "loss" in monitor or name in LOWER_IS_BETTER
 
 
 def loss_key(monitor: str) -> str:

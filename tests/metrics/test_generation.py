@@ -143,3 +143,39 @@ def test_evaluation_reports_the_sacrebleu_signature() -> None:
         frame, lambda q: {"answer": [b"yes it is"] * len(q), "score": [0.0] * len(q)}, None
     )
     assert metrics["bleu_signature"].startswith("nrefs:var|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+
+
+def test_the_generation_tasks_headline_metrics_are_what_their_evaluation_reports() -> None:
+    # Sweeps, tables and `tune`'s default objective read these keys from every run.
+    import pandas as pd
+
+    from qa_assistant.metrics.generation import evaluate_generation
+    from qa_assistant.tasks.generation.task import GenerationTask
+    from qa_assistant.tasks.lm.task import LanguageModelTask
+    from qa_assistant.training.callbacks import lower_is_better
+
+    frame = pd.DataFrame({"question": ["q1", "q2"], "answer": ["the office opens at 9", "ten euros"]})
+
+    def answer(questions):
+        return {
+            "answer": np.array([b"the office opens at 9"] * len(questions)),
+            "score": np.zeros(len(questions)),
+        }
+
+    def score(questions, answers):
+        n = len(questions)
+        return {
+            k: np.full(n, v)
+            for k, v in (
+                ("log_probability", -2.0),
+                ("tokens", 4.0),
+                ("correct_tokens", 2.0),
+                ("unknown_tokens", 0.0),
+            )
+        }
+
+    metrics, _ = evaluate_generation(frame, answer, score)
+    for task in (GenerationTask, LanguageModelTask):
+        assert set(task.headline_metrics) <= set(metrics), task.__name__
+        assert not lower_is_better(task.headline_metrics[0])  # the objective tune maximises
+    assert lower_is_better("perplexity")

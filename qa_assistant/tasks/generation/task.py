@@ -55,6 +55,8 @@ class GenerationTask(Task):
     """Sequence-to-sequence answer generation (`task.type: generate`)."""
 
     name = "generate"
+    # What sweeps and tables show, the first being `tune`'s default objective.
+    headline_metrics = ("rouge_l", "bleu", "exact_match", "perplexity")
     # Rows per teacher-forced scoring call in evaluation: it holds `[rows, length,
     # vocabulary]` logits at once (decoding holds one position's: it takes 64 questions).
     score_batch_size: ClassVar[int] = 64
