@@ -159,6 +159,11 @@ def _check_task(config: Config) -> None:
             "task.hard_negative_ceiling filters mined negatives; got it with task.hard_negatives none "
             "(expected tfidf or model)"
         )
+    if config.train.head_learning_rate is not None and config.task.type == "lm":
+        raise UserError(
+            f"train.head_learning_rate ({config.train.head_learning_rate}) sets a classifier's or "
+            "decoder's own rate; a language model has no separate head (expected null for task.type lm)"
+        )
     if config.task.label_smoothing and config.task.type != "classify":
         raise UserError(
             f"task.label_smoothing ({config.task.label_smoothing}) smooths a classifier's targets; "

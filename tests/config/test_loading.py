@@ -199,3 +199,14 @@ def test_type_choices_are_the_catalogues_names() -> None:
     assert choices(EncoderConfig) == ENCODERS.names()
     assert choices(DecoderConfig) == DECODERS.names()
     assert choices(TaskConfig) == task_names()
+
+
+def test_a_language_model_has_no_head_learning_rate() -> None:
+    with pytest.raises(
+        UserError, match=r"a language model has no separate head \(expected null for task.type lm\)"
+    ):
+        load_config([], ["task.type=lm", "train.head_learning_rate=0.001"])
+    assert (
+        load_config([], ["task.type=generate", "train.head_learning_rate=0.001"]).train.head_learning_rate
+        == 0.001
+    )

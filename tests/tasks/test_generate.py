@@ -202,6 +202,20 @@ def test_teacher_forcing_batches(trained: Path, loaded: tuple) -> None:
         assert not inputs[row, length:].any()
 
 
+def test_generation_trains_with_the_train_sections_schedule(loaded: tuple, monkeypatch) -> None:
+    import dataclasses
+
+    from qa_assistant.tasks.optimization import WarmupDecay
+
+    task, _ = loaded
+    train = dataclasses.replace(task.config.train, schedule="cosine", warmup_epochs=1)
+    monkeypatch.setattr(task, "config", dataclasses.replace(task.config, train=train))
+    monkeypatch.setattr(task, "steps_per_epoch", 5)
+    fresh = task.build_model()  # not the shared model: compiling replaces its optimizer
+    task.compile(fresh, jit_compile=False)
+    assert isinstance(fresh.optimizer._learning_rate, WarmupDecay)  # it was a constant-rate Adam
+
+
 def test_tensorboard_has_a_sample_table_every_epoch(trained: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -127,7 +127,7 @@ class GenerationTask(Task):
         import keras_hub  # deferred: start-up time
 
         model.compile(
-            optimizer=keras.optimizers.Adam(self.config.train.learning_rate),
+            optimizer=self.optimizer(model),  # the train section's schedule and warm-up, as every task
             loss=masked_loss(),
             metrics=[
                 MaskedTokenAccuracy(name="accuracy"),
