@@ -325,6 +325,12 @@ def _precheck_train(args: argparse.Namespace) -> None:
 
     if args.name:
         validate_name(args.name)
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be at least 1; got {args.repeats}")
+    if args.repeats != 1 and args.folds is None:
+        raise UserError(
+            f"--repeats {args.repeats} repeats k-fold cross-validation; expected it with --folds K"
+        )
     if not args.init_from:  # a base run or export changes the config first
         check_files(load_config(args.config, _train_overrides(args)).data)
 

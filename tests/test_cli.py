@@ -124,6 +124,14 @@ def test_a_missing_file_or_column_is_reported_before_tensorflow_loads(tmp_path: 
         (["tune", "--train-data", "qa.csv"], "no column 'question', 'answer'"),
         (["train", "--train-data", "good.csv", "--set", "encoder.type=gur"], "did you mean 'gru'?"),
         (
+            ["train", "--train-data", "good.csv", "--repeats", "3"],
+            "--repeats 3 repeats k-fold cross-validation",
+        ),
+        (
+            ["train", "--train-data", "good.csv", "--folds", "3", "--repeats", "0"],
+            "--repeats must be at least 1",
+        ),
+        (
             ["train", "--train-data", "good.csv", "--set", "task.type=classify", "data.target=topic"],
             "no column 'topic'; columns found: 'question', 'answer'; set data.target to one of the columns",
         ),
