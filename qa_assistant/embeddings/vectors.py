@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qa_assistant.atomic import write_text
 from qa_assistant.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def save_vectors(path: str | Path, words: Sequence[str], matrix: np.ndarray) -> 
             continue  # padding or a token the format cannot hold
         lines.append(word + " " + " ".join(f"{v:.6g}" for v in row))
     lines[0] = f"{len(lines) - 1} {matrix.shape[1]}"
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(path, "\n".join(lines) + "\n")  # a reader never sees half a file
 
 
 def initial_embedding(

@@ -18,6 +18,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import ops
 
+from qa_assistant.atomic import write_text
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.pipeline import as_targets, ids_dataset, make_dataset
 from qa_assistant.data.split import Splits
@@ -187,9 +188,7 @@ class ClassificationTask(Task):
 
     def save(self, directory: Path) -> None:
         self.tokenizer.save_assets(directory / PREPROCESSOR_DIR)
-        (directory / LABELS_FILE).write_text(
-            json.dumps(self.labels, ensure_ascii=False, indent=0), encoding="utf-8"
-        )
+        write_text(directory / LABELS_FILE, json.dumps(self.labels, ensure_ascii=False, indent=0))
 
     def restore(self, directory: Path) -> None:
         self.tokenizer = load_tokenizer(directory / PREPROCESSOR_DIR)

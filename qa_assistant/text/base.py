@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import keras
 import tensorflow as tf
 
+from qa_assistant.atomic import write_text
 from qa_assistant.text.cleaning import clean_text
 
 TOKENIZER_FILE = "tokenizer.json"  # everything but the vocabulary (`vocab.txt`)
@@ -70,10 +71,8 @@ class VocabularyTokenizer(keras.layers.Layer):
         """Writes `vocab.txt` (one token per line, id = line number) and `tokenizer.json`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "vocab.txt").write_text("\n".join(self.vocabulary) + "\n", encoding="utf-8")
-        (directory / TOKENIZER_FILE).write_text(
-            json.dumps({"kind": self.KIND, **self.options()}, indent=2), encoding="utf-8"
-        )
+        write_text(directory / "vocab.txt", "\n".join(self.vocabulary) + "\n")
+        write_text(directory / TOKENIZER_FILE, json.dumps({"kind": self.KIND, **self.options()}, indent=2))
 
     @classmethod
     def load_assets(cls, directory: str | Path) -> VocabularyTokenizer:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from qa_assistant.atomic import replacing, write_text
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.pipeline import as_targets, ids_dataset, make_dataset
 from qa_assistant.data.split import Splits
@@ -406,13 +407,13 @@ class RetrievalTask(Task):
 
     def save(self, directory: Path) -> None:
         self.tokenizer.save_assets(directory / PREPROCESSOR_DIR)
-        (directory / "answers.json").write_text(
-            json.dumps(self.bank, ensure_ascii=False, indent=0), encoding="utf-8"
-        )
+        write_text(directory / "answers.json", json.dumps(self.bank, ensure_ascii=False, indent=0))
         known = pd.DataFrame(self.known, columns=["question", "answer"])
-        known.to_json(directory / "known_questions.jsonl", orient="records", lines=True, force_ascii=False)
-        (directory / "retrieval.json").write_text(
-            json.dumps({"threshold": self.threshold, **self.calibration}, indent=2), encoding="utf-8"
+        with replacing(directory / "known_questions.jsonl") as tmp:
+            known.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        write_text(
+            directory / "retrieval.json",
+            json.dumps({"threshold": self.threshold, **self.calibration}, indent=2),
         )
 
     def restore(self, directory: Path) -> None:
