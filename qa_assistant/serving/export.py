@@ -116,6 +116,7 @@ def publish(model_dir: Path, stage: Callable[[Path], None], what: str) -> Path:
         UserError: a write error (disk full) or a failed check; nothing is
             published then and existing versions are untouched.
     """
+    created = not model_dir.exists()
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
         for stale in remove_stale(model_dir):
@@ -128,10 +129,20 @@ def publish(model_dir: Path, stage: Callable[[Path], None], what: str) -> Path:
         finally:
             remove(staging)
     except (OSError, tf.errors.OpError) as error:
+        _remove_if_empty(model_dir, created)
         raise UserError(
             f"{what} to '{model_dir}' failed ({_reason(error)}); nothing was published and "
             "existing versions are untouched"
         ) from None
+    except BaseException:  # a failed check or Ctrl-C
+        _remove_if_empty(model_dir, created)
+        raise
+
+
+def _remove_if_empty(model_dir: Path, created: bool) -> None:
+    """A model directory this call created and left without a version is not left behind."""
+    if created and model_dir.is_dir() and not any(model_dir.iterdir()):
+        model_dir.rmdir()
 
 
 def _stage(

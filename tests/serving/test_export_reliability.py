@@ -141,6 +141,10 @@ def test_failing_parity_aborts_and_publishes_nothing(
     assert "\n" not in str(error.value)
     assert_nothing_new(published)
     assert not list(published[0].parent.glob(".tmp-*"))
+    # A first export of a new name that fails leaves no empty model directory behind.
+    with pytest.raises(UserError, match="export check failed"):
+        export_run(tiny_run, "brand-new", published[0].parents[1])
+    assert not (published[0].parents[1] / "brand-new").exists()
 
 
 # -- failures while writing ------------------------------------------------------
