@@ -50,6 +50,7 @@ from qa_assistant.training import distributed
 from qa_assistant.training.callbacks import (
     BestCheckpoint,
     Deadline,
+    DeadlineError,
     EarlyStopping,
     EpochMetrics,
     LearningRateLogger,
@@ -185,6 +186,8 @@ def _train_chief(
         raise UserError(
             f"could not write the run in '{run_dir}' ({error}); expected a writable path with space"
         ) from None
+    except DeadlineError:  # a planned pause (`tune`'s budget): the run is left to resume
+        raise
     except BaseException:  # Ctrl-C or a crash before the first epoch was saved: nothing to resume
         _discard_if_new(run_dir, created)
         raise
