@@ -24,6 +24,7 @@ nothing; leftovers of a killed export are removed by the next one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -142,7 +143,8 @@ def publish(model_dir: Path, stage: Callable[[Path], None], what: str) -> Path:
 def _remove_if_empty(model_dir: Path, created: bool) -> None:
     """A model directory this call created and left without a version is not left behind."""
     if created and model_dir.is_dir() and not any(model_dir.iterdir()):
-        model_dir.rmdir()
+        with contextlib.suppress(OSError):  # another export may have published into it meanwhile
+            model_dir.rmdir()
 
 
 def _stage(
