@@ -129,14 +129,13 @@ def publish(model_dir: Path, stage: Callable[[Path], None], what: str) -> Path:
             return _next_version(staging, model_dir)
         finally:
             remove(staging)
-    except (OSError, tf.errors.OpError) as error:
+    except BaseException as error:  # a write error, a failed check or Ctrl-C
         _remove_if_empty(model_dir, created)
-        raise UserError(
-            f"{what} to '{model_dir}' failed ({_reason(error)}); nothing was published and "
-            "existing versions are untouched"
-        ) from None
-    except BaseException:  # a failed check or Ctrl-C
-        _remove_if_empty(model_dir, created)
+        if isinstance(error, (OSError, tf.errors.OpError)):
+            raise UserError(
+                f"{what} to '{model_dir}' failed ({_reason(error)}); nothing was published and "
+                "existing versions are untouched"
+            ) from None
         raise
 
 

@@ -178,18 +178,16 @@ def _train_chief(
         _write_inputs(run_dir, config, data)
         start.send(distributed.GO)
         return _train_and_evaluate(task, data, run_dir, placement, deadline)
-    except (tf.errors.ResourceExhaustedError, MemoryError) as error:
-        _discard_if_new(run_dir, created)
-        raise UserError(_out_of_memory(error)) from None
-    except OSError as error:  # a full disk or a path that became unwritable
-        _discard_if_new(run_dir, created)
-        raise UserError(
-            f"could not write the run in '{run_dir}' ({error}); expected a writable path with space"
-        ) from None
     except DeadlineError:  # a planned pause (`tune`'s budget): the run is left to resume
         raise
-    except BaseException:  # Ctrl-C or a crash before the first epoch was saved: nothing to resume
+    except BaseException as error:  # before the first saved epoch there is nothing to resume
         _discard_if_new(run_dir, created)
+        if isinstance(error, (tf.errors.ResourceExhaustedError, MemoryError)):
+            raise UserError(_out_of_memory(error)) from None
+        if isinstance(error, OSError):  # a full disk or a path that became unwritable
+            raise UserError(
+                f"could not write the run in '{run_dir}' ({error}); expected a writable path with space"
+            ) from None
         raise
 
 
@@ -225,23 +223,18 @@ def _check_finished_matches(run_dir: Path, config: Config) -> None:
     Checked before any data is read: a key the given config leaves null counts
     as equal, since the run settled it from its data.
     """
-    saved = load_config([run_dir / CONFIG_FILE]).flat()
-    differ = [k for k, v in config.flat().items() if v is not None and saved.get(k) != v]
+    saved, given = load_config([run_dir / CONFIG_FILE]).flat(), config.flat()
+    differ = [k for k, v in given.items() if v is not None and saved.get(k) != v]
     if differ:
-        shown = ", ".join(f"{k} {saved.get(k)!r} -> {config.flat()[k]!r}" for k in differ[:3])
+        shown = ", ".join(f"{k} {saved.get(k)!r} -> {given[k]!r}" for k in differ[:3])
         more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
         raise UserError(
             f"'{run_dir}' holds a finished run with a different config ({shown}{more}); "
             "use another --output, or --restart to train again"
         )
-    manifest = json.loads((run_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
-    for source in manifest["sources"]:
-        path = Path(source["source"])
-        if (
-            source.get("sha256")
-            and path.is_file()
-            and hashlib.sha256(path.read_bytes()).hexdigest() != source["sha256"]
-        ):
+    for source, sha256 in _manifest_sources(run_dir).items():
+        path = Path(source)
+        if sha256 and path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
             raise UserError(
                 f"'{run_dir}' holds a finished run made from another version of '{path}' (it changed "
                 "since); use another --output, or --restart to train again"
@@ -255,12 +248,9 @@ def _check_resumable(run_dir: Path, config: Config, data: QAData) -> None:
             f"'{run_dir}' holds an unfinished run with a different config; "
             "use another --output, or --restart to discard it"
         )
-    manifest = run_dir / MANIFEST_FILE
-    if not manifest.is_file():
+    if not (run_dir / MANIFEST_FILE).is_file():
         return
-    before = {
-        s["source"]: s.get("sha256") for s in json.loads(manifest.read_text(encoding="utf-8"))["sources"]
-    }
+    before = _manifest_sources(run_dir)
     now = {s.source: s.sha256 for s in data.sources}
     changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
     if changed:
@@ -268,6 +258,12 @@ def _check_resumable(run_dir: Path, config: Config, data: QAData) -> None:
             f"'{run_dir}' holds an unfinished run made from other data ({', '.join(changed)} changed "
             "since it started); use another --output, or --restart to discard it"
         )
+
+
+def _manifest_sources(run_dir: Path) -> dict[str, str | None]:
+    """Each data source the run's manifest names, with the hash its data had (None where none)."""
+    manifest = json.loads((run_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    return {s["source"]: s.get("sha256") for s in manifest["sources"]}
 
 
 def _write_inputs(run_dir: Path, config: Config, data: QAData) -> None:
