@@ -164,21 +164,21 @@ def augment_questions(
     rows: list[int] = []
     texts: list[str] = []
     made: list[tuple[str, str, str]] = []
-    withheld = 0
     for row, words in enumerate(tokens):
         words = [w.decode("utf-8") for w in words]
         seen = {" ".join(words)}
         for name, rate, count in plan:
             for _ in range(count):
                 text = " ".join(_apply(name, words, rate, rng, synonyms))
-                if held_out and text and text not in seen and _key(text) in held_out:
-                    withheld += 1
-                    continue
                 if text and text not in seen:
                     seen.add(text)
                     rows.append(row)
                     texts.append(text)
                     made.append((name, questions[row], text))
+    withheld = _reads_as(texts, held_out)  # one pass, after the random draws: the seed's copies stay
+    rows, texts, made = (
+        [x for x, out in zip(xs, withheld, strict=True) if not out] for xs in (rows, texts, made)
+    )
     copies = frame.iloc[rows].copy()
     copies["question"] = texts
     result = Augmentation(
@@ -192,15 +192,18 @@ def augment_questions(
         len(frame),
         len(copies),
         ", ".join(f"{name} {n}" for name, n in result.counts.items()),
-        withheld,
+        sum(withheld),
     )
     for name, original, text in result.samples:
         log.info("  %s: %r -> %r", name, original, text)
     return result
 
 
-def _key(text: str) -> str:
-    return question_key(pd.Series([text])).iloc[0]
+def _reads_as(texts: list[str], questions: frozenset[str]) -> list[bool]:
+    """Whether each text has the phrasing key (`prepare.question_key`) of one of `questions`' keys."""
+    if not questions or not texts:
+        return [False] * len(texts)
+    return question_key(pd.Series(texts, dtype=object)).isin(questions).tolist()
 
 
 def _apply(

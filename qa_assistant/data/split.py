@@ -79,6 +79,11 @@ class Splits:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
 
+    def held_out_keys(self) -> frozenset[str]:
+        """Phrasing keys (`prepare.question_key`) of the validation and test questions."""
+        held_out = pd.concat([self.validation["question"], self.test["question"]], ignore_index=True)
+        return frozenset(question_key(held_out))
+
 
 def _check_classes(frame: pd.DataFrame, target: str) -> None:
     classes = frame[target].unique()

@@ -27,12 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import pandas as pd
 import tensorflow as tf
 
 from qa_assistant.config import Config
 from qa_assistant.data.dataset import QAData
-from qa_assistant.data.prepare import question_key
 from qa_assistant.data.split import Splits
 from qa_assistant.errors import UserError
 from qa_assistant.tasks import Task
@@ -97,8 +95,7 @@ def build_training(
     keras.utils.set_random_seed(config.train.seed)
     config = settle_from_data(config, task, data)  # a no-op when the runner settled them already
     task.prepare(data)
-    held_out = pd.concat([splits.validation["question"], splits.test["question"]], ignore_index=True)
-    task.held_out_questions = frozenset(question_key(held_out))  # augmentation must not recreate them
+    task.held_out_questions = splits.held_out_keys()  # augmentation must not recreate them
     if not task.data_needs_model:
         # Before the model, as always: the seeds draw the weights they drew before.
         train_ds, val_ds, steps = _datasets(task, splits)
