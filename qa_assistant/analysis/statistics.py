@@ -94,7 +94,6 @@ def fold_summary(
     >>> round(s.mean, 3), round(s.std, 3), round(s.ci_low, 3), round(s.ci_high, 3)
     (0.6, 0.1, 0.207, 0.993)
     """
-    from scipy import stats  # deferred: start-up time
 
     x = np.asarray(values, dtype=np.float64)
     n = len(x)
@@ -105,8 +104,15 @@ def fold_summary(
         return FoldSummary(mean, 0.0, math.nan, math.nan, 1)
     std = float(x.std(ddof=1))
     scale = math.sqrt(1.0 / n + (test_train_ratio or 0.0))
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1)) * std * scale
+    half = _t_quantile(confidence, n) * std * scale
     return FoldSummary(mean, std, mean - half, mean + half, n)
+
+
+def _t_quantile(confidence: float, n: int) -> float:
+    """The two-sided `confidence` quantile of Student's t with n - 1 degrees of freedom."""
+    from scipy import stats  # deferred: start-up time
+
+    return float(stats.t.ppf(0.5 + confidence / 2, df=n - 1))
 
 
 @dataclass(frozen=True)
@@ -269,7 +275,7 @@ def corrected_paired_ttest(
         t = math.copysign(math.inf, delta) if delta else 0.0
         return PairedTest(delta, t, 1.0 if delta == 0 else 0.0, n, delta, delta)
     t = delta / spread
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df=n - 1)) * spread
+    half = _t_quantile(CONFIDENCE, n) * spread
     return PairedTest(delta, t, float(2 * stats.t.sf(abs(t), df=n - 1)), n, delta - half, delta + half)
 
 
