@@ -178,6 +178,7 @@ def run_sweep(
         PointResult(values, root / point_name(values), _point_config(config_files, overrides, values))
         for values in grid_points(grid)
     ]
+    check_comparable(points[0].config, grid)
     for index, point in enumerate(points, start=1):
         log.info("sweep point %d of %d: %s", index, len(points), point_name(point.values))
         if folds:
@@ -199,6 +200,50 @@ def _point_config(
         return load_config(list(config_files), [*overrides, *settings])
     except UserError as error:
         raise UserError(f"sweep point {point_name(values)}: {error}") from None
+
+
+# Keys that change what the training loss (and, for retrieval, the in-batch accuracy) measures:
+# points that differ in them cannot be ranked by those validation values.
+_LOSS_SCALE_KEYS = (
+    "task.loss",
+    "task.temperature",
+    "task.learn_temperature",
+    "task.label_smoothing",
+    "task.hard_negatives",
+    "task.hard_negative_ceiling",
+)
+_IN_BATCH_KEYS = ("train.batch_size", "task.hard_negatives", "task.hard_negative_ceiling")
+# The validation metric to choose by instead, per task type.
+_COMPARABLE_MONITOR = {"retrieve": "val_mrr", "classify": "val_accuracy", "generate": "val_rouge_l"}
+
+
+def check_comparable(config: Config, grid: Mapping[str, Sequence[Any]]) -> None:
+    """Refuses a grid whose points' validation `train.monitor` values measure different things.
+
+    A validation loss at temperature 0.02 is not comparable with one at 0.1, nor
+    one with label smoothing with one without; a retrieval model's loss and
+    in-batch accuracy also depend on how many answers share a batch.
+
+    Raises:
+        UserError: naming the varied keys and a monitor that compares them.
+    """
+    monitor, task = config.train.monitor, config.task.type
+    varied = [key for key, values in grid.items() if len(values) > 1]
+    if monitor == "val_loss":
+        clashing = [
+            k for k in varied if k in _LOSS_SCALE_KEYS or (task == "retrieve" and k in _IN_BATCH_KEYS)
+        ]
+    elif monitor == "val_accuracy" and task == "retrieve":
+        clashing = [k for k in varied if k in _IN_BATCH_KEYS]
+    else:
+        return
+    if clashing:
+        instead = _COMPARABLE_MONITOR.get(task)
+        hint = f"; expected train.monitor={instead} (--set train.monitor={instead})" if instead else ""
+        raise UserError(
+            f"the grid varies {', '.join(clashing)}, which changes what train.monitor {monitor} "
+            f"measures, so the points could not be chosen between{hint}"
+        )
 
 
 def headline_metrics(config: Config) -> tuple[str, ...]:
@@ -229,8 +274,11 @@ def select_point(points: Sequence[PointResult]) -> Selection | None:
         return None
     lower = lower_is_better(criterion)
     means = [float(np.mean(point.scores(criterion))) for point in points]
-    best = min(means) if lower else max(means)
-    chosen = points[means.index(best)]  # ties: the first in grid order
+    finite = [i for i, mean in enumerate(means) if math.isfinite(mean)]  # a diverged point cannot win
+    if not finite:
+        return None
+    best = (min if lower else max)(finite, key=lambda i: means[i])  # ties: the first in grid order
+    chosen = points[best]
     metric = headline_metrics(chosen.config)[0]
     return Selection(chosen, criterion, lower, metric, _comparisons(chosen, points, metric))
 
@@ -256,7 +304,10 @@ def _comparisons(chosen: PointResult, points: Sequence[PointResult], metric: str
 def selection_report(selection: Selection | None) -> str:
     """Markdown: which point was chosen by validation, and its Holm-adjusted paired tests."""
     if selection is None:
-        return "No point chosen: the points do not share one validation `train.monitor`."
+        return (
+            "No point chosen: the points do not share one validation `train.monitor`, "
+            "or none has a finite validation score."
+        )
     chosen = selection.chosen
     n = len(chosen.runs)
     lines = [

@@ -18,6 +18,7 @@ from qa_assistant.analysis.sweep import (
     RESULTS_CSV,
     RESULTS_TABLE,
     PointResult,
+    check_comparable,
     grid_points,
     load_grid,
     parse_grid,
@@ -245,6 +246,38 @@ def test_no_choice_without_one_validation_monitor() -> None:
     a.runs[0].pop("best_val_accuracy")  # no validation split: the run watched the training loss
     assert select_point([a]) is None
     assert selection_report(None).startswith("No point chosen")
+
+
+def test_a_diverged_point_is_never_chosen() -> None:
+    base = [0.3, 0.3]
+    diverged = _point({"train.learning_rate": 1.0}, [float("nan"), float("nan")], [0.1, 0.1], base)
+    points = [diverged, _point({"train.learning_rate": 0.001}, [0.6, 0.6], [0.6, 0.6], base)]
+    assert select_point(points).chosen is points[1]
+    assert select_point([diverged]) is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "grid", "expected"),
+    [
+        ([], "task.label_smoothing=0,0.1", "task.label_smoothing, which changes what train.monitor val_loss"),
+        (["task.type=retrieve"], "task.temperature=0.02,0.1", "expected train.monitor=val_mrr"),
+        (["task.type=retrieve", "train.monitor=val_accuracy"], "train.batch_size=16,64", "train.batch_size"),
+    ],
+)
+def test_a_grid_whose_monitor_measures_different_things_per_point_is_refused(
+    data: Path, tmp_path: Path, settings: list[str], grid: str, expected: str
+) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text(f"data: {{train: {json.dumps(str(data))}}}\n")
+    with pytest.raises(UserError, match=re.escape(expected)):
+        run_sweep([base], parse_grid([grid]), tmp_path / "root", overrides=[*FAST, *settings])
+    assert not (tmp_path / "root").exists()
+
+
+def test_a_grid_chosen_by_a_comparable_monitor_is_accepted() -> None:
+    config = tiny_config("task.type=retrieve", "train.monitor=val_mrr")
+    check_comparable(config, parse_grid(["task.temperature=0.02,0.1", "train.batch_size=16,64"]))
+    check_comparable(tiny_config(), parse_grid(["encoder.units=8,16", "task.label_smoothing=0.1"]))
 
 
 def test_one_run_per_point_is_chosen_by_validation_without_a_test(sweep: Path) -> None:
