@@ -711,14 +711,14 @@ def _write_outputs(
     )
     if best_cfg is None:
         return
-    starting = next((r for r in records if r.number == 0), None)
+    starting = _starting_record(records)
     header = [
         "# Written by qa-assistant tune: the starting config with the best trial's values.",
         f"# Objective: mean {metric} over {identity['folds']} folds of the training data "
         "(the test split was not used).",
         f"# Best: trial {best.number}, {best.mean:.4f} ± {best.std:.4f}; "
         + (
-            f"starting config (trial 0): {starting.mean:.4f} ± {starting.std:.4f}."
+            f"starting config (trial {starting.number}): {starting.mean:.4f} ± {starting.std:.4f}."
             if starting is not None and starting.state == "complete"
             else "the starting config's trial did not finish."
         ),
@@ -727,6 +727,14 @@ def _write_outputs(
     ]
     body = yaml.safe_dump(best_cfg.to_dict(), sort_keys=False)
     write_text(root / BEST_YAML, "\n".join(header) + "\n" + body)
+
+
+def _starting_record(records: Sequence[TrialRecord]) -> TrialRecord | None:
+    """Trial 0 (the starting config's values), or its requeued copy that completed where it did not."""
+    first = next((r for r in records if r.number == 0), None)
+    if first is None or first.state == "complete":
+        return first
+    return next((r for r in records if r.values == first.values and r.state == "complete"), first)
 
 
 def _record_dict(record: TrialRecord) -> dict[str, Any]:

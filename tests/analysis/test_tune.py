@@ -245,6 +245,20 @@ def test_a_killed_trial_is_queued_again(base: Path, tmp_path: Path, monkeypatch:
         ("complete", {"train.learning_rate": 0.01}),  # and the same values, finished
     ]
     assert all(_fold_runs(root)[p] == t for p, t in first_fold.items())
+    assert "starting config (trial 1): " in (root / BEST_YAML).read_text()  # its finished copy
+
+
+def test_the_starting_config_is_trial_0_or_its_requeued_copy() -> None:
+    from qa_assistant.analysis.tune import TrialRecord, _starting_record
+
+    def record(number: int, rate: float, state: str) -> TrialRecord:
+        values = {"train.learning_rate": rate}
+        return TrialRecord(number, str(number), values, state, [0.5], 1.0, "")
+
+    killed, other, copy = record(0, 0.01, "stopped"), record(1, 0.02, "complete"), record(2, 0.01, "complete")
+    assert _starting_record([killed, other, copy]) is copy
+    assert _starting_record([killed, other]) is killed  # never finished: the header says so
+    assert _starting_record([other]) is None
 
 
 @pytest.mark.large  # slow (20-60 s with its fixture); CI runs it after the default suite (.ci/run)
