@@ -25,7 +25,7 @@ from qa_assistant.layout import EXTRA_DIR, model_directory, resolve_export
 from qa_assistant.serving.evaluate import export_config
 from qa_assistant.serving.export import HOSTILE_QUESTIONS, check_parity, publish, replay_warmup
 from qa_assistant.serving.savedmodel import INPUT_NAME, SIGNATURE, load_signature
-from qa_assistant.serving.warmup import WARMUP_FILE
+from qa_assistant.serving.warmup import WARMUP_FILE, rename_warmup
 from qa_assistant.tasks.retrieval.bank import BANK_COLLECTION, BANK_FIELDS
 
 log = logging.getLogger(__name__)
@@ -84,12 +84,15 @@ def index_answers(
     def stage(staging: Path) -> None:
         tf.saved_model.save(loaded, str(staging), signatures=dict(loaded.signatures))
         _copy_extra(source, staging, answers_file, added_answers, added_questions)
+        warmup = staging / EXTRA_DIR / WARMUP_FILE
+        if warmup.is_file():
+            rename_warmup(warmup, name)  # `--name` may serve the copy under another name
         probe = [*added_questions[:16], *added_answers[:16], *HOSTILE_QUESTIONS]
         expected = loaded.signatures[SIGNATURE](**{INPUT_NAME: tf.constant(probe)})
         serve = load_signature(staging)
         check_parity(serve, {k: v.numpy() for k, v in expected.items()}, probe)
-        if (staging / EXTRA_DIR / WARMUP_FILE).is_file():
-            replay_warmup(serve, staging / EXTRA_DIR / WARMUP_FILE)
+        if warmup.is_file():
+            replay_warmup(serve, warmup)
 
     version_dir = publish(model_dir, stage, "index")
     size = len(variables["answers"].numpy())

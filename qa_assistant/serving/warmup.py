@@ -85,3 +85,17 @@ def read_warmup(path: Path) -> list[WarmupRequest]:
         inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
         requests.append(WarmupRequest(request.model_spec.name, request.model_spec.signature_name, inputs))
     return requests
+
+
+def rename_warmup(path: Path, model_name: str) -> None:
+    """Rewrites a warmup file's requests to name `model_name` (a copy served under another name)."""
+    from tensorflow_serving.apis import prediction_log_pb2  # deferred: start-up time
+
+    records = [
+        prediction_log_pb2.PredictionLog.FromString(record)
+        for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
+    ]
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for log in records:
+            log.predict_log.request.model_spec.name = model_name
+            writer.write(log.SerializeToString())

@@ -25,7 +25,7 @@ from qa_assistant.layout import validate_name
 from qa_assistant.serving import export as export_module
 from qa_assistant.serving.export import SCORE_TOLERANCE, check_parity, export_run, replay_warmup
 from qa_assistant.serving.savedmodel import load_signature
-from qa_assistant.serving.warmup import WARMUP_FILE, read_warmup
+from qa_assistant.serving.warmup import WARMUP_FILE, read_warmup, rename_warmup
 from qa_assistant.tasks import ClassificationTask
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +86,17 @@ def fake_serve(outputs: dict[str, np.ndarray]):
         return {k: tf.constant(v) for k, v in outputs.items()}
 
     return serve
+
+
+def test_a_warmup_file_renamed_keeps_its_requests(tiny_export: Path, tmp_path: Path) -> None:
+    copy = tmp_path / WARMUP_FILE
+    shutil.copy(tiny_export / "assets.extra" / WARMUP_FILE, copy)
+    rename_warmup(copy, "faq-copy")
+    before, after = read_warmup(tiny_export / "assets.extra" / WARMUP_FILE), read_warmup(copy)
+    assert [r.model_name for r in after] == ["faq-copy"] * len(before)
+    assert [(r.signature, r.inputs["question"].tolist()) for r in after] == [
+        (r.signature, r.inputs["question"].tolist()) for r in before
+    ]
 
 
 def test_parity_is_generic_over_outputs() -> None:

@@ -21,6 +21,7 @@ from qa_assistant.errors import UserError
 from qa_assistant.serving import Assistant, export_run
 from qa_assistant.serving.evaluate import evaluate_path
 from qa_assistant.serving.index import index_answers
+from qa_assistant.serving.warmup import WARMUP_FILE, read_warmup
 from qa_assistant.tasks.runs import load_run
 from qa_assistant.training import runner
 from qa_assistant.training.runner import RunResult, train_run
@@ -213,6 +214,8 @@ def test_export_and_index_answer_in_a_fresh_tensorflow_only_process(exported: Pa
     assert (
         json.loads((result.version_dir / "assets.extra" / "index.json").read_text())[0]["added_answers"] == 2
     )
+    warmup = read_warmup(result.version_dir / "assets.extra" / WARMUP_FILE)
+    assert {r.model_name for r in warmup} == {"grown"}  # served under its new name
     before, after = reload_in_fresh_process(exported, result.version_dir)
     assert set(before["outputs"]) == set(after["outputs"]) == OUTPUTS
     assert before["answer"][0] == answer.answer
