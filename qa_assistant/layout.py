@@ -40,6 +40,7 @@ MANIFEST_FILE = "manifest.json"
 DATA_DIR = "data"
 PREPROCESSOR_DIR = "preprocessor"
 LABELS_FILE = "labels.json"
+RETRIEVAL_FILE = "retrieval.json"  # `task.type: retrieve`: the fallback threshold and its calibration
 INIT_REPORT = "init.json"
 MODEL_FILE = "model.keras"
 ADAPTER_FILE = "adapter.lora.h5"  # `task.type: lm` with LoRA: the adapters instead of the whole model

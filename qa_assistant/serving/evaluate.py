@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import yaml
 from qa_assistant.config import Config, from_dict
 from qa_assistant.data.prepare import clean_pairs
 from qa_assistant.data.sources import load_pairs
-from qa_assistant.layout import CONFIG_FILE, EXTRA_DIR, has_trained_model
+from qa_assistant.layout import CONFIG_FILE, EXTRA_DIR, RETRIEVAL_FILE, has_trained_model
 from qa_assistant.metrics.generation import evaluate_generation
 from qa_assistant.metrics.ranking import (
     classification_metrics,
@@ -79,10 +80,30 @@ def _evaluate_ranking_export(assistant: Any, config: Config, frame: Any) -> dict
         # run's metrics; the fallback is measured apart, as a run measures it:
         # a question is answered where the export did not replace its best answer.
         metrics["accuracy"] = metrics["recall_at_1"]
-        answered = [p == b for p, b in zip(predicted, scored.predicted, strict=True)]
-        metrics.update(selective_metrics(np.asarray(out["score"]), scored.correct, answered))
+        score = np.asarray(out["score"])
+        metrics.update(
+            selective_metrics(score, scored.correct, _answered(assistant.path, score, predicted, scored))
+        )
     metrics["num_questions"] = len(questions)
     return metrics
+
+
+def _answered(path: Path, score: np.ndarray, predicted: list[str], scored: Any) -> np.ndarray:
+    """Which questions a retrieval export answered rather than gave its fallback answer.
+
+    By the threshold the export was built with (`assets.extra/retrieval.json`),
+    as the run decides: a fallback text that is also a bank answer cannot
+    tell the two apart. An export without that file (made by an earlier
+    version) is judged by whether it replaced its best-ranked answer.
+    """
+    state = path / EXTRA_DIR / RETRIEVAL_FILE
+    if state.is_file():
+        threshold = json.loads(state.read_text(encoding="utf-8")).get("threshold")
+        fallback = export_config(path).task.fallback_answer
+        if threshold is None or fallback is None:
+            return np.ones(len(score), bool)
+        return score >= np.float32(threshold)  # as the export's float32 graph compares
+    return np.asarray([p == b for p, b in zip(predicted, scored.predicted, strict=True)], bool)
 
 
 def _evaluate_generation_export(assistant: Any, frame: Any) -> dict[str, float]:

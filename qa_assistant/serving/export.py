@@ -46,6 +46,7 @@ from qa_assistant.layout import (
     LABELS_FILE,
     MANIFEST_FILE,
     PREPROCESSOR_DIR,
+    RETRIEVAL_FILE,
     model_directory,
     split_file,
     version_numbers,
@@ -198,6 +199,8 @@ def _write_extra(staging: Path, run_dir: Path, name: str) -> None:
         shutil.copytree(run_dir / PREPROCESSOR_DIR, extra / PREPROCESSOR_DIR)
     if (run_dir / LABELS_FILE).is_file():
         shutil.copy2(run_dir / LABELS_FILE, extra / LABELS_FILE)
+    if (run_dir / RETRIEVAL_FILE).is_file():  # the fallback threshold, for `evaluate` on the export
+        shutil.copy2(run_dir / RETRIEVAL_FILE, extra / RETRIEVAL_FILE)
     run_manifest = {}
     if (run_dir / MANIFEST_FILE).is_file():
         run_manifest = json.loads((run_dir / MANIFEST_FILE).read_text(encoding="utf-8"))

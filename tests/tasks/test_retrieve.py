@@ -339,6 +339,15 @@ def test_evaluate_run_and_export_agree_on_the_fallback(trained: Path, exported: 
     for key in ("coverage", "selective_accuracy", "aurc", "recall_at_1"):
         assert withheld_run[key] == pytest.approx(withheld_export[key], abs=1e-6), key
     assert withheld_run["aurc"] == pytest.approx(from_run["aurc"])  # the ranking did not change
+    # A fallback text that is also the best answer of a withheld question: the export's output
+    # cannot show it was withheld, its threshold still does.
+    predictions = pd.read_json(run / "predictions.jsonl", lines=True)
+    fallback = predictions.loc[predictions["score"] < threshold, "predicted"].iloc[0]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["task"]["fallback_answer"] = fallback
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    shadowed = evaluate_path(export_run(run, "shadowed", tmp_path / "saved_models"), data)
+    assert shadowed["coverage"] == pytest.approx(withheld_run["coverage"])
 
 
 @pytest.mark.large  # a minute or more on 2 cores; CI runs it after the default suite (.ci/run)

@@ -32,7 +32,7 @@ from qa_assistant.atomic import replacing, write_text
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.pipeline import as_targets, ids_dataset, make_dataset
 from qa_assistant.data.split import Splits
-from qa_assistant.layout import PREPROCESSOR_DIR
+from qa_assistant.layout import PREPROCESSOR_DIR, RETRIEVAL_FILE
 from qa_assistant.metrics.baselines import tfidf_retrieval
 from qa_assistant.metrics.ranking import (
     Scored,
@@ -412,7 +412,7 @@ class RetrievalTask(Task):
         with replacing(directory / "known_questions.jsonl") as tmp:
             known.to_json(tmp, orient="records", lines=True, force_ascii=False)
         write_text(
-            directory / "retrieval.json",
+            directory / RETRIEVAL_FILE,
             json.dumps({"threshold": self.threshold, **self.calibration}, indent=2),
         )
 
@@ -426,6 +426,6 @@ class RetrievalTask(Task):
             if len(known)
             else []
         )
-        state = json.loads((directory / "retrieval.json").read_text(encoding="utf-8"))
+        state = json.loads((directory / RETRIEVAL_FILE).read_text(encoding="utf-8"))
         self.threshold = state.pop("threshold")
         self.calibration = state
