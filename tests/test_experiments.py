@@ -14,9 +14,30 @@ def test_the_scripts_are_found() -> None:
     assert len(SCRIPTS) >= 10
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
-def test_an_experiment_script_imports(script: Path) -> None:
+def _load(script: Path):
     spec = importlib.util.spec_from_file_location(f"experiment_{script.stem}", script)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # a renamed or moved import fails here, not in a user's hands
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_an_experiment_script_imports(script: Path) -> None:
+    module = _load(script)  # a renamed or moved import fails here, not in a user's hands
     assert callable(getattr(module, "main", None)), f"{script.name} has no main()"
+
+
+def test_retrieval_splits_are_corrected_and_a_fixed_test_file_is_not() -> None:
+    module = _load(next(p for p in SCRIPTS if p.stem == "compare_retrieval"))
+    runs = [
+        {"TF-IDF": {"recall_at_1": tf_idf}, "MiniLM zero-shot": {"recall_at_1": dense}}
+        for tf_idf, dense in [(0.20, 0.55), (0.25, 0.62), (0.23, 0.57)]
+    ]
+    resampled, fixed = module.significance(runs, 0.25), module.significance(runs, None)
+    assert "corrected resampled t-interval" in resampled
+    assert "plain, one fixed test file" in fixed
+
+    def interval(report: str) -> str:
+        return next(line for line in report.splitlines() if line.startswith("| MiniLM zero-shot |"))
+
+    assert interval(fixed) != interval(resampled)  # narrower: no correction for overlapping splits
