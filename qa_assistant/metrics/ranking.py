@@ -11,7 +11,10 @@ label never seen in training, or beyond the `top_k` an export returns).
 One tie rule for every path: a reference ranks behind every other answer
 that scores at least as high (pessimistic, so a constant model never looks
 good), while ties among its own references do not count against it (any of
-them is a hit).
+them is a hit). Accuracy scores the answer the model gives (the first of
+tied best columns, as `argmax` and a served model pick it), so on an exact
+tie between a reference and another answer it can count a hit that recall@1
+does not; the two agree wherever the best score is unique.
 """
 
 from __future__ import annotations
