@@ -456,7 +456,11 @@ def _model_label(config: Config) -> str:
 def _default_output(configs: list[str]) -> str:
     stem = Path(configs[-1]).stem if configs else "default"
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return str(Path("runs") / f"{stem}-{stamp}")
+    output, number = Path("runs") / f"{stem}-{stamp}", 1
+    while output.exists():  # another run of this config started in the same second
+        number += 1
+        output = Path("runs") / f"{stem}-{stamp}-{number}"
+    return str(output)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

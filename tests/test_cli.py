@@ -176,3 +176,23 @@ def test_user_errors_are_one_line_and_write_nothing(tmp_path: Path) -> None:
         assert_user_error(cli(*args, cwd=tmp_path), *fragments)
     assert not out.exists()
     assert not (tmp_path / "saved_models").exists()
+
+
+def test_two_runs_of_one_config_started_in_the_same_second_get_two_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime
+
+    from qa_assistant import cli
+
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 12, 3, 19, 0, 0)
+
+    monkeypatch.setattr(cli.datetime, "datetime", Frozen)
+    monkeypatch.chdir(tmp_path)
+    first = cli._default_output(["experiments/configs/article_gru.yaml"])
+    assert first == str(Path("runs") / "article_gru-20261203-190000")
+    Path(first).mkdir(parents=True)
+    assert cli._default_output(["article_gru.yaml"]) == first + "-2"

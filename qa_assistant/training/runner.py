@@ -159,6 +159,24 @@ def _train_chief(
             + ("; --restart only deletes run directories" if restart else "")
         )
     _check_writable(run_dir)
+    held = _lock(run_dir) if run_dir.is_dir() else []  # a new directory is locked once made
+    try:
+        return _train_locked(config, task, placement, run_dir, restart, start, deadline, held)
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
+
+
+def _train_locked(
+    config: Config,
+    task: Task,
+    placement: Placement,
+    run_dir: Path,
+    restart: bool,
+    start: distributed.StartSignal,
+    deadline: float | None,
+    held: list[int],
+) -> RunResult:
     if is_finished(run_dir) and not restart:
         _check_finished_matches(run_dir, config)  # old metrics must not pass for another model's
         log.info("%s already holds a finished run; not retraining (use --restart to start over)", run_dir)
@@ -170,10 +188,18 @@ def _train_chief(
     config = settle_from_data(config, task, data)
     if restart and run_dir.exists():
         shutil.rmtree(run_dir)  # only once the new config and data have proved usable
+        while held:
+            os.close(held.pop())  # the lock of the directory just removed
     _check_resumable(run_dir, config, data)
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if not held:
+            try:
+                held.extend(_lock(run_dir))
+            except UserError:
+                created = False  # another process's run now: not this call's to remove
+                raise
         write_text(run_dir / RUN_MARKER, "qa-assistant run directory\n")
         _write_inputs(run_dir, config, data)
         start.send(distributed.GO)
@@ -189,6 +215,35 @@ def _train_chief(
                 f"could not write the run in '{run_dir}' ({error}); expected a writable path with space"
             ) from None
         raise
+
+
+def _lock(run_dir: Path) -> list[int]:
+    """An exclusive lock on the run directory, held until its descriptor is closed (or the process ends).
+
+    Two processes training into one directory would overwrite each other's
+    checkpoints and files; the second is refused instead. Where `fcntl` is
+    missing (Windows) no lock is taken.
+
+    Returns:
+        `[descriptor]` to close when done; `[]` without `fcntl`.
+
+    Raises:
+        UserError: another process holds the directory.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return []
+    descriptor = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise UserError(
+            f"output '{run_dir}' is being written by another training process; "
+            "expected another --output, or to wait until that run ends"
+        ) from None
+    return [descriptor]
 
 
 def _check_writable(run_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -105,6 +106,60 @@ def test_ctrl_c_before_the_first_epoch_leaves_no_run_behind(
     with pytest.raises(KeyboardInterrupt):
         train_run(tiny_config(train=data), tmp_path / "run")
     assert not (tmp_path / "run").exists()  # nothing to resume, nothing to refuse a changed config for
+
+
+def test_a_run_directory_is_locked_while_it_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import qa_assistant.training.runner as runner
+
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(data, index=False)
+    probed: list[str] = []
+
+    def second_process_arrives(*args, **kwargs):
+        with pytest.raises(UserError, match="being written by another training process"):
+            runner._lock(tmp_path / "run")  # a second open of the directory, as another process's
+        probed.append("refused")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "fit_model", second_process_arrives)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(tiny_config(train=data), tmp_path / "run")
+    assert probed == ["refused"]
+    (tmp_path / "run").mkdir()
+    descriptors = runner._lock(tmp_path / "run")  # released when the call ended
+    assert len(descriptors) == 1
+    os.close(descriptors[0])
+
+
+def test_a_directory_another_process_trains_in_is_refused_and_kept(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(data, index=False)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(busy)!r}, os.O_RDONLY)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match="being written by another training process; expected another"):
+            train_run(tiny_config(train=data), busy)
+        assert busy.is_dir()  # not this call's to remove
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
 
 
 def test_train_seconds_counts_training_not_the_test_evaluation(
