@@ -23,7 +23,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from qa_assistant.atomic import replacing, write_text
+from qa_assistant.atomic import remove_stale, replacing, write_text
 from qa_assistant.config import Config, load_config
 from qa_assistant.data.dataset import QAData, load_qa_data
 from qa_assistant.data.split import Splits
@@ -177,6 +177,9 @@ def _train_locked(
     deadline: float | None,
     held: list[int],
 ) -> RunResult:
+    for folder in (run_dir, run_dir / DATA_DIR):  # files a killed call was writing
+        if folder.is_dir():
+            remove_stale(folder)
     if is_finished(run_dir) and not restart:
         _check_finished_matches(run_dir, config)  # old metrics must not pass for another model's
         log.info("%s already holds a finished run; not retraining (use --restart to start over)", run_dir)

@@ -108,6 +108,31 @@ def test_ctrl_c_before_the_first_epoch_leaves_no_run_behind(
     assert not (tmp_path / "run").exists()  # nothing to resume, nothing to refuse a changed config for
 
 
+def test_files_a_killed_call_was_writing_are_removed_by_the_next(tiny_run: Path, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from qa_assistant import atomic
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead = int(gone.stdout)  # a process that has ended
+    leftovers = [
+        run / f"{atomic.TMP_PREFIX}{atomic._HOST}-{dead}-0123abcd-{n}" for n in ("metrics.json", "x")
+    ]
+    leftovers.append(run / "data" / f"{atomic.TMP_PREFIX}{atomic._HOST}-{dead}-0123abcd-train.jsonl")
+    for path in leftovers:
+        path.write_text("half written")
+    config = load_run(run)[0]
+    train_run(config, run)  # finished: nothing retrained, only the leftovers go
+    assert not any(path.exists() for path in leftovers)
+    assert is_finished(run)
+
+
 def test_a_run_directory_is_locked_while_it_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import qa_assistant.training.runner as runner
 
