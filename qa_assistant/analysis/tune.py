@@ -538,7 +538,7 @@ def _train_fold(
     budget_end: float,
     fold_seconds: list[float],
 ) -> Any:
-    """Trains fold `fold_of[0]` of `fold_of[1]` (reusing a finished one); records its time.
+    """Trains fold `fold_of[0]` of `fold_of[1]` (reusing a finished one); records its time if it started fresh.
 
     Raises:
         _TrialStoppedError: no time for another fold, the budget ran out inside it
@@ -554,10 +554,12 @@ def _train_fold(
     if time.monotonic() + mean_fold > budget_end:
         raise _TrialStoppedError("budget", _BUDGET_STOP)
     fold_started = time.monotonic()
+    directory = fold_directory(parent, seed, fold)
+    fresh = not directory.exists()  # a resumed fold's time would be only its remainder
     try:
         result = train_run(
             fold_config(config, folds, fold, seed),
-            fold_directory(parent, seed, fold),
+            directory,
             deadline=time.time() + (budget_end - time.monotonic()),
         )
     except DeadlineError:
@@ -566,7 +568,7 @@ def _train_fold(
     except UserError as error:
         log.warning("tune: trial %d failed: %s", trial.number, error)
         raise _TrialStoppedError("failed", f"failed: {error}") from None
-    if not result.already_finished:
+    if fresh:  # the mean fold time that decides whether another fold fits the budget
         fold_seconds.append(time.monotonic() - fold_started)
         trial.set_user_attr("fold_seconds", float(np.mean(fold_seconds)))
     return result

@@ -248,6 +248,33 @@ def test_a_killed_trial_is_queued_again(base: Path, tmp_path: Path, monkeypatch:
     assert "starting config (trial 1): " in (root / BEST_YAML).read_text()  # its finished copy
 
 
+def test_only_a_fold_trained_from_its_start_times_the_next(
+    base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    import qa_assistant.training.runner as runner
+    from qa_assistant.analysis.kfold import fold_directory
+    from qa_assistant.analysis.tune import _train_fold
+
+    config = load_config([base], FAST)
+    trained: list[Path] = []
+
+    def fake_train_run(config, directory, deadline=None):
+        trained.append(directory)
+        return SimpleNamespace(already_finished=False, metrics={})
+
+    monkeypatch.setattr(runner, "train_run", fake_train_run)
+    trial = SimpleNamespace(number=0, set_user_attr=lambda key, value: None)
+    seconds: list[float] = []
+    fold_directory(tmp_path, config.train.seed, 0).mkdir(parents=True)  # left by a budget stop
+    _train_fold(trial, config, tmp_path, (0, 2), time.monotonic() + 3600, seconds)
+    assert seconds == []  # its remaining epochs say nothing about a whole fold's time
+    _train_fold(trial, config, tmp_path, (1, 2), time.monotonic() + 3600, seconds)
+    assert len(seconds) == 1
+    assert len(trained) == 2
+
+
 def test_the_starting_config_is_trial_0_or_its_requeued_copy() -> None:
     from qa_assistant.analysis.tune import TrialRecord, _starting_record
 
