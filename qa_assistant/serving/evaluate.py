@@ -77,8 +77,7 @@ def _evaluate_ranking_export(assistant: Any, config: Config, frame: Any) -> dict
         metrics.update(classification_metrics(references, predicted))
     else:
         # Retrieval: accuracy is recall@1 (the best-ranked answer), as in a
-        # run's metrics; the fallback is measured apart, as a run measures it:
-        # a question is answered where the export did not replace its best answer.
+        # run's metrics; the fallback is measured apart, as a run measures it.
         metrics["accuracy"] = metrics["recall_at_1"]
         score = np.asarray(out["score"])
         metrics.update(
