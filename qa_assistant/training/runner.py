@@ -126,7 +126,8 @@ def train_run(
             return _train_worker(task, placement, run_dir)
         start = distributed.StartSignal(placement.strategy, enabled=placement.multi_worker)
         try:
-            return _train_chief(config, task, placement, run_dir, restart, start, deadline)
+            with RunLock(run_dir) as lock:
+                return _train_chief(config, task, placement, run_dir, restart, start, deadline, lock)
         finally:
             # Tells waiting workers to stop if the chief stopped before training.
             start.send(distributed.FAILED)
@@ -148,7 +149,8 @@ def _train_chief(
     run_dir: Path,
     restart: bool,
     start: distributed.StartSignal,
-    deadline: float | None = None,
+    deadline: float | None,
+    lock: RunLock,
 ) -> RunResult:
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"output '{run_dir}' is a file; expected a directory for the run")
@@ -159,24 +161,8 @@ def _train_chief(
             + ("; --restart only deletes run directories" if restart else "")
         )
     _check_writable(run_dir)
-    held = _lock(run_dir) if run_dir.is_dir() else []  # a new directory is locked once made
-    try:
-        return _train_locked(config, task, placement, run_dir, restart, start, deadline, held)
-    finally:
-        for descriptor in held:
-            os.close(descriptor)
-
-
-def _train_locked(
-    config: Config,
-    task: Task,
-    placement: Placement,
-    run_dir: Path,
-    restart: bool,
-    start: distributed.StartSignal,
-    deadline: float | None,
-    held: list[int],
-) -> RunResult:
+    if run_dir.is_dir():
+        lock.acquire()  # a new directory is locked once made
     for folder in (run_dir, run_dir / DATA_DIR):  # files a killed call was writing
         if folder.is_dir():
             remove_stale(folder)
@@ -191,15 +177,14 @@ def _train_locked(
     config = settle_from_data(config, task, data)
     if restart and run_dir.exists():
         shutil.rmtree(run_dir)  # only once the new config and data have proved usable
-        while held:
-            os.close(held.pop())  # the lock of the directory just removed
+        lock.release()  # the directory it locked is gone
     _check_resumable(run_dir, config, data)
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if not held:
+        if not lock.held:
             try:
-                held.extend(_lock(run_dir))
+                lock.acquire()
             except UserError:
                 created = False  # another process's run now: not this call's to remove
                 raise
@@ -220,33 +205,50 @@ def _train_locked(
         raise
 
 
-def _lock(run_dir: Path) -> list[int]:
-    """An exclusive lock on the run directory, held until its descriptor is closed (or the process ends).
+class RunLock:
+    """An exclusive `flock` on a run directory while this process trains in it.
 
     Two processes training into one directory would overwrite each other's
-    checkpoints and files; the second is refused instead. Where `fcntl` is
-    missing (Windows) no lock is taken.
-
-    Returns:
-        `[descriptor]` to close when done; `[]` without `fcntl`.
-
-    Raises:
-        UserError: another process holds the directory.
+    checkpoints and files; the second is refused instead. The lock goes with
+    its descriptor (`release`, leaving the `with` block, or the process's
+    end). Where `fcntl` is missing (Windows) nothing is locked.
     """
-    try:
-        import fcntl
-    except ImportError:
-        return []
-    descriptor = os.open(run_dir, os.O_RDONLY)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(descriptor)
-        raise UserError(
-            f"output '{run_dir}' is being written by another training process; "
-            "expected another --output, or to wait until that run ends"
-        ) from None
-    return [descriptor]
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.descriptor: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.descriptor is not None
+
+    def acquire(self) -> None:
+        """Raises: UserError: another process holds the directory."""
+        try:
+            import fcntl
+        except ImportError:
+            return
+        descriptor = os.open(self.run_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise UserError(
+                f"output '{self.run_dir}' is being written by another training process; "
+                "expected another --output, or to wait until that run ends"
+            ) from None
+        self.descriptor = descriptor
+
+    def release(self) -> None:
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 def _check_writable(run_dir: Path) -> None:

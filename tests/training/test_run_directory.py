@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -142,7 +141,7 @@ def test_a_run_directory_is_locked_while_it_trains(tmp_path: Path, monkeypatch: 
 
     def second_process_arrives(*args, **kwargs):
         with pytest.raises(UserError, match="being written by another training process"):
-            runner._lock(tmp_path / "run")  # a second open of the directory, as another process's
+            runner.RunLock(tmp_path / "run").acquire()  # a second open of the directory, as another process's
         probed.append("refused")
         raise KeyboardInterrupt
 
@@ -151,9 +150,9 @@ def test_a_run_directory_is_locked_while_it_trains(tmp_path: Path, monkeypatch: 
         train_run(tiny_config(train=data), tmp_path / "run")
     assert probed == ["refused"]
     (tmp_path / "run").mkdir()
-    descriptors = runner._lock(tmp_path / "run")  # released when the call ended
-    assert len(descriptors) == 1
-    os.close(descriptors[0])
+    with runner.RunLock(tmp_path / "run") as lock:
+        lock.acquire()  # released when the call ended
+        assert lock.held
 
 
 def test_a_directory_another_process_trains_in_is_refused_and_kept(tmp_path: Path) -> None:
