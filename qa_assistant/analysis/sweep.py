@@ -202,17 +202,40 @@ def _point_config(
         raise UserError(f"sweep point {point_name(values)}: {error}") from None
 
 
-# Keys that change what the training loss (and, for retrieval, the in-batch accuracy) measures:
-# points that differ in them cannot be ranked by those validation values.
-_LOSS_SCALE_KEYS = (
-    "task.loss",
-    "task.temperature",
-    "task.learn_temperature",
-    "task.label_smoothing",
+# Keys whose values change what a validation value measures, per task: points that differ in
+# them cannot be ranked by it. Every task: the validation split itself.
+_SAME_QUESTIONS = ("data.", "train.seed")
+_IN_BATCH = (
+    "train.batch_size",
+    "train.batch_size_scope",
+    "train.strategy",
     "task.hard_negatives",
     "task.hard_negative_ceiling",
-)
-_IN_BATCH_KEYS = ("train.batch_size", "task.hard_negatives", "task.hard_negative_ceiling")
+)  # how many answers a question is scored against
+_TOKENS = (
+    "text.tokenizer",
+    "text.max_tokens",
+    "text.min_count",
+    "text.max_length",
+    "text.answer_max_length",
+    "decoder.max_length",
+    "lm.preset",
+    "lm.max_length",
+    "lm.grounding",
+    "lm.grounding_k",
+    "lm.grounding_max_tokens",
+    "lm.grounded_training",
+    "lm.system_prompt",
+)  # what a token loss averages over
+_INCOMPARABLE = {
+    ("classify", "val_loss"): ("task.label_smoothing",),
+    ("retrieve", "val_loss"): ("task.loss", "task.temperature", "task.learn_temperature", *_IN_BATCH),
+    ("retrieve", "val_accuracy"): _IN_BATCH,  # in-batch accuracy
+    ("generate", "val_loss"): _TOKENS,
+    ("generate", "val_accuracy"): _TOKENS,
+    ("lm", "val_loss"): _TOKENS,
+    ("lm", "val_accuracy"): _TOKENS,
+}
 # The validation metric to choose by instead, per task type.
 _COMPARABLE_MONITOR = {"retrieve": "val_mrr", "classify": "val_accuracy", "generate": "val_rouge_l"}
 
@@ -222,21 +245,22 @@ def check_comparable(config: Config, grid: Mapping[str, Sequence[Any]]) -> None:
 
     A validation loss at temperature 0.02 is not comparable with one at 0.1, nor
     one with label smoothing with one without; a retrieval model's loss and
-    in-batch accuracy also depend on how many answers share a batch.
+    in-batch accuracy also depend on how many answers share a batch, a token
+    loss on the tokens it averages over, and every value on which questions
+    the validation split holds.
 
     Raises:
-        UserError: naming the varied keys and a monitor that compares them.
+        UserError: naming the varied keys (and a monitor that compares them, where one does).
     """
     monitor, task = config.train.monitor, config.task.type
     varied = [key for key, values in grid.items() if len(values) > 1]
-    if monitor == "val_loss":
-        clashing = [
-            k for k in varied if k in _LOSS_SCALE_KEYS or (task == "retrieve" and k in _IN_BATCH_KEYS)
-        ]
-    elif monitor == "val_accuracy" and task == "retrieve":
-        clashing = [k for k in varied if k in _IN_BATCH_KEYS]
-    else:
-        return
+    split = [k for k in varied if k.startswith(_SAME_QUESTIONS)]
+    if split:
+        raise UserError(
+            f"the grid varies {', '.join(split)}, which changes the validation questions, so the points "
+            "could not be chosen between; expected a grid of model and training keys"
+        )
+    clashing = [k for k in varied if k in _INCOMPARABLE.get((task, monitor), ())]
     if clashing:
         instead = _COMPARABLE_MONITOR.get(task)
         hint = f"; expected train.monitor={instead} (--set train.monitor={instead})" if instead else ""

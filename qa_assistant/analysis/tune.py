@@ -545,7 +545,9 @@ def _train_fold(
             (it resumes there), or training failed with a user error.
     """
     from qa_assistant.analysis.kfold import fold_config, fold_directory
+    from qa_assistant.layout import CHECKPOINTS_DIR
     from qa_assistant.training.callbacks import DeadlineError
+    from qa_assistant.training.resume import latest_snapshot
     from qa_assistant.training.runner import train_run
 
     fold, folds = fold_of
@@ -555,7 +557,8 @@ def _train_fold(
         raise _TrialStoppedError("budget", _BUDGET_STOP)
     fold_started = time.monotonic()
     directory = fold_directory(parent, seed, fold)
-    fresh = not directory.exists()  # a resumed fold's time would be only its remainder
+    # A fold with a saved epoch resumes from it: its time would be only the remainder.
+    fresh = latest_snapshot(directory / CHECKPOINTS_DIR) is None
     try:
         result = train_run(
             fold_config(config, folds, fold, seed),

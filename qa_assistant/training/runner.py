@@ -175,19 +175,19 @@ def _train_chief(
     keras.utils.set_random_seed(config.train.seed)
     data = load_qa_data(config)
     config = settle_from_data(config, task, data)
-    if restart and run_dir.exists():
-        shutil.rmtree(run_dir)  # only once the new config and data have proved usable
-        lock.release()  # the directory it locked is gone
+    emptied = restart and run_dir.exists()
+    if emptied:
+        if not lock.held:
+            lock.acquire()  # it appeared since: another process may be training there
+        _empty(run_dir)  # only once the new config and data have proved usable; the lock stays on it
     _check_resumable(run_dir, config, data)
-    created = not run_dir.exists()
+    created = False  # set once this call holds the directory: a refused call removes nothing
     try:
+        made = not run_dir.exists()
         run_dir.mkdir(parents=True, exist_ok=True)
         if not lock.held:
-            try:
-                lock.acquire()
-            except UserError:
-                created = False  # another process's run now: not this call's to remove
-                raise
+            lock.acquire()
+        created = made or emptied
         write_text(run_dir / RUN_MARKER, "qa-assistant run directory\n")
         _write_inputs(run_dir, config, data)
         start.send(distributed.GO)
@@ -223,12 +223,21 @@ class RunLock:
         return self.descriptor is not None
 
     def acquire(self) -> None:
-        """Raises: UserError: another process holds the directory."""
+        """Locks the directory; on a file system without locks, warns and goes on unlocked.
+
+        Raises:
+            UserError: another process holds the directory, or it cannot be opened.
+        """
         try:
             import fcntl
         except ImportError:
             return
-        descriptor = os.open(self.run_dir, os.O_RDONLY)
+        try:
+            descriptor = os.open(self.run_dir, os.O_RDONLY)
+        except OSError as error:
+            raise UserError(
+                f"output '{self.run_dir}' could not be opened ({error.strerror}); expected a readable directory"
+            ) from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -237,6 +246,10 @@ class RunLock:
                 f"output '{self.run_dir}' is being written by another training process; "
                 "expected another --output, or to wait until that run ends"
             ) from None
+        except OSError as error:  # e.g. a network file system without locks
+            os.close(descriptor)
+            log.warning("could not lock %s (%s); training without a lock", self.run_dir, error.strerror)
+            return
         self.descriptor = descriptor
 
     def release(self) -> None:
@@ -249,6 +262,15 @@ class RunLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
+
+
+def _empty(run_dir: Path) -> None:
+    """Removes everything in `run_dir` but the directory itself (and so the lock on it)."""
+    for entry in run_dir.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _check_writable(run_dir: Path) -> None:

@@ -262,6 +262,12 @@ def test_a_diverged_point_is_never_chosen() -> None:
         ([], "task.label_smoothing=0,0.1", "task.label_smoothing, which changes what train.monitor val_loss"),
         (["task.type=retrieve"], "task.temperature=0.02,0.1", "expected train.monitor=val_mrr"),
         (["task.type=retrieve", "train.monitor=val_accuracy"], "train.batch_size=16,64", "train.batch_size"),
+        (
+            ["train.monitor=val_accuracy"],
+            "data.validation_fraction=0.1,0.2",
+            "changes the validation questions",
+        ),
+        (["task.type=generate"], "text.tokenizer=word,wordpiece", "text.tokenizer, which changes what"),
     ],
 )
 def test_a_grid_whose_monitor_measures_different_things_per_point_is_refused(
@@ -278,6 +284,7 @@ def test_a_grid_chosen_by_a_comparable_monitor_is_accepted() -> None:
     config = tiny_config("task.type=retrieve", "train.monitor=val_mrr")
     check_comparable(config, parse_grid(["task.temperature=0.02,0.1", "train.batch_size=16,64"]))
     check_comparable(tiny_config(), parse_grid(["encoder.units=8,16", "task.label_smoothing=0.1"]))
+    check_comparable(tiny_config(), parse_grid(["train.batch_size=16,64"]))  # no in-batch negatives here
 
 
 def test_one_run_per_point_is_chosen_by_validation_without_a_test(sweep: Path) -> None:

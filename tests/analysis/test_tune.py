@@ -253,6 +253,7 @@ def test_only_a_fold_trained_from_its_start_times_the_next(
 ) -> None:
     from types import SimpleNamespace
 
+    import qa_assistant.training.resume as resume
     import qa_assistant.training.runner as runner
     from qa_assistant.analysis.kfold import fold_directory
     from qa_assistant.analysis.tune import _train_fold
@@ -265,9 +266,10 @@ def test_only_a_fold_trained_from_its_start_times_the_next(
         return SimpleNamespace(already_finished=False, metrics={})
 
     monkeypatch.setattr(runner, "train_run", fake_train_run)
+    saved = {fold_directory(tmp_path, config.train.seed, 0) / "checkpoints"}  # a budget stop after an epoch
+    monkeypatch.setattr(resume, "latest_snapshot", lambda directory: object() if directory in saved else None)
     trial = SimpleNamespace(number=0, set_user_attr=lambda key, value: None)
     seconds: list[float] = []
-    fold_directory(tmp_path, config.train.seed, 0).mkdir(parents=True)  # left by a budget stop
     _train_fold(trial, config, tmp_path, (0, 2), time.monotonic() + 3600, seconds)
     assert seconds == []  # its remaining epochs say nothing about a whole fold's time
     _train_fold(trial, config, tmp_path, (1, 2), time.monotonic() + 3600, seconds)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -109,8 +111,6 @@ def test_ctrl_c_before_the_first_epoch_leaves_no_run_behind(
 
 def test_files_a_killed_call_was_writing_are_removed_by_the_next(tiny_run: Path, tmp_path: Path) -> None:
     import shutil
-    import subprocess
-    import sys
 
     from qa_assistant import atomic
 
@@ -155,20 +155,18 @@ def test_a_run_directory_is_locked_while_it_trains(tmp_path: Path, monkeypatch: 
         assert lock.held
 
 
-def test_a_directory_another_process_trains_in_is_refused_and_kept(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    data = tmp_path / "faq.csv"
-    pd.DataFrame(faq_rows()).to_csv(data, index=False)
-    busy = tmp_path / "busy"
-    busy.mkdir()
+def _hold(directory: Path) -> subprocess.Popen:
+    """Another process that makes the run directory `directory`, a file of its own in it, and locks it (60 s at most)."""
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import fcntl, os, sys, time\n"
-            f"fd = os.open({str(busy)!r}, os.O_RDONLY)\n"
+            "import fcntl, os, pathlib, time\n"
+            f"path = pathlib.Path({str(directory)!r})\n"
+            "path.mkdir(parents=True, exist_ok=True)\n"
+            "(path / 'theirs.txt').write_text('training')\n"
+            f"(path / {RUN_MARKER!r}).write_text('qa-assistant run directory')\n"
+            "fd = os.open(path, os.O_RDONLY)\n"
             "fcntl.flock(fd, fcntl.LOCK_EX)\n"
             "print('held', flush=True)\n"
             "time.sleep(60)\n",
@@ -176,14 +174,65 @@ def test_a_directory_another_process_trains_in_is_refused_and_kept(tmp_path: Pat
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_directory_another_process_trains_in_is_refused_and_kept(tmp_path: Path, restart: bool) -> None:
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(data, index=False)
+    holder = _hold(tmp_path / "busy")
     try:
-        assert holder.stdout.readline().strip() == "held"
         with pytest.raises(UserError, match="being written by another training process; expected another"):
-            train_run(tiny_config(train=data), busy)
-        assert busy.is_dir()  # not this call's to remove
+            train_run(tiny_config(train=data), tmp_path / "busy", restart=restart)
+        assert (tmp_path / "busy" / "theirs.txt").read_text() == "training"
     finally:
         holder.kill()
         holder.wait(timeout=30)
+
+
+def test_a_restart_never_empties_a_directory_that_another_process_took_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qa_assistant.training.runner as runner
+
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(data, index=False)
+    holders: list[subprocess.Popen] = []
+    load = runner.load_qa_data
+
+    def load_while_another_starts(config):
+        loaded = load(config)
+        holders.append(_hold(tmp_path / "run"))  # it did not exist when this call began
+        return loaded
+
+    monkeypatch.setattr(runner, "load_qa_data", load_while_another_starts)
+    try:
+        with pytest.raises(UserError, match="being written by another training process"):
+            train_run(tiny_config(train=data), tmp_path / "run", restart=True)
+        assert (tmp_path / "run" / "theirs.txt").read_text() == "training"
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait(timeout=30)
+
+
+def test_a_call_refused_the_lock_of_a_directory_it_made_removes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qa_assistant.training.runner as runner
+
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(data, index=False)
+
+    def taken(self) -> None:  # another process locked it between this call's mkdir and its lock
+        raise UserError(f"output '{self.run_dir}' is being written by another training process")
+
+    monkeypatch.setattr(runner.RunLock, "acquire", taken)
+    with pytest.raises(UserError, match="being written by another training process"):
+        train_run(tiny_config(train=data), tmp_path / "run")
+    assert (tmp_path / "run").is_dir()  # the other process's now
 
 
 def test_train_seconds_counts_training_not_the_test_evaluation(
