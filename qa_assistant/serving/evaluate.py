@@ -81,13 +81,15 @@ def _evaluate_ranking_export(assistant: Any, config: Config, frame: Any) -> dict
         metrics["accuracy"] = metrics["recall_at_1"]
         score = np.asarray(out["score"])
         metrics.update(
-            selective_metrics(score, scored.correct, _answered(assistant.path, score, predicted, scored))
+            selective_metrics(
+                score, scored.correct, _answered(assistant.path, config, score, predicted, scored)
+            )
         )
     metrics["num_questions"] = len(questions)
     return metrics
 
 
-def _answered(path: Path, score: np.ndarray, predicted: list[str], scored: Any) -> np.ndarray:
+def _answered(path: Path, config: Config, score: np.ndarray, predicted: list[str], scored: Any) -> np.ndarray:
     """Which questions a retrieval export answered rather than gave its fallback answer.
 
     By the threshold the export was built with (`assets.extra/retrieval.json`),
@@ -98,8 +100,7 @@ def _answered(path: Path, score: np.ndarray, predicted: list[str], scored: Any) 
     state = path / EXTRA_DIR / RETRIEVAL_FILE
     if state.is_file():
         threshold = json.loads(state.read_text(encoding="utf-8")).get("threshold")
-        fallback = export_config(path).task.fallback_answer
-        if threshold is None or fallback is None:
+        if threshold is None or config.task.fallback_answer is None:
             return np.ones(len(score), bool)
         return score >= np.float32(threshold)  # as the export's float32 graph compares
     return np.asarray([p == b for p, b in zip(predicted, scored.predicted, strict=True)], bool)
