@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -155,12 +156,16 @@ def test_a_run_directory_is_locked_while_it_trains(tmp_path: Path, monkeypatch: 
         assert lock.held
 
 
-def _hold(directory: Path) -> subprocess.Popen:
-    """Another process that makes the run directory `directory`, a file of its own in it, and locks it (60 s at most)."""
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
+@pytest.fixture
+def hold() -> Iterator[Callable[[Path], None]]:
+    """Starts another process that makes a run directory, a file of its own in it, and locks it.
+
+    Each such process lives 60 s at most and is stopped when the test ends.
+    """
+    holders: list[subprocess.Popen] = []
+
+    def start(directory: Path) -> None:
+        code = (
             "import fcntl, os, pathlib, time\n"
             f"path = pathlib.Path({str(directory)!r})\n"
             "path.mkdir(parents=True, exist_ok=True)\n"
@@ -169,53 +174,47 @@ def _hold(directory: Path) -> subprocess.Popen:
             "fd = os.open(path, os.O_RDONLY)\n"
             "fcntl.flock(fd, fcntl.LOCK_EX)\n"
             "print('held', flush=True)\n"
-            "time.sleep(60)\n",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout.readline().strip() == "held"
-    return holder
+            "time.sleep(60)\n"
+        )
+        holders.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True))
+        assert holders[-1].stdout.readline().strip() == "held"
 
-
-@pytest.mark.parametrize("restart", [False, True])
-def test_a_directory_another_process_trains_in_is_refused_and_kept(tmp_path: Path, restart: bool) -> None:
-    data = tmp_path / "faq.csv"
-    pd.DataFrame(faq_rows()).to_csv(data, index=False)
-    holder = _hold(tmp_path / "busy")
-    try:
-        with pytest.raises(UserError, match="being written by another training process; expected another"):
-            train_run(tiny_config(train=data), tmp_path / "busy", restart=restart)
-        assert (tmp_path / "busy" / "theirs.txt").read_text() == "training"
-    finally:
+    yield start
+    for holder in holders:
         holder.kill()
         holder.wait(timeout=30)
 
 
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_directory_another_process_trains_in_is_refused_and_kept(
+    tmp_path: Path, hold: Callable[[Path], None], restart: bool
+) -> None:
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(data, index=False)
+    hold(tmp_path / "busy")
+    with pytest.raises(UserError, match="being written by another training process; expected another"):
+        train_run(tiny_config(train=data), tmp_path / "busy", restart=restart)
+    assert (tmp_path / "busy" / "theirs.txt").read_text() == "training"
+
+
 def test_a_restart_never_empties_a_directory_that_another_process_took_meanwhile(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, hold: Callable[[Path], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import qa_assistant.training.runner as runner
 
     data = tmp_path / "faq.csv"
     pd.DataFrame(faq_rows()).to_csv(data, index=False)
-    holders: list[subprocess.Popen] = []
     load = runner.load_qa_data
 
     def load_while_another_starts(config):
         loaded = load(config)
-        holders.append(_hold(tmp_path / "run"))  # it did not exist when this call began
+        hold(tmp_path / "run")  # it did not exist when this call began
         return loaded
 
     monkeypatch.setattr(runner, "load_qa_data", load_while_another_starts)
-    try:
-        with pytest.raises(UserError, match="being written by another training process"):
-            train_run(tiny_config(train=data), tmp_path / "run", restart=True)
-        assert (tmp_path / "run" / "theirs.txt").read_text() == "training"
-    finally:
-        for holder in holders:
-            holder.kill()
-            holder.wait(timeout=30)
+    with pytest.raises(UserError, match="being written by another training process"):
+        train_run(tiny_config(train=data), tmp_path / "run", restart=True)
+    assert (tmp_path / "run" / "theirs.txt").read_text() == "training"
 
 
 def test_a_call_refused_the_lock_of_a_directory_it_made_removes_nothing(
