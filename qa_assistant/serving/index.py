@@ -83,10 +83,8 @@ def index_answers(
 
     def stage(staging: Path) -> None:
         tf.saved_model.save(loaded, str(staging), signatures=dict(loaded.signatures))
-        _copy_extra(source, staging, answers_file, added_answers, added_questions)
+        _copy_extra(source, staging, name, answers_file, added_answers, added_questions)
         warmup = staging / EXTRA_DIR / WARMUP_FILE
-        if warmup.is_file():
-            rename_warmup(warmup, name)  # `--name` may serve the copy under another name
         probe = [*added_questions[:16], *added_answers[:16], *HOSTILE_QUESTIONS]
         expected = loaded.signatures[SIGNATURE](**{INPUT_NAME: tf.constant(probe)})
         serve = load_signature(staging)
@@ -155,10 +153,14 @@ def _grow(
     return new_answers, [q for q, _ in pairs]
 
 
-def _copy_extra(source: Path, staging: Path, spec: str, answers: list[str], questions: list[str]) -> None:
+def _copy_extra(
+    source: Path, staging: Path, name: str, spec: str, answers: list[str], questions: list[str]
+) -> None:
     extra = staging / EXTRA_DIR
     if (source / EXTRA_DIR).is_dir():
         shutil.copytree(source / EXTRA_DIR, extra, dirs_exist_ok=True)
+    if (extra / WARMUP_FILE).is_file():
+        rename_warmup(extra / WARMUP_FILE, name)  # `--name` may serve the copy under another name
     extra.mkdir(parents=True, exist_ok=True)
     history = extra / "index.json"
     records = json.loads(history.read_text(encoding="utf-8")) if history.is_file() else []

@@ -77,11 +77,9 @@ def write_warmup(
 
 def read_warmup(path: Path) -> list[WarmupRequest]:
     """Every request in a warmup file, inputs as NumPy arrays by input name."""
-    from tensorflow_serving.apis import prediction_log_pb2  # deferred: start-up time
-
     requests = []
-    for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
-        request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+    for log in _prediction_logs(path):
+        request = log.predict_log.request
         inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
         requests.append(WarmupRequest(request.model_spec.name, request.model_spec.signature_name, inputs))
     return requests
@@ -89,13 +87,18 @@ def read_warmup(path: Path) -> list[WarmupRequest]:
 
 def rename_warmup(path: Path, model_name: str) -> None:
     """Rewrites a warmup file's requests to name `model_name` (a copy served under another name)."""
-    from tensorflow_serving.apis import prediction_log_pb2  # deferred: start-up time
-
-    records = [
-        prediction_log_pb2.PredictionLog.FromString(record)
-        for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
-    ]
+    records = _prediction_logs(path)
     with tf.io.TFRecordWriter(str(path)) as writer:
         for log in records:
             log.predict_log.request.model_spec.name = model_name
             writer.write(log.SerializeToString())
+
+
+def _prediction_logs(path: Path) -> list:
+    """Every record of a warmup file as a `PredictionLog` proto."""
+    from tensorflow_serving.apis import prediction_log_pb2  # deferred: start-up time
+
+    return [
+        prediction_log_pb2.PredictionLog.FromString(record)
+        for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
+    ]
