@@ -206,7 +206,7 @@ def _after_first_fold(monkeypatch: pytest.MonkeyPatch, then: Callable[[], None])
 def test_a_trial_stopped_by_the_budget_is_finished_on_the_next_call(
     base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import qa_assistant.analysis.tune as module
+    import qa_assistant.analysis.tune.search as module
 
     root, late = tmp_path / "budget", [0.0]
     monkeypatch.setattr(module.time, "monotonic", lambda real=time.monotonic: real() + late[0])
@@ -256,7 +256,7 @@ def test_only_a_fold_trained_from_its_start_times_the_next(
     import qa_assistant.training.resume as resume
     import qa_assistant.training.runner as runner
     from qa_assistant.analysis.kfold import fold_directory
-    from qa_assistant.analysis.tune import _train_fold
+    from qa_assistant.analysis.tune.search import _train_fold
 
     config = load_config([base], FAST)
     trained: list[Path] = []
@@ -278,7 +278,7 @@ def test_only_a_fold_trained_from_its_start_times_the_next(
 
 
 def test_the_starting_config_is_trial_0_or_its_requeued_copy() -> None:
-    from qa_assistant.analysis.tune import TrialRecord, _starting_record
+    from qa_assistant.analysis.tune.outputs import TrialRecord, _starting_record
 
     def record(number: int, rate: float, state: str) -> TrialRecord:
         values = {"train.learning_rate": rate}

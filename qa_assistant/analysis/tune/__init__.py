@@ -1,0 +1,85 @@
+"""`qa-assistant tune`: hyper-parameter search with a k-fold objective on the training data alone.
+
+    OUTPUT/
+      pool.jsonl          the pairs the search may see: the config's training and validation
+                          split (its test split, or its test file, is left out), cleaned
+      study.db            the Optuna study (SQLite): rerunning the command resumes it
+      trials/NAME/        one k-fold parent per trial (seed-S/fold-I run directories, kfold.json)
+      hparams/NAME/       one TensorBoard HParams session per trial: the searched values and
+                          the objective (`qa-assistant tensorboard OUTPUT/hparams`)
+      trials.md           every trial: values, objective mean ± std over folds, state, time
+      tune.json           the same for scripts, with the search space and the best trial
+      best.yaml           the starting config with the best trial's values: train it as usual
+
+**Objective.** Each trial trains the config with its values on K folds of
+the pool (`data.folds`; each fold's validation, for early stopping, comes
+from the other folds) and scores the held-out fold with the task's headline
+metric (`--metric`). The objective is the mean over folds. The reported test
+split never takes part: the pool is what `qa-assistant train` would train
+and validate on, so training `best.yaml` afterwards reports on data the
+search never saw.
+
+**Search.** Optuna's TPE sampler (seeded), with the starting config's own
+values as the first trial, so the best config is never worse on the
+objective than the default it started from. A trial whose running mean
+after two folds falls below the median of earlier trials at that point is
+pruned (`MedianPruner`).
+
+**Budget and resuming.** No trial starts when the time left (`--budget`)
+is shorter than the trials so far have taken on average, no fold starts
+when it would not fit, and a fold still training when the budget runs out
+stops after its current batch (`callbacks.Deadline`; its run directory
+stays resumable from its last epoch). Stopped, failed and interrupted
+trials are queued again when the command is rerun with the same arguments; their
+finished folds are reused and an unfinished one resumes (a trial's
+directory is named after its values). The evaluation that ends a fold is
+not interrupted.
+"""
+
+from qa_assistant.analysis.tune.outputs import (
+    BEST_YAML,
+    HPARAMS_DIR,
+    POOL_FILE,
+    STUDY_FILE,
+    TRIALS_DIR,
+    TRIALS_TABLE,
+    TUNE_JSON,
+    TrialRecord,
+    TuneResult,
+    trial_name,
+    trials_table,
+)
+from qa_assistant.analysis.tune.search import tune
+from qa_assistant.analysis.tune.space import (
+    Param,
+    best_config,
+    check_space,
+    default_space,
+    parse_param,
+    parse_space,
+    trial_config,
+    write_pool,
+)
+
+__all__ = [
+    "BEST_YAML",
+    "HPARAMS_DIR",
+    "POOL_FILE",
+    "STUDY_FILE",
+    "TRIALS_DIR",
+    "TRIALS_TABLE",
+    "TUNE_JSON",
+    "Param",
+    "TrialRecord",
+    "TuneResult",
+    "best_config",
+    "check_space",
+    "default_space",
+    "parse_param",
+    "parse_space",
+    "trial_config",
+    "trial_name",
+    "trials_table",
+    "tune",
+    "write_pool",
+]
