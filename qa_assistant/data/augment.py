@@ -160,31 +160,16 @@ def augment_questions(
     ]
     rng = random.Random(seed)
     questions = frame["question"].tolist()
-    tokens = split_words(tf.constant(questions, dtype=tf.string)).to_list() if questions else []
-    rows: list[int] = []
-    texts: list[str] = []
-    made: list[tuple[str, str, str]] = []
-    for row, words in enumerate(tokens):
-        words = [w.decode("utf-8") for w in words]
-        seen = {" ".join(words)}
-        for name, rate, count in plan:
-            for _ in range(count):
-                text = " ".join(_apply(name, words, rate, rng, synonyms))
-                if text and text not in seen:
-                    seen.add(text)
-                    rows.append(row)
-                    texts.append(text)
-                    made.append((name, questions[row], text))
-    withheld = _reads_as(texts, held_out)  # one pass, after the random draws: the seed's copies stay
-    rows, texts, made = (
-        [x for x, out in zip(xs, withheld, strict=True) if not out] for xs in (rows, texts, made)
-    )
-    copies = frame.iloc[rows].copy()
-    copies["question"] = texts
+    made = _draw_copies(questions, plan, rng, synonyms)
+    withheld = _reads_as([text for _, _, text in made], held_out)  # after the draws: the seed's copies stay
+    made = [m for m, out in zip(made, withheld, strict=True) if not out]
+    copies = frame.iloc[[row for row, _, _ in made]].copy()
+    copies["question"] = [text for _, _, text in made]
+    drawn = rng.sample(made, min(config.samples, len(made)))
     result = Augmentation(
         frame=pd.concat([frame, copies], ignore_index=True),
-        counts={name: sum(1 for m in made if m[0] == name) for name, _, _ in plan},
-        samples=rng.sample(made, min(config.samples, len(made))),
+        counts={name: sum(1 for _, op, _ in made if op == name) for name, _, _ in plan},
+        samples=[(op, questions[row], text) for row, op, text in drawn],
     )
     log.info(
         "augmentation: %d training questions + %d copies (%s); %d left out that would read as "
@@ -197,6 +182,27 @@ def augment_questions(
     for name, original, text in result.samples:
         log.info("  %s: %r -> %r", name, original, text)
     return result
+
+
+def _draw_copies(
+    questions: list[str],
+    plan: list[tuple[str, float, int]],
+    rng: random.Random,
+    synonyms: Synonyms | None,
+) -> list[tuple[int, str, str]]:
+    """Every distinct copy of every question, in draw order: (row, operation, text)."""
+    tokens = split_words(tf.constant(questions, dtype=tf.string)).to_list() if questions else []
+    made: list[tuple[int, str, str]] = []
+    for row, words in enumerate(tokens):
+        words = [w.decode("utf-8") for w in words]
+        seen = {" ".join(words)}
+        for name, rate, count in plan:
+            for _ in range(count):
+                text = " ".join(_apply(name, words, rate, rng, synonyms))
+                if text and text not in seen:
+                    seen.add(text)
+                    made.append((row, name, text))
+    return made
 
 
 def _reads_as(texts: list[str], questions: frozenset[str]) -> list[bool]:
