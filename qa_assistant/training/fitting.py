@@ -99,17 +99,7 @@ def build_training(
     if not task.data_needs_model:
         # Before the model, as always: the seeds draw the weights they drew before.
         train_ds, val_ds, steps = _datasets(task, splits)
-    jit = resolve_jit_compile(
-        config.train.jit_compile,
-        device_types=placement.device_types,
-        strategy=placement.name,
-        task=config.task.type,
-        encoder=config.encoder.type,
-    )
-    policy = resolve_mixed_precision(config.train.mixed_precision, device_types=placement.device_types)
-    log.info(
-        "XLA %s, dtype policy %s, global batch %d", "on" if jit else "off", policy, config.train.batch_size
-    )
+    jit, policy = _compilation(config, placement)
     with placement.strategy.scope(), dtype_policy(policy):
         model = task.build_model()
         initialize(task, model, run_dir)  # --init-from: base weights, before compile
@@ -125,6 +115,22 @@ def build_training(
         log.warning(message)
     _log_first_batch(train_ds, model)
     return model, train_ds, val_ds, steps
+
+
+def _compilation(config: Config, placement: Placement) -> tuple[bool, str]:
+    """Whether the train step is XLA-compiled and the dtype policy, for this config on these devices."""
+    jit = resolve_jit_compile(
+        config.train.jit_compile,
+        device_types=placement.device_types,
+        strategy=placement.name,
+        task=config.task.type,
+        encoder=config.encoder.type,
+    )
+    policy = resolve_mixed_precision(config.train.mixed_precision, device_types=placement.device_types)
+    log.info(
+        "XLA %s, dtype policy %s, global batch %d", "on" if jit else "off", policy, config.train.batch_size
+    )
+    return jit, policy
 
 
 def _datasets(task: Task, splits: Splits) -> tuple[tf.data.Dataset, tf.data.Dataset | None, int]:

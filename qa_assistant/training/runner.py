@@ -152,15 +152,7 @@ def _train_chief(
     deadline: float | None,
     lock: RunLock,
 ) -> RunResult:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"output '{run_dir}' is a file; expected a directory for the run")
-    if run_dir.exists() and not is_run_dir(run_dir):
-        raise UserError(
-            f"output '{run_dir}' is a directory that holds other files, not a run; "
-            f"expected a new or empty directory, or a run directory (with {RUN_MARKER})"
-            + ("; --restart only deletes run directories" if restart else "")
-        )
-    _check_writable(run_dir)
+    _check_output(run_dir, restart)
     if run_dir.is_dir():
         lock.acquire()  # a new directory is locked once made
     for folder in (run_dir, run_dir / DATA_DIR):  # files a killed call was writing
@@ -262,6 +254,23 @@ class RunLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
+
+
+def _check_output(run_dir: Path, restart: bool) -> None:
+    """`run_dir` is new, empty or a run directory, and can be written.
+
+    Raises:
+        UserError: a file, a directory of other files, or a path this process cannot write.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"output '{run_dir}' is a file; expected a directory for the run")
+    if run_dir.exists() and not is_run_dir(run_dir):
+        raise UserError(
+            f"output '{run_dir}' is a directory that holds other files, not a run; "
+            f"expected a new or empty directory, or a run directory (with {RUN_MARKER})"
+            + ("; --restart only deletes run directories" if restart else "")
+        )
+    _check_writable(run_dir)
 
 
 def _empty(run_dir: Path) -> None:
