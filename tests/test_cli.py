@@ -183,16 +183,16 @@ def test_two_runs_of_one_config_started_in_the_same_second_get_two_directories(
 ) -> None:
     import datetime
 
-    from qa_assistant import cli
+    from qa_assistant.cli import commands
 
     class Frozen(datetime.datetime):
         @classmethod
         def now(cls, tz=None):
             return cls(2026, 12, 3, 19, 0, 0)
 
-    monkeypatch.setattr(cli.datetime, "datetime", Frozen)
+    monkeypatch.setattr(commands.datetime, "datetime", Frozen)
     monkeypatch.chdir(tmp_path)
-    first = cli._default_output(["experiments/configs/article_gru.yaml"])
+    first = commands._default_output(["experiments/configs/article_gru.yaml"])
     assert first == str(Path("runs") / "article_gru-20261203-190000")
     Path(first).mkdir(parents=True)
-    assert cli._default_output(["article_gru.yaml"]) == first + "-2"
+    assert commands._default_output(["article_gru.yaml"]) == first + "-2"

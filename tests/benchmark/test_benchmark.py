@@ -14,7 +14,8 @@ from qa_assistant.benchmark.readme_command import readme_steps
 from qa_assistant.benchmark.report import END, SECTION, START, Report, write_section
 from qa_assistant.benchmark.serving_speed import measure_serving
 from qa_assistant.benchmark.training_speed import VARIANTS, measure_training
-from qa_assistant.cli import _benchmark_command, build_parser, main
+from qa_assistant.cli import build_parser, main
+from qa_assistant.cli.commands import _command_line
 from qa_assistant.errors import UserError
 from qa_assistant.tasks import task_names
 from tests.helpers import TINY, faq_rows, tiny_config
@@ -143,7 +144,7 @@ def test_benchmark_command_errors_are_one_line(capsys: pytest.CaptureFixture[str
 
 def test_recorded_command_has_only_the_options_given() -> None:
     def command(*argv: str) -> str:
-        return _benchmark_command(build_parser().parse_args(["benchmark", *argv]))
+        return _command_line(build_parser().parse_args(["benchmark", *argv]))
 
     assert command() == "qa-assistant benchmark"
     assert command("--provisional", "--repeats", "3", "--output", "-") == (

@@ -28,7 +28,7 @@ def test_values_keep_their_shape_and_types():
 
 
 def test_a_quoted_reply_says_so_in_json_and_with_top_k(capsys):
-    from qa_assistant.cli import _print_answer
+    from qa_assistant.cli.commands import _print_answer
 
     answer = Answer("q", "The office opens at 9.", -3.5, extra={"quoted": _value(np.bool_(True))})
     assert json.loads(json.dumps(answer.as_dict()))["quoted"] is True

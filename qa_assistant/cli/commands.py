@@ -1,0 +1,371 @@
+"""The handlers of the `qa-assistant` subcommands: each turns its parsed arguments into library calls
+and prints what they return. A `precheck_*` runs before TensorFlow loads, so a user error shows in seconds."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from qa_assistant.config import Config, load_config, parse_override
+from qa_assistant.errors import UserError
+from qa_assistant.layout import validate_name
+
+log = logging.getLogger("qa_assistant")
+
+
+def parse_duration(text: str) -> float:
+    """`30m`, `2h`, `900s` or a number of minutes -> seconds.
+
+    Raises:
+        UserError: anything else, or a duration that is not positive.
+    """
+    units = {"s": 1, "m": 60, "h": 3600}
+    raw = text.strip().lower()
+    scale = units.get(raw[-1:])
+    try:
+        value = float(raw[:-1] if scale else raw) * (scale or 60)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UserError(f"--budget '{text}' is not a duration; expected e.g. 30m, 2h or 900s")
+    return value
+
+
+def _decoding_options(items: list[str]) -> dict[str, object]:
+    return dict(parse_override(item, what="decoding option", form="key=value") for item in items)
+
+
+WORD2VEC_OPTIONS = (
+    ("dim", int, 100, "vector size"),
+    ("window", int, 4, "context window"),
+    ("negatives", int, 5, "negative samples per pair"),
+    ("min-count", int, 2, "minimum word count"),
+    ("subsample", float, 1e-3, "frequent-word dropping threshold, 0 = off"),
+    ("epochs", int, 10, "passes over the text"),
+    ("seed", int, 0, "random seed"),
+)
+
+
+def _train_overrides(args: argparse.Namespace) -> list[str]:
+    overrides = list(args.overrides)
+    if args.train_data:
+        overrides.append(f"data.train={json.dumps(args.train_data)}")
+    if args.test_data:
+        overrides.append(f"data.test={json.dumps(args.test_data)}")
+    return overrides
+
+
+def precheck_train(args: argparse.Namespace) -> None:
+    """The model name, the config (keys, values, consistency) and the data files, without TensorFlow."""
+    from qa_assistant.data.sources import check_files
+
+    if args.name:
+        validate_name(args.name)
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be at least 1; got {args.repeats}")
+    if args.repeats != 1 and args.folds is None:
+        raise UserError(
+            f"--repeats {args.repeats} repeats k-fold cross-validation; expected it with --folds K"
+        )
+    if not args.init_from:  # a base run or export changes the config first
+        check_files(load_config(args.config, _train_overrides(args)).data)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from qa_assistant.metrics.ranking import format_table
+    from qa_assistant.serving import export_run
+    from qa_assistant.training.runner import train_run
+
+    overrides = _train_overrides(args)
+    if args.init_from:
+        from qa_assistant.personalization.sources import config_for_init
+
+        config = config_for_init(args.config, overrides, args.init_from)
+    else:
+        config = load_config(args.config, overrides)
+    output = args.output or _default_output(args.config)
+    if args.folds is not None:
+        return _train_folds(args, config, output)
+    result = train_run(config, output, restart=args.restart)
+    if not result.chief:
+        print("worker done: the chief worker writes the run directory and any export")
+        return 0
+    metrics = result.metrics
+    model_row = {k: v for k, v in metrics.items() if not k.startswith("baseline_")}
+    baseline_row = {k[len("baseline_") :]: v for k, v in metrics.items() if k.startswith("baseline_")}
+    keys = [k for k in model_row if k in baseline_row and not isinstance(model_row[k], str)]
+    print(
+        f"\nTest metrics ({metrics.get('num_questions', '?')} distinct held-out questions, "
+        f"{metrics.get('num_test', '?')} rows):"
+    )
+    print(format_table({_model_label(config): model_row, "TF-IDF baseline": baseline_row}, keys))
+    print(f"\nrun directory:   {result.run_dir}")
+    print(f"metrics:         {result.run_dir / 'metrics.json'}")
+    print(f"TensorBoard:     qa-assistant tensorboard {result.run_dir}")
+    if args.name:
+        version = export_run(result.run_dir, args.name, args.saved_models)
+        print(f"exported:        {version}")
+    else:
+        print(f"export with:     qa-assistant export --run {result.run_dir} --name NAME")
+    return 0
+
+
+def _train_folds(args: argparse.Namespace, config: object, output: str) -> int:
+    from qa_assistant.analysis.kfold import SUMMARY_JSON, run_folds, summary_table
+
+    if args.name:
+        raise UserError(
+            "--name exports one model, but --folds trains one per fold; export a fold with "
+            "qa-assistant export --run RUN_DIR/seed-S/fold-I --name NAME"
+        )
+    result = run_folds(config, output, folds=args.folds, repeats=args.repeats, restart=args.restart)
+    print(f"\nTest metrics over {len(result.run_dirs)} runs ({args.folds} folds x {args.repeats} seeds):")
+    print(summary_table(result.summary))
+    print(f"\nruns:            {result.parent}/seed-*/fold-*")
+    print(f"statistics:      {result.parent / SUMMARY_JSON}")
+    print(f"TensorBoard:     qa-assistant tensorboard {result.parent}")
+    return 0
+
+
+def precheck_tune(args: argparse.Namespace) -> None:
+    """Config, data files, space and budget, without TensorFlow."""
+    from qa_assistant.analysis.tune import check_space, default_space, parse_space
+    from qa_assistant.data.sources import check_files
+
+    parse_duration(args.budget)
+    config = load_config(args.config, _train_overrides(args))
+    check_files(config.data)
+    space = parse_space(args.space) if args.space else default_space(config)
+    check_space(config, space, args.folds)
+
+
+def tune_command(args: argparse.Namespace) -> int:
+    from qa_assistant.analysis.tune import (
+        BEST_YAML,
+        TRIALS_TABLE,
+        default_space,
+        parse_space,
+        trials_table,
+        tune,
+    )
+
+    config = load_config(args.config, _train_overrides(args))
+    space = parse_space(args.space) if args.space else default_space(config)
+    output = args.output or str(
+        Path("runs") / f"tune-{Path(args.config[-1]).stem if args.config else 'default'}"
+    )
+    print("searching:\n" + "\n".join(f"  {key} = {param.spec()}" for key, param in space.items()))
+    result = tune(
+        args.config,
+        output,
+        overrides=_train_overrides(args),
+        space=space,
+        folds=args.folds,
+        trials=args.trials,
+        budget_seconds=parse_duration(args.budget),
+        metric=args.metric,
+        seed=args.seed,
+    )
+    stopped = {"budget": "the time budget", "trials": f"{args.trials} finished trials"}[result.stopped_by]
+    print(
+        f"\n{len(result.trials)} trials, stopped by {stopped}; objective: mean {result.metric} over {args.folds} folds"
+    )
+    print(trials_table(result.trials, result.metric, result.best))
+    if result.best is None:
+        print("\nno trial finished yet: rerun the same command (with a larger --budget) to go on")
+        return 0
+    print(f"\nbest config:     {result.root / BEST_YAML}")
+    print(f"trials:          {result.root / TRIALS_TABLE}")
+    print(f"TensorBoard:     qa-assistant tensorboard {result.root / 'hparams'}")
+    print(f"train it:        qa-assistant train --config {result.root / BEST_YAML}")
+    return 0
+
+
+def _model_label(config: Config) -> str:
+    """How the train command's table names the model: `gru classify`, `SmolLM2 LoRA r8 lm`, ..."""
+    if config.task.type == "lm":
+        how = f"LoRA r{config.lm.lora_rank}" if config.lm.lora_rank else "full fine-tune"
+        return f"{config.lm.preset} {how}"
+    return f"{config.encoder.type} {config.task.type}"
+
+
+def _default_output(configs: list[str]) -> str:
+    stem = Path(configs[-1]).stem if configs else "default"
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    output, number = Path("runs") / f"{stem}-{stamp}", 1
+    while output.exists():  # another run of this config started in the same second
+        number += 1
+        output = Path("runs") / f"{stem}-{stamp}-{number}"
+    return str(output)
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from qa_assistant.metrics.ranking import format_table
+    from qa_assistant.serving.evaluate import evaluate_path
+
+    metrics = evaluate_path(args.model, args.data)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(format_table({str(args.model): metrics}))
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from qa_assistant.serving import export_run
+
+    version = export_run(args.run, args.name, args.saved_models)
+    print(version)
+    return 0
+
+
+def index_command(args: argparse.Namespace) -> int:
+    from qa_assistant.serving.index import index_answers
+
+    result = index_answers(args.model, args.answers, args.name, args.saved_models)
+    print(
+        f"added {result.added_answers} answers and {result.added_questions} questions "
+        f"({result.bank_size} answers in all)"
+    )
+    print(result.version_dir)
+    return 0
+
+
+def word2vec_command(args: argparse.Namespace) -> int:
+    from qa_assistant.embeddings import Word2VecConfig, read_text_corpus, save_vectors, train_word2vec
+
+    settings = Word2VecConfig(
+        **{o.replace("-", "_"): getattr(args, o.replace("-", "_")) for o, *_ in WORD2VEC_OPTIONS}
+    )
+    texts = read_text_corpus(
+        args.data, question_column=args.question_column, answer_column=args.answer_column
+    )
+    words, vectors = train_word2vec(texts, settings)
+    save_vectors(args.output, words, vectors)
+    print(f"{len(words)} words x {vectors.shape[1]} dimensions -> {args.output}")
+    return 0
+
+
+def neighbours_command(args: argparse.Namespace) -> int:
+    from qa_assistant.embeddings import VectorIndex
+
+    _check_top_k(args.top_k)
+    index = VectorIndex.from_file(args.vectors)
+    for word in args.words:
+        found = index.neighbours(word, args.top_k)
+        if not found:
+            raise UserError(f"'{word}' has no vector in '{args.vectors}' ({len(index.words)} words)")
+        print(f"{word}: " + ", ".join(f"{w} ({s:.3f})" for w, s in found))
+    return 0
+
+
+def ask_command(args: argparse.Namespace) -> int:
+    from qa_assistant.serving import Assistant
+
+    _check_top_k(args.top_k)
+    options = _decoding_options(args.decoding)
+    assistant = Assistant(args.model)
+    for answer in assistant.ask_many(args.questions, top_k=args.top_k, **options):
+        if args.json:
+            print(json.dumps(answer.as_dict(), ensure_ascii=False))
+        else:
+            _print_answer(
+                answer, args.top_k, prefix="" if len(args.questions) == 1 else f"Q: {answer.question}\nA: "
+            )
+    return 0
+
+
+def chat_command(args: argparse.Namespace) -> int:
+    from qa_assistant.serving import Assistant
+
+    _check_top_k(args.top_k)
+    options = _decoding_options(args.decoding)
+    assistant = Assistant(args.model)
+    if isinstance(sys.stdin, io.TextIOWrapper):  # bytes that are not UTF-8 reach the model, not a traceback
+        sys.stdin.reconfigure(errors="surrogateescape")
+    print(f"chatting with {assistant.path} (empty line or Ctrl-D to quit)")
+    while True:
+        try:
+            question = input("you> ")
+        except EOFError:
+            print()
+            return 0
+        if not question.strip():
+            return 0
+        _print_answer(assistant.ask(question, top_k=args.top_k, **options), args.top_k, prefix="assistant> ")
+
+
+def tensorboard_command(args: argparse.Namespace) -> int:
+    from qa_assistant.analysis.board import serve
+
+    return serve(args.path, args.port)
+
+
+def _check_top_k(top_k: int | None) -> None:
+    if top_k is not None and top_k < 1:
+        raise UserError(f"--top-k must be at least 1; got {top_k}")
+
+
+def _print_answer(answer: object, top_k: int | None, prefix: str = "") -> None:
+    print(f"{prefix}{answer.answer}")
+    if top_k:
+        for rank, (text, score) in enumerate(answer.alternatives, start=1):
+            print(f"  {rank}. [{score:.3f}] {text}")
+        if answer.extra.get("matched_question"):  # retrieval: why this answer was chosen
+            print(f"  closest known question: {answer.extra['matched_question']}")
+        if answer.extra.get("quoted"):  # a grounded LM: why this answer is word for word a note
+            print("  quoted: the retriever's first note, scored at or above lm.quote_above")
+
+
+def benchmark_command(args: argparse.Namespace) -> int:
+    from qa_assistant.benchmark import DEFAULT_PARTS, BenchmarkOptions, run_benchmark
+
+    defaults = {"repeats": 5, "requests": 300, "batches": 30, "parts": ",".join(DEFAULT_PARTS)}
+    if args.quick:
+        defaults = {"repeats": 2, "requests": 50, "batches": 5, "parts": ",".join(DEFAULT_PARTS)}
+    given = {key: getattr(args, key) for key in defaults}
+    chosen = {key: defaults[key] if value is None else value for key, value in given.items()}
+    options = BenchmarkOptions(
+        config=Path(args.config),
+        configs_dir=Path(args.configs_dir),
+        repeats=_positive("--repeats", chosen["repeats"]),
+        requests=_positive("--requests", chosen["requests"]),
+        batches=_positive("--batches", chosen["batches"]),
+        serving_epochs=_positive("--serving-epochs", args.serving_epochs),
+        parts=tuple(p.strip() for p in chosen["parts"].split(",") if p.strip()),
+        readme=Path(args.readme),
+        workdir=Path(args.workdir) if args.workdir else None,
+        output=None if args.output == "-" else Path(args.output),
+        command=_command_line(args),
+        note="Provisional (machine shared during measurement)" if args.provisional else None,
+    )
+    print(run_benchmark(options))
+    if options.output is not None:
+        print(f"\nwritten to {options.output}")
+    return 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run, recorded in the table: only the options given."""
+    from qa_assistant.cli.arguments import build_parser  # it names these handlers
+
+    defaults = vars(build_parser().parse_args(["benchmark"]))
+    words = ["qa-assistant", "benchmark"]
+    for key, value in vars(args).items():
+        if key in ("command", "verbose") or value == defaults.get(key):
+            continue
+        flag = "--" + key.replace("_", "-")
+        words += [flag] if value is True else [flag, str(value)]
+    return shlex.join(words)
+
+
+def _positive(flag: str, value: int) -> int:
+    if value < 1:
+        raise UserError(f"{flag} must be at least 1; got {value}")
+    return value
