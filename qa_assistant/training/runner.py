@@ -10,12 +10,8 @@ are written atomically (`qa_assistant.atomic`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
-import os
 import re
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,25 +20,21 @@ import keras
 import tensorflow as tf
 
 from qa_assistant.atomic import remove_stale, replacing, write_text
-from qa_assistant.config import Config, load_config
+from qa_assistant.config import Config
 from qa_assistant.data.dataset import QAData, load_qa_data
 from qa_assistant.data.split import Splits
 from qa_assistant.errors import UserError
 from qa_assistant.layout import (
     BEST_WEIGHTS,
     CHECKPOINTS_DIR,
-    CONFIG_FILE,
     DATA_DIR,
     LOGS_DIR,
-    MANIFEST_FILE,
     METRICS_FILE,
     PREDICTIONS_FILE,
     RUN_MARKER,
     is_finished,
-    is_run_dir,
-    split_file,
 )
-from qa_assistant.manifest import build_manifest, write_json
+from qa_assistant.manifest import write_json
 from qa_assistant.models.encoders import get_encoder_builder
 from qa_assistant.personalization.sources import open_source
 from qa_assistant.tasks import Task, get_task
@@ -62,7 +54,16 @@ from qa_assistant.training.fitting import build_training, fit_model, settle_from
 from qa_assistant.training.resume import (
     TrainingState,
     discard_snapshots,
-    latest_snapshot,
+)
+from qa_assistant.training.run_directory import (
+    RunLock,
+    check_finished_matches,
+    check_output,
+    check_resumable,
+    discard_if_new,
+    empty_run_dir,
+    read_metrics,
+    write_inputs,
 )
 from qa_assistant.training.strategy import Placement, global_batch_size, make_placement
 from qa_assistant.training.tensorboard import (
@@ -152,17 +153,17 @@ def _train_chief(
     deadline: float | None,
     lock: RunLock,
 ) -> RunResult:
-    _check_output(run_dir, restart)
+    check_output(run_dir, restart)
     if run_dir.is_dir():
         lock.acquire()  # a new directory is locked once made
     for folder in (run_dir, run_dir / DATA_DIR):  # files a killed call was writing
         if folder.is_dir():
             remove_stale(folder)
     if is_finished(run_dir) and not restart:
-        _check_finished_matches(run_dir, config)  # old metrics must not pass for another model's
+        check_finished_matches(run_dir, config)  # old metrics must not pass for another model's
         log.info("%s already holds a finished run; not retraining (use --restart to start over)", run_dir)
         start.send(distributed.FINISHED)
-        return RunResult(run_dir, _read_metrics(run_dir), already_finished=True)
+        return RunResult(run_dir, read_metrics(run_dir), already_finished=True)
     task.init_source = open_source(config)  # an unsafe or missing base fails before any write
     keras.utils.set_random_seed(config.train.seed)
     data = load_qa_data(config)
@@ -171,8 +172,8 @@ def _train_chief(
     if emptied:
         if not lock.held:
             lock.acquire()  # it appeared since: another process may be training there
-        _empty(run_dir)  # only once the new config and data have proved usable; the lock stays on it
-    _check_resumable(run_dir, config, data)
+        empty_run_dir(run_dir)  # only once the new config and data have proved usable; the lock stays on it
+    check_resumable(run_dir, config, data)
     created = False  # set once this call holds the directory: a refused call removes nothing
     try:
         made = not run_dir.exists()
@@ -181,13 +182,13 @@ def _train_chief(
             lock.acquire()
         created = made or emptied
         write_text(run_dir / RUN_MARKER, "qa-assistant run directory\n")
-        _write_inputs(run_dir, config, data)
+        write_inputs(run_dir, config, data)
         start.send(distributed.GO)
         return _train_and_evaluate(task, data, run_dir, placement, deadline)
     except DeadlineError:  # a planned pause (`tune`'s budget): the run is left to resume
         raise
     except BaseException as error:  # before the first saved epoch there is nothing to resume
-        _discard_if_new(run_dir, created)
+        discard_if_new(run_dir, created)
         if isinstance(error, (tf.errors.ResourceExhaustedError, MemoryError)):
             raise UserError(_out_of_memory(error)) from None
         if isinstance(error, OSError):  # a full disk or a path that became unwritable
@@ -197,185 +198,12 @@ def _train_chief(
         raise
 
 
-class RunLock:
-    """An exclusive `flock` on a run directory while this process trains in it.
-
-    Two processes training into one directory would overwrite each other's
-    checkpoints and files; the second is refused instead. The lock goes with
-    its descriptor (`release`, leaving the `with` block, or the process's
-    end). Where `fcntl` is missing (Windows) nothing is locked.
-    """
-
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-        self.descriptor: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self.descriptor is not None
-
-    def acquire(self) -> None:
-        """Locks the directory; on a file system without locks, warns and goes on unlocked.
-
-        Raises:
-            UserError: another process holds the directory, or it cannot be opened.
-        """
-        try:
-            import fcntl
-        except ImportError:
-            return
-        try:
-            descriptor = os.open(self.run_dir, os.O_RDONLY)
-        except OSError as error:
-            raise UserError(
-                f"output '{self.run_dir}' could not be opened ({error.strerror}); expected a readable directory"
-            ) from None
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            raise UserError(
-                f"output '{self.run_dir}' is being written by another training process; "
-                "expected another --output, or to wait until that run ends"
-            ) from None
-        except OSError as error:  # e.g. a network file system without locks
-            os.close(descriptor)
-            log.warning("could not lock %s (%s); training without a lock", self.run_dir, error.strerror)
-            return
-        self.descriptor = descriptor
-
-    def release(self) -> None:
-        if self.descriptor is not None:
-            os.close(self.descriptor)
-            self.descriptor = None
-
-    def __enter__(self) -> RunLock:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
-
-def _check_output(run_dir: Path, restart: bool) -> None:
-    """`run_dir` is new, empty or a run directory, and can be written.
-
-    Raises:
-        UserError: a file, a directory of other files, or a path this process cannot write.
-    """
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"output '{run_dir}' is a file; expected a directory for the run")
-    if run_dir.exists() and not is_run_dir(run_dir):
-        raise UserError(
-            f"output '{run_dir}' is a directory that holds other files, not a run; "
-            f"expected a new or empty directory, or a run directory (with {RUN_MARKER})"
-            + ("; --restart only deletes run directories" if restart else "")
-        )
-    _check_writable(run_dir)
-
-
-def _empty(run_dir: Path) -> None:
-    """Removes everything in `run_dir` but the directory itself (and so the lock on it)."""
-    for entry in run_dir.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-
-
-def _check_writable(run_dir: Path) -> None:
-    """The run directory can be created where it is asked for (checked before any data is read)."""
-    existing = run_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"output '{run_dir}' lies under the file '{existing}'; expected a directory path")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"output '{run_dir}': '{existing}' is not writable; expected a writable directory")
-
-
-def _discard_if_new(run_dir: Path, created: bool) -> None:
-    """Removes a run directory this call created when no epoch was saved: nothing to resume."""
-    if created and latest_snapshot(run_dir / CHECKPOINTS_DIR) is None:
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
 def _out_of_memory(error: BaseException) -> str:
     shape = re.search(r"shape\s*\[([0-9, ]+)\]", str(error))
     what = f"a tensor of shape [{shape[1]}] did not fit" if shape else type(error).__name__
     return (
         f"out of memory while training ({what}); reduce train.batch_size, encoder.units, "
         "embedding.dim, text.max_tokens or text.max_length"
-    )
-
-
-def _check_finished_matches(run_dir: Path, config: Config) -> None:
-    """Refuses a finished run made with another config or from a changed local data file.
-
-    Checked before any data is read: a key the given config leaves null counts
-    as equal, since the run settled it from its data.
-    """
-    saved, given = load_config([run_dir / CONFIG_FILE]).flat(), config.flat()
-    differ = [k for k, v in given.items() if v is not None and saved.get(k) != v]
-    if differ:
-        shown = ", ".join(f"{k} {saved.get(k)!r} -> {given[k]!r}" for k in differ[:3])
-        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
-        raise UserError(
-            f"'{run_dir}' holds a finished run with a different config ({shown}{more}); "
-            "use another --output, or --restart to train again"
-        )
-    for source, sha256 in _manifest_sources(run_dir).items():
-        path = Path(source)
-        if sha256 and path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
-            raise UserError(
-                f"'{run_dir}' holds a finished run made from another version of '{path}' (it changed "
-                "since); use another --output, or --restart to train again"
-            )
-
-
-def _check_resumable(run_dir: Path, config: Config, data: QAData) -> None:
-    saved = run_dir / CONFIG_FILE
-    if saved.is_file() and load_config([saved]).to_dict() != config.to_dict():
-        raise UserError(
-            f"'{run_dir}' holds an unfinished run with a different config; "
-            "use another --output, or --restart to discard it"
-        )
-    if not (run_dir / MANIFEST_FILE).is_file():
-        return
-    before = _manifest_sources(run_dir)
-    now = {s.source: s.sha256 for s in data.sources}
-    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
-    if changed:
-        raise UserError(
-            f"'{run_dir}' holds an unfinished run made from other data ({', '.join(changed)} changed "
-            "since it started); use another --output, or --restart to discard it"
-        )
-
-
-def _manifest_sources(run_dir: Path) -> dict[str, str | None]:
-    """Each data source the run's manifest names, with the hash its data had (None where none)."""
-    manifest = json.loads((run_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
-    return {s["source"]: s.get("sha256") for s in manifest["sources"]}
-
-
-def _write_inputs(run_dir: Path, config: Config, data: QAData) -> None:
-    config.save(run_dir / CONFIG_FILE)
-    (run_dir / DATA_DIR).mkdir(exist_ok=True)
-    for name, frame in (
-        ("train", data.splits.train),
-        ("validation", data.splits.validation),
-        ("test", data.splits.test),
-    ):
-        with replacing(split_file(run_dir, name)) as tmp:
-            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
-    write_json(
-        run_dir / MANIFEST_FILE,
-        build_manifest(
-            seed=config.train.seed,
-            config=config.to_dict(),
-            sources=[vars(s) for s in data.sources],
-            cleaning={k: v.as_dict() for k, v in data.reports.items()},
-            split={"method": data.splits.method, **data.splits.sizes(), **data.splits.notes},
-        ),
     )
 
 
@@ -531,7 +359,3 @@ def _best_epoch_facts(callbacks: list[keras.callbacks.Callback]) -> dict[str, fl
     """
     tracker = next(c for c in callbacks if isinstance(c, BestMetrics))
     return {"best_epoch": tracker.best_epoch + 1, **{f"best_{k}": v for k, v in tracker.best_logs.items()}}
-
-
-def _read_metrics(run_dir: Path) -> dict[str, float]:
-    return json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))

@@ -1,0 +1,212 @@
+"""The run directory's state: its lock, the checks before a run starts or resumes in it, its inputs.
+
+A run directory (`layout.py`) is new, or holds one run: finished (`metrics.json`),
+or unfinished and resumable with the same config and data. One training process at a
+time writes it (`RunLock`); a directory a failed call created is removed unless an
+epoch was saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from qa_assistant.atomic import replacing
+from qa_assistant.config import Config, load_config
+from qa_assistant.data.dataset import QAData
+from qa_assistant.errors import UserError
+from qa_assistant.layout import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    DATA_DIR,
+    MANIFEST_FILE,
+    METRICS_FILE,
+    RUN_MARKER,
+    is_run_dir,
+    split_file,
+)
+from qa_assistant.manifest import build_manifest, write_json
+from qa_assistant.training.resume import latest_snapshot
+
+log = logging.getLogger(__name__)
+
+
+class RunLock:
+    """An exclusive `flock` on a run directory while this process trains in it.
+
+    Two processes training into one directory would overwrite each other's
+    checkpoints and files; the second is refused instead. The lock goes with
+    its descriptor (`release`, leaving the `with` block, or the process's
+    end). Where `fcntl` is missing (Windows) nothing is locked.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.descriptor: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.descriptor is not None
+
+    def acquire(self) -> None:
+        """Locks the directory; on a file system without locks, warns and goes on unlocked.
+
+        Raises:
+            UserError: another process holds the directory, or it cannot be opened.
+        """
+        try:
+            import fcntl
+        except ImportError:
+            return
+        try:
+            descriptor = os.open(self.run_dir, os.O_RDONLY)
+        except OSError as error:
+            raise UserError(
+                f"output '{self.run_dir}' could not be opened ({error.strerror}); expected a readable directory"
+            ) from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise UserError(
+                f"output '{self.run_dir}' is being written by another training process; "
+                "expected another --output, or to wait until that run ends"
+            ) from None
+        except OSError as error:  # e.g. a network file system without locks
+            os.close(descriptor)
+            log.warning("could not lock %s (%s); training without a lock", self.run_dir, error.strerror)
+            return
+        self.descriptor = descriptor
+
+    def release(self) -> None:
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def check_output(run_dir: Path, restart: bool) -> None:
+    """`run_dir` is new, empty or a run directory, and can be written.
+
+    Raises:
+        UserError: a file, a directory of other files, or a path this process cannot write.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"output '{run_dir}' is a file; expected a directory for the run")
+    if run_dir.exists() and not is_run_dir(run_dir):
+        raise UserError(
+            f"output '{run_dir}' is a directory that holds other files, not a run; "
+            f"expected a new or empty directory, or a run directory (with {RUN_MARKER})"
+            + ("; --restart only deletes run directories" if restart else "")
+        )
+    _check_writable(run_dir)
+
+
+def empty_run_dir(run_dir: Path) -> None:
+    """Removes everything in `run_dir` but the directory itself (and so the lock on it)."""
+    for entry in run_dir.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _check_writable(run_dir: Path) -> None:
+    """The run directory can be created where it is asked for (checked before any data is read)."""
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"output '{run_dir}' lies under the file '{existing}'; expected a directory path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"output '{run_dir}': '{existing}' is not writable; expected a writable directory")
+
+
+def discard_if_new(run_dir: Path, created: bool) -> None:
+    """Removes a run directory this call created when no epoch was saved: nothing to resume."""
+    if created and latest_snapshot(run_dir / CHECKPOINTS_DIR) is None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def check_finished_matches(run_dir: Path, config: Config) -> None:
+    """Refuses a finished run made with another config or from a changed local data file.
+
+    Checked before any data is read: a key the given config leaves null counts
+    as equal, since the run settled it from its data.
+    """
+    saved, given = load_config([run_dir / CONFIG_FILE]).flat(), config.flat()
+    differ = [k for k, v in given.items() if v is not None and saved.get(k) != v]
+    if differ:
+        shown = ", ".join(f"{k} {saved.get(k)!r} -> {given[k]!r}" for k in differ[:3])
+        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+        raise UserError(
+            f"'{run_dir}' holds a finished run with a different config ({shown}{more}); "
+            "use another --output, or --restart to train again"
+        )
+    for source, sha256 in _manifest_sources(run_dir).items():
+        path = Path(source)
+        if sha256 and path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
+            raise UserError(
+                f"'{run_dir}' holds a finished run made from another version of '{path}' (it changed "
+                "since); use another --output, or --restart to train again"
+            )
+
+
+def check_resumable(run_dir: Path, config: Config, data: QAData) -> None:
+    saved = run_dir / CONFIG_FILE
+    if saved.is_file() and load_config([saved]).to_dict() != config.to_dict():
+        raise UserError(
+            f"'{run_dir}' holds an unfinished run with a different config; "
+            "use another --output, or --restart to discard it"
+        )
+    if not (run_dir / MANIFEST_FILE).is_file():
+        return
+    before = _manifest_sources(run_dir)
+    now = {s.source: s.sha256 for s in data.sources}
+    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    if changed:
+        raise UserError(
+            f"'{run_dir}' holds an unfinished run made from other data ({', '.join(changed)} changed "
+            "since it started); use another --output, or --restart to discard it"
+        )
+
+
+def _manifest_sources(run_dir: Path) -> dict[str, str | None]:
+    """Each data source the run's manifest names, with the hash its data had (None where none)."""
+    manifest = json.loads((run_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    return {s["source"]: s.get("sha256") for s in manifest["sources"]}
+
+
+def write_inputs(run_dir: Path, config: Config, data: QAData) -> None:
+    config.save(run_dir / CONFIG_FILE)
+    (run_dir / DATA_DIR).mkdir(exist_ok=True)
+    for name, frame in (
+        ("train", data.splits.train),
+        ("validation", data.splits.validation),
+        ("test", data.splits.test),
+    ):
+        with replacing(split_file(run_dir, name)) as tmp:
+            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+    write_json(
+        run_dir / MANIFEST_FILE,
+        build_manifest(
+            seed=config.train.seed,
+            config=config.to_dict(),
+            sources=[vars(s) for s in data.sources],
+            cleaning={k: v.as_dict() for k, v in data.reports.items()},
+            split={"method": data.splits.method, **data.splits.sizes(), **data.splits.notes},
+        ),
+    )
+
+
+def read_metrics(run_dir: Path) -> dict[str, float]:
+    return json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
