@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from qa_assistant.cli.commands import (
+    BENCHMARK_OPTIONS,
     WORD2VEC_OPTIONS,
     ask_command,
     benchmark_command,
@@ -222,28 +223,8 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
         description="Run from the repository root. Writes its tables into BENCHMARKS.md ('Speed and scale').",
     )
     bench.set_defaults(handler=benchmark_command)
-    for flag, options, what in _BENCHMARK_OPTIONS:
+    for flag, options, what in BENCHMARK_OPTIONS:
         bench.add_argument(flag, **options, help=what)
-
-
-_BENCHMARK_OPTIONS = (
-    ("--config", {"default": "experiments/configs/article_gru.yaml"}, "training throughput config"),
-    ("--configs-dir", {"default": "experiments/configs"}, "where each task's served config is found"),
-    (
-        "--parts",
-        {"default": None, "metavar": "P,Q"},
-        "some of: training,serving,readme (default: training,serving; readme trains for minutes)",
-    ),
-    ("--repeats", {"type": int, "default": None}, "timed epochs per training variant (5)"),
-    ("--requests", {"type": int, "default": None}, "timed single-question calls per export (300)"),
-    ("--batches", {"type": int, "default": None}, "timed calls of 64 questions per export (30)"),
-    ("--serving-epochs", {"type": int, "default": 1}, "epochs each served model is trained for"),
-    ("--readme", {"default": "README.md"}, "the README whose main command is timed"),
-    ("--workdir", {"default": None}, "keep runs and exports here (default: a temporary directory)"),
-    ("--output", {"default": "BENCHMARKS.md"}, "file to write the section into; '-' prints only"),
-    ("--quick", {"action": "store_true"}, "a small run to check it works: 2 repeats, 50 requests"),
-    ("--provisional", {"action": "store_true"}, "mark the figures provisional (the machine was shared)"),
-)
 
 
 def _add_decoding_argument(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,6 @@ import argparse
 import datetime
 import io
 import json
-import logging
 import shlex
 import sys
 from pathlib import Path
@@ -15,8 +14,6 @@ from pathlib import Path
 from qa_assistant.config import Config, load_config, parse_override
 from qa_assistant.errors import UserError
 from qa_assistant.layout import validate_name
-
-log = logging.getLogger("qa_assistant")
 
 
 def parse_duration(text: str) -> float:
@@ -351,16 +348,33 @@ def benchmark_command(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCHMARK_OPTIONS = (
+    ("--config", {"default": "experiments/configs/article_gru.yaml"}, "training throughput config"),
+    ("--configs-dir", {"default": "experiments/configs"}, "where each task's served config is found"),
+    (
+        "--parts",
+        {"default": None, "metavar": "P,Q"},
+        "some of: training,serving,readme (default: training,serving; readme trains for minutes)",
+    ),
+    ("--repeats", {"type": int, "default": None}, "timed epochs per training variant (5)"),
+    ("--requests", {"type": int, "default": None}, "timed single-question calls per export (300)"),
+    ("--batches", {"type": int, "default": None}, "timed calls of 64 questions per export (30)"),
+    ("--serving-epochs", {"type": int, "default": 1}, "epochs each served model is trained for"),
+    ("--readme", {"default": "README.md"}, "the README whose main command is timed"),
+    ("--workdir", {"default": None}, "keep runs and exports here (default: a temporary directory)"),
+    ("--output", {"default": "BENCHMARKS.md"}, "file to write the section into; '-' prints only"),
+    ("--quick", {"action": "store_true"}, "a small run to check it works: 2 repeats, 50 requests"),
+    ("--provisional", {"action": "store_true"}, "mark the figures provisional (the machine was shared)"),
+)
+
+
 def _command_line(args: argparse.Namespace) -> str:
     """The command line that reproduces this run, recorded in the table: only the options given."""
-    from qa_assistant.cli.arguments import build_parser  # it names these handlers
-
-    defaults = vars(build_parser().parse_args(["benchmark"]))
     words = ["qa-assistant", "benchmark"]
-    for key, value in vars(args).items():
-        if key in ("command", "verbose") or value == defaults.get(key):
+    for flag, options, _ in BENCHMARK_OPTIONS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value == options.get("default", False):  # only the store_true flags name no default
             continue
-        flag = "--" + key.replace("_", "-")
         words += [flag] if value is True else [flag, str(value)]
     return shlex.join(words)
 

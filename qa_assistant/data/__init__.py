@@ -2,7 +2,7 @@
 
 The names below load their module on first use (PEP 562), so that
 `qa_assistant.data.sources` can be imported without TensorFlow: the command line
-checks a user's files with it before TensorFlow starts (`cli._precheck_train`).
+checks a user's files with it before TensorFlow starts (`cli.commands.precheck_train`).
 """
 
 from importlib import import_module
