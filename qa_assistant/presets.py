@@ -9,7 +9,7 @@ are passed through unchanged).
 
 A local `.gguf` file (llama.cpp's format; a `llama` model with a byte-level
 BPE tokenizer) is not a preset keras-hub reads: it is converted once into a
-Hugging Face directory in the user's cache (`qa_assistant.gguf_convert`), and
+Hugging Face directory in the user's cache (`qa_assistant.gguf`), and
 that directory is the preset. One part of a split model
 (`NAME-00001-of-00003.gguf`) stands for all of them.
 
@@ -83,7 +83,7 @@ def resolve_preset(spec: str) -> str:
 
 
 def _converted(paths: list[Path]) -> Path:
-    from qa_assistant.gguf_convert import cached_conversion  # deferred: imports gguf (~0.2 s)
+    from qa_assistant.gguf import cached_conversion  # deferred: imports gguf (~0.2 s)
 
     return cached_conversion(paths)
 
@@ -119,7 +119,7 @@ def _one_gguf_model(root: Path, files: list[Path]) -> list[Path]:
     Parts of a split model may come in sibling packages (one package per
     part); the packages beside this one are searched for the missing ones.
     """
-    from qa_assistant.gguf_convert import SPLIT_NAME, gguf_parts  # deferred: see _converted
+    from qa_assistant.gguf import SPLIT_NAME, gguf_parts  # deferred: see _converted
 
     search = []
     if SPLIT_NAME.match(files[0].name):

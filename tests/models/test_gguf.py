@@ -1,4 +1,4 @@
-"""GGUF language models converted for keras-hub (`qa_assistant.gguf_convert`, `resolve_preset`).
+"""GGUF language models converted for keras-hub (`qa_assistant.gguf`, `resolve_preset`).
 
 Tiny random Llama checkpoints are written here as GGUF the way llama.cpp
 writes them (tensor names, metadata keys, q/k rows permuted for its rotary
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from qa_assistant.errors import UserError
-from qa_assistant.gguf_convert import (
+from qa_assistant.gguf import (
     CONVERSION_FILE,
     OUTPUT_FILES,
     cached_conversion,
@@ -304,7 +304,7 @@ def test_resolve_preset_converts_a_gguf_file_once(
     tied: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("QA_ASSISTANT_CACHE", str(tmp_path / "cache"))
-    with caplog.at_level(logging.INFO, logger="qa_assistant.gguf_convert"):
+    with caplog.at_level(logging.INFO, logger="qa_assistant.gguf.convert"):
         first = Path(resolve_preset(str(tied[1])))
         stamp = (first / "model.safetensors").stat().st_mtime_ns
         assert resolve_preset(str(tied[1])) == str(first)
