@@ -17,6 +17,7 @@ from qa_assistant.layout import RUN_MARKER, is_finished
 from qa_assistant.serving import export_run
 from qa_assistant.tasks import ClassificationTask
 from qa_assistant.tasks.runs import load_run
+from qa_assistant.training import run_directory
 from qa_assistant.training.runner import train_run
 from tests.helpers import faq_rows, tiny_config
 
@@ -142,7 +143,8 @@ def test_a_run_directory_is_locked_while_it_trains(tmp_path: Path, monkeypatch: 
 
     def second_process_arrives(*args, **kwargs):
         with pytest.raises(UserError, match="being written by another training process"):
-            runner.RunLock(tmp_path / "run").acquire()  # a second open of the directory, as another process's
+            # A second open of the directory, as another process's.
+            run_directory.RunLock(tmp_path / "run").acquire()
         probed.append("refused")
         raise KeyboardInterrupt
 
@@ -151,7 +153,7 @@ def test_a_run_directory_is_locked_while_it_trains(tmp_path: Path, monkeypatch: 
         train_run(tiny_config(train=data), tmp_path / "run")
     assert probed == ["refused"]
     (tmp_path / "run").mkdir()
-    with runner.RunLock(tmp_path / "run") as lock:
+    with run_directory.RunLock(tmp_path / "run") as lock:
         lock.acquire()  # released when the call ended
         assert lock.held
 
@@ -220,7 +222,6 @@ def test_a_restart_never_empties_a_directory_that_another_process_took_meanwhile
 def test_a_call_refused_the_lock_of_a_directory_it_made_removes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import qa_assistant.training.runner as runner
 
     data = tmp_path / "faq.csv"
     pd.DataFrame(faq_rows()).to_csv(data, index=False)
@@ -228,7 +229,7 @@ def test_a_call_refused_the_lock_of_a_directory_it_made_removes_nothing(
     def taken(self) -> None:  # another process locked it between this call's mkdir and its lock
         raise UserError(f"output '{self.run_dir}' is being written by another training process")
 
-    monkeypatch.setattr(runner.RunLock, "acquire", taken)
+    monkeypatch.setattr(run_directory.RunLock, "acquire", taken)
     with pytest.raises(UserError, match="being written by another training process"):
         train_run(tiny_config(train=data), tmp_path / "run")
     assert (tmp_path / "run").is_dir()  # the other process's now

@@ -55,7 +55,8 @@ def tune(
     metric: str | None = None,
     seed: int | None = None,
 ) -> TuneResult:
-    """Searches hyper-parameters on K folds of the training data; writes the files listed above.
+    """Searches hyper-parameters on K folds of the training data; writes the files that
+    `analysis/tune/__init__.py` lists.
 
     Args:
         config_files: the starting config (merged left to right).
