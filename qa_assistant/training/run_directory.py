@@ -47,6 +47,7 @@ class RunLock:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         self.descriptor: int | None = None
+        self.unsupported = False  # the file system refused locks: said once, not tried again
 
     @property
     def held(self) -> bool:
@@ -58,6 +59,8 @@ class RunLock:
         Raises:
             UserError: another process holds the directory, or it cannot be opened.
         """
+        if self.unsupported:
+            return
         try:
             import fcntl
         except ImportError:
@@ -79,6 +82,7 @@ class RunLock:
         except OSError as error:  # e.g. a network file system without locks
             os.close(descriptor)
             log.warning("could not lock %s (%s); training without a lock", self.run_dir, error.strerror)
+            self.unsupported = True
             return
         self.descriptor = descriptor
 

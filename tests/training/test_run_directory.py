@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -222,7 +224,6 @@ def test_a_restart_never_empties_a_directory_that_another_process_took_meanwhile
 def test_a_call_refused_the_lock_of_a_directory_it_made_removes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-
     data = tmp_path / "faq.csv"
     pd.DataFrame(faq_rows()).to_csv(data, index=False)
 
@@ -233,6 +234,26 @@ def test_a_call_refused_the_lock_of_a_directory_it_made_removes_nothing(
     with pytest.raises(UserError, match="being written by another training process"):
         train_run(tiny_config(train=data), tmp_path / "run")
     assert (tmp_path / "run").is_dir()  # the other process's now
+
+
+def test_a_file_system_without_locks_is_reported_once_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fcntl = pytest.importorskip("fcntl")
+
+    def refuse(descriptor: int, operation: int) -> None:  # as some network file systems answer
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    (tmp_path / "run").mkdir()
+    lock = run_directory.RunLock(tmp_path / "run")
+    with caplog.at_level(logging.WARNING, logger="qa_assistant.training.run_directory"):
+        lock.acquire()
+        lock.acquire()  # train_run tries again once it has made or emptied the directory
+    assert not lock.held
+    assert [r.getMessage() for r in caplog.records] == [
+        f"could not lock {tmp_path / 'run'} (No locks available); training without a lock"
+    ]
 
 
 def test_train_seconds_counts_training_not_the_test_evaluation(
