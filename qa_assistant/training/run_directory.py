@@ -56,10 +56,12 @@ class RunLock:
     def acquire(self) -> None:
         """Locks the directory; on a file system without locks, warns and goes on unlocked.
 
+        A call while this lock is held (or after locks were refused) does nothing.
+
         Raises:
             UserError: another process holds the directory, or it cannot be opened.
         """
-        if self.unsupported:
+        if self.held or self.unsupported:
             return
         try:
             import fcntl

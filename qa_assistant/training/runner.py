@@ -170,16 +170,14 @@ def _train_chief(
     config = settle_from_data(config, task, data)
     emptied = restart and run_dir.exists()
     if emptied:
-        if not lock.held:
-            lock.acquire()  # it appeared since: another process may be training there
+        lock.acquire()  # if it appeared since: another process may be training there
         empty_run_dir(run_dir)  # only once the new config and data have proved usable; the lock stays on it
     check_resumable(run_dir, config, data)
     created = False  # set once this call holds the directory: a refused call removes nothing
     try:
         made = not run_dir.exists()
         run_dir.mkdir(parents=True, exist_ok=True)
-        if not lock.held:
-            lock.acquire()
+        lock.acquire()  # a directory made just now (one held already stays held)
         created = made or emptied
         write_text(run_dir / RUN_MARKER, "qa-assistant run directory\n")
         write_inputs(run_dir, config, data)

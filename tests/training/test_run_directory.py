@@ -158,6 +158,9 @@ def test_a_run_directory_is_locked_while_it_trains(tmp_path: Path, monkeypatch: 
     with run_directory.RunLock(tmp_path / "run") as lock:
         lock.acquire()  # released when the call ended
         assert lock.held
+        descriptor = lock.descriptor
+        lock.acquire()  # held already: nothing to do (a second flock would refuse this process)
+        assert lock.descriptor == descriptor
 
 
 @pytest.fixture
