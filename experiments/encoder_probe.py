@@ -70,10 +70,15 @@ def main() -> int:
         own = model.max_seq_length
         for label, (question_tokens, answer_tokens) in lengths.items():
             started = time.perf_counter()
-            scores = [
-                _recall_at_1(model, split, question_tokens or own, answer_tokens or own)
-                for split in splits.values()
-            ]
+            banks: dict[tuple[str, ...], np.ndarray] = {}  # every seed's bank is the same answers
+            scores = []
+            for questions, answers, bank in splits.values():
+                if tuple(bank) not in banks:
+                    banks[tuple(bank)] = _encode(model, bank, answer_tokens or own)
+                distinct, references = group_references(questions, answers)
+                asked = _encode(model, distinct, question_tokens or own)
+                ranks = rank_candidates(asked @ banks[tuple(bank)].T, bank, references).rank
+                scores.append(float(ranking_metrics(ranks)["recall_at_1"]))
             summary = fold_summary(scores)
             shown = " / ".join(f"{s:.3f}" for s in scores)
             tokens = f"{question_tokens or own} / {answer_tokens or own} ({label})"
@@ -94,17 +99,10 @@ def _split(args: argparse.Namespace, seed: int) -> tuple[list[str], list[str], l
     return test["question"].tolist(), test["answer"].tolist(), bank
 
 
-def _recall_at_1(
-    model: object, split: tuple[list[str], list[str], list[str]], q_len: int, a_len: int
-) -> float:
-    questions, references = group_references(split[0], split[1])
-    bank = split[2]
-    model.max_seq_length = a_len
-    answers = model.encode(bank, normalize_embeddings=True, batch_size=32)
-    model.max_seq_length = q_len
-    asked = model.encode(questions, normalize_embeddings=True, batch_size=32)
-    ranks = rank_candidates(np.asarray(asked @ answers.T), bank, references).rank
-    return float(ranking_metrics(ranks)["recall_at_1"])
+def _encode(model: object, texts: list[str], tokens: int) -> np.ndarray:
+    """Unit vectors of `texts`, each cut to `tokens` tokens (special tokens included)."""
+    model.max_seq_length = tokens
+    return np.asarray(model.encode(texts, normalize_embeddings=True, batch_size=32))
 
 
 if __name__ == "__main__":
