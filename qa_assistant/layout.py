@@ -28,6 +28,7 @@ Every module that reads or writes these paths takes the names from here.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -50,6 +51,8 @@ BEST_WEIGHTS = "best.weights.h5"
 LOGS_DIR = "logs"
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
+# Where models unpacked or converted from packages and files are kept (`cache_root`).
+CACHE_ENV = "QA_ASSISTANT_CACHE"
 
 # The export.
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -153,3 +156,11 @@ def resolve_export(path: str | Path) -> Path:
         f"'{path}' is not an exported model; expected saved_models/NAME or saved_models/NAME/VERSION "
         "(create one with: qa-assistant export --run RUN_DIR --name NAME)"
     )
+
+
+def cache_root() -> Path:
+    """`$QA_ASSISTANT_CACHE`, else `$XDG_CACHE_HOME/qa_assistant`, else `~/.cache/qa_assistant`."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "qa_assistant"

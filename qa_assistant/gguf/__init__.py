@@ -33,20 +33,19 @@ Example:
 from __future__ import annotations
 
 from qa_assistant.gguf.convert import (
-    CACHE_ENV,
     CONVERSION_FILE,
     FORMAT_VERSION,
     OUTPUT_FILES,
     SPLIT_NAME,
     SUPPORTED_ARCHITECTURES,
     SUPPORTED_TOKENIZERS,
-    cache_root,
     cached_conversion,
     convert_gguf,
     gguf_parts,
     is_complete,
 )
 from qa_assistant.gguf.llama import llama3_rope_factors, unpermute_rotary
+from qa_assistant.layout import CACHE_ENV, cache_root
 
 __all__ = [
     "CACHE_ENV",

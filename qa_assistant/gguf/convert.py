@@ -22,6 +22,7 @@ from qa_assistant.errors import UserError
 from qa_assistant.gguf.llama import hf_weights, model_config
 from qa_assistant.gguf.reading import field, read_gguf
 from qa_assistant.gguf.tokenizer import tokenizer_files
+from qa_assistant.layout import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ OUTPUT_FILES = (
     "tokenizer_config.json",
     CONVERSION_FILE,
 )
-CACHE_ENV = "QA_ASSISTANT_CACHE"
 
 # How gguf-split names the parts of a split model.
 SPLIT_NAME = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
@@ -99,14 +99,6 @@ def cached_conversion(gguf_path: str | Path | Sequence[str | Path]) -> Path:
     _convert(parts, target, replace=False)
     log.info("converted %s in %.1f s", parts[0].name, time.perf_counter() - start)
     return target
-
-
-def cache_root() -> Path:
-    """`$QA_ASSISTANT_CACHE`, else `$XDG_CACHE_HOME/qa_assistant`, else `~/.cache/qa_assistant`."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "qa_assistant"
 
 
 def is_complete(directory: str | Path) -> bool:
