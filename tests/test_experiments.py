@@ -27,6 +27,25 @@ def test_an_experiment_script_imports(script: Path) -> None:
     assert callable(getattr(module, "main", None)), f"{script.name} has no main()"
 
 
+def test_retrieval_comparisons_pair_each_encoder_with_its_untrained_self() -> None:
+    module = _load(next(p for p in SCRIPTS if p.stem == "compare_retrieval"))
+    systems = ["TF-IDF", "MiniLM zero-shot", "MPNet zero-shot", "MiniLM fine-tuned", "MPNet fine-tuned"]
+    pairs = module.comparisons({name: [float(i), float(i) + 0.1] for i, name in enumerate(systems)})
+    assert set(pairs) == {
+        "MiniLM zero-shot − TF-IDF",
+        "MPNet zero-shot − TF-IDF",
+        "MiniLM fine-tuned − TF-IDF",
+        "MPNet fine-tuned − TF-IDF",
+        "MiniLM fine-tuned − MiniLM zero-shot",
+        "MPNet fine-tuned − MPNet zero-shot",
+        "MPNet fine-tuned − MiniLM fine-tuned",
+    }
+    assert pairs["MPNet fine-tuned − MPNet zero-shot"] == ([2.0, 2.1], [4.0, 4.1])  # (baseline, system)
+    assert set(module.comparisons({"TF-IDF": [0.2], "GRU dual encoder": [0.1]})) == {
+        "GRU dual encoder − TF-IDF"
+    }
+
+
 def test_retrieval_splits_are_corrected_and_a_fixed_test_file_is_not() -> None:
     module = _load(next(p for p in SCRIPTS if p.stem == "compare_retrieval"))
     runs = [
