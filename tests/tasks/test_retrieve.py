@@ -357,7 +357,7 @@ def test_transformer_wordpiece_bert_and_mpnet_variants_export(tmp_path: Path) ->
     data = tmp_path / "faq.csv"
     pd.DataFrame(faq_rows(per_answer=4)).to_csv(data, index=False)
     preset = tiny_preset(tmp_path / "preset")
-    mpnet = tmp_path / "mpnet"
+    mpnet = tmp_path / "mpnet-checkpoint"
     tiny_hf_mpnet_checkpoint(mpnet, faq_words())
     variants = {
         "transformer": [
