@@ -25,7 +25,7 @@ would pull in torch and sentence-transformers, or the `llm` tool, which are
 not needed to read its files.
 
 keras-hub reads BERT-family checkpoints itself; an MPNet checkpoint, which it
-cannot read, is built by `qa_assistant.models.mpnet` with the same interface.
+cannot read, is built by `qa_assistant.mpnet` with the same interface.
 
 Example:
 
@@ -179,11 +179,11 @@ def load_backbone(spec: str) -> Any:
     """A keras-hub backbone with its pretrained weights (a fresh copy on every call).
 
     A Hugging Face MPNet checkpoint, which keras-hub cannot read, is built by
-    `qa_assistant.models.mpnet`.
+    `qa_assistant.mpnet`.
     """
     import keras_hub  # deferred: start-up time
 
-    from qa_assistant.models import mpnet  # deferred: imports keras-hub
+    from qa_assistant import mpnet  # deferred: imports keras-hub
 
     resolved = resolve_preset(spec)
     if mpnet.is_checkpoint(resolved):
@@ -196,7 +196,7 @@ def load_preset_tokenizer(spec: str) -> Any:
     """The keras-hub tokenizer of a preset (cached: it is only read, never changed)."""
     import keras_hub  # deferred: start-up time
 
-    from qa_assistant.models import mpnet  # deferred: imports keras-hub
+    from qa_assistant import mpnet  # deferred: imports keras-hub
 
     resolved = resolve_preset(spec)
     if mpnet.is_checkpoint(resolved):

@@ -32,6 +32,7 @@ from typing import Any
 
 import keras
 
+from qa_assistant import mpnet  # noqa: F401  registers MPNet's layers: a saved run that holds one loads
 from qa_assistant.errors import UserError
 
 # Layer classes whose deserialisation executes or loads something the file supplies.

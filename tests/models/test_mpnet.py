@@ -1,6 +1,9 @@
 """MPNet: the backbone against a NumPy reference, the id swap, saving, freezing and the split-archive packages."""
 
+import json
 import math
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -9,11 +12,9 @@ import pytest
 import tensorflow as tf
 from safetensors.numpy import save_file
 
-from qa_assistant import archives
+from qa_assistant import archives, mpnet
 from qa_assistant.errors import UserError
-from qa_assistant.models import mpnet
 from qa_assistant.models.freezing import freeze_encoder
-from qa_assistant.models.loading import load_keras_model
 from qa_assistant.presets import load_backbone, load_preset_tokenizer, resolve_preset
 from qa_assistant.text.subword_tokenizer import SubwordTokenizer
 from tests.helpers import MPNET_SIZES, tiny_hf_mpnet_checkpoint
@@ -104,18 +105,30 @@ def test_tokenizer_frames_texts_with_the_swapped_ids(checkpoint: tuple[Path, dic
     np.testing.assert_array_equal(rows[0], weights["embeddings.word_embeddings.weight"][4])
 
 
-def test_saved_model_file_reloads_the_same(
+def test_a_saved_model_file_loads_in_a_fresh_process(
     checkpoint: tuple[Path, dict[str, np.ndarray]], tmp_path: Path
 ) -> None:
+    """As `qa-assistant export --run` loads a run's model.keras: nothing has imported mpnet.py yet."""
     backbone = mpnet.load_checkpoint(checkpoint[0])
     inputs = {"token_ids": np.array([[4, 9, 10, 2]]), "padding_mask": np.ones((1, 4), "int32")}
     backbone.save(tmp_path / "mpnet.keras")
-    again = load_keras_model(tmp_path / "mpnet.keras")
-    np.testing.assert_allclose(
-        np.asarray(again(inputs)["sequence_output"]),
-        np.asarray(backbone(inputs)["sequence_output"]),
-        atol=1e-6,
+    script = (
+        "import json, sys\n"
+        "import numpy as np\n"
+        "from qa_assistant.models.loading import load_keras_model\n"
+        "model = load_keras_model(sys.argv[1])\n"
+        "out = model({'token_ids': np.array([[4, 9, 10, 2]]), 'padding_mask': np.ones((1, 4), 'int32')})\n"
+        "print(json.dumps(np.asarray(out['sequence_output']).tolist()))\n"
     )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "mpnet.keras")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    again = np.asarray(json.loads(done.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(again, np.asarray(backbone(inputs)["sequence_output"]), atol=1e-5)
 
 
 def test_freezing_n_blocks_freezes_embeddings_and_the_shared_bias(

@@ -26,7 +26,7 @@ REFERENCE_START = [
 REFERENCE_COSINES = [[1.0, 0.7945, 0.1499], [0.7945, 1.0, 0.1220], [0.1499, 0.1220, 1.0]]
 
 
-def test_matches_sentence_transformers() -> None:
+def test_matches_reference_vectors_computed_with_torch() -> None:
     config = load_config([], ["encoder.type=pretrained", f"encoder.preset={PRESET}", "text.max_length=64"])
     tokenizer = build_tokenizer(config, [])
     encoder = build_encoder(config.encoder, tokenizer.vocabulary_size, EmbeddingConfig())
