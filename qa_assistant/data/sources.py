@@ -89,6 +89,10 @@ def check_files(data: DataConfig) -> None:
             load_configured(data, spec)
 
 
+class MissingColumnsError(UserError):
+    """The source was read but lacks a question, answer or label column."""
+
+
 def load_pairs(
     spec: str,
     *,
@@ -123,7 +127,7 @@ def load_pairs(
     required = [question_column, answer_column, *extra_columns]
     missing = [c for c in dict.fromkeys(required) if c not in frame.columns]
     if missing:
-        raise UserError(_missing_columns_message(spec, missing, list(frame.columns), extra_columns))
+        raise MissingColumnsError(_missing_columns_message(spec, missing, list(frame.columns), extra_columns))
     repeated = [c for c in dict.fromkeys(required) if c in frame.attrs.get("repeated_columns", ())]
     if repeated:
         raise UserError(

@@ -12,7 +12,7 @@ import yaml
 
 from qa_assistant.config import Config, from_dict
 from qa_assistant.data.prepare import clean_pairs
-from qa_assistant.data.sources import load_pairs
+from qa_assistant.data.sources import MissingColumnsError, load_pairs
 from qa_assistant.layout import CONFIG_FILE, EXTRA_DIR, RETRIEVAL_FILE, has_trained_model
 from qa_assistant.metrics.generation import evaluate_generation
 from qa_assistant.metrics.ranking import (
@@ -26,6 +26,8 @@ from qa_assistant.serving.assistant import Assistant
 from qa_assistant.tasks.runs import load_run
 
 log = logging.getLogger(__name__)
+# The column names of the split files a run writes (RUN_DIR/data/), whatever its data's were.
+CANONICAL_COLUMNS = ("question", "answer")
 
 
 def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
@@ -129,14 +131,28 @@ def export_config(path: Path) -> Config:
 
 
 def _load(config: Config, spec: str):
+    """The cleaned rows of `spec`, read with the run's column names or, failing those, `question`/`answer`.
+
+    A run trained on a file with other column names (`data.question_column: q`)
+    still writes its splits (`RUN_DIR/data/*.jsonl`) as `question`/`answer`, and
+    those must evaluate too.
+    """
     target = config.data.target
     labels = () if config.task.type != "classify" or target in ("answer", "question") else (target,)
-    raw, _ = load_pairs(
-        spec,
-        question_column=config.data.question_column,
-        answer_column=config.data.answer_column,
-        extra_columns=labels,
-        default_split="test",
-    )
+    columns = (config.data.question_column, config.data.answer_column)
+    options = {"extra_columns": labels, "default_split": "test"}
+    try:
+        raw, _ = load_pairs(spec, question_column=columns[0], answer_column=columns[1], **options)
+    except MissingColumnsError as first:
+        if columns == CANONICAL_COLUMNS:
+            raise
+        try:
+            raw, _ = load_pairs(
+                spec, question_column=CANONICAL_COLUMNS[0], answer_column=CANONICAL_COLUMNS[1], **options
+            )
+        except MissingColumnsError:
+            raise MissingColumnsError(
+                f"{first} (or {CANONICAL_COLUMNS[0]!r}/{CANONICAL_COLUMNS[1]!r}, as in the run's own split files)"
+            ) from None
     frame, _ = clean_pairs(raw, config.text, deduplicate=False, label_columns=labels, source=spec)
     return frame

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from qa_assistant.errors import UserError
 from qa_assistant.serving import Assistant, export_run
@@ -167,6 +169,24 @@ def test_evaluate_run_and_export_agree_per_question(trained: Path, tmp_path: Pat
         assert top10[key] == from_run[key], key
     for key in ("accuracy", "f1_macro", "recall_at_1"):
         assert top3[key] == from_run[key], key
+
+
+def test_a_run_on_renamed_columns_evaluates_its_own_split_files(trained: Path, tmp_path: Path) -> None:
+    """A run trained on `q`/`a` columns writes its splits as question/answer; both must evaluate."""
+    renamed = tmp_path / "renamed"
+    shutil.copytree(trained, renamed)
+    config = yaml.safe_load((renamed / "config.yaml").read_text())
+    config["data"].update(question_column="q", answer_column="a")
+    (renamed / "config.yaml").write_text(yaml.safe_dump(config))
+    split = renamed / "data" / "test.jsonl"
+    expected = evaluate_path(trained, str(split))
+    assert evaluate_path(renamed, str(split)) == expected
+    frame = pd.read_json(split, lines=True)
+    frame.rename(columns={"question": "q", "answer": "a"}).to_csv(tmp_path / "qa.csv", index=False)
+    assert evaluate_path(renamed, str(tmp_path / "qa.csv")) == expected
+    frame.rename(columns={"question": "x", "answer": "y"}).to_csv(tmp_path / "xy.csv", index=False)
+    with pytest.raises(UserError, match=r"no column 'q', 'a'.*or 'question'/'answer'"):
+        evaluate_path(renamed, str(tmp_path / "xy.csv"))
 
 
 def test_signature_names_and_shapes(trained: Path, tmp_path: Path) -> None:
