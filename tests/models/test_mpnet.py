@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -149,12 +150,21 @@ def test_freezing_n_blocks_freezes_embeddings_and_the_shared_bias(
 def test_a_bad_checkpoint_is_one_clear_error(tmp_path: Path) -> None:
     directory = tmp_path / "broken"
     weights = tiny_hf_mpnet_checkpoint(directory, WORDS)
-    del weights["encoder.layer.1.output.dense.bias"]
+    bias = weights.pop("encoder.layer.1.output.dense.bias")
+    save_file(weights, str(directory / "model.safetensors"))
+    with pytest.raises(UserError, match=r"has no weight 'encoder\.layer\.1\.output\.dense\.bias'"):
+        mpnet.load_checkpoint(directory)
+    weights["encoder.layer.1.output.dense.bias"] = bias[:3]
     save_file(weights, str(directory / "model.safetensors"))
     with pytest.raises(UserError, match=r"does not match its config\.json"):
         mpnet.load_checkpoint(directory)
+    config = json.loads((directory / "config.json").read_text())
+    del config["hidden_size"]
+    (directory / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="lacks hidden_size; expected each as a number"):
+        mpnet.load_checkpoint(directory)
     (directory / "vocab.txt").write_text("[PAD]\nwhat\n")
-    with pytest.raises(UserError, match="is not MPNet's vocabulary"):
+    with pytest.raises(UserError, match=r"starts with '\[PAD\]' and lacks </s>, \[UNK\]; expected MPNet's"):
         mpnet.load_tokenizer(directory)
 
 
@@ -214,3 +224,21 @@ def test_missing_parts_are_named_and_leave_nothing(
 def test_a_package_without_parts_has_no_archive(tmp_path: Path) -> None:
     (tmp_path / "site" / "plain").mkdir(parents=True)
     assert archives.unpacked_archive(tmp_path / "site" / "plain") is None
+
+
+def test_a_copy_unpacked_meanwhile_by_another_process_is_kept(
+    checkpoint: tuple[Path, dict[str, np.ndarray]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QA_ASSISTANT_CACHE", str(tmp_path / "cache"))
+    packages = split_into_packages(checkpoint[0], tmp_path / "site", parts=2)
+    unpack = archives._unpack
+
+    def racing(parts: list[Path], staging: Path) -> None:
+        unpack(parts, staging)
+        final = staging.name[staging.name.index("tiny-mpnet-") :]
+        shutil.copytree(staging, staging.parent / final)  # the other process renames its copy first
+
+    monkeypatch.setattr(archives, "_unpack", racing)
+    model_dir = archives.unpacked_archive(packages[0])
+    assert (model_dir / "model.safetensors").is_file()
+    assert [p.name for p in (tmp_path / "cache" / "models").iterdir()] == [model_dir.parents[1].name]
