@@ -235,6 +235,8 @@ class MPNetBackbone(keras_hub.models.Backbone):
     the shared relative bias included.
     """
 
+    position_offset = POSITION_OFFSET  # so a text fits in `max_sequence_length - position_offset` tokens
+
     def __init__(
         self,
         vocabulary_size: int,

@@ -29,6 +29,7 @@ from qa_assistant.embeddings import embedding_from_file
 from qa_assistant.embeddings.neighbours import VectorIndex
 from qa_assistant.layout import MODEL_FILE
 from qa_assistant.models.encoders import build_encoder
+from qa_assistant.models.encoders.pretrained import check_token_limit
 from qa_assistant.models.loading import load_keras_model
 from qa_assistant.personalization.sources import InitSource
 from qa_assistant.personalization.transfer import Remap, TransferReport
@@ -131,8 +132,13 @@ class Task(abc.ABC):
             self.config.embedding,
             self.embedding_matrix(),
         )
+        check_token_limit(encoder, self.encoded_lengths(), self.config.encoder.preset)
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
         return token_ids, encoder(token_ids)["pooled_output"]
+
+    def encoded_lengths(self) -> dict[str, int]:
+        """Tokens per text that the encoder reads, by the config key that sets them."""
+        return {"text.max_length": self.config.text.max_length}
 
     def training_rows(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The training split with its EDA copies (`augment`; unchanged when off).

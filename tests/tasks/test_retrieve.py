@@ -26,6 +26,7 @@ from qa_assistant.tasks.runs import load_run
 from qa_assistant.training import runner
 from qa_assistant.training.runner import RunResult, train_run
 from tests.helpers import (
+    MPNET_SIZES,
     TOPICS,
     faq_rows,
     faq_words,
@@ -498,3 +499,43 @@ def test_a_hard_negative_ceiling_needs_mined_negatives() -> None:
     ):
         tiny_config("task.type=retrieve", "task.hard_negative_ceiling=0.95")
     assert tiny_config("task.type=retrieve", "task.hard_negatives=model", "task.hard_negative_ceiling=0.95")
+
+
+def test_a_text_longer_than_the_pretrained_positions_is_one_clear_error(tmp_path: Path) -> None:
+    """Before, a length past the backbone's position table failed mid-training in TensorFlow's slice."""
+    data = tmp_path / "faq.csv"
+    # Answers of over 40 tokens, so that a batch is as long as text.answer_max_length allows.
+    rows = [{**row, "answer": " ".join([row["answer"]] * 6)} for row in faq_rows(per_answer=4)]
+    pd.DataFrame(rows).to_csv(data, index=False)
+    mpnet = tmp_path / "mpnet-checkpoint"
+    tiny_hf_mpnet_checkpoint(mpnet, faq_words())
+    bert = tiny_preset(tmp_path / "preset")  # 32 positions
+
+    def config(preset: Path, *overrides: str) -> Any:
+        return tiny_config(
+            "task.type=retrieve",
+            "train.epochs=1",
+            "train.jit_compile=false",
+            "encoder.type=pretrained",
+            f"encoder.preset={preset}",
+            *overrides,
+            train=data,
+        )
+
+    limit = MPNET_SIZES["positions"] - 2  # MPNet's positions start after its padding id
+    cases = [
+        (
+            config(mpnet, f"text.answer_max_length={limit + 1}"),
+            f"text.answer_max_length is {limit + 1}",
+            limit,
+        ),
+        (config(bert, "text.max_length=33", "text.answer_max_length=8"), "text.max_length is 33", 32),
+        (config(bert, "task.type=generate", "text.max_length=33"), "text.max_length is 33", 32),  # seq2seq
+    ]
+    for number, (too_long, received, expected) in enumerate(cases):
+        with pytest.raises(UserError, match=f"{received} but preset .* for {expected} tokens"):
+            train_run(too_long, tmp_path / f"too-long-{number}")
+        assert not (tmp_path / f"too-long-{number}").exists()  # nothing half-written
+    # At the limit it trains: the last position is usable.
+    fits = train_run(config(mpnet, f"text.answer_max_length={limit}"), tmp_path / "fits")
+    assert fits.metrics["num_test"] > 0

@@ -38,6 +38,7 @@ from qa_assistant.errors import UserError
 from qa_assistant.models.decoders.recurrent import RecurrentDecoder
 from qa_assistant.models.decoders.transformer import TransformerAnswerDecoder
 from qa_assistant.models.encoders import build_encoder
+from qa_assistant.models.encoders.pretrained import check_token_limit
 
 DecoderBuilder = Callable[[DecoderConfig, EncoderConfig, int, EmbeddingConfig], keras.layers.Layer]
 
@@ -72,6 +73,7 @@ def build_seq2seq(
         embedding_matrix: optional initial question embedding.
     """
     encoder = build_encoder(config.encoder, source_vocabulary_size, config.embedding, embedding_matrix)
+    check_token_limit(encoder, {"text.max_length": config.text.max_length}, config.encoder.preset)
     decoder = build_decoder(config.decoder, config.encoder, target_vocabulary_size, config.embedding)
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     decoder_ids = keras.Input(shape=(None,), dtype="int32", name="decoder_ids")

@@ -82,3 +82,39 @@ def build_pretrained(
         "pretrained encoder %s: %s of %s parameters trainable", config.preset, f"{trainable:,}", f"{total:,}"
     )
     return encoder
+
+
+def token_limit(encoder: keras.Model) -> int | None:
+    """The most tokens per text that `encoder`'s pretrained backbone has positions for.
+
+    `None` for an encoder without one (the from-scratch Transformer's
+    `encoder.max_positions` is checked with the config instead).
+
+    >>> token_limit(keras.Sequential([keras.layers.Dense(2)])) is None
+    True
+    """
+    for layer in encoder.layers:
+        positions = getattr(layer, "max_sequence_length", None)
+        if positions is not None:  # MPNet's positions start after its padding id
+            return int(positions) - int(getattr(layer, "position_offset", 0))
+    return None
+
+
+def check_token_limit(encoder: keras.Model, lengths: dict[str, int], preset: str | None) -> None:
+    """A text longer than the pretrained backbone's positions would fail mid-training: fail now.
+
+    Args:
+        encoder: a built encoder (nothing to check without a pretrained backbone).
+        lengths: tokens per text it will read, by the config key that sets them.
+        preset: the backbone's `encoder.preset`, for the message.
+
+    Raises:
+        UserError: a length above `token_limit(encoder)`.
+    """
+    limit = token_limit(encoder)
+    for key, length in lengths.items():
+        if limit is not None and length > limit:
+            raise UserError(
+                f"{key} is {length} but preset '{preset}' has positions for {limit} tokens; "
+                f"expected at most {limit}"
+            )

@@ -212,6 +212,10 @@ class RetrievalTask(Task):
             seed=self.config.train.seed,
         )
 
+    def encoded_lengths(self) -> dict[str, int]:
+        """Questions and answers go through the same kind of encoder."""
+        return {**super().encoded_lengths(), "text.answer_max_length": self.config.text.answer_max_length}
+
     def _tower(self, name: str) -> keras.Model:
         token_ids, pooled = self.pooled_encoding()
         vector = keras.layers.UnitNormalization(name="unit_vector")(pooled)
