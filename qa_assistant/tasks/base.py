@@ -136,7 +136,7 @@ class Task(abc.ABC):
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
         return token_ids, encoder(token_ids)["pooled_output"]
 
-    def encoded_lengths(self) -> dict[str, int]:
+    def encoded_lengths(self) -> dict[str, int | None]:
         """Tokens per text that the encoder reads, by the config key that sets them."""
         return {"text.max_length": self.config.text.max_length}
 

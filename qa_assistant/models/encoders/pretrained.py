@@ -100,12 +100,13 @@ def token_limit(encoder: keras.Model) -> int | None:
     return None
 
 
-def check_token_limit(encoder: keras.Model, lengths: dict[str, int], preset: str | None) -> None:
+def check_token_limit(encoder: keras.Model, lengths: dict[str, int | None], preset: str | None) -> None:
     """A text longer than the pretrained backbone's positions would fail mid-training: fail now.
 
     Args:
         encoder: a built encoder (nothing to check without a pretrained backbone).
-        lengths: tokens per text it will read, by the config key that sets them.
+        lengths: tokens per text it will read, by the config key that sets them
+            (`None`: not set yet, nothing to check).
         preset: the backbone's `encoder.preset`, for the message.
 
     Raises:
@@ -113,7 +114,7 @@ def check_token_limit(encoder: keras.Model, lengths: dict[str, int], preset: str
     """
     limit = token_limit(encoder)
     for key, length in lengths.items():
-        if limit is not None and length > limit:
+        if limit is not None and length is not None and length > limit:
             raise UserError(
                 f"{key} is {length} but preset '{preset}' has positions for {limit} tokens; "
                 f"expected at most {limit}"

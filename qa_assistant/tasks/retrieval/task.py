@@ -212,7 +212,7 @@ class RetrievalTask(Task):
             seed=self.config.train.seed,
         )
 
-    def encoded_lengths(self) -> dict[str, int]:
+    def encoded_lengths(self) -> dict[str, int | None]:
         """Questions and answers go through the same kind of encoder."""
         return {**super().encoded_lengths(), "text.answer_max_length": self.config.text.answer_max_length}
 
