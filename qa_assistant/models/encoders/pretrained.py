@@ -113,8 +113,10 @@ def check_token_limit(encoder: keras.Model, lengths: dict[str, int | None], pres
         UserError: a length above `token_limit(encoder)`.
     """
     limit = token_limit(encoder)
+    if limit is None:
+        return
     for key, length in lengths.items():
-        if limit is not None and length is not None and length > limit:
+        if length is not None and length > limit:
             raise UserError(
                 f"{key} is {length} but preset '{preset}' has positions for {limit} tokens; "
                 f"expected at most {limit}"
