@@ -68,8 +68,8 @@ def cached_conversion(gguf_path: str | Path | Sequence[str | Path]) -> Path:
     after the file and a key of its content (each part's name, size and
     SHA-256, about 0.25 s for SmolLM2's 98 MB, and `FORMAT_VERSION`): a changed
     file is converted again, and every virtual environment with the same
-    package shares one conversion. A complete earlier conversion is reused; leftovers of a killed
-    one are removed.
+    package shares one conversion. A complete earlier conversion is reused;
+    leftovers of a killed one are removed.
 
     Args:
         gguf_path: the GGUF file; for a split model any one part, or all parts.

@@ -260,7 +260,9 @@ def test_the_same_packages_in_another_environment_share_one_unpacked_copy(
     # Another version of the model (other weights, so other CRCs at the archive's end) is unpacked apart.
     changed = shutil.copytree(checkpoint[0], tmp_path / "changed")
     weights = changed / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-1] + b" ")
+    changed_bytes = bytearray(weights.read_bytes())
+    changed_bytes[-1] ^= 0xFF
+    weights.write_bytes(bytes(changed_bytes))
     third = split_into_packages(changed, tmp_path / "venv-c" / "site", parts=3)
     other = archives.unpacked_archive(third[0])
     assert other != model_dir
