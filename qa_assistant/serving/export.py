@@ -54,6 +54,7 @@ from qa_assistant.layout import (
 from qa_assistant.manifest import build_manifest, write_json
 from qa_assistant.serving.savedmodel import INPUT_NAME, SIGNATURE, load_signature
 from qa_assistant.serving.warmup import WARMUP_FILE, read_warmup, warmup_batches, write_warmup
+from qa_assistant.tasks.base import ServingBundle
 from qa_assistant.tasks.runs import load_run
 
 log = logging.getLogger(__name__)
@@ -151,13 +152,13 @@ def _stage(
     task: Any, model: keras.Model, staging: Path, run_dir: Path, name: str, top_k: int, count: int
 ) -> None:
     """Writes and checks a complete version in `staging`."""
-    write_savedmodel(task, model, staging, top_k=top_k)
+    bundle = write_savedmodel(task, model, staging, top_k=top_k)
     _write_extra(staging, run_dir, name)
     questions = _sample_questions(run_dir, count)
     write_warmup(staging / EXTRA_DIR / WARMUP_FILE, name, warmup_batches(questions))
     checked = [*questions, *HOSTILE_QUESTIONS]
     serve = load_signature(staging)
-    check_parity(serve, task.predict(model, checked, top_k), checked)
+    check_parity(serve, task.export_reference(model, bundle, checked, top_k), checked)
     replay_warmup(serve, staging / EXTRA_DIR / WARMUP_FILE)
 
 
@@ -169,8 +170,11 @@ def _reason(error: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(error).__name__
 
 
-def write_savedmodel(task: Any, model: keras.Model, path: Path, *, top_k: int) -> None:
-    """Writes the task's serving function (and any further signatures) as a SavedModel at `path`."""
+def write_savedmodel(task: Any, model: keras.Model, path: Path, *, top_k: int) -> ServingBundle:
+    """Writes the task's serving function (and any further signatures) as a SavedModel at `path`.
+
+    Returns the bundle written, for the parity check to answer from.
+    """
     bundle = task.serving_bundle(model, top_k)
     archive = keras.export.ExportArchive()
     for item in bundle.trackables:
@@ -188,6 +192,7 @@ def write_savedmodel(task: Any, model: keras.Model, path: Path, *, top_k: int) -
     for name, variables in bundle.variables.items():
         archive.add_variable_collection(name, variables)
     archive.write_out(str(path), verbose=False)
+    return bundle
 
 
 def _write_extra(staging: Path, run_dir: Path, name: str) -> None:

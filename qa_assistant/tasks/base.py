@@ -272,6 +272,18 @@ class Task(abc.ABC):
         serve, trackables = self.serving_function(model, top_k)
         return ServingBundle(serve, trackables)
 
+    def export_reference(
+        self, model: keras.Model, bundle: ServingBundle, questions: list[str], top_k: int
+    ) -> dict[str, np.ndarray]:
+        """The in-process answers that an export of `bundle`, reloaded, must reproduce.
+
+        `predict` by default; a task whose bundle holds costly state built from
+        the model (retrieval: the embedded answer bank) answers from `bundle`
+        instead of building it again.
+        """
+        del bundle
+        return self.predict(model, questions, top_k)
+
     def initialize_weights(self, model: keras.Model, source: InitSource) -> TransferReport | None:
         """Starts `model` from `source` in a task's own way, or `None` to copy weights by name.
 

@@ -194,6 +194,23 @@ def test_reloaded_run_predicts_like_the_saved_predictions(trained: Path) -> None
     assert np.allclose(out["score"], predictions["score"], atol=1e-4)
 
 
+def test_an_export_embeds_the_answer_bank_once(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qa_assistant.tasks.retrieval.task import RetrievalTask
+
+    embedded: list[int] = []
+    embed = RetrievalTask.embed_answers
+
+    def counting(self: RetrievalTask, model: Any, answers: list[str]) -> np.ndarray:
+        embedded.append(len(answers))
+        return embed(self, model, answers)
+
+    monkeypatch.setattr(RetrievalTask, "embed_answers", counting)
+    export_run(trained, "once", tmp_path / "saved_models")  # its parity check still passes
+    assert embedded == [len(json.loads((trained / "answers.json").read_text()))]
+
+
 def test_fallback_below_the_threshold(trained: Path) -> None:
     _, task, model = load_run(trained)
     task.threshold = 1.5  # above any cosine similarity
