@@ -3,6 +3,7 @@ into place when complete, once per file in the user's cache (`cached_conversion`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -202,6 +203,18 @@ def _conversion_record(
 
 
 def _sha256(path: Path) -> str:
+    """The file's SHA-256, hashed once per process while its size and modification time stay.
+
+    A language-model run resolves its preset several times (tokenizer, model,
+    manifest), and each resolution keys the cache by this digest.
+    """
+    stat = path.stat()
+    return _hashed(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _hashed(path: str, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # the cache key: a rewritten file is hashed again
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):

@@ -336,6 +336,26 @@ def test_a_copy_elsewhere_reuses_the_conversion_and_a_changed_file_does_not(
     assert cached_conversion(copy) != first
 
 
+def test_a_gguf_file_is_hashed_once_per_process(
+    tied: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qa_assistant.gguf import convert
+
+    monkeypatch.setenv("QA_ASSISTANT_CACHE", str(tmp_path / "cache"))
+    copy = tmp_path / tied[1].name
+    shutil.copyfile(tied[1], copy)
+    before = convert._hashed.cache_info()
+    first = convert.cached_conversion(copy)  # the key and conversion.json's digest
+    assert convert.cached_conversion(copy) == first  # as a run resolves its preset again
+    after = convert._hashed.cache_info()
+    assert after.misses - before.misses == 1  # read once
+    assert after.hits - before.hits == 2
+    copy.write_bytes(copy.read_bytes())  # rewritten: hashed again
+    os.utime(copy, ns=(1, 1))
+    convert.cached_conversion(copy)
+    assert convert._hashed.cache_info().misses - after.misses == 1
+
+
 def test_package_that_ships_a_gguf_file(tied: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     package = tmp_path / "site" / "fake_gguf_pkg"
     package.mkdir(parents=True)
