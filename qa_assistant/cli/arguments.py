@@ -121,6 +121,14 @@ def _add_tune(commands: argparse._SubParsersAction) -> None:
         metavar="TIME",
         help="wall-clock budget of this call: 30m, 2h, 900s (default 60m)",
     )
+    tune.add_argument(
+        "--confirm",
+        type=int,
+        default=3,
+        metavar="N",
+        help="score the N best trials and the starting config again on a second partition into K "
+        "folds and choose on both (default 3; 0 chooses on the search's scores)",
+    )
     tune.add_argument("--metric", help="objective metric (default: the task's first headline metric)")
     tune.add_argument("--seed", type=int, help="sampler seed (default: train.seed)")
     tune.add_argument("--output", metavar="DIR", help="the study's directory (default: runs/tune-<config>)")

@@ -168,6 +168,7 @@ def tune_command(args: argparse.Namespace) -> int:
         budget_seconds=parse_duration(args.budget),
         metric=args.metric,
         seed=args.seed,
+        confirm=args.confirm,
     )
     stopped = {"budget": "the time budget", "trials": f"{args.trials} finished trials"}[result.stopped_by]
     print(
@@ -177,6 +178,11 @@ def tune_command(args: argparse.Namespace) -> int:
     if result.best is None:
         print("\nno trial finished yet: rerun the same command (with a larger --budget) to go on")
         return 0
+    if result.best.confirmed:
+        print(
+            f"\nchosen on a second partition too: trial {result.best.number}, {result.metric} "
+            f"{result.best.both:.4f} over both (search alone {result.best.mean:.4f})"
+        )
     print(f"\nbest config:     {result.root / BEST_YAML}")
     print(f"trials:          {result.root / TRIALS_TABLE}")
     print(f"TensorBoard:     qa-assistant tensorboard {result.root / 'hparams'}")

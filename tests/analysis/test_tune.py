@@ -52,9 +52,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def study(base: Path) -> Path:
-    """Three finished trials of a 2-fold search over the learning rate."""
+    """Three finished trials of a 2-fold search over the learning rate, chosen on the search's scores."""
     root = base.parent / "study"
-    tune([base], root, overrides=FAST, space=SPACE, folds=2, trials=3, budget_seconds=3600)
+    tune([base], root, overrides=FAST, space=SPACE, folds=2, trials=3, budget_seconds=3600, confirm=0)
     return root
 
 
@@ -171,7 +171,9 @@ def test_rerunning_resumes_the_study_without_retraining(base: Path, study: Path,
     copy = tmp_path / "study"
     shutil.copytree(study, copy)
     before = _fold_runs(copy)
-    result = tune([base], copy, overrides=FAST, space=SPACE, folds=2, trials=4, budget_seconds=3600)
+    result = tune(
+        [base], copy, overrides=FAST, space=SPACE, folds=2, trials=4, budget_seconds=3600, confirm=0
+    )
     assert len(result.trials) == 4
     after = _fold_runs(copy)
     assert len(after) == len(before) + 2  # only the new trial's two folds trained
@@ -256,7 +258,7 @@ def test_only_a_fold_trained_from_its_start_times_the_next(
     import qa_assistant.training.resume as resume
     import qa_assistant.training.runner as runner
     from qa_assistant.analysis.kfold import fold_directory
-    from qa_assistant.analysis.tune.search import _train_fold
+    from qa_assistant.analysis.tune.search import _Plan, _train_fold
 
     config = load_config([base], FAST)
     trained: list[Path] = []
@@ -268,12 +270,11 @@ def test_only_a_fold_trained_from_its_start_times_the_next(
     monkeypatch.setattr(runner, "train_run", fake_train_run)
     saved = {fold_directory(tmp_path, config.train.seed, 0) / "checkpoints"}  # a budget stop after an epoch
     monkeypatch.setattr(resume, "latest_snapshot", lambda directory: object() if directory in saved else None)
-    trial = SimpleNamespace(number=0, set_user_attr=lambda key, value: None)
-    seconds: list[float] = []
-    _train_fold(trial, config, tmp_path, (0, 2), time.monotonic() + 3600, seconds)
-    assert seconds == []  # its remaining epochs say nothing about a whole fold's time
-    _train_fold(trial, config, tmp_path, (1, 2), time.monotonic() + 3600, seconds)
-    assert len(seconds) == 1
+    plan = _Plan(config, tmp_path / POOL_FILE, tmp_path, 2, "accuracy", time.monotonic() + 3600, [])
+    _train_fold(0, config, tmp_path, (0, 2), plan)
+    assert plan.fold_seconds == []  # its remaining epochs say nothing about a whole fold's time
+    _train_fold(0, config, tmp_path, (1, 2), plan)
+    assert len(plan.fold_seconds) == 1
     assert len(trained) == 2
 
 
@@ -315,6 +316,7 @@ def test_durations() -> None:
     ("args", "message"),
     [
         (["--budget", "soon"], "--budget 'soon' is not a duration"),
+        (["--confirm", "-1"], "--confirm must be 0 or more; got -1"),
         (["--space", "train.learnin_rate=0.1:1"], "search space train.learnin_rate=0.1:1: "),
         (
             ["--space", "encoder.dropout=0:1.5"],
@@ -378,3 +380,149 @@ def test_a_failed_trial_is_tried_again_on_the_next_call(base: Path, tmp_path: Pa
     (in_the_way / "notes.txt").unlink()  # the user clears the way
     again = tune([base], root, overrides=FAST, space=SPACE, folds=2, trials=2, budget_seconds=1e7)
     assert (again.trials[-1].state, again.trials[-1].values) == ("complete", {"train.learning_rate": 0.01})
+
+
+def _scored_without_training(
+    monkeypatch: pytest.MonkeyPatch, score: Callable[[float, int], float], clock: list[float] | None = None
+) -> list[Path]:
+    """`train_run` replaced by `score(learning rate, train.seed)`; each fold advances `clock` by 100 s.
+
+    Returns the run directories it was asked to train, in order.
+    """
+    from types import SimpleNamespace
+
+    import qa_assistant.analysis.tune.search as module
+    import qa_assistant.training.runner as runner
+
+    trained: list[Path] = []
+
+    def train_run(config: Any, directory: Path, deadline: float | None = None) -> Any:
+        trained.append(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if clock is not None:
+            clock[0] += 100.0
+        accuracy = score(config.train.learning_rate, config.train.seed)
+        return SimpleNamespace(
+            run_dir=directory, already_finished=False, metrics={"accuracy": accuracy, "num_questions": 60}
+        )
+
+    monkeypatch.setattr(runner, "train_run", train_run)
+    if clock is not None:
+        monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+    return trained
+
+
+def _disagreeing(rate: float, seed: int) -> float:
+    """The first partition favours a high learning rate; the second, more strongly, a low one."""
+    return 0.5 + rate if seed == 42 else 0.5 - 2 * rate
+
+
+def test_the_search_winner_is_scored_again_and_the_choice_made_on_both_partitions(
+    base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trained = _scored_without_training(monkeypatch, _disagreeing)
+    root = tmp_path / "confirm"
+    result = tune(
+        [base], root, overrides=FAST, space=SPACE, folds=2, trials=4, budget_seconds=3600, confirm=1
+    )
+    start, *others = result.trials
+    winner = max(result.trials, key=lambda t: t.mean)
+    assert start.values == {"train.learning_rate": 0.01}
+    assert winner is not start  # the sampler drew a higher rate (seeded)
+    assert winner.values["train.learning_rate"] > 0.01
+    # Both were scored on the second partition; on both partitions together the start wins.
+    assert start.second == pytest.approx([0.48, 0.48])
+    assert winner.second == pytest.approx([0.5 - 2 * winner.values["train.learning_rate"]] * 2)
+    assert [t.second for t in others if t is not winner] == [[]] * 2
+    assert result.best is not None
+    assert result.best.number == start.number
+    assert load_config([root / BEST_YAML]).train.learning_rate == pytest.approx(0.01)
+    second = {p.relative_to(root / TRIALS_DIR) for p in trained if p.parent.name == "seed-43"}
+    assert second == {Path(t.name, "seed-43", f"fold-{i}") for t in (start, winner) for i in (0, 1)}
+    report = json.loads((root / TUNE_JSON).read_text())
+    assert report["confirmation"]["candidates"] == [winner.number, start.number]
+    assert report["confirmation"]["chosen_on"] == "both partitions"
+    header = (root / BEST_YAML).read_text()
+    assert f"Chosen among trials {winner.number}, {start.number}" in header
+    assert "second partition (train.seed 43)" in header
+    assert "2nd partition" in (root / TRIALS_TABLE).read_text()
+    # Rerunning finds every score in the study: nothing trains again.
+    trained.clear()
+    again = tune([base], root, overrides=FAST, space=SPACE, folds=2, trials=4, budget_seconds=3600, confirm=1)
+    assert trained == []
+    assert again.best is not None
+    assert again.best.number == start.number
+    # Without the confirmation the search's winner is kept.
+    plain = tune(
+        [base],
+        tmp_path / "plain",
+        overrides=FAST,
+        space=SPACE,
+        folds=2,
+        trials=4,
+        budget_seconds=3600,
+        confirm=0,
+    )
+    assert plain.best is not None
+    assert plain.best.values == winner.values
+    assert not (tmp_path / "plain" / TRIALS_DIR / winner.name / "seed-43").exists()
+
+
+def test_the_search_keeps_time_for_the_confirmation(
+    base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [0.0]
+    _scored_without_training(monkeypatch, _disagreeing, clock)
+    # 100 s per fold, 2 folds per trial, 2 trials to score again: the search stops at 600 s.
+    result = tune(
+        [base], tmp_path / "budget", overrides=FAST, space=SPACE, folds=2, budget_seconds=1000, confirm=1
+    )
+    assert result.stopped_by == "budget"
+    assert [t.state for t in result.trials] == ["complete"] * 3
+    confirmed = [t for t in result.trials if t.second]
+    assert len(confirmed) == 2
+    assert all(t.confirmed for t in confirmed)
+    assert clock[0] == 1000.0
+    assert result.best is not None
+    assert result.best.number == 0
+
+
+def test_a_confirmation_cut_short_leaves_the_choice_to_the_search() -> None:
+    from qa_assistant.analysis.tune.outputs import TrialRecord, best_record, confirmation_candidates
+
+    def record(number: int, rate: float, scores: list[float], second: list[float]) -> TrialRecord:
+        return TrialRecord(
+            number, f"t{number}", {"train.learning_rate": rate}, "complete", scores, 1.0, "", second
+        )
+
+    start = record(0, 0.01, [0.70, 0.72], [0.74, 0.74])
+    lucky = record(1, 0.03, [0.78, 0.76], [0.66, 0.68])
+    third = record(2, 0.02, [0.75, 0.73], [])
+    assert confirmation_candidates([start, lucky, third], 1, lower=False) == [lucky, start]
+    assert confirmation_candidates([start, lucky, third], 2, lower=False) == [lucky, third, start]
+    assert confirmation_candidates([start, lucky, third], 0, lower=False) == []
+    assert best_record([start, lucky, third], lower=False, confirm=1) is start  # 0.725 over both vs 0.72
+    assert best_record([start, lucky, third], lower=False, confirm=2) is lucky  # the third's is missing
+    assert best_record([start, lucky, third], lower=False) is lucky
+    alone = record(0, 0.01, [0.70, 0.72], [])
+    assert confirmation_candidates([alone], 3, lower=False) == []  # nothing to choose between
+
+
+@pytest.mark.large  # slow (8 tiny trainings, 30-60 s); CI runs it after the default suite (.ci/run)
+def test_the_second_partition_holds_out_other_questions(base: Path, tmp_path: Path) -> None:
+    root = tmp_path / "partitions"
+    result = tune(
+        [base], root, overrides=FAST, space=SPACE, folds=2, trials=2, budget_seconds=3600, confirm=2
+    )
+    assert all(t.confirmed for t in result.trials)
+    for trial in result.trials:
+        held_out = {}
+        for seed in (42, 43):
+            runs = sorted((root / TRIALS_DIR / trial.name / f"seed-{seed}").glob("fold-*"))
+            held_out[seed] = [
+                set(pd.read_json(r / "data" / "test.jsonl", lines=True)["question"]) for r in runs
+            ]
+            scores = [json.loads((r / "metrics.json").read_text())["accuracy"] for r in runs]
+            assert scores == pytest.approx(trial.scores if seed == 42 else trial.second)
+        assert set().union(*held_out[42]) == set().union(*held_out[43])  # the same pool, both times
+        assert held_out[42][0] != held_out[43][0]  # cut differently

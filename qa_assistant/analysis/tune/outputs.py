@@ -7,7 +7,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ HPARAMS_DIR = "hparams"
 TRIALS_TABLE = "trials.md"
 TUNE_JSON = "tune.json"
 BEST_YAML = "best.yaml"
+CONFIRMATION = "confirmation"  # the study's attribute: trial name -> its scores on the second partition
 
 
 @dataclass
@@ -38,6 +39,7 @@ class TrialRecord:
     scores: list[float]
     seconds: float
     note: str = ""
+    second: list[float] = field(default_factory=list)  # scores on the second partition (candidates only)
 
     @property
     def mean(self) -> float:
@@ -46,6 +48,16 @@ class TrialRecord:
     @property
     def std(self) -> float:
         return float(np.std(self.scores, ddof=1)) if len(self.scores) > 1 else math.nan
+
+    @property
+    def confirmed(self) -> bool:
+        """Scored on every fold of both partitions."""
+        return bool(self.scores) and len(self.second) == len(self.scores)
+
+    @property
+    def both(self) -> float:
+        """The mean over both partitions' folds (NaN until confirmed)."""
+        return float(np.mean(self.scores + self.second)) if self.confirmed else math.nan
 
 
 @dataclass
@@ -87,6 +99,7 @@ def study_records(study: Any, metric: str) -> list[TrialRecord]:
     import optuna
 
     states = optuna.trial.TrialState
+    second = study.user_attrs.get(CONFIRMATION, {})
     records = []
     for t in study.trials:
         if t.state in (states.WAITING, states.RUNNING):
@@ -106,31 +119,67 @@ def study_records(study: Any, metric: str) -> list[TrialRecord]:
                 note=t.user_attrs.get("note", ""),
             )
         )
+        if t.state == states.COMPLETE:
+            records[-1].second = [float(s) for s in second.get(records[-1].name, [])]
     return records
 
 
-def best_record(records: Sequence[TrialRecord], lower: bool) -> TrialRecord | None:
-    complete = [r for r in records if r.state == "complete"]
-    if not complete:
+def confirmation_candidates(records: Sequence[TrialRecord], confirm: int, lower: bool) -> list[TrialRecord]:
+    """The `confirm` best complete trials by the search's scores and the starting config, one per
+    set of values; none when fewer than two differ (there is nothing to choose between)."""
+    complete = sorted((r for r in records if r.state == "complete"), key=lambda r: r.mean, reverse=not lower)
+    starting = _starting_record(records)
+    chosen = complete[:confirm] + (
+        [starting] if starting is not None and starting.state == "complete" else []
+    )
+    unique: dict[str, TrialRecord] = {}
+    for record in chosen:
+        unique.setdefault(record.name, record)
+    return list(unique.values()) if confirm > 0 and len(unique) > 1 else []
+
+
+def best_record(records: Sequence[TrialRecord], lower: bool, confirm: int = 0) -> TrialRecord | None:
+    """The best complete trial: on the mean over both partitions when every candidate of the
+    confirmation (`confirmation_candidates`) was scored again, else on the search's scores."""
+    pool = confirmation_candidates(records, confirm, lower)
+    key = "both"
+    if not pool or not all(r.confirmed for r in pool):
+        pool, key = [r for r in records if r.state == "complete"], "mean"
+    if not pool:
         return None
-    return min(complete, key=lambda r: r.mean) if lower else max(complete, key=lambda r: r.mean)
+    return (min if lower else max)(pool, key=lambda r: getattr(r, key))
 
 
 def trials_table(records: Sequence[TrialRecord], metric: str, best: TrialRecord | None) -> str:
-    """Markdown: one row per trial, its values, the objective (mean ± std over folds), state and time."""
+    """Markdown: one row per trial, its values, the objective (mean ± std over folds), state and time;
+    with a confirmation, each candidate's score on the second partition and over both."""
     keys = list(dict.fromkeys(k for r in records for k in r.values))
+    confirmed = any(r.second for r in records)
+    extra = " 2nd partition | both |" if confirmed else ""
     lines = [
-        "| trial | " + " | ".join(keys) + f" | CV {metric} | folds | state | seconds |",
-        "|---:|" + "---|" * len(keys) + "---:|---:|---|---:|",
+        "| trial | " + " | ".join(keys) + f" | CV {metric} | folds |{extra} state | seconds |",
+        "|---:|" + "---|" * len(keys) + "---:|---:|" + ("---:|---:|" if confirmed else "") + "---|---:|",
     ]
     for r in records:
-        shown = "" if not r.scores else f"{r.mean:.4f}" + ("" if math.isnan(r.std) else f" ± {r.std:.4f}")
         mark = " **best**" if best is not None and r.number == best.number else ""
-        cells = [str(r.number), *(_short(r.values.get(k, "")) for k in keys), shown, str(len(r.scores))]
+        cells = [
+            str(r.number),
+            *(_short(r.values.get(k, "")) for k in keys),
+            _spread(r.scores),
+            str(len(r.scores)),
+        ]
+        if confirmed:
+            cells += [_spread(r.second), "" if math.isnan(r.both) else f"{r.both:.4f}"]
         note = r.note if len(r.note) <= 60 else r.note[:57] + "... (tune.json)"  # a failure's whole message
         cells += [(note or r.state) + mark, f"{r.seconds:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _spread(scores: Sequence[float]) -> str:
+    if not scores:
+        return ""
+    return f"{np.mean(scores):.4f}" + (f" ± {np.std(scores, ddof=1):.4f}" if len(scores) > 1 else "")
 
 
 def write_outputs(
@@ -141,17 +190,27 @@ def write_outputs(
     best_cfg: Config | None,
     lower: bool,
     stopped_by: str,
+    confirm: int = 0,
 ) -> None:
-    metric = identity["metric"]
+    metric, folds = identity["metric"], identity["folds"]
+    second_seed = identity["config"]["train"]["seed"] + 1
+    candidates = confirmation_candidates(records, confirm, lower)
+    on_both = bool(candidates) and all(r.confirmed for r in candidates)
     write_text(root / TRIALS_TABLE, trials_table(records, metric, best) + "\n")
     write_json(
         root / TUNE_JSON,
         {
             "metric": metric,
-            "objective": f"mean {metric} over {identity['folds']} folds of {POOL_FILE} (test split left out)",
+            "objective": f"mean {metric} over {folds} folds of {POOL_FILE} (test split left out)",
             "lower_is_better": lower,
             "space": identity["space"],
             "stopped_by": stopped_by,
+            "confirmation": {
+                "candidates": [r.number for r in candidates],
+                "second_partition_seed": second_seed,
+                "complete": on_both,
+                "chosen_on": "both partitions" if on_both else "the search's scores",
+            },
             "best": None if best is None else _record_dict(best),
             "trials": [_record_dict(r) for r in records],
         },
@@ -161,19 +220,51 @@ def write_outputs(
     starting = _starting_record(records)
     header = [
         "# Written by qa-assistant tune: the starting config with the best trial's values.",
-        f"# Objective: mean {metric} over {identity['folds']} folds of the training data "
-        "(the test split was not used).",
-        f"# Best: trial {best.number}, {best.mean:.4f} ± {best.std:.4f}; "
-        + (
-            f"starting config (trial {starting.number}): {starting.mean:.4f} ± {starting.std:.4f}."
-            if starting is not None and starting.state == "complete"
-            else "the starting config's trial did not finish."
-        ),
+        f"# Objective: mean {metric} over {folds} folds of the training data (the test split was not used).",
+        *_choice_lines(best, starting, candidates, on_both, confirm, second_seed),
         f"# Searched: {', '.join(f'{k}={spec}' for k, spec in identity['space'].items())}",
         f"# Values: {shown_values(best.values)}",
     ]
     body = yaml.safe_dump(best_cfg.to_dict(), sort_keys=False)
     write_text(root / BEST_YAML, "\n".join(header) + "\n" + body)
+
+
+def _choice_lines(
+    best: TrialRecord,
+    starting: TrialRecord | None,
+    candidates: Sequence[TrialRecord],
+    on_both: bool,
+    confirm: int,
+    second_seed: int,
+) -> list[str]:
+    """How best.yaml's trial was chosen, beside the starting config's scores."""
+
+    def scores(record: TrialRecord) -> str:
+        search = f"{record.mean:.4f} ± {record.std:.4f}"
+        if not on_both:
+            return search
+        return f"{record.both:.4f} over both partitions (search {search}, second {_spread(record.second)})"
+
+    finished = starting is not None and starting.state == "complete"
+    lines = [
+        f"# Best: trial {best.number}, {scores(best)}; "
+        + (
+            f"starting config (trial {starting.number}): {scores(starting)}."
+            if finished
+            else "the starting config's trial did not finish."
+        )
+    ]
+    if on_both:
+        lines.append(
+            f"# Chosen among trials {', '.join(str(r.number) for r in candidates)} (the search's best "
+            f"and the starting config), each scored again on a second partition (train.seed {second_seed})."
+        )
+    elif confirm > 0 and candidates:
+        lines.append(
+            "# Chosen on the search's scores alone: the second partition did not finish "
+            "(rerun the same command to finish it)."
+        )
+    return lines
 
 
 def _starting_record(records: Sequence[TrialRecord]) -> TrialRecord | None:
@@ -195,6 +286,8 @@ def _record_dict(record: TrialRecord) -> dict[str, Any]:
         "std": None if math.isnan(record.std) else record.std,
         "seconds": record.seconds,
         "note": record.note,
+        "second_partition": record.second,
+        "both": None if math.isnan(record.both) else record.both,
     }
 
 

@@ -8,17 +8,20 @@ import logging
 import shutil
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from qa_assistant.analysis.tune.outputs import (
+    CONFIRMATION,
     POOL_FILE,
     STUDY_FILE,
     TRIALS_DIR,
     TuneResult,
     best_record,
+    confirmation_candidates,
     shown_values,
     study_records,
     trial_name,
@@ -33,7 +36,7 @@ from qa_assistant.analysis.tune.space import (
     trial_config,
     write_pool,
 )
-from qa_assistant.config import Config, load_config
+from qa_assistant.config import Config, from_dict, load_config
 from qa_assistant.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,7 @@ def tune(
     budget_seconds: float = 3600.0,
     metric: str | None = None,
     seed: int | None = None,
+    confirm: int = 3,
 ) -> TuneResult:
     """Searches hyper-parameters on K folds of the training data; writes the files that
     `analysis/tune/__init__.py` lists.
@@ -68,6 +72,9 @@ def tune(
         budget_seconds: wall-clock budget of this call.
         metric: the objective's metric (default: the task's first headline metric).
         seed: the sampler's seed (default: `train.seed`).
+        confirm: how many of the best trials are scored again, with the starting config, on
+            a second partition into K folds (`train.seed` + 1) before `best.yaml` is
+            chosen on the mean over both partitions; 0 chooses on the search's scores.
 
     Returns:
         Every trial of the study and the best one.
@@ -84,7 +91,7 @@ def tune(
     from qa_assistant.training.callbacks import lower_is_better
 
     started = time.monotonic()
-    base, space, identity = _starting_point(config_files, overrides, space, folds, trials, metric)
+    base, space, identity = _starting_point(config_files, overrides, space, (folds, trials, confirm), metric)
     metric = identity["metric"]
     lower = lower_is_better(metric)
     root = Path(root)
@@ -95,33 +102,57 @@ def tune(
         study.enqueue_trial({k: starting[k] for k in space})
     _requeue_unfinished(study)
 
-    stopped_by = _search(study, space, trials, started + budget_seconds, base, pool, root, folds, metric)
+    budget_end = started + budget_seconds
+    plan = _Plan(base, pool, root, folds, metric, budget_end, _fold_seconds(study))
+    # Up to `confirm` trials and the starting config are scored again; one trial has nothing to choose from.
+    reserve = min(confirm + 1, trials) if confirm > 0 and trials > 1 else 0
+    stopped_by = _search(study, space, trials, plan, reserve=reserve)
+    if confirm > 0 and _confirm(study, plan, confirm, lower) == "budget":
+        stopped_by = "budget"
     records = study_records(study, metric)
-    best = best_record(records, lower)
+    best = best_record(records, lower, confirm)
     best_cfg = best_config(base, best.values) if best else None
-    write_outputs(root, identity, records, best, best_cfg, lower, stopped_by)
+    write_outputs(root, identity, records, best, best_cfg, lower, stopped_by, confirm)
     return TuneResult(root, metric, lower, records, best, best_cfg, stopped_by)
+
+
+@dataclass
+class _Plan:
+    """What every fold of the call shares: the starting config, the pool, the budget, the fold times."""
+
+    base: Config
+    pool: Path
+    root: Path
+    folds: int
+    metric: str
+    budget_end: float
+    fold_seconds: list[float]
+
+    def mean_fold(self) -> float:
+        return float(np.mean(self.fold_seconds)) if self.fold_seconds else 0.0
 
 
 def _starting_point(
     config_files: Sequence[str | Path],
     overrides: Sequence[str],
     space: Mapping[str, Param] | None,
-    folds: int,
-    trials: int,
+    counts: tuple[int, int, int],
     metric: str | None,
 ) -> tuple[Config, dict[str, Param], dict[str, Any]]:
     """The starting config, the checked space, and the study's identity (what resuming it must match).
 
     Raises:
-        UserError: fewer than 2 folds or 1 trial, or a space the config refuses.
+        UserError: fewer than 2 folds or 1 trial, a negative `confirm`, or a space the config refuses.
     """
     from qa_assistant.tasks import get_task
 
+    folds, trials, confirm = counts
     if folds < 2:
         raise UserError(f"--folds must be at least 2; got {folds}")
     if trials < 1:
         raise UserError(f"--trials must be at least 1; got {trials}")
+    if confirm < 0:
+        raise UserError(f"--confirm must be 0 or more; got {confirm}")
     base = load_config(list(config_files), list(overrides))
     space = dict(space) if space is not None else default_space(base)
     check_space(base, space, folds)
@@ -151,29 +182,73 @@ def _training_pool(base: Config, root: Path) -> Path:
     return pool
 
 
-def _search(
-    study: Any,
-    space: Mapping[str, Param],
-    trials: int,
-    budget_end: float,
-    base: Config,
-    pool: Path,
-    root: Path,
-    folds: int,
-    metric: str,
-) -> str:
-    """Runs trials until `trials` have finished or the budget ends; returns which stopped it."""
-    fold_seconds: list[float] = [
-        t.user_attrs["fold_seconds"] for t in study.trials if "fold_seconds" in t.user_attrs
-    ]
+def _search(study: Any, space: Mapping[str, Param], trials: int, plan: _Plan, *, reserve: int) -> str:
+    """Runs trials until `trials` have finished or the budget ends; returns which stopped it.
+
+    The time of `reserve` trials is kept back for the confirmation (`_confirm`) when it is due;
+    trials already confirmed need none.
+    """
     while _finished(study) < trials:
-        mean_trial = float(np.mean(fold_seconds)) * folds if fold_seconds else 0.0
-        if time.monotonic() + mean_trial > budget_end:
+        mean_trial = plan.mean_fold() * plan.folds
+        kept = max(reserve - len(_confirmed(study, plan.folds)), 0) * mean_trial
+        if time.monotonic() + mean_trial + kept > plan.budget_end:
             return "budget"
         trial = study.ask({k: _distribution(p) for k, p in space.items()})
-        if _run_trial(trial, base, pool, root, folds, metric, budget_end, fold_seconds) == "budget":
+        if _run_trial(trial, plan) == "budget":
             return "budget"
     return "trials"
+
+
+def _fold_seconds(study: Any) -> list[float]:
+    return [t.user_attrs["fold_seconds"] for t in study.trials if "fold_seconds" in t.user_attrs]
+
+
+def _confirmed(study: Any, folds: int) -> dict[str, list[float]]:
+    """Trial name -> its scores on the second partition, for the trials whose every fold ran there."""
+    scores = study.user_attrs.get(CONFIRMATION, {})
+    return {name: s for name, s in scores.items() if len(s) == folds}
+
+
+def _confirm(study: Any, plan: _Plan, confirm: int, lower: bool) -> str:
+    """Scores the best `confirm` complete trials and the starting config on a second partition.
+
+    The search picks its best of many noisy K-fold scores, which flatters it (the winner's
+    curse); the same K folds drawn with `train.seed` + 1 (other held-out questions, other
+    initial weights) score the candidates again, side by side. The scores are kept in the
+    study (a rerun reuses them, and a finished fold run is reused as in the search). Returns
+    `trials` when every candidate was scored, `budget` when time ran out first.
+
+    Raises:
+        UserError: a candidate's training failed on the second partition.
+    """
+    records = study_records(study, plan.metric)
+    scores = dict(study.user_attrs.get(CONFIRMATION, {}))
+    for record in confirmation_candidates(records, confirm, lower):
+        if len(scores.get(record.name, [])) == plan.folds:
+            continue
+        config = _reseeded(trial_config(plan.base, plan.pool, record.values, plan.folds), 1)
+        parent = plan.root / TRIALS_DIR / record.name
+        log.info(
+            "tune: trial %d scored again on a second partition (seed %d)", record.number, config.train.seed
+        )
+        got = []
+        for fold in range(plan.folds):
+            try:
+                result = _train_fold(record.number, config, parent, (fold, plan.folds), plan)
+            except _TrialStoppedError as stop:
+                if stop.outcome == "budget":
+                    return "budget"
+                raise UserError(f"tune: trial {record.number} on the second partition {stop.note}") from None
+            got.append(float(result.metrics[plan.metric]))
+        scores[record.name] = got
+        study.set_user_attr(CONFIRMATION, scores)
+    return "trials"
+
+
+def _reseeded(config: Config, offset: int) -> Config:
+    data = config.to_dict()
+    data["train"]["seed"] += offset
+    return from_dict(data)
 
 
 def _open_study(root: Path, identity: dict[str, Any], lower: bool, seed: int) -> Any:
@@ -248,36 +323,30 @@ def _finished(study: Any) -> int:
     return sum(t.state in done for t in study.trials)
 
 
-def _run_trial(
-    trial: Any,
-    base: Config,
-    pool: Path,
-    root: Path,
-    folds: int,
-    metric: str,
-    budget_end: float,
-    fold_seconds: list[float],
-) -> str:
+def _run_trial(trial: Any, plan: _Plan) -> str:
     """Trains the trial's folds; tells the study the outcome. Returns complete, pruned, failed or budget."""
     import optuna
 
     from qa_assistant.analysis.kfold import summarize, write_summary
 
     states = optuna.trial.TrialState
-    values = dict(trial.params)
+    values, folds, metric, root = dict(trial.params), plan.folds, plan.metric, plan.root
     name = trial_name(values)
     trial.set_user_attr("name", name)
     parent = root / TRIALS_DIR / name
-    config = trial_config(base, pool, values, folds)
+    config = trial_config(plan.base, plan.pool, values, folds)
     seed = config.train.seed
     log.info("tune: trial %d (%s): %s", trial.number, name, shown_values(values))
     started = time.monotonic()
     scores, results = [], []
     for fold in range(folds):
+        timed = len(plan.fold_seconds)
         try:
-            result = _train_fold(trial, config, parent, (fold, folds), budget_end, fold_seconds)
+            result = _train_fold(trial.number, config, parent, (fold, folds), plan)
         except _TrialStoppedError as stop:
             return _end(trial, states.FAIL, stop.note, scores, stop.outcome)
+        if len(plan.fold_seconds) > timed:
+            trial.set_user_attr("fold_seconds", plan.mean_fold())
         scores.append(_score(trial, result.metrics, metric, first=trial.number == 0 and fold == 0))
         results.append(result)
         trial.report(float(np.mean(scores)), fold)
@@ -303,15 +372,9 @@ class _TrialStoppedError(Exception):
         self.outcome, self.note = outcome, note
 
 
-def _train_fold(
-    trial: Any,
-    config: Config,
-    parent: Path,
-    fold_of: tuple[int, int],
-    budget_end: float,
-    fold_seconds: list[float],
-) -> Any:
-    """Trains fold `fold_of[0]` of `fold_of[1]` (reusing a finished one); records its time if it started fresh.
+def _train_fold(number: int, config: Config, parent: Path, fold_of: tuple[int, int], plan: _Plan) -> Any:
+    """Trains fold `fold_of[0]` of `fold_of[1]` for trial `number` (reusing a finished one); adds its
+    time to `plan.fold_seconds` if it started fresh.
 
     Raises:
         _TrialStoppedError: no time for another fold, the budget ran out inside it
@@ -325,8 +388,7 @@ def _train_fold(
 
     fold, folds = fold_of
     seed = config.train.seed
-    mean_fold = float(np.mean(fold_seconds)) if fold_seconds else 0.0
-    if time.monotonic() + mean_fold > budget_end:
+    if time.monotonic() + plan.mean_fold() > plan.budget_end:
         raise _TrialStoppedError("budget", _BUDGET_STOP)
     fold_started = time.monotonic()
     directory = fold_directory(parent, seed, fold)
@@ -336,17 +398,16 @@ def _train_fold(
         result = train_run(
             fold_config(config, folds, fold, seed),
             directory,
-            deadline=time.time() + (budget_end - time.monotonic()),
+            deadline=time.time() + (plan.budget_end - time.monotonic()),
         )
     except DeadlineError:
-        log.info("tune: the budget ran out in fold %d of trial %d (it resumes there)", fold, trial.number)
+        log.info("tune: the budget ran out in fold %d of trial %d (it resumes there)", fold, number)
         raise _TrialStoppedError("budget", _BUDGET_STOP) from None
     except UserError as error:
-        log.warning("tune: trial %d failed: %s", trial.number, error)
+        log.warning("tune: trial %d failed: %s", number, error)
         raise _TrialStoppedError("failed", f"failed: {error}") from None
-    if fresh:  # the mean fold time that decides whether another fold fits the budget
-        fold_seconds.append(time.monotonic() - fold_started)
-        trial.set_user_attr("fold_seconds", float(np.mean(fold_seconds)))
+    if fresh and not result.already_finished:  # the mean fold time that decides whether another fits
+        plan.fold_seconds.append(time.monotonic() - fold_started)
     return result
 
 
