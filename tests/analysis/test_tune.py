@@ -510,6 +510,8 @@ def test_a_confirmation_cut_short_leaves_the_choice_to_the_search() -> None:
 
 @pytest.mark.large  # slow (8 tiny trainings, 30-60 s); CI runs it after the default suite (.ci/run)
 def test_the_second_partition_holds_out_other_questions(base: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     root = tmp_path / "partitions"
     result = tune(
         [base], root, overrides=FAST, space=SPACE, folds=2, trials=2, budget_seconds=3600, confirm=2
@@ -526,3 +528,9 @@ def test_the_second_partition_holds_out_other_questions(base: Path, tmp_path: Pa
             assert scores == pytest.approx(trial.scores if seed == 42 else trial.second)
         assert set().union(*held_out[42]) == set().union(*held_out[43])  # the same pool, both times
         assert held_out[42][0] != held_out[43][0]  # cut differently
+    # TensorBoard's HParams table shows both partitions' scores beside the search's.
+    session = EventAccumulator(str(root / HPARAMS_DIR / result.best.name), size_guidance={"tensors": 0})
+    session.Reload()
+    assert {"cv_accuracy", "cv_accuracy_second_partition", "cv_accuracy_both_partitions"} <= set(
+        session.Tags()["tensors"]
+    )

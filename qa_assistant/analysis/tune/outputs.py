@@ -95,6 +95,17 @@ def write_session(root: Path, name: str, values: Mapping[str, Any], metric: str,
     writer.close()
 
 
+def write_second_partition(root: Path, name: str, metric: str, scores: list[float], both: float) -> None:
+    """Adds a confirmed trial's scores on the second partition, and over both, to its HParams session."""
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(root / HPARAMS_DIR / name))
+    with writer.as_default():
+        tf.summary.scalar(f"cv_{metric}_second_partition", float(np.mean(scores)), step=0)
+        tf.summary.scalar(f"cv_{metric}_both_partitions", both, step=0)
+    writer.close()
+
+
 def study_records(study: Any, metric: str) -> list[TrialRecord]:
     import optuna
 

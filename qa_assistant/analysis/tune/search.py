@@ -26,6 +26,7 @@ from qa_assistant.analysis.tune.outputs import (
     study_records,
     trial_name,
     write_outputs,
+    write_second_partition,
     write_session,
 )
 from qa_assistant.analysis.tune.space import (
@@ -242,6 +243,7 @@ def _confirm(study: Any, plan: _Plan, confirm: int, lower: bool) -> str:
             got.append(float(result.metrics[plan.metric]))
         scores[record.name] = got
         study.set_user_attr(CONFIRMATION, scores)
+        write_second_partition(plan.root, record.name, plan.metric, got, float(np.mean(record.scores + got)))
     return "trials"
 
 
