@@ -473,18 +473,36 @@ def test_the_search_keeps_time_for_the_confirmation(
 ) -> None:
     clock = [0.0]
     _scored_without_training(monkeypatch, _disagreeing, clock)
-    # 100 s per fold, 2 folds per trial, 2 trials to score again: the search stops at 600 s.
+    # 100 s per fold, 2 folds per trial; the best trial and the start take 400 s, a third of 1,200.
     result = tune(
-        [base], tmp_path / "budget", overrides=FAST, space=SPACE, folds=2, budget_seconds=1000, confirm=1
+        [base], tmp_path / "budget", overrides=FAST, space=SPACE, folds=2, budget_seconds=1200, confirm=3
     )
     assert result.stopped_by == "budget"
-    assert [t.state for t in result.trials] == ["complete"] * 3
+    assert [t.state for t in result.trials] == ["complete"] * 4  # the search stopped at 800 s
     confirmed = [t for t in result.trials if t.second]
     assert len(confirmed) == 2
     assert all(t.confirmed for t in confirmed)
-    assert clock[0] == 1000.0
+    assert clock[0] == 1200.0
     assert result.best is not None
     assert result.best.number == 0
+    assert (
+        "(1 of --confirm 3: more would take over a third of the budget)"
+        in (tmp_path / "budget" / BEST_YAML).read_text()
+    )
+
+
+def test_a_budget_too_short_for_the_check_leaves_the_search_its_time(
+    base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [0.0]
+    _scored_without_training(monkeypatch, _disagreeing, clock)
+    # The best trial and the start would take 400 s: more than a third of 1,000.
+    result = tune([base], tmp_path / "short", overrides=FAST, space=SPACE, folds=2, budget_seconds=1000)
+    assert [t.state for t in result.trials] == ["complete"] * 5
+    assert not any(t.second for t in result.trials)
+    assert result.best is not None
+    assert result.best is max(result.trials, key=lambda t: t.mean)
+    assert "would take over a third of the budget" in (tmp_path / "short" / BEST_YAML).read_text()
 
 
 def test_a_confirmation_cut_short_leaves_the_choice_to_the_search() -> None:

@@ -21,8 +21,8 @@ and validate on, so training `best.yaml` afterwards reports on data the
 search never saw.
 
 **Search.** Optuna's TPE sampler (seeded), with the starting config's own
-values as the first trial, so the best config is never worse on the
-objective than the default it started from. A trial whose running mean
+values as the first trial, so the best config is never worse than the
+default it started from on the scores it is chosen by. A trial whose running mean
 after two folds falls below the median of earlier trials at that point is
 pruned (`MedianPruner`).
 
@@ -31,9 +31,11 @@ pruned (`MedianPruner`).
 config are trained again on the same pool cut into K other folds
 (`train.seed` + 1: other held-out questions, other initial weights), and
 `best.yaml` takes the one with the best mean over both partitions' 2K
-folds. The search keeps back the time this needs; the scores are kept in
-the study. If the budget ends first, `best.yaml` is chosen on the search's
-scores and says so, and rerunning the command finishes the confirmation.
+folds. The search keeps back the time this needs, at most a third of the
+budget (fewer trials are checked when more would not fit; none when the
+best trial and the starting config would not); the scores are kept in the
+study. If the budget ends during the check, `best.yaml` is chosen on the
+search's scores and says so, and rerunning the command finishes it.
 
 **Budget and resuming.** No trial starts when the time left (`--budget`)
 is shorter than the trials so far have taken on average, no fold starts

@@ -201,9 +201,10 @@ def write_outputs(
     best_cfg: Config | None,
     lower: bool,
     stopped_by: str,
-    confirm: int = 0,
+    confirm: tuple[int, int] = (0, 0),
 ) -> None:
-    metric, folds = identity["metric"], identity["folds"]
+    """trials.md, tune.json and best.yaml; `confirm` is (trials scored again, `--confirm`)."""
+    (confirm, requested), metric, folds = confirm, identity["metric"], identity["folds"]
     second_seed = identity["config"]["train"]["seed"] + 1
     candidates = confirmation_candidates(records, confirm, lower)
     on_both = bool(candidates) and all(r.confirmed for r in candidates)
@@ -217,6 +218,8 @@ def write_outputs(
             "space": identity["space"],
             "stopped_by": stopped_by,
             "confirmation": {
+                "requested": requested,
+                "scored_again": confirm,
                 "candidates": [r.number for r in candidates],
                 "second_partition_seed": second_seed,
                 "complete": on_both,
@@ -232,7 +235,7 @@ def write_outputs(
     header = [
         "# Written by qa-assistant tune: the starting config with the best trial's values.",
         f"# Objective: mean {metric} over {folds} folds of the training data (the test split was not used).",
-        *_choice_lines(best, starting, candidates, on_both, confirm, second_seed),
+        *_choice_lines(best, starting, candidates, on_both, (confirm, requested), second_seed),
         f"# Searched: {', '.join(f'{k}={spec}' for k, spec in identity['space'].items())}",
         f"# Values: {shown_values(best.values)}",
     ]
@@ -245,10 +248,11 @@ def _choice_lines(
     starting: TrialRecord | None,
     candidates: Sequence[TrialRecord],
     on_both: bool,
-    confirm: int,
+    confirm: tuple[int, int],
     second_seed: int,
 ) -> list[str]:
     """How best.yaml's trial was chosen, beside the starting config's scores."""
+    scored, requested = confirm
 
     def scores(record: TrialRecord) -> str:
         search = f"{record.mean:.4f} ± {record.std:.4f}"
@@ -266,14 +270,22 @@ def _choice_lines(
         )
     ]
     if on_both:
+        fewer = f" ({scored} of --confirm {requested}: more would take over a third of the budget)"
         lines.append(
             f"# Chosen among trials {', '.join(str(r.number) for r in candidates)} (the search's best "
-            f"and the starting config), each scored again on a second partition (train.seed {second_seed})."
+            f"and the starting config), each scored again on a second partition (train.seed {second_seed})"
+            + (fewer if scored < requested else "")
+            + "."
         )
-    elif confirm > 0 and candidates:
+    elif scored > 0 and candidates:
         lines.append(
             "# Chosen on the search's scores alone: the second partition did not finish "
             "(rerun the same command to finish it)."
+        )
+    elif requested > 0 and scored == 0 and len(candidates) == 0 and best is not starting:
+        lines.append(
+            "# Chosen on the search's scores alone: scoring the best trial and the starting config "
+            "again would take over a third of the budget (a larger --budget checks them)."
         )
     return lines
 

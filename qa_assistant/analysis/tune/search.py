@@ -1,5 +1,5 @@
 """The search loop of `qa-assistant tune`: the Optuna study (opened, resumed, requeued), trials of K
-folds each, pruning and the time budget."""
+folds each, pruning, the time budget, and the best trials scored again on a second partition."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -103,18 +104,35 @@ def tune(
         study.enqueue_trial({k: starting[k] for k in space})
     _requeue_unfinished(study)
 
-    budget_end = started + budget_seconds
-    plan = _Plan(base, pool, root, folds, metric, budget_end, _fold_seconds(study))
-    # Up to `confirm` trials and the starting config are scored again; one trial has nothing to choose from.
-    reserve = min(confirm + 1, trials) if confirm > 0 and trials > 1 else 0
-    stopped_by = _search(study, space, trials, plan, reserve=reserve)
-    if confirm > 0 and _confirm(study, plan, confirm, lower) == "budget":
+    plan = _Plan(base, pool, root, folds, metric, started + budget_seconds, _fold_seconds(study))
+    checked = partial(_checked, confirm, trials, budget_seconds)
+    stopped_by = _search(study, space, trials, plan, checked)
+    scored = checked(plan.mean_fold() * folds)
+    if scored and _confirm(study, plan, scored, lower) == "budget":
         stopped_by = "budget"
     records = study_records(study, metric)
-    best = best_record(records, lower, confirm)
+    best = best_record(records, lower, scored)
     best_cfg = best_config(base, best.values) if best else None
-    write_outputs(root, identity, records, best, best_cfg, lower, stopped_by, confirm)
+    write_outputs(
+        root, identity, records, best, best_cfg, lower, stopped_by, (scored, confirm * (trials > 1))
+    )
     return TuneResult(root, metric, lower, records, best, best_cfg, stopped_by)
+
+
+_CHECK_SHARE = 1 / 3  # of a call's budget, at most, for scoring trials again on the second partition
+
+
+def _checked(confirm: int, trials: int, budget_seconds: float, trial_seconds: float) -> int:
+    """How many of the search's best trials the check scores again (beside the starting config).
+
+    `confirm`, fewer when those and the starting config would take more than a third of the
+    budget at `trial_seconds` each (unknown: 0), and 0 when not even the best trial and the
+    starting config fit, or a single trial leaves nothing to choose between.
+    """
+    if confirm <= 0 or trials < 2:
+        return 0
+    fit = int(budget_seconds * _CHECK_SHARE // trial_seconds) - 1 if trial_seconds > 0 else confirm
+    return max(min(confirm, trials, fit), 0)
 
 
 @dataclass
@@ -183,15 +201,16 @@ def _training_pool(base: Config, root: Path) -> Path:
     return pool
 
 
-def _search(study: Any, space: Mapping[str, Param], trials: int, plan: _Plan, *, reserve: int) -> str:
+def _search(study: Any, space: Mapping[str, Param], trials: int, plan: _Plan, checked: Any) -> str:
     """Runs trials until `trials` have finished or the budget ends; returns which stopped it.
 
-    The time of `reserve` trials is kept back for the confirmation (`_confirm`) when it is due;
-    trials already confirmed need none.
+    The time to score `checked(trial seconds)` trials and the starting config again (`_confirm`)
+    is kept back; trials already scored need none.
     """
     while _finished(study) < trials:
         mean_trial = plan.mean_fold() * plan.folds
-        kept = max(reserve - len(_confirmed(study, plan.folds)), 0) * mean_trial
+        scored = checked(mean_trial)
+        kept = max(scored + 1 - len(_confirmed(study, plan.folds)), 0) * mean_trial if scored else 0.0
         if time.monotonic() + mean_trial + kept > plan.budget_end:
             return "budget"
         trial = study.ask({k: _distribution(p) for k, p in space.items()})
