@@ -276,6 +276,12 @@ def test_only_a_fold_trained_from_its_start_times_the_next(
     _train_fold(0, config, tmp_path, (1, 2), plan)
     assert len(plan.fold_seconds) == 1
     assert len(trained) == 2
+    # A finished fold (its checkpoints cleared) is reused in no time: that is no fold's time either.
+    monkeypatch.setattr(
+        runner, "train_run", lambda *a, **k: SimpleNamespace(already_finished=True, metrics={})
+    )
+    _train_fold(0, config, tmp_path, (1, 2), plan)
+    assert len(plan.fold_seconds) == 1
 
 
 def test_the_starting_config_is_trial_0_or_its_requeued_copy() -> None:
