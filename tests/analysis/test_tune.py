@@ -271,16 +271,16 @@ def test_only_a_fold_trained_from_its_start_times_the_next(
     saved = {fold_directory(tmp_path, config.train.seed, 0) / "checkpoints"}  # a budget stop after an epoch
     monkeypatch.setattr(resume, "latest_snapshot", lambda directory: object() if directory in saved else None)
     plan = _Plan(config, tmp_path / POOL_FILE, tmp_path, 2, "accuracy", time.monotonic() + 3600, [])
-    _train_fold(0, config, tmp_path, (0, 2), plan)
+    _train_fold(0, config, tmp_path, (0, 2), plan, seed=config.train.seed)
     assert plan.fold_seconds == []  # its remaining epochs say nothing about a whole fold's time
-    _train_fold(0, config, tmp_path, (1, 2), plan)
+    _train_fold(0, config, tmp_path, (1, 2), plan, seed=config.train.seed)
     assert len(plan.fold_seconds) == 1
     assert len(trained) == 2
     # A finished fold (its checkpoints cleared) is reused in no time: that is no fold's time either.
     monkeypatch.setattr(
         runner, "train_run", lambda *a, **k: SimpleNamespace(already_finished=True, metrics={})
     )
-    _train_fold(0, config, tmp_path, (1, 2), plan)
+    _train_fold(0, config, tmp_path, (1, 2), plan, seed=config.train.seed)
     assert len(plan.fold_seconds) == 1
 
 

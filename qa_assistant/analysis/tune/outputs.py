@@ -255,7 +255,7 @@ def _choice_lines(
     scored, requested = confirm
 
     def scores(record: TrialRecord) -> str:
-        search = f"{record.mean:.4f} ± {record.std:.4f}"
+        search = _spread(record.scores)
         if not on_both:
             return search
         return f"{record.both:.4f} over both partitions (search {search}, second {_spread(record.second)})"

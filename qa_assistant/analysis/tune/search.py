@@ -38,7 +38,7 @@ from qa_assistant.analysis.tune.space import (
     trial_config,
     write_pool,
 )
-from qa_assistant.config import Config, from_dict, load_config
+from qa_assistant.config import Config, load_config
 from qa_assistant.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def tune(
     best = best_record(records, lower, scored)
     best_cfg = best_config(base, best.values) if best else None
     write_outputs(
-        root, identity, records, best, best_cfg, lower, stopped_by, (scored, confirm * (trials > 1))
+        root, identity, records, best, best_cfg, lower, stopped_by, (scored, confirm if trials > 1 else 0)
     )
     return TuneResult(root, metric, lower, records, best, best_cfg, stopped_by)
 
@@ -243,33 +243,26 @@ def _confirm(study: Any, plan: _Plan, confirm: int, lower: bool) -> str:
     """
     records = study_records(study, plan.metric)
     scores = dict(study.user_attrs.get(CONFIRMATION, {}))
+    seed = plan.base.train.seed + 1
     for record in confirmation_candidates(records, confirm, lower):
-        if len(scores.get(record.name, [])) == plan.folds:
+        if record.confirmed:
             continue
-        config = _reseeded(trial_config(plan.base, plan.pool, record.values, plan.folds), 1)
+        config = trial_config(plan.base, plan.pool, record.values, plan.folds)
         parent = plan.root / TRIALS_DIR / record.name
-        log.info(
-            "tune: trial %d scored again on a second partition (seed %d)", record.number, config.train.seed
-        )
+        log.info("tune: trial %d scored again on a second partition (seed %d)", record.number, seed)
         got = []
         for fold in range(plan.folds):
             try:
-                result = _train_fold(record.number, config, parent, (fold, plan.folds), plan)
+                result = _train_fold(record.number, config, parent, (fold, plan.folds), plan, seed=seed)
             except _TrialStoppedError as stop:
                 if stop.outcome == "budget":
                     return "budget"
                 raise UserError(f"tune: trial {record.number} on the second partition {stop.note}") from None
             got.append(float(result.metrics[plan.metric]))
-        scores[record.name] = got
+        scores[record.name] = record.second = got
         study.set_user_attr(CONFIRMATION, scores)
-        write_second_partition(plan.root, record.name, plan.metric, got, float(np.mean(record.scores + got)))
+        write_second_partition(plan.root, record.name, plan.metric, got, record.both)
     return "trials"
-
-
-def _reseeded(config: Config, offset: int) -> Config:
-    data = config.to_dict()
-    data["train"]["seed"] += offset
-    return from_dict(data)
 
 
 def _open_study(root: Path, identity: dict[str, Any], lower: bool, seed: int) -> Any:
@@ -363,7 +356,7 @@ def _run_trial(trial: Any, plan: _Plan) -> str:
     for fold in range(folds):
         timed = len(plan.fold_seconds)
         try:
-            result = _train_fold(trial.number, config, parent, (fold, folds), plan)
+            result = _train_fold(trial.number, config, parent, (fold, folds), plan, seed=seed)
         except _TrialStoppedError as stop:
             return _end(trial, states.FAIL, stop.note, scores, stop.outcome)
         if len(plan.fold_seconds) > timed:
@@ -393,9 +386,11 @@ class _TrialStoppedError(Exception):
         self.outcome, self.note = outcome, note
 
 
-def _train_fold(number: int, config: Config, parent: Path, fold_of: tuple[int, int], plan: _Plan) -> Any:
-    """Trains fold `fold_of[0]` of `fold_of[1]` for trial `number` (reusing a finished one); adds its
-    time to `plan.fold_seconds` if it started fresh.
+def _train_fold(
+    number: int, config: Config, parent: Path, fold_of: tuple[int, int], plan: _Plan, *, seed: int
+) -> Any:
+    """Trains fold `fold_of[0]` of `fold_of[1]` for trial `number` in the partition of `seed` (reusing
+    a finished one); adds its time to `plan.fold_seconds` if it started fresh.
 
     Raises:
         _TrialStoppedError: no time for another fold, the budget ran out inside it
@@ -408,7 +403,6 @@ def _train_fold(number: int, config: Config, parent: Path, fold_of: tuple[int, i
     from qa_assistant.training.runner import train_run
 
     fold, folds = fold_of
-    seed = config.train.seed
     if time.monotonic() + plan.mean_fold() > plan.budget_end:
         raise _TrialStoppedError("budget", _BUDGET_STOP)
     fold_started = time.monotonic()
