@@ -169,6 +169,11 @@ def _check_task(config: Config) -> None:
             f"task.label_smoothing ({config.task.label_smoothing}) smooths a classifier's targets; "
             f"expected 0 for task.type {config.task.type}"
         )
+    if config.task.ensemble > 1 and config.task.type != "classify":
+        raise UserError(
+            f"task.ensemble ({config.task.ensemble}) averages classifiers; "
+            f"expected 1 for task.type {config.task.type}"
+        )
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

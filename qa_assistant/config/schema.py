@@ -296,6 +296,12 @@ class TaskConfig:
             classes and the rest on the right one (Szegedy et al. 2016): a
             model that cannot reach certainty on a few examples per class
             overfits less. 0 is the plain cross-entropy.
+        ensemble: `classify`: this many classifiers of the same architecture
+            (a deep ensemble, Lakshminarayanan et al. 2017), each with its own
+            initial weights and dropout, trained side by side on the same
+            batches, each on its own cross-entropy; the model answers with
+            the mean of their probabilities. Costs this many times the
+            compute of one, in training and in answering. 1 is one classifier.
         threshold: `retrieve`: cosine similarity below which the export
             answers `fallback_answer`; null calibrates it on the validation
             split (see `threshold_keep`).
@@ -320,6 +326,7 @@ class TaskConfig:
     )
     hard_negative_ceiling: float | None = field(default=None, metadata=_fraction())
     label_smoothing: float = field(default=0.0, metadata=_fraction())
+    ensemble: int = field(default=1, metadata={"min": 1, "max": 16})
     threshold: float | None = None
     threshold_keep: float = field(default=0.95, metadata=_fraction())
     threshold_min_questions: int = field(default=100, metadata=_at_least(1))

@@ -84,21 +84,37 @@ class ClassificationTask(Task):
         )
 
     def build_model(self) -> keras.Model:
+        members = self.config.task.ensemble
+        if members == 1:
+            token_ids, logits = self._member()
+            return keras.Model(token_ids, logits, name="classifier")
+        # A deep ensemble: members with their own weights (drawn one after the other from the
+        # run's seed) read the same token ids; their logits are stacked on a member axis,
+        # which the loss, the metrics and `ensemble_probabilities` read.
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        stacked = []
+        for index in range(members):
+            model = keras.Model(*self._member(), name=f"member_{index + 1}")
+            stacked.append(keras.layers.Reshape((1, len(self.labels)))(model(token_ids)))
+        logits = keras.layers.Concatenate(axis=1, name="member_logits", dtype="float32")(stacked)
+        return keras.Model(token_ids, logits, name="classifier")
+
+    def _member(self) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+        """`(token_ids input, class logits)` of one classifier: an encoder and the class head."""
         token_ids, pooled = self.pooled_encoding()
         if self.config.encoder.dropout:
             pooled = keras.layers.Dropout(self.config.encoder.dropout, name="head_dropout")(pooled)
-        logits = keras.layers.Dense(len(self.labels), dtype="float32", name=HEAD)(pooled)
-        return keras.Model(token_ids, logits, name="classifier")
+        return token_ids, keras.layers.Dense(len(self.labels), dtype="float32", name=HEAD)(pooled)
 
     def compile(self, model: keras.Model, *, jit_compile: bool) -> None:
         top_k = min(5, len(self.labels))
+        ensemble = self.config.task.ensemble > 1
+        accuracy = EnsembleAccuracy if ensemble else keras.metrics.SparseCategoricalAccuracy
+        top_k_accuracy = EnsembleTopKAccuracy if ensemble else keras.metrics.SparseTopKCategoricalAccuracy
         model.compile(
             optimizer=self.optimizer(model),
             loss=SmoothedSparseCrossentropy(self.config.task.label_smoothing),
-            metrics=[
-                keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name=f"top{top_k}_accuracy"),
-            ],
+            metrics=[accuracy(name="accuracy"), top_k_accuracy(k=top_k, name=f"top{top_k}_accuracy")],
             jit_compile=jit_compile,
         )
 
@@ -123,8 +139,13 @@ class ClassificationTask(Task):
     def projector_embeddings(self, model: keras.Model) -> dict[str, tuple[np.ndarray, list[str]]]:
         """Word embeddings, and each answer's vector: its column of the class head."""
         found = super().projector_embeddings(model)
-        kernel = model.get_layer(HEAD).kernel
-        found["answers"] = (np.asarray(kernel.numpy()).T, list(self.labels))
+        # An ensemble's members each have their own answer vectors, in their own spaces: the first member's.
+        head = (
+            model.get_layer(HEAD)
+            if self.config.task.ensemble == 1
+            else model.get_layer("member_1").get_layer(HEAD)
+        )
+        found["answers"] = (np.asarray(head.kernel.numpy()).T, list(self.labels))
         return found
 
     # -- evaluation ----------------------------------------------------------
@@ -138,8 +159,7 @@ class ClassificationTask(Task):
             batch_size=max(64, self.config.train.batch_size),
             max_length=self.config.text.max_length,
         )
-        logits = model.predict(batches, verbose=0)
-        return keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+        return keras.ops.convert_to_numpy(ensemble_probabilities(model.predict(batches, verbose=0)))
 
     def evaluate(self, model: keras.Model, frame: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
         """Per distinct question: right when the predicted label is any of its rows' labels."""
@@ -173,7 +193,7 @@ class ClassificationTask(Task):
         k = min(top_k, len(self.labels))
 
         def serve(question: tf.Tensor) -> dict[str, tf.Tensor]:
-            probabilities = tf.nn.softmax(model(tokenizer(question), training=False), axis=-1)
+            probabilities = ensemble_probabilities(model(tokenizer(question), training=False))
             top = tf.math.top_k(probabilities, k=k)
             return {
                 "answer": tf.gather(labels, top.indices[:, 0]),
@@ -195,6 +215,32 @@ class ClassificationTask(Task):
         self.labels = json.loads((directory / LABELS_FILE).read_text(encoding="utf-8"))
 
 
+def ensemble_probabilities(logits: Any) -> Any:
+    """Class probabilities `[n, classes]` of the classifier's logits.
+
+    The logits are `[n, classes]`, or `[n, members, classes]` for an ensemble
+    (`task.ensemble` > 1), whose members' probabilities are averaged.
+    """
+    probabilities = ops.softmax(ops.cast(logits, "float32"), axis=-1)
+    return ops.mean(probabilities, axis=1) if len(probabilities.shape) == 3 else probabilities
+
+
+@keras.saving.register_keras_serializable(package="qa_assistant")
+class EnsembleAccuracy(keras.metrics.SparseCategoricalAccuracy):
+    """Accuracy of an ensemble's averaged probabilities (`ensemble_probabilities`)."""
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        super().update_state(y_true, ensemble_probabilities(y_pred), sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="qa_assistant")
+class EnsembleTopKAccuracy(keras.metrics.SparseTopKCategoricalAccuracy):
+    """Top-k accuracy of an ensemble's averaged probabilities (`ensemble_probabilities`)."""
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        super().update_state(y_true, ensemble_probabilities(y_pred), sample_weight)
+
+
 @keras.saving.register_keras_serializable(package="qa_assistant")
 class SmoothedSparseCrossentropy(keras.losses.Loss):
     """Cross-entropy from logits against integer labels, with label smoothing.
@@ -203,6 +249,12 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
     every class, so the loss is `(1 - smoothing) * nll + smoothing * mean
     over classes of -log p`. Keras' sparse cross-entropy has no smoothing
     (its dense one needs one-hot targets); with `smoothing = 0` this equals it.
+
+    Logits `[batch, members, classes]` (an ensemble) give each example the
+    mean of its members' losses: each member is trained on its own
+    cross-entropy, as if alone, not on the ensemble's average (training the
+    average couples the members and loses what makes an ensemble better than
+    one model; Jeffares et al. 2023).
     """
 
     def __init__(
@@ -212,12 +264,17 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
         self.smoothing = float(smoothing)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
-        labels = ops.expand_dims(ops.cast(ops.reshape(y_true, (-1,)), "int32"), 1)
-        nll = -ops.squeeze(ops.take_along_axis(log_probs, labels, axis=1), 1)
-        if not self.smoothing:
-            return nll
-        return (1.0 - self.smoothing) * nll - self.smoothing * ops.mean(log_probs, axis=-1)
+        logits = ops.cast(y_pred, "float32")
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        members = logits.shape[1] if len(logits.shape) == 3 else 0
+        if members:  # one row per example and member, in that order
+            logits = ops.reshape(logits, (-1, logits.shape[-1]))
+            labels = ops.repeat(labels, members)
+        log_probs = ops.log_softmax(logits, axis=-1)
+        loss = -ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(labels, 1), axis=1), 1)
+        if self.smoothing:
+            loss = (1.0 - self.smoothing) * loss - self.smoothing * ops.mean(log_probs, axis=-1)
+        return ops.mean(ops.reshape(loss, (-1, members)), axis=1) if members else loss
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "smoothing": self.smoothing}

@@ -267,3 +267,61 @@ def test_label_smoothing_is_for_classifiers_only() -> None:
         UserError, match=re.escape("task.label_smoothing (0.1) smooths a classifier's targets; expected 0")
     ):
         tiny_config("task.type=retrieve", "task.label_smoothing=0.1")
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_an_ensemble_trains_each_member_on_its_own_loss_not_on_the_average(smoothing: float) -> None:
+    import keras
+
+    from qa_assistant.tasks.classify import SmoothedSparseCrossentropy
+
+    rng = np.random.default_rng(1)
+    logits = (rng.normal(size=(6, 3, 5)) * 3).astype("float32")  # [examples, members, classes]
+    labels = np.array([0, 4, 2, 2, 1, 3])
+    loss = SmoothedSparseCrossentropy(smoothing, reduction=None)
+    per_example = np.asarray(loss(labels, logits))
+    members = np.stack([np.asarray(loss(labels, logits[:, m])) for m in range(3)], axis=1)
+    np.testing.assert_allclose(per_example, members.mean(axis=1), rtol=1e-5)
+    # Not the loss of the averaged probabilities, which would train the members jointly.
+    mean_probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1)).mean(axis=1)
+    joint = np.asarray(loss(labels, np.log(mean_probabilities)))
+    assert np.all(per_example > joint + 1e-4)
+
+
+def test_an_ensemble_answers_with_the_mean_of_members_of_their_own(tmp_path: Path) -> None:
+    import keras
+    import tensorflow as tf
+
+    from qa_assistant.tasks.classify import ensemble_probabilities
+
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows(per_answer=8)).to_csv(data, index=False)
+    config = tiny_config("train.epochs=12", "task.ensemble=3", "task.label_smoothing=0.1", train=data)
+    run = train_run(config, tmp_path / "run").run_dir
+    _, task, model = load_run(run)  # the custom metrics reload too
+    members = [model.get_layer(f"member_{m}") for m in (1, 2, 3)]
+    embeddings = [m.get_layer("encoder").get_layer("token_embedding").embeddings.numpy() for m in members]
+    assert not np.allclose(embeddings[0], embeddings[1])  # members of their own, not copies
+    assert not np.allclose(embeddings[1], embeddings[2])
+    predictions = pd.read_json(run / "predictions.jsonl", lines=True)
+    questions = predictions["question"].tolist()
+    ids = task.tokenizer(tf.constant(questions))
+    alone = [keras.ops.convert_to_numpy(keras.ops.softmax(m(ids), axis=-1)) for m in members]
+    np.testing.assert_allclose(task.scores(model, questions), np.mean(alone, axis=0), atol=1e-6)
+    np.testing.assert_allclose(ensemble_probabilities(model(ids)), np.mean(alone, axis=0), atol=1e-6)
+    metrics = json.loads((run / "metrics.json").read_text())
+    labels = np.asarray(task.labels)[np.mean(alone, axis=0).argmax(axis=1)]
+    assert metrics["accuracy"] == pytest.approx((labels == predictions["reference"]).mean())
+    assert metrics["accuracy"] > 0.5
+    # The export answers as the ensemble does (export_run checks the reloaded SavedModel too).
+    bot = Assistant(export_run(run, "ensemble", tmp_path / "saved_models"))
+    answered = bot.raw(questions)
+    assert [a.decode() for a in answered["answer"]] == labels.tolist()
+    np.testing.assert_allclose(answered["score"], np.mean(alone, axis=0).max(axis=1), atol=1e-5)
+
+
+def test_an_ensemble_is_for_classifiers_only() -> None:
+    with pytest.raises(UserError, match=re.escape("task.ensemble (3) averages classifiers; expected 1")):
+        tiny_config("task.type=retrieve", "task.ensemble=3")
+    with pytest.raises(UserError, match=r"task\.ensemble.*0"):
+        tiny_config("task.ensemble=0")
