@@ -558,3 +558,22 @@ def test_the_second_partition_holds_out_other_questions(base: Path, tmp_path: Pa
     assert {"cv_accuracy", "cv_accuracy_second_partition", "cv_accuracy_both_partitions"} <= set(
         session.Tags()["tensors"]
     )
+
+
+@pytest.mark.parametrize(("ensemble", "suggested"), [(1, True), (2, False)])
+def test_the_command_suggests_training_a_tuned_classifier_as_an_ensemble(
+    base: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    ensemble: int,
+    suggested: bool,
+) -> None:
+    _scored_without_training(monkeypatch, lambda rate, seed: 0.5 + rate)
+    output = tmp_path / "out"
+    args = ["--trials", "2", "--confirm", "0", "--folds", "2", "--set", *FAST, f"task.ensemble={ensemble}"]
+    assert main(["tune", "--config", str(base), "--output", str(output), *args]) == 0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("train it:")]
+    assert line.split(":", 1)[1].strip() == (
+        f"qa-assistant train --config {output / BEST_YAML}" + (" --set task.ensemble=3" if suggested else "")
+    )
