@@ -1,7 +1,7 @@
 """Two cheap ways to lift a fine-tuned dual encoder, measured on finished runs.
 
-Reads the fine-tuned runs that compare_retrieval.py leaves (RUNS/seed-N/pretrained,
-one per split) and, on each split, scores two post-hoc combinations that need no
+Reads the fine-tuned runs that compare_retrieval.py leaves (RUNS/seed-N/SYSTEM, one
+per split; SYSTEM `pretrained` for MiniLM, the default, or `mpnet`) and, on each split, scores two post-hoc combinations that need no
 training:
 
   lexical fusion    score = dense cosine + w × TF-IDF cosine (compare_retrieval's TF-IDF:
@@ -14,11 +14,11 @@ The weight that each split's validation recall@1 prefers (ties go to the plain
 fine-tuned model) is the one reported, as a user without test labels would choose it;
 test recall@1 at every grid point is printed beside it. The chosen combination is
 compared with the plain fine-tuned model over the same splits (corrected resampled
-paired t-test). Tables go to RUNS/retrieval_ensembles.md.
+paired t-test). Tables go to RUNS/retrieval_ensembles_SYSTEM.md.
 
 Usage:
     python experiments/compare_retrieval.py ... --systems pretrained --seeds 1 2 3 4 5 --output RUNS
-    python experiments/retrieval_ensembles.py RUNS
+    python experiments/retrieval_ensembles.py RUNS [--system mpnet]
 """
 
 from __future__ import annotations
@@ -52,13 +52,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("runs", help="compare_retrieval.py's --output, holding seed-N/pretrained runs")
+    parser.add_argument("runs", help="compare_retrieval.py's --output, holding seed-N/SYSTEM runs")
+    parser.add_argument(
+        "--system", default="pretrained", help="which fine-tuned system's runs: pretrained (MiniLM) or mpnet"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     root = Path(args.runs)
-    runs = sorted(root.glob("seed-*/pretrained"), key=lambda p: int(p.parent.name.split("-")[1]))
+    runs = sorted(root.glob(f"seed-*/{args.system}"), key=lambda p: int(p.parent.name.split("-")[1]))
     if not runs:
-        raise UserError(f"no seed-N/pretrained runs under '{root}'; expected compare_retrieval.py's --output")
+        raise UserError(
+            f"no seed-N/{args.system} runs under '{root}'; expected compare_retrieval.py's --output"
+        )
     scores, ratios = [], []
     for run in runs:
         found, ratio = score_run(run)
@@ -70,8 +75,9 @@ def main() -> int:
         for method, plain in (("lexical fusion", 0.0), ("weight averaging", 1.0))
     )
     report = f"{len(runs)} splits ({', '.join(r.parent.name for r in runs)}), recall@1:\n\n{report}"
-    write_text(root / "retrieval_ensembles.md", report + "\n")
-    print(f"\n{report}\n\ntables: {root / 'retrieval_ensembles.md'}")
+    tables = root / f"retrieval_ensembles_{args.system}.md"
+    write_text(tables, report + "\n")
+    print(f"\n{report}\n\ntables: {tables}")
     return 0
 
 

@@ -159,6 +159,17 @@ def _check_task(config: Config) -> None:
             "task.hard_negative_ceiling filters mined negatives; got it with task.hard_negatives none "
             "(expected tfidf or model)"
         )
+    if config.task.weight_averaging != 1 and config.task.type != "retrieve":
+        raise UserError(
+            f"task.weight_averaging ({config.task.weight_averaging}) averages a dual encoder with its "
+            f"starting weights; expected 1 for task.type {config.task.type}"
+        )
+    if config.task.weight_averaging != 1 and config.encoder.type != "pretrained" and not config.init.source:
+        raise UserError(
+            f"task.weight_averaging ({config.task.weight_averaging}) averages the fine-tuned encoder with "
+            f"the one it started from; got encoder.type {config.encoder.type} without init.source, which "
+            "starts from random weights (expected encoder.type pretrained, or --init-from)"
+        )
     if config.train.head_learning_rate is not None and config.task.type == "lm":
         raise UserError(
             f"train.head_learning_rate ({config.train.head_learning_rate}) sets a classifier's or "

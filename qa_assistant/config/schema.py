@@ -302,6 +302,14 @@ class TaskConfig:
             batches, each on its own cross-entropy; the model answers with
             the mean of their probabilities. Costs this many times the
             compute of one, in training and in answering. 1 is one classifier.
+        weight_averaging: `retrieve` from a pretrained or `--init-from`
+            encoder: after training, every trained weight becomes this share
+            of its fine-tuned value plus the rest of its value when training
+            started (weight-space ensembling, WiSE-FT: Wortsman et al. 2022),
+            a model between the starting encoder and the fine-tuned one that
+            forgets less of what the start knew. Applied to the epoch the run
+            keeps, before the threshold is calibrated; evaluation and export
+            use the averaged model. 1 keeps the fine-tuned weights.
         threshold: `retrieve`: cosine similarity below which the export
             answers `fallback_answer`; null calibrates it on the validation
             split (see `threshold_keep`).
@@ -327,6 +335,7 @@ class TaskConfig:
     hard_negative_ceiling: float | None = field(default=None, metadata=_fraction())
     label_smoothing: float = field(default=0.0, metadata=_fraction())
     ensemble: int = field(default=1, metadata={"min": 1, "max": 16})
+    weight_averaging: float = field(default=1.0, metadata={"positive": True, "max": 1.0})
     threshold: float | None = None
     threshold_keep: float = field(default=0.95, metadata=_fraction())
     threshold_min_questions: int = field(default=100, metadata=_at_least(1))

@@ -219,6 +219,10 @@ class Task(abc.ABC):
         """Adam with the `train` section's schedule and head learning rate (`tasks/optimization.py`)."""
         return build_optimizer(self.config.train, self.steps_per_epoch, model)
 
+    def remember_start(self, model: keras.Model) -> None:
+        """Called with the built and initialised model before training starts (and before a resume's restore)."""
+        del model  # only retrieval's weight averaging needs the starting weights
+
     def finalize(self, model: keras.Model, splits: Splits) -> None:
         """Called once after training, before `save`: post-training calibration (none by default)."""
         del model, splits  # nothing to calibrate for most tasks

@@ -103,6 +103,7 @@ def build_training(
     with placement.strategy.scope(), dtype_policy(policy):
         model = task.build_model()
         initialize(task, model, run_dir)  # --init-from: base weights, before compile
+    task.remember_start(model)  # a resumed run restores its snapshot later, in `fit`
     if task.data_needs_model:
         # Examples drawn from the model as it starts (retrieval's model-mined
         # hard negatives): after its weights are in, before the first epoch.

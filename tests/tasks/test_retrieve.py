@@ -556,3 +556,53 @@ def test_a_text_longer_than_the_pretrained_positions_is_one_clear_error(tmp_path
     # At the limit it trains: the last position is usable.
     fits = train_run(config(mpnet, f"text.answer_max_length={limit}"), tmp_path / "fits")
     assert fits.metrics["num_test"] > 0
+
+
+def test_weight_averaging_moves_the_kept_weights_part_way_back_to_the_start(tmp_path: Path) -> None:
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows(per_answer=4)).to_csv(data, index=False)
+    preset = tiny_preset(tmp_path / "preset")
+
+    def run(name: str, *overrides: str) -> Path:
+        config = tiny_config(
+            "task.type=retrieve",
+            "train.epochs=2",
+            "train.jit_compile=false",
+            "encoder.type=pretrained",
+            f"encoder.preset={preset}",
+            "encoder.freeze=1",
+            "text.answer_max_length=12",
+            *overrides,
+            train=data,
+        )
+        return train_run(config, tmp_path / name).run_dir
+
+    _, task, fine_tuned = load_run(run("plain"))
+    _, _, averaged = load_run(run("averaged", "task.weight_averaging=0.25"))
+    start = task.build_model()  # the preset's weights, as training started
+    paths = [v.path for v in start.weights]
+    assert [v.path for v in fine_tuned.weights] == [v.path for v in averaged.weights] == paths
+    moved = 0
+    for tuned, mixed, first in zip(fine_tuned.weights, averaged.weights, start.weights, strict=True):
+        tuned, mixed, first = tuned.numpy(), mixed.numpy(), first.numpy()
+        if np.array_equal(tuned, first):  # frozen (encoder.freeze=1): the start's exactly
+            np.testing.assert_array_equal(mixed, first)
+        else:
+            moved += 1
+            np.testing.assert_allclose(mixed, 0.25 * tuned + 0.75 * first, atol=1e-6)
+    assert moved > 0  # training changed the encoder, so the average is not the start again
+    assert moved < len(paths)  # and the frozen embeddings stayed
+
+
+def test_weight_averaging_needs_a_dual_encoder_that_started_from_trained_weights() -> None:
+    with pytest.raises(
+        UserError, match=r"task\.weight_averaging \(0\.5\) averages a dual encoder .* for task\.type classify"
+    ):
+        tiny_config("task.weight_averaging=0.5")
+    with pytest.raises(
+        UserError, match=r"got encoder\.type gru without init\.source, which starts from random weights"
+    ):
+        tiny_config("task.type=retrieve", "task.weight_averaging=0.5")
+    with pytest.raises(UserError, match=r"task\.weight_averaging"):
+        tiny_config("task.type=retrieve", "task.weight_averaging=0")
+    assert tiny_config("task.type=retrieve", "task.weight_averaging=0.5", "init.source=runs/base")

@@ -9,9 +9,11 @@ answers are known and the questions are new; evaluation ranks each test
 question against the whole bank. Unlike a classifier, the bank can grow
 without retraining (`qa-assistant index`).
 
-After training, a cosine threshold is calibrated on the validation split
-when it has enough questions and the threshold helps there (`finalize`); the
-export answers `task.fallback_answer` below it. `text.answer_max_length:
+After training, `task.weight_averaging` below 1 moves the trained weights
+part of the way back to the ones training started from, and a cosine
+threshold is calibrated on the validation split when it has enough questions
+and the threshold helps there (`finalize`); the export answers
+`task.fallback_answer` below it. `text.answer_max_length:
 null` is set from the training answers' lengths (`settings_from_data`).
 """
 
@@ -73,6 +75,7 @@ class RetrievalTask(Task):
         self._right_answers: dict[str, set[str]] = {}  # question -> its answers in all the data
         self.threshold: float | None = None
         self.calibration: dict[str, Any] = {}
+        self._start_weights: dict[str, np.ndarray] | None = None  # by path, for `task.weight_averaging` < 1
 
     # -- preprocessing -------------------------------------------------------
 
@@ -322,14 +325,42 @@ class RetrievalTask(Task):
         metrics = ranking_metrics(scored.rank)
         return {"mrr": metrics["mrr"], "recall_at_1": metrics["recall_at_1"]}
 
-    def finalize(self, model: keras.Model, splits: Splits) -> None:
-        """Sets the fallback threshold: `task.threshold`, or calibrated on the validation split.
+    def remember_start(self, model: keras.Model) -> None:
+        if self.config.task.weight_averaging < 1:
+            self._start_weights = {v.path: v.numpy() for v in model.weights}
 
-        A calibrated threshold needs `task.threshold_min_questions` validation
-        questions and must raise the accuracy of the answered ones there
-        (`serving.bank.fallback_threshold`); otherwise none is applied and
-        the log says why.
+    def average_with_start(self, model: keras.Model) -> None:
+        """Every weight becomes `a` × its trained value + (1 − `a`) × its starting value.
+
+        `a` is `task.weight_averaging`. Weights are matched by path, which a model
+        read back from its file keeps (a multi-worker run's chief reads it back
+        before `finalize`); frozen weights did not move and stay exactly as
+        they were.
         """
+        share = self.config.task.weight_averaging
+        if share >= 1:
+            return
+        if self._start_weights is None:
+            raise RuntimeError("remember_start was not called before training")  # a bug, not a user error
+        for variable in model.weights:
+            trained, start = variable.numpy(), self._start_weights[variable.path]
+            if np.issubdtype(trained.dtype, np.floating) and not np.array_equal(trained, start):
+                variable.assign(share * trained + (1 - share) * start)
+        log.info(
+            "weights averaged: %.2f × fine-tuned + %.2f × starting (task.weight_averaging)", share, 1 - share
+        )
+
+    def finalize(self, model: keras.Model, splits: Splits) -> None:
+        """Averages the weights with the starting ones, then sets the fallback threshold.
+
+        The averaging (`average_with_start`) happens only with
+        `task.weight_averaging` below 1. The threshold is `task.threshold`, or
+        calibrated on the validation split: that needs
+        `task.threshold_min_questions` validation questions and must raise the
+        accuracy of the answered ones there (`serving.bank.fallback_threshold`);
+        otherwise none is applied and the log says why.
+        """
+        self.average_with_start(model)
         task = self.config.task
         if task.fallback_answer is None:
             self.threshold, reason = None, "task.fallback_answer is null"
