@@ -1,8 +1,8 @@
 """Two cheap ways to lift a fine-tuned dual encoder, measured on finished runs.
 
 Reads the fine-tuned runs that compare_retrieval.py leaves (RUNS/seed-N/SYSTEM, one
-per split; SYSTEM `pretrained` for MiniLM, the default, or `mpnet`) and, on each split, scores two post-hoc combinations that need no
-training:
+per split; SYSTEM is `pretrained` for MiniLM, the default, or `mpnet`) and, on each
+split, scores two post-hoc combinations that need no training:
 
   lexical fusion    score = dense cosine + w × TF-IDF cosine (compare_retrieval's TF-IDF:
                     word 1-2-grams, an answer is its text plus its training questions)
