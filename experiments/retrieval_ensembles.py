@@ -38,6 +38,7 @@ from qa_assistant.errors import UserError, run_script
 from qa_assistant.layout import split_file
 from qa_assistant.metrics.baselines import tfidf_answer_scores
 from qa_assistant.metrics.ranking import rank_candidates, ranking_metrics
+from qa_assistant.tasks.retrieval.task import average_weights
 from qa_assistant.tasks.runs import load_run
 
 FUSION_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)  # 0: the run as trained
@@ -99,11 +100,12 @@ def score_run(run: Path) -> tuple[Scores, float]:
         }
 
     tuned = [v.numpy() for v in model.weights]
-    pretrained = [v.numpy() for v in task.build_model().weights]  # the preset's weights, untrained
-    if [a.shape for a in tuned] != [b.shape for b in pretrained]:
+    pretrained = {v.path: v.numpy() for v in task.build_model().weights}  # the preset's weights, untrained
+    if [(v.path, v.shape) for v in model.weights] != [(k, w.shape) for k, w in pretrained.items()]:
         raise UserError(f"'{run}': the trained model's weights do not match its preset's")
     for a in AVERAGING_WEIGHTS:
-        model.set_weights([a * t + (1 - a) * p for t, p in zip(tuned, pretrained, strict=True)])
+        model.set_weights(tuned)
+        average_weights(model, pretrained, a)  # what `task.weight_averaging: a` does after training
         for name in SPLITS:
             _, references, bank, cosine = task.bank_scores(model, frames[name])
             found["weight averaging"].setdefault(name, {})[a] = recall_at_1(cosine, references, bank)

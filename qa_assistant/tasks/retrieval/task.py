@@ -342,10 +342,7 @@ class RetrievalTask(Task):
             return
         if self._start_weights is None:
             raise RuntimeError("remember_start was not called before training")  # a bug, not a user error
-        for variable in model.weights:
-            trained, start = variable.numpy(), self._start_weights[variable.path]
-            if np.issubdtype(trained.dtype, np.floating) and not np.array_equal(trained, start):
-                variable.assign(share * trained + (1 - share) * start)
+        average_weights(model, self._start_weights, share)
         log.info(
             "weights averaged: %.2f × fine-tuned + %.2f × starting (task.weight_averaging)", share, 1 - share
         )
@@ -467,6 +464,18 @@ class RetrievalTask(Task):
         state = json.loads((directory / RETRIEVAL_FILE).read_text(encoding="utf-8"))
         self.threshold = state.pop("threshold")
         self.calibration = state
+
+
+def average_weights(model: keras.Model, start: dict[str, np.ndarray], share: float) -> None:
+    """Sets each weight of `model` to `share` × its value + (1 − `share`) × `start[its path]`.
+
+    Weights that equal their start (frozen ones) and non-float ones are left
+    exactly as they are.
+    """
+    for variable in model.weights:
+        trained, first = variable.numpy(), start[variable.path]
+        if np.issubdtype(trained.dtype, np.floating) and not np.array_equal(trained, first):
+            variable.assign(share * trained + (1 - share) * first)
 
 
 def _answers(bundle: ServingBundle, questions: list[str]) -> dict[str, np.ndarray]:
