@@ -236,6 +236,9 @@ _INCOMPARABLE = {
     ("lm", "val_loss"): _TOKENS,
     ("lm", "val_accuracy"): _TOKENS,
 }
+# Keys that act on the finished model, after the per-epoch validation that ranks the points:
+# points that differ only in them have the same validation history.
+_AFTER_VALIDATION = ("task.weight_averaging",)
 # The validation metric to choose by instead, per task type.
 _COMPARABLE_MONITOR = {"retrieve": "val_mrr", "classify": "val_accuracy", "generate": "val_rouge_l"}
 
@@ -247,7 +250,8 @@ def check_comparable(config: Config, grid: Mapping[str, Sequence[Any]]) -> None:
     one with label smoothing with one without; a retrieval model's loss and
     in-batch accuracy also depend on how many answers share a batch, a token
     loss on the tokens it averages over, and every value on which questions
-    the validation split holds.
+    the validation split holds. Keys applied after training
+    (`task.weight_averaging`) leave the validation history unchanged.
 
     Raises:
         UserError: naming the varied keys (and a monitor that compares them, where one does).
@@ -259,6 +263,13 @@ def check_comparable(config: Config, grid: Mapping[str, Sequence[Any]]) -> None:
         raise UserError(
             f"the grid varies {', '.join(split)}, which changes the validation questions, so the points "
             "could not be chosen between; expected a grid of model and training keys"
+        )
+    after = [k for k in varied if k in _AFTER_VALIDATION]
+    if after:
+        raise UserError(
+            f"the grid varies {', '.join(after)}, which is applied to the finished model after the "
+            "per-epoch validation that ranks the points, so it could not be chosen by it; expected "
+            "qa-assistant tune, which scores each finished model (e.g. --space task.weight_averaging=1,0.75,0.5)"
         )
     clashing = [k for k in varied if k in _INCOMPARABLE.get((task, monitor), ())]
     if clashing:

@@ -268,6 +268,11 @@ def test_a_diverged_point_is_never_chosen() -> None:
             "changes the validation questions",
         ),
         (["task.type=generate"], "text.tokenizer=word,wordpiece", "text.tokenizer, which changes what"),
+        (
+            ["task.type=retrieve", "train.monitor=val_mrr", "init.source=runs/base"],
+            "task.weight_averaging=1,0.5",
+            "task.weight_averaging, which is applied to the finished model after the per-epoch validation",
+        ),
     ],
 )
 def test_a_grid_whose_monitor_measures_different_things_per_point_is_refused(

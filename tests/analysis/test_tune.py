@@ -105,9 +105,23 @@ def test_default_spaces_follow_the_task_and_encoder() -> None:
     assert scratch["train.learning_rate"].low == pytest.approx(2e-4)
     assert scratch["encoder.units"].choices[0] == 128  # the config's own value first
     retrieval = default_space(load_config(["experiments/configs/retrieval_pretrained.yaml"]))
-    assert set(retrieval) == {"train.learning_rate", "encoder.freeze", "train.epochs", "task.temperature"}
+    assert set(retrieval) == {
+        "train.learning_rate",
+        "encoder.freeze",
+        "train.epochs",
+        "task.temperature",
+        "task.weight_averaging",
+    }
     assert retrieval["encoder.freeze"].choices == ("2", "none", "4")
     assert (retrieval["train.epochs"].low, retrieval["train.epochs"].high) == (1, 4)
+    assert retrieval["task.weight_averaging"].choices == (1.0, 0.75, 0.5)
+    mpnet = default_space(load_config(["experiments/configs/retrieval_mpnet.yaml"]))
+    assert mpnet["task.weight_averaging"].choices == (0.75, 1.0, 0.5)  # the config's own value first
+    # From scratch there is no starting encoder to average with; after --init-from there is.
+    scratch_retrieval = load_config(["experiments/configs/retrieval_gru.yaml"])
+    assert "task.weight_averaging" not in default_space(scratch_retrieval)
+    personal = load_config(["experiments/configs/retrieval_gru.yaml"], ["init.source=runs/base"])
+    assert default_space(personal)["task.weight_averaging"].choices == (1.0, 0.75, 0.5)
 
 
 @pytest.mark.large  # slow (20-60 s with its fixture); CI runs it after the default suite (.ci/run)

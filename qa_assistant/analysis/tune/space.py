@@ -95,8 +95,9 @@ def default_space(config: Config) -> dict[str, Param]:
     config's. Encoders trained from scratch: encoder and embedding dropout and
     the width (half, same, double). Pretrained encoders: how many lower blocks
     stay frozen and, without early stopping, the number of epochs. Retrieval
-    with a fixed temperature: the temperature. Classification: label
-    smoothing. LoRA: the rank.
+    with a fixed temperature: the temperature; retrieval from trained weights
+    (a preset or `init.source`): the weight averaging with them. Classification:
+    label smoothing. LoRA: the rank.
     """
     lr = config.train.learning_rate
     space = [Param("train.learning_rate", "float", lr / 5, lr * 5, log=True)]
@@ -117,6 +118,10 @@ def default_space(config: Config) -> dict[str, Param]:
         space.append(Param("task.label_smoothing", "float", 0.0, 0.2))
     if task == "retrieve" and not config.task.learn_temperature:
         space.append(Param("task.temperature", "float", 0.02, 0.2, log=True))
+    if task == "retrieve" and (encoder.type == "pretrained" or config.init.source):
+        # Applied to each fold's finished model before it is scored, so the objective sees it.
+        share = config.task.weight_averaging
+        space.append(Param("task.weight_averaging", "choice", choices=_with(share, (1.0, 0.75, 0.5))))
     return {p.key: p for p in space}
 
 
