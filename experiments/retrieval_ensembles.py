@@ -12,9 +12,10 @@ split, scores two post-hoc combinations that need no training:
 Every grid point ranks the run's validation and test questions against the whole bank.
 The weight that each split's validation recall@1 prefers (ties go to the plain
 fine-tuned model) is the one reported, as a user without test labels would choose it;
-test recall@1 at every grid point is printed beside it. The chosen combination is
-compared with the plain fine-tuned model over the same splits (corrected resampled
-paired t-test). Tables go to RUNS/retrieval_ensembles_SYSTEM.md.
+test recall@1 at every grid point is printed beside it. Each fixed grid value (the
+same on every split, as a config key sets it) and the chosen combination are compared
+with the plain fine-tuned model over the same splits (corrected resampled paired
+t-tests, Holm over the rows). Tables go to RUNS/retrieval_ensembles_SYSTEM.md.
 
 Usage:
     python experiments/compare_retrieval.py ... --systems pretrained --seeds 1 2 3 4 5 --output RUNS
@@ -140,7 +141,17 @@ def method_report(
         f"test recall@1 {fold_summary(picked).shown()} against {fold_summary(as_trained).shown()} as trained.",
         "",
         paired_tests_table(
-            {f"{method}, chosen on validation": (as_trained, picked)},
+            {
+                **{
+                    f"{method}, {name} = {value:g} on every split": (
+                        as_trained,
+                        [run["test"][value] for run in runs],
+                    )
+                    for value in runs[0]["test"]
+                    if value != plain
+                },
+                f"{method}, chosen on validation": (as_trained, picked),
+            },
             ratio,
             row="comparison",
             difference="difference (test recall@1)",
