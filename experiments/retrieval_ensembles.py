@@ -135,23 +135,20 @@ def method_report(
     picks = [chosen(run["validation"], plain) for run in runs]
     picked = [run["test"][w] for run, w in zip(runs, picks, strict=True)]
     as_trained = [run["test"][plain] for run in runs]
+    # Each fixed value (as a config key sets it), then the per-split validation choice.
+    compared = {
+        f"{method}, {name} = {value:g} on every split": (as_trained, [run["test"][value] for run in runs])
+        for value in runs[0]["test"]
+        if value != plain
+    }
+    compared[f"{method}, chosen on validation"] = (as_trained, picked)
     lines += [
         "",
         f"Chosen on each split's validation questions: {name} = {', '.join(f'{w:g}' for w in picks)}; "
         f"test recall@1 {fold_summary(picked).shown()} against {fold_summary(as_trained).shown()} as trained.",
         "",
         paired_tests_table(
-            {
-                **{
-                    f"{method}, {name} = {value:g} on every split": (
-                        as_trained,
-                        [run["test"][value] for run in runs],
-                    )
-                    for value in runs[0]["test"]
-                    if value != plain
-                },
-                f"{method}, chosen on validation": (as_trained, picked),
-            },
+            compared,
             ratio,
             row="comparison",
             difference="difference (test recall@1)",

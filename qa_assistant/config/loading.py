@@ -164,7 +164,7 @@ def _check_task(config: Config) -> None:
             f"task.weight_averaging ({config.task.weight_averaging}) averages a dual encoder with its "
             f"starting weights; expected 1 for task.type {config.task.type}"
         )
-    if config.task.weight_averaging != 1 and config.encoder.type != "pretrained" and not config.init.source:
+    if config.task.weight_averaging != 1 and not config.starts_trained:
         raise UserError(
             f"task.weight_averaging ({config.task.weight_averaging}) averages the fine-tuned encoder with "
             f"the one it started from; got encoder.type {config.encoder.type} without init.source, which "

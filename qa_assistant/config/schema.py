@@ -596,6 +596,14 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     tensorboard: TensorBoardConfig = field(default_factory=TensorBoardConfig)
 
+    @property
+    def starts_trained(self) -> bool:
+        """Whether the encoder starts from trained weights (a pretrained preset or `init.source`).
+
+        What `task.weight_averaging` needs: a start worth averaging with.
+        """
+        return self.encoder.type == "pretrained" or bool(self.init.source)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict, suitable for YAML or JSON."""
         return dataclasses.asdict(self)

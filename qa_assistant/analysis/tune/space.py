@@ -118,7 +118,7 @@ def default_space(config: Config) -> dict[str, Param]:
         space.append(Param("task.label_smoothing", "float", 0.0, 0.2))
     if task == "retrieve" and not config.task.learn_temperature:
         space.append(Param("task.temperature", "float", 0.02, 0.2, log=True))
-    if task == "retrieve" and (encoder.type == "pretrained" or config.init.source):
+    if task == "retrieve" and config.starts_trained:
         # Applied to each fold's finished model before it is scored, so the objective sees it.
         share = config.task.weight_averaging
         space.append(Param("task.weight_averaging", "choice", choices=_with(share, (1.0, 0.75, 0.5))))
