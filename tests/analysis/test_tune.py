@@ -298,6 +298,33 @@ def test_only_a_fold_trained_from_its_start_times_the_next(
     assert len(plan.fold_seconds) == 1
 
 
+def test_a_fold_stops_training_early_enough_to_leave_its_evaluation_time(
+    base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    import qa_assistant.analysis.tune.search as module
+    import qa_assistant.training.runner as runner
+    from qa_assistant.analysis.tune.search import _Plan, _train_fold
+
+    config = load_config([base], FAST)
+    clock, left = [0.0], []  # the budget left at each fold's training deadline
+
+    def fake_train_run(config, directory, deadline=None):
+        left.append(deadline - time.time())
+        clock[0] += 100.0  # 70 s of training, 30 s around it
+        return SimpleNamespace(already_finished=False, metrics={"train_seconds": 70.0})
+
+    monkeypatch.setattr(runner, "train_run", fake_train_run)
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+    plan = _Plan(config, tmp_path / POOL_FILE, tmp_path, 2, "accuracy", 1000.0, [])
+    for fold in range(2):
+        _train_fold(0, config, tmp_path, (fold, 2), plan, seed=config.train.seed)
+    # The first fold trains up to the budget's end; the second stops 30 s before it.
+    assert left == [pytest.approx(1000.0, abs=1.0), pytest.approx(900.0 - 30.0, abs=1.0)]
+    assert plan.finish_seconds == [30.0, 30.0]
+
+
 def test_the_starting_config_is_trial_0_or_its_requeued_copy() -> None:
     from qa_assistant.analysis.tune.outputs import TrialRecord, _starting_record
 

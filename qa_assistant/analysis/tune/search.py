@@ -8,7 +8,7 @@ import logging
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,16 @@ def tune(
         study.enqueue_trial({k: starting[k] for k in space})
     _requeue_unfinished(study)
 
-    plan = _Plan(base, pool, root, folds, metric, started + budget_seconds, _fold_seconds(study))
+    plan = _Plan(
+        base,
+        pool,
+        root,
+        folds,
+        metric,
+        started + budget_seconds,
+        _timed(study, "fold_seconds"),
+        _timed(study, "finish_seconds"),
+    )
     checked = partial(_checked, confirm, trials, budget_seconds)
     stopped_by = _search(study, space, trials, plan, checked)
     scored = checked(plan.mean_fold() * folds)
@@ -137,7 +146,12 @@ def _checked(confirm: int, trials: int, budget_seconds: float, trial_seconds: fl
 
 @dataclass
 class _Plan:
-    """What every fold of the call shares: the starting config, the pool, the budget, the fold times."""
+    """What every fold of the call shares: the starting config, the pool, the budget, the fold times.
+
+    `finish_seconds` are the parts of fresh folds spent outside training (building the model,
+    then saving it and scoring the test split): a fold's training stops that long before the
+    budget ends, so that a fold finishing its last epoch at the deadline does not overrun it.
+    """
 
     base: Config
     pool: Path
@@ -146,9 +160,13 @@ class _Plan:
     metric: str
     budget_end: float
     fold_seconds: list[float]
+    finish_seconds: list[float] = field(default_factory=list)
 
     def mean_fold(self) -> float:
         return float(np.mean(self.fold_seconds)) if self.fold_seconds else 0.0
+
+    def mean_finish(self) -> float:
+        return float(np.mean(self.finish_seconds)) if self.finish_seconds else 0.0
 
 
 def _starting_point(
@@ -219,8 +237,9 @@ def _search(study: Any, space: Mapping[str, Param], trials: int, plan: _Plan, ch
     return "trials"
 
 
-def _fold_seconds(study: Any) -> list[float]:
-    return [t.user_attrs["fold_seconds"] for t in study.trials if "fold_seconds" in t.user_attrs]
+def _timed(study: Any, key: str) -> list[float]:
+    """The per-trial means of `key` (`fold_seconds`, `finish_seconds`) that earlier calls recorded."""
+    return [t.user_attrs[key] for t in study.trials if key in t.user_attrs]
 
 
 def _confirmed(study: Any, folds: int) -> dict[str, list[float]]:
@@ -361,6 +380,7 @@ def _run_trial(trial: Any, plan: _Plan) -> str:
             return _end(trial, states.FAIL, stop.note, scores, stop.outcome)
         if len(plan.fold_seconds) > timed:
             trial.set_user_attr("fold_seconds", plan.mean_fold())
+            trial.set_user_attr("finish_seconds", plan.mean_finish())
         scores.append(_score(trial, result.metrics, metric, first=trial.number == 0 and fold == 0))
         results.append(result)
         trial.report(float(np.mean(scores)), fold)
@@ -390,7 +410,9 @@ def _train_fold(
     number: int, config: Config, parent: Path, fold_of: tuple[int, int], plan: _Plan, *, seed: int
 ) -> Any:
     """Trains fold `fold_of[0]` of `fold_of[1]` for trial `number` in the partition of `seed` (reusing
-    a finished one); adds its time to `plan.fold_seconds` if it started fresh.
+    a finished one); adds its time to `plan.fold_seconds`, and its time outside training to
+    `plan.finish_seconds`, if it started fresh. Its training stops `plan.mean_finish()` before the
+    budget ends, which leaves the time its evaluation takes on average.
 
     Raises:
         _TrialStoppedError: no time for another fold, the budget ran out inside it
@@ -413,7 +435,7 @@ def _train_fold(
         result = train_run(
             fold_config(config, folds, fold, seed),
             directory,
-            deadline=time.time() + (plan.budget_end - time.monotonic()),
+            deadline=time.time() + (plan.budget_end - time.monotonic()) - plan.mean_finish(),
         )
     except DeadlineError:
         log.info("tune: the budget ran out in fold %d of trial %d (it resumes there)", fold, number)
@@ -422,7 +444,9 @@ def _train_fold(
         log.warning("tune: trial %d failed: %s", number, error)
         raise _TrialStoppedError("failed", f"failed: {error}") from None
     if fresh and not result.already_finished:  # the mean fold time that decides whether another fits
-        plan.fold_seconds.append(time.monotonic() - fold_started)
+        seconds = time.monotonic() - fold_started
+        plan.fold_seconds.append(seconds)
+        plan.finish_seconds.append(max(seconds - float(result.metrics.get("train_seconds", seconds)), 0.0))
     return result
 
 
