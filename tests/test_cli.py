@@ -1,5 +1,6 @@
 """The `qa-assistant` command as a user runs it: subprocesses, exit codes, output."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -171,11 +172,31 @@ def test_user_errors_are_one_line_and_write_nothing(tmp_path: Path) -> None:
             ["is not an exported model"],
         ),
         (["export", "--run", str(tmp_path), "--name", "x"], ["is not a finished run directory"]),
+        (
+            ["evaluate", "--model", str(tmp_path / "nothere"), "--data", "onecol.csv"],
+            ["is neither a trained run directory nor an exported model", "expected RUN_DIR"],
+        ),
     ]
     for args, fragments in cases:
         assert_user_error(cli(*args, cwd=tmp_path), *fragments)
     assert not out.exists()
     assert not (tmp_path / "saved_models").exists()
+
+
+def test_evaluate_prints_numbers_in_the_table_and_text_facts_under_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import qa_assistant.serving.evaluate as evaluate
+    from qa_assistant.cli import commands
+
+    facts = {"bleu": 0.25, "num_examples": 3, "bleu_signature": "nrefs:1|case:mixed|tok:13a"}
+    monkeypatch.setattr(evaluate, "evaluate_path", lambda model, data: facts)
+    args = argparse.Namespace(model="saved_models/writer", data="test.jsonl", json=False)
+    assert commands.evaluate_command(args) == 0
+    table, _, row, signature = capsys.readouterr().out.strip().splitlines()
+    assert table == "| model | bleu | num_examples |"
+    assert row == "| saved_models/writer | 0.250 | 3 |"
+    assert signature == "bleu_signature: nrefs:1|case:mixed|tok:13a"
 
 
 def test_two_runs_of_one_config_started_in_the_same_second_get_two_directories(

@@ -222,8 +222,13 @@ def evaluate_command(args: argparse.Namespace) -> int:
     metrics = evaluate_path(args.model, args.data)
     if args.json:
         print(json.dumps(metrics, indent=2))
-    else:
-        print(format_table({str(args.model): metrics}))
+        return 0
+    # Text facts (sacreBLEU's signature holds `|`) go under the table, not into its cells.
+    numbers = [k for k, v in metrics.items() if v is None or isinstance(v, int | float)]
+    print(format_table({str(args.model): metrics}, numbers))
+    for key, value in metrics.items():
+        if key not in numbers:
+            print(f"{key}: {value}")
     return 0
 
 

@@ -90,7 +90,14 @@ def check_files(data: DataConfig) -> None:
 
 
 class MissingColumnsError(UserError):
-    """The source was read but lacks a question, answer or label column."""
+    """The source was read but lacks a question, answer or label column.
+
+    `found` holds the columns it has, for callers that word the fix their own way.
+    """
+
+    def __init__(self, message: str, found: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.found = found or []
 
 
 def load_pairs(
@@ -127,7 +134,8 @@ def load_pairs(
     required = [question_column, answer_column, *extra_columns]
     missing = [c for c in dict.fromkeys(required) if c not in frame.columns]
     if missing:
-        raise MissingColumnsError(_missing_columns_message(spec, missing, list(frame.columns), extra_columns))
+        found = [str(c) for c in frame.columns]
+        raise MissingColumnsError(_missing_columns_message(spec, missing, found, extra_columns), found)
     repeated = [c for c in dict.fromkeys(required) if c in frame.attrs.get("repeated_columns", ())]
     if repeated:
         raise UserError(
@@ -166,13 +174,24 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+def columns_hint(missing: list[str], found: list[str]) -> str:
+    """A guess at why a file lacks columns: a wrong delimiter, or no header row ("" if neither).
+
+    A header of numbers or of phrases (a cell with a space: "What is AI?") is
+    read as a first data row; a header of other names (`prompt`, `reply`) is
+    just other names.
+    """
+    if len(found) == 1 and any(sep in found[0] for sep in ";|\t,"):
+        return " (the header is a single column: is the delimiter right for this file type?)"
+    looks_like_data = all(c.replace(".", "").isdigit() for c in found) or any(" " in c.strip() for c in found)
+    if missing and looks_like_data:
+        return " (the first row is read as the header: does the file have one?)"
+    return ""
+
+
 def _missing_columns_message(spec: str, missing: list[str], found: list[str], labels: tuple[str, ...]) -> str:
     shown = ", ".join(repr(c) for c in found[:20]) or "none"
-    hint = ""
-    if len(found) == 1 and any(sep in found[0] for sep in ";|\t,"):
-        hint = " (the header is a single column: is the delimiter right for this file type?)"
-    elif len(missing) == len(found) or all(c.replace(".", "").isdigit() for c in found):
-        hint = " (the first row is read as the header: does the file have one?)"
+    hint = columns_hint(missing, found)
     if all(c in labels for c in missing):  # only the classification target's column
         fix = "set data.target to one of the columns found, or to answer"
     else:

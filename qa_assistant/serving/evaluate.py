@@ -12,8 +12,16 @@ import yaml
 
 from qa_assistant.config import Config, from_dict
 from qa_assistant.data.prepare import clean_pairs
-from qa_assistant.data.sources import MissingColumnsError, load_pairs
-from qa_assistant.layout import CONFIG_FILE, EXTRA_DIR, RETRIEVAL_FILE, has_trained_model
+from qa_assistant.data.sources import MissingColumnsError, columns_hint, load_pairs
+from qa_assistant.errors import UserError
+from qa_assistant.layout import (
+    CONFIG_FILE,
+    EXTRA_DIR,
+    RETRIEVAL_FILE,
+    export_versions,
+    has_trained_model,
+    is_export,
+)
 from qa_assistant.metrics.generation import evaluate_generation
 from qa_assistant.metrics.ranking import (
     classification_metrics,
@@ -47,6 +55,11 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
         UserError: not a run or export, or a bad data file.
     """
     model = Path(model)
+    if not has_trained_model(model) and not is_export(model) and not export_versions(model):
+        raise UserError(
+            f"'{model}' is neither a trained run directory nor an exported model; expected RUN_DIR "
+            "(as qa-assistant train wrote it), saved_models/NAME or saved_models/NAME/VERSION"
+        )
     if has_trained_model(model):
         config, task, keras_model = load_run(model)
         frame = _load(config, data)
@@ -131,28 +144,47 @@ def export_config(path: Path) -> Config:
 
 
 def _load(config: Config, spec: str):
-    """The cleaned rows of `spec`, read with the run's column names or, failing those, `question`/`answer`.
+    """The cleaned rows of `spec`, read as `read_model_pairs` reads them (the test split of a TFDS spec)."""
+    target = config.data.target
+    labels = () if config.task.type != "classify" or target in ("answer", "question") else (target,)
+    raw = read_model_pairs(config, spec, extra_columns=labels, default_split="test")
+    frame, _ = clean_pairs(raw, config.text, deduplicate=False, label_columns=labels, source=spec)
+    return frame
+
+
+def read_model_pairs(
+    config: Config, spec: str, *, extra_columns: tuple[str, ...] = (), default_split: str = "train"
+) -> Any:
+    """The rows of `spec` for a trained model: read with the model's column names or, failing
+    those, `question`/`answer`.
 
     A run trained on a file with other column names (`data.question_column: q`)
     still writes its splits (`RUN_DIR/data/*.jsonl`) as `question`/`answer`, and
-    those must evaluate too.
+    those must read too. The commands that call this (`evaluate`, `index`) take
+    no `--set`, so a file with neither pair is told to rename its columns.
+
+    Raises:
+        UserError: a bad data file, or neither pair of columns (with `extra_columns`).
     """
-    target = config.data.target
-    labels = () if config.task.type != "classify" or target in ("answer", "question") else (target,)
-    columns = (config.data.question_column, config.data.answer_column)
-    options = {"extra_columns": labels, "default_split": "test"}
-    try:
-        raw, _ = load_pairs(spec, question_column=columns[0], answer_column=columns[1], **options)
-    except MissingColumnsError as first:
-        if columns == CANONICAL_COLUMNS:
-            raise
+    model_columns = (config.data.question_column, config.data.answer_column)
+    tried = list(dict.fromkeys([model_columns, CANONICAL_COLUMNS]))
+    for question, answer in tried:
         try:
             raw, _ = load_pairs(
-                spec, question_column=CANONICAL_COLUMNS[0], answer_column=CANONICAL_COLUMNS[1], **options
+                spec,
+                question_column=question,
+                answer_column=answer,
+                extra_columns=extra_columns,
+                default_split=default_split,
             )
-        except MissingColumnsError:
-            raise MissingColumnsError(
-                f"{first} (or {CANONICAL_COLUMNS[0]!r}/{CANONICAL_COLUMNS[1]!r}, as in the run's own split files)"
-            ) from None
-    frame, _ = clean_pairs(raw, config.text, deduplicate=False, label_columns=labels, source=spec)
-    return frame
+            return raw
+        except MissingColumnsError as error:
+            found = error.found
+    expected = " or ".join(", ".join(repr(c) for c in (*pair, *extra_columns)) for pair in tried)
+    shown = ", ".join(repr(c) for c in found[:20]) or "none"
+    hint = columns_hint([c for c in (*model_columns, *extra_columns) if c not in found], found)
+    raise MissingColumnsError(
+        f"'{spec}' has the columns {shown}{hint}; expected {expected} (the model's columns, or those "
+        "of a run's own split files): rename the file's columns",
+        found,
+    )

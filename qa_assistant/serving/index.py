@@ -19,10 +19,9 @@ import numpy as np
 import tensorflow as tf
 
 from qa_assistant.data.prepare import clean_strings
-from qa_assistant.data.sources import load_pairs
 from qa_assistant.errors import UserError
 from qa_assistant.layout import EXTRA_DIR, model_directory, resolve_export
-from qa_assistant.serving.evaluate import export_config
+from qa_assistant.serving.evaluate import export_config, read_model_pairs
 from qa_assistant.serving.export import HOSTILE_QUESTIONS, check_parity, publish, replay_warmup
 from qa_assistant.serving.savedmodel import INPUT_NAME, SIGNATURE, load_signature
 from qa_assistant.serving.warmup import WARMUP_FILE, rename_warmup
@@ -107,9 +106,7 @@ def index_answers(
 def _read_pairs(source: Path, spec: str) -> tuple[list[str], list[str]]:
     """Questions (cleaned as requests are) and answers (cleaned for display) of `spec`."""
     config = export_config(source)
-    raw, _ = load_pairs(
-        spec, question_column=config.data.question_column, answer_column=config.data.answer_column
-    )
+    raw = read_model_pairs(config, spec)
     answers = clean_strings(raw["answer"].astype(str).tolist(), config.text, for_display=True)
     questions = clean_strings(raw["question"].astype(str).tolist(), config.text)
     keep = [i for i, a in enumerate(answers) if a]

@@ -70,6 +70,11 @@ HOSTILE_ERRORS = [
         "1,2\n3,4\n",
         "columns found: '1', '2' (the first row is read as the header: does the file have one?)",
     ),
+    (
+        "prose.csv",
+        "What is AI?,Artificial intelligence.\nWho are you?,A bot.\n",
+        "columns found: 'What is AI?', 'Artificial intelligence.' (the first row is read as the header",
+    ),
     ("tabs.csv", "question\tanswer\nq\ta\n", "the header is a single column: is the delimiter right"),
     ("commas.tsv", "question,answer\nq,a\n", "the header is a single column: is the delimiter right"),
     ("binary.csv", bytes(range(256)) * 4, "is not UTF-8"),

@@ -185,7 +185,9 @@ def test_a_run_on_renamed_columns_evaluates_its_own_split_files(trained: Path, t
     frame.rename(columns={"question": "q", "answer": "a"}).to_csv(tmp_path / "qa.csv", index=False)
     assert evaluate_path(renamed, str(tmp_path / "qa.csv")) == expected
     frame.rename(columns={"question": "x", "answer": "y"}).to_csv(tmp_path / "xy.csv", index=False)
-    with pytest.raises(UserError, match=r"no column 'q', 'a'.*or 'question'/'answer'"):
+    with pytest.raises(
+        UserError, match=r"columns 'x', 'y'; expected 'q', 'a' or 'question', 'answer' \(.*rename"
+    ):
         evaluate_path(renamed, str(tmp_path / "xy.csv"))
 
 

@@ -277,6 +277,18 @@ def test_index_from_the_command_line(exported: Path, tmp_path: Path) -> None:
     assert answer.extra["matched_question"] == "when is lunch?"
 
 
+def test_index_of_a_file_with_other_columns_says_to_rename_them(exported: Path, tmp_path: Path) -> None:
+    # `index` takes no --set, so the fix for other column names is renaming them.
+    (tmp_path / "other.tsv").write_text("prompt\treply\nwhen is lunch?\tLunch is at noon.\n")
+    with pytest.raises(UserError) as error:
+        index_answers(exported.parent, str(tmp_path / "other.tsv"), "faq", tmp_path)
+    message = str(error.value)
+    assert "has the columns 'prompt', 'reply'; expected 'question', 'answer'" in message
+    assert message.endswith("rename the file's columns")
+    assert "data.question_column" not in message
+    assert not (tmp_path / "faq").exists()
+
+
 def test_index_refuses_an_export_without_a_bank(tmp_path: Path) -> None:
     module = tf.Module()
     module.f = tf.function(
