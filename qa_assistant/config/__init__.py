@@ -1,6 +1,6 @@
 """Typed run configuration: the schema (`schema.py`) and building it from YAML and overrides (`loading.py`)."""
 
-from qa_assistant.config.loading import from_dict, load_config, parse_override
+from qa_assistant.config.loading import check_decoding_options, from_dict, load_config, parse_override
 from qa_assistant.config.schema import (
     AugmentConfig,
     Config,
@@ -33,6 +33,7 @@ __all__ = [
     "TensorBoardConfig",
     "TextConfig",
     "TrainConfig",
+    "check_decoding_options",
     "from_dict",
     "load_config",
     "parse_override",

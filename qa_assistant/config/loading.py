@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from qa_assistant.config.schema import Config
+from qa_assistant.config.schema import Config, DecodingConfig
 from qa_assistant.errors import UserError, closest
 
 
@@ -208,8 +208,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        what = "a directory" if path.is_dir() else "no such file"
-        raise UserError(f"config file '{path}' is {what}; expected a YAML file")
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise UserError(f"config file '{path}' {what}; expected a YAML file")
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as error:
@@ -250,6 +250,32 @@ def parse_override(item: str, *, what: str = "override", form: str = "section.ke
     return key, value
 
 
+def check_decoding_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Per-request decoding options (`qa-assistant ask --decoding`) checked as the config's
+    `decoding` section is: types, ranges and choices, and `min_length` not above `max_length`.
+
+    Names that are not `DecodingConfig` fields are passed through for the export's signature
+    to judge (it names the options it takes).
+
+    Raises:
+        UserError: a value the config would refuse.
+    """
+    fields = {f.name: f for f in dataclasses.fields(DecodingConfig)}
+    hints = typing.get_type_hints(DecodingConfig)
+    checked = {
+        name: _coerce(value, hints[name], fields[name].metadata, f"decoding option '{name}'")
+        if name in fields
+        else value
+        for name, value in options.items()
+    }
+    low, high = checked.get("min_length"), checked.get("max_length")
+    if low is not None and high is not None and low > high:
+        raise UserError(
+            f"decoding option min_length {low} is above max_length {high}; expected at most {high}"
+        )
+    return checked
+
+
 def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node = data
@@ -280,16 +306,16 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
                 raise UserError(f"config section '{name}' must be a mapping; got {value!r}")
             kwargs[key] = _build(hint_type, value, prefix=f"{name}.")
         else:
-            kwargs[key] = _coerce(value, hint_type, fields[key].metadata, name)
+            kwargs[key] = _coerce(value, hint_type, fields[key].metadata, f"config key '{name}'")
     return cls(**kwargs)
 
 
-def _coerce(value: Any, hint: Any, meta: Any, name: str) -> Any:
+def _coerce(value: Any, hint: Any, meta: Any, label: str) -> Any:
     allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None:
         if type(None) in allowed:
             return None
-        raise UserError(f"config key '{name}' needs a value; got null")
+        raise UserError(f"{label} needs a value; got null")
     base = next(t for t in allowed if t is not type(None))
     if isinstance(value, bool) and base is not bool:
         if value is False and "false_is" in meta:
@@ -299,21 +325,21 @@ def _coerce(value: Any, hint: Any, meta: Any, name: str) -> Any:
         elif base is str:
             value = "true" if value else "false"
         else:
-            raise UserError(f"config key '{name}' expects {base.__name__}; got {value!r}")
-    converted = _convert(value, base, name)
-    _check_range(converted, meta, name)
+            raise UserError(f"{label} expects {base.__name__}; got {value!r}")
+    converted = _convert(value, base, label)
+    _check_range(converted, meta, label)
     return converted
 
 
-def _convert(value: Any, base: type, name: str) -> Any:
+def _convert(value: Any, base: type, label: str) -> Any:
     if base is bool:
         if isinstance(value, bool):
             return value
-        raise UserError(f"config key '{name}' expects true or false; got {value!r}")
+        raise UserError(f"{label} expects true or false; got {value!r}")
     if base is int:
         if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
             return int(value)
-        raise UserError(f"config key '{name}' expects an integer; got {value!r}")
+        raise UserError(f"{label} expects an integer; got {value!r}")
     if base is float:
         if isinstance(value, str):
             # YAML 1.1 reads "5e-5" (no dot) as a string; a user means the number.
@@ -321,28 +347,28 @@ def _convert(value: Any, base: type, name: str) -> Any:
                 value = float(value)
         if isinstance(value, (int, float)) and math.isfinite(value):
             return float(value)
-        raise UserError(f"config key '{name}' expects a number; got {value!r}")
+        raise UserError(f"{label} expects a number; got {value!r}")
     if base is str:
         if isinstance(value, (str, int, float)):
             return str(value)
-        raise UserError(f"config key '{name}' expects a string; got {value!r}")
+        raise UserError(f"{label} expects a string; got {value!r}")
     return value
 
 
-def _check_range(value: Any, meta: Any, name: str) -> None:
+def _check_range(value: Any, meta: Any, label: str) -> None:
     if "choices" in meta and value not in meta["choices"]:
         raise UserError(
-            f"config key '{name}' got {value!r}{closest(str(value), meta['choices'])}; "
+            f"{label} got {value!r}{closest(str(value), meta['choices'])}; "
             f"expected one of: {', '.join(meta['choices'])}"
         )
     if "min" in meta and value < meta["min"]:
-        raise UserError(f"config key '{name}' must be at least {meta['min']}; got {value!r}")
+        raise UserError(f"{label} must be at least {meta['min']}; got {value!r}")
     if "max" in meta and value > meta["max"]:
-        raise UserError(f"config key '{name}' must be at most {meta['max']}; got {value!r}")
+        raise UserError(f"{label} must be at most {meta['max']}; got {value!r}")
     if meta.get("positive") and value <= 0:
-        raise UserError(f"config key '{name}' must be greater than 0; got {value!r}")
+        raise UserError(f"{label} must be greater than 0; got {value!r}")
     if "pattern" in meta and not re.fullmatch(meta["pattern"], str(value)):
         expected = meta.get("expected", f"a value matching {meta['pattern']}")
-        raise UserError(f"config key '{name}' got {value!r}; expected {expected}")
+        raise UserError(f"{label} got {value!r}; expected {expected}")
     if "fraction" in meta and not 0.0 <= value < 1.0:
-        raise UserError(f"config key '{name}' must be in [0, 1); got {value!r}")
+        raise UserError(f"{label} must be in [0, 1); got {value!r}")

@@ -21,6 +21,11 @@ def _choices(*values: str) -> dict[str, Any]:
     return {"choices": values}
 
 
+# The export clamps a request's beam width to this, so that no call holds more hypotheses per
+# question; a config or a `qa-assistant ask --decoding` asking for more is refused instead.
+MAX_BEAM_WIDTH = 64
+
+
 def _at_least(low: float) -> dict[str, Any]:
     return {"min": low}
 
@@ -248,7 +253,7 @@ class DecodingConfig:
     """
 
     strategy: str = field(default="greedy", metadata=_choices("greedy", "beam", "sample"))
-    beam_width: int = field(default=4, metadata=_at_least(1))
+    beam_width: int = field(default=4, metadata={"min": 1, "max": MAX_BEAM_WIDTH})
     top_k: int = field(default=0, metadata=_at_least(0))
     top_p: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0})
     temperature: float = field(default=1.0, metadata=_at_least(0.0))

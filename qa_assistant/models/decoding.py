@@ -36,9 +36,9 @@ from typing import Any, NamedTuple
 import tensorflow as tf
 
 from qa_assistant.config import DecodingConfig
+from qa_assistant.config.schema import MAX_BEAM_WIDTH
 
 STRATEGIES = ("greedy", "beam", "sample")
-MAX_BEAM_WIDTH = 64  # a request cannot make one call hold more hypotheses per question
 _NEG = -1e9  # "impossible" log-probability; finite so that sums never give NaN
 _HASH_BUCKETS = 1 << 24
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from qa_assistant.config import check_decoding_options
 from qa_assistant.errors import UserError
 from qa_assistant.layout import resolve_export
 from qa_assistant.serving.savedmodel import INPUT_NAME, SIGNATURE, load_saved_model
@@ -98,7 +100,16 @@ class Assistant:
         outputs = self._with_options(question, options) if options else self._serve(**{INPUT_NAME: question})
         return {k: v.numpy() for k, v in outputs.items()}
 
-    def _with_options(self, question: tf.Tensor, options: dict[str, Any]) -> dict[str, tf.Tensor]:
+    def check_options(self, options: dict[str, Any]) -> dict[str, tf.Tensor]:
+        """The `generate` signature's inputs for decoding `options`, checked (no question yet).
+
+        `qa-assistant chat` calls it before its first prompt, so that a bad option is
+        refused at once rather than after the first question.
+
+        Raises:
+            UserError: an export that takes no options, an unknown option, or a value the
+                config's `decoding` section would refuse.
+        """
         generate = self.signature(OPTIONS_SIGNATURE)
         if generate is None:
             raise UserError(
@@ -111,7 +122,8 @@ class Assistant:
             raise UserError(
                 f"unknown decoding option(s) {', '.join(unknown)}; expected any of: {', '.join(sorted(specs))}"
             )
-        inputs = {INPUT_NAME: question}
+        options = check_decoding_options(options)
+        inputs = {}
         for name, spec in specs.items():
             # Left out: "" or -1, which the export reads as "keep the exported setting".
             value = options.get(name, "" if spec.dtype == tf.string else -1)
@@ -125,16 +137,31 @@ class Assistant:
                 raise UserError(
                     f"decoding option {name} expects {spec.dtype.name}, one value in its range; got {value!r}"
                 ) from None
+        return inputs
+
+    def _with_options(self, question: tf.Tensor, options: dict[str, Any]) -> dict[str, tf.Tensor]:
+        inputs = self.check_options(options)
         try:
-            return generate(**inputs)
+            return self.signature(OPTIONS_SIGNATURE)(**{INPUT_NAME: question}, **inputs)
         except tf.errors.InvalidArgumentError as error:
             raise UserError(f"the export refused the decoding options: {_assertion(error.message)}") from None
 
-    def ask_many(self, questions: list[str], top_k: int | None = None, **options: Any) -> list[Answer]:
-        """Answers a batch of raw questions (`options`: see `raw`)."""
+    def ask_many(
+        self,
+        questions: list[str],
+        top_k: int | None = None,
+        decoding: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> list[Answer]:
+        """Answers a batch of raw questions, keeping `top_k` alternatives (all: `None`).
+
+        Decoding options (see `raw`) come as keywords or in `decoding`, merged; sampling's
+        own `top_k` can only come in `decoding` (`decoding={"top_k": 5}`), since the
+        keyword names the alternatives kept.
+        """
         if not questions:
             return []
-        out = self.raw(questions, **options)
+        out = self.raw(questions, **{**(decoding or {}), **options})
         answers = []
         for i, question in enumerate(questions):
             ranked = []
@@ -163,9 +190,15 @@ class Assistant:
             )
         return answers
 
-    def ask(self, question: str, top_k: int | None = None, **options: Any) -> Answer:
-        """Answers one raw question (`options`: see `raw`)."""
-        return self.ask_many([question], top_k=top_k, **options)[0]
+    def ask(
+        self,
+        question: str,
+        top_k: int | None = None,
+        decoding: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Answer:
+        """Answers one raw question (`top_k`, `decoding`, `options`: see `ask_many`)."""
+        return self.ask_many([question], top_k=top_k, decoding=decoding, **options)[0]
 
 
 def _utf8(text: str) -> bytes:

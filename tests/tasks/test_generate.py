@@ -323,20 +323,31 @@ def test_assistant_passes_decoding_options(exported: Path) -> None:
     short = bot.ask("what is your delivery?", max_length=2)
     assert short.extra["length"] <= 2
     assert len(short.answer.split()) <= 2
-    # Requests cannot go past the trained answer length or hold unbounded beams.
+    # Requests cannot go past the trained answer length or hold unbounded beams: the export
+    # clamps what a TF Serving client sends, and the Python API refuses it first.
     assert bot.ask("what is your delivery?", max_length=10_000).extra["length"] <= 16
-    assert len(bot.ask("hi", strategy="beam", beam_width=100_000).alternatives) == 64
-    with pytest.raises(UserError, match="unknown decoding option\\(s\\) beams; expected any of: beam_width"):
-        bot.ask("hi", beams=3)
-    with pytest.raises(UserError, match="unknown decoding strategy"):
-        bot.ask("hi", strategy="nucleus")
-    with pytest.raises(UserError, match="decoding option beam_width expects int32"):
-        bot.ask("hi", beam_width="wide")
-    for not_one_value in ([3, 4], 2**40):  # a list (YAML's [3, 4]) and an int32 that would wrap around
-        with pytest.raises(UserError, match="beam_width expects int32, one value in its range"):
-            bot.ask("hi", beam_width=not_one_value)
-    with pytest.raises(UserError, match="repetition_penalty must be positive \\(1 = off\\); got 0"):
-        bot.ask("hi", repetition_penalty=0.0)
+    inputs = {**bot.check_options({"strategy": "beam"}), "beam_width": tf.constant(100_000)}
+    assert bot.signature("generate")(question=tf.constant(["hi"]), **inputs)["top_k_answers"].shape[1] == 64
+    refused = [
+        ({"beams": 3}, "unknown decoding option\\(s\\) beams; expected any of: beam_width"),
+        ({"strategy": "nucleus"}, "decoding option 'strategy' got 'nucleus'; expected one of: greedy, beam"),
+        ({"beam_width": "wide"}, "decoding option 'beam_width' expects an integer; got 'wide'"),
+        ({"beam_width": [3, 4]}, "decoding option 'beam_width' expects an integer"),  # YAML's [3, 4]
+        ({"beam_width": 100_000}, "decoding option 'beam_width' must be at most 64; got 100000"),
+        ({"seed": 2**70}, "decoding option seed expects int64, one value in its range"),  # would wrap around
+        ({"top_p": 2}, "decoding option 'top_p' must be at most 1.0; got 2.0"),
+        ({"temperature": -1}, "decoding option 'temperature' must be at least 0.0; got -1.0"),
+        ({"repetition_penalty": 0.0}, "decoding option 'repetition_penalty' must be greater than 0; got 0.0"),
+        ({"min_length": 10, "max_length": 5}, "min_length 10 is above max_length 5"),
+    ]
+    for options, message in refused:
+        with pytest.raises(UserError, match=message):
+            bot.ask("hi", **options)
+    # Sampling's top_k goes in `decoding`: the keyword `top_k` is the alternatives kept.
+    sampled = bot.ask("hi", top_k=1, decoding={"strategy": "sample", "top_k": 1, "seed": 4})
+    assert sampled == bot.ask("hi", top_k=1, decoding={"strategy": "greedy"})  # top-1 sampling is greedy
+    with pytest.raises(UserError, match="decoding option 'top_k' must be at least 0; got -2"):
+        bot.ask("hi", decoding={"top_k": -2})
 
 
 @pytest.mark.large  # a minute or more on 2 cores; CI runs it after the default suite (.ci/run)
