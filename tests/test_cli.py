@@ -109,6 +109,10 @@ def test_train_export_ask_evaluate(tmp_path: Path, faq_split_files: tuple[Path, 
     )
     assert chat.returncode == 0
     assert "assistant> " in chat.stdout
+    # A decoding option this export cannot take is refused before the chat starts.
+    refused = cli("chat", "--model", "saved_models/mine", "--decoding", "strategy=beam", cwd=tmp_path)
+    assert_user_error(refused, "takes no decoding options (strategy)")
+    assert "you>" not in refused.stdout
 
 
 def test_a_missing_file_or_column_is_reported_before_tensorflow_loads(tmp_path: Path) -> None:
@@ -120,9 +124,13 @@ def test_a_missing_file_or_column_is_reported_before_tensorflow_loads(tmp_path: 
     )
     cases = [
         (["train", "--train-data", "missing.csv"], "'missing.csv' does not exist"),
+        (
+            ["train", "--train-data", "builtin:faq"],
+            "unknown builtin data set 'faq'; expected one of: chatterbot",
+        ),
         (["train", "--train-data", "good.csv", "--test-data", "gone.jsonl"], "'gone.jsonl' does not exist"),
         (["train", "--train-data", "qa.csv", "--set", "data.question_column=q"], "no column 'answer'"),
-        (["tune", "--train-data", "qa.csv"], "no column 'question', 'answer'"),
+        (["tune", "--train-data", "qa.csv"], "no columns 'question', 'answer'"),
         (["train", "--train-data", "good.csv", "--set", "encoder.type=gur"], "did you mean 'gru'?"),
         (
             ["train", "--train-data", "good.csv", "--repeats", "3"],
@@ -158,7 +166,7 @@ def test_user_errors_are_one_line_and_write_nothing(tmp_path: Path) -> None:
         (["train", "--train-data", "missing.csv", "--output", str(out)], ["missing.csv", "does not exist"]),
         (
             ["train", "--train-data", "onecol.csv", "--output", str(out)],
-            ["no column 'question'", "columns found"],
+            ["no columns 'question', 'answer'", "columns found"],
         ),
         (
             ["train", "--output", str(out), "--set", "encoder.type=gur"],

@@ -143,15 +143,27 @@ def _add_saved_models(parser: argparse.ArgumentParser) -> None:
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("evaluate", help="metrics of a run or an export on a data file")
     evaluate.set_defaults(handler=evaluate_command)
-    evaluate.add_argument("--model", required=True, metavar="RUN_DIR_or_EXPORT")
-    evaluate.add_argument("--data", required=True, metavar="F")
+    evaluate.add_argument(
+        "--model",
+        required=True,
+        metavar="RUN_DIR_or_EXPORT",
+        help="a run directory, saved_models/NAME or a version",
+    )
+    evaluate.add_argument(
+        "--data",
+        required=True,
+        metavar="F",
+        help="CSV/TSV/JSONL (or a run's data/test.jsonl), builtin:NAME, tfds:NAME",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
 def _add_export(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="export a run as a SavedModel in TF Serving's layout")
     export.set_defaults(handler=export_command, precheck=lambda args: check_finished_run(args.run))
-    export.add_argument("--run", required=True, metavar="RUN_DIR")
+    export.add_argument(
+        "--run", required=True, metavar="RUN_DIR", help="a finished run directory (qa-assistant train)"
+    )
     export.add_argument("--name", required=True, help="model name: saved_models/NAME/<version>")
     _add_saved_models(export)
 
@@ -219,8 +231,10 @@ def _add_tensorboard(commands: argparse._SubParsersAction) -> None:
 def _add_chat(commands: argparse._SubParsersAction) -> None:
     chat = commands.add_parser("chat", help="interactive questions and answers from an export")
     chat.set_defaults(handler=chat_command)
-    chat.add_argument("--model", required=True, metavar="PATH")
-    chat.add_argument("--top-k", type=int, default=None, metavar="K")
+    chat.add_argument(
+        "--model", required=True, metavar="PATH", help="saved_models/NAME or a version directory"
+    )
+    chat.add_argument("--top-k", type=int, default=None, metavar="K", help="also show the K best answers")
     _add_decoding_argument(chat)
 
 

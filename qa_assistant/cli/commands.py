@@ -77,6 +77,7 @@ def precheck_train(args: argparse.Namespace) -> None:
 def train_command(args: argparse.Namespace) -> int:
     from qa_assistant.metrics.ranking import format_table
     from qa_assistant.serving import export_run
+    from qa_assistant.serving.export import current_export
     from qa_assistant.training.runner import train_run
 
     overrides = _train_overrides(args)
@@ -106,8 +107,14 @@ def train_command(args: argparse.Namespace) -> int:
     print(f"metrics:         {result.run_dir / 'metrics.json'}")
     print(f"TensorBoard:     qa-assistant tensorboard {result.run_dir}")
     if args.name:
-        version = export_run(result.run_dir, args.name, args.saved_models)
-        print(f"exported:        {version}")
+        # A finished run asked again: its export stands, rather than an identical new version.
+        current = (
+            current_export(result.run_dir, args.name, args.saved_models) if result.already_finished else None
+        )
+        if current:
+            print(f"exported:        {current} (this run's export already; no new version)")
+        else:
+            print(f"exported:        {export_run(result.run_dir, args.name, args.saved_models)}")
     else:
         print(f"export with:     qa-assistant export --run {result.run_dir} --name NAME")
     return 0
@@ -286,7 +293,7 @@ def ask_command(args: argparse.Namespace) -> int:
     _check_top_k(args.top_k)
     options = _decoding_options(args.decoding)
     assistant = Assistant(args.model)
-    for answer in assistant.ask_many(args.questions, top_k=args.top_k, **options):
+    for answer in assistant.ask_many(args.questions, top_k=args.top_k, decoding=options):
         if args.json:
             print(json.dumps(answer.as_dict(), ensure_ascii=False))
         else:
@@ -302,6 +309,8 @@ def chat_command(args: argparse.Namespace) -> int:
     _check_top_k(args.top_k)
     options = _decoding_options(args.decoding)
     assistant = Assistant(args.model)
+    if options:
+        assistant.check_options(options)  # a bad option is refused before the first prompt
     if isinstance(sys.stdin, io.TextIOWrapper):  # bytes that are not UTF-8 reach the model, not a traceback
         sys.stdin.reconfigure(errors="surrogateescape")
     print(f"chatting with {assistant.path} (empty line or Ctrl-D to quit)")
@@ -313,7 +322,9 @@ def chat_command(args: argparse.Namespace) -> int:
             return 0
         if not question.strip():
             return 0
-        _print_answer(assistant.ask(question, top_k=args.top_k, **options), args.top_k, prefix="assistant> ")
+        _print_answer(
+            assistant.ask(question, top_k=args.top_k, decoding=options), args.top_k, prefix="assistant> "
+        )
 
 
 def tensorboard_command(args: argparse.Namespace) -> int:

@@ -37,6 +37,9 @@ class CleanReport:
         near_duplicate_questions: kept distinct questions that share their
             `question_key` with another one ("will you die" / "will you die?");
             splits group them, so they never sit on both sides.
+        questions_with_several_answers: distinct questions (by `question_key`) that
+            have more than one distinct answer: a label conflict for a classifier of
+            answers, several right answers for retrieval (both count as right).
     """
 
     rows_read: int
@@ -46,6 +49,7 @@ class CleanReport:
     rows_kept: int
     suspicious_short: int = 0
     near_duplicate_questions: int = 0
+    questions_with_several_answers: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -133,9 +137,18 @@ def clean_pairs(
         rows_kept=len(frame),
         suspicious_short=int(short.sum()),
         near_duplicate_questions=len(distinct) - question_key(distinct).nunique(),
+        questions_with_several_answers=_several_answers(frame),
     )
     _log_report(report, frame.loc[short], source, empty_in)
     return frame.reset_index(drop=True), report
+
+
+def _several_answers(frame: pd.DataFrame) -> int:
+    """Distinct questions (by `question_key`) with more than one distinct answer."""
+    if frame.empty:
+        return 0
+    answers = frame.groupby(question_key(frame["question"]).to_numpy())["answer"].nunique()
+    return int((answers > 1).sum())
 
 
 def either(names: list[str]) -> str:
@@ -152,7 +165,8 @@ def _log_report(report: CleanReport, short_rows: pd.DataFrame, source: str, empt
     log.info(
         "data quality of %s: %d rows read; dropped %d empty, %d repeated headers, %d duplicates; "
         "%d kept; %d with a question or answer under %d letters/digits; "
-        "%d questions differ from another only in case, punctuation or spacing",
+        "%d questions differ from another only in case, punctuation or spacing; "
+        "%d questions have more than one answer",
         source,
         report.rows_read,
         report.dropped_empty,
@@ -162,6 +176,7 @@ def _log_report(report: CleanReport, short_rows: pd.DataFrame, source: str, empt
         report.suspicious_short,
         MIN_WORD_CHARACTERS,
         report.near_duplicate_questions,
+        report.questions_with_several_answers,
     )
     if report.dropped_empty:
         log.warning(

@@ -79,14 +79,23 @@ def check_files(data: DataConfig) -> None:
 
     For the command line: a missing or unreadable file, or a missing column, is
     reported before TensorFlow loads (about 10 s on 2 cores) rather than after.
-    `builtin:` and `tfds:` sources are left to the run.
+    A `builtin:` source is checked by name; `tfds:` sources are left to the run.
 
     Raises:
-        UserError: as `load_pairs`.
+        UserError: as `load_pairs`, or an unknown builtin name.
     """
     for spec in (data.train, data.test):
-        if spec is not None and not spec.startswith(("builtin:", "tfds:")):
+        if spec is None or spec.startswith("tfds:"):
+            continue
+        if spec.startswith("builtin:"):
+            _check_builtin(spec[len("builtin:") :])
+        else:
             load_configured(data, spec)
+
+
+def _check_builtin(name: str) -> None:
+    if name not in BUILTINS:
+        raise UserError(f"unknown builtin data set '{name}'; expected one of: {', '.join(BUILTINS)}")
 
 
 class MissingColumnsError(UserError):
@@ -197,7 +206,8 @@ def _missing_columns_message(spec: str, missing: list[str], found: list[str], la
     else:
         fix = "set data.question_column / data.answer_column to use other names"
     return (
-        f"'{spec}' has no column {', '.join(repr(c) for c in missing)}; columns found: {shown}{hint}; {fix}"
+        f"'{spec}' has no column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)}; "
+        f"columns found: {shown}{hint}; {fix}"
     )
 
 
@@ -387,8 +397,7 @@ def _object_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _load_builtin(name: str) -> tuple[pd.DataFrame, SourceInfo]:
-    if name not in BUILTINS:
-        raise UserError(f"unknown builtin data set '{name}'; expected one of: {', '.join(BUILTINS)}")
+    _check_builtin(name)
     import tensorflow_datasets as tfds  # deferred: start-up time
 
     import qa_assistant.data.chatterbot  # noqa: F401  (registers the builder)

@@ -99,7 +99,7 @@ def _unseen_labels(train: pd.DataFrame, test: pd.DataFrame, target: str) -> int:
     unseen = int((~test[target].isin(set(train[target]))).sum())
     if unseen:
         log.warning(
-            "%d of %d test examples have a '%s' never seen in training; "
+            "%d of %d test examples have a value of '%s' never seen in training; "
             "they cannot be predicted and count as errors",
             unseen,
             len(test),

@@ -17,6 +17,7 @@ from qa_assistant.errors import UserError
 from qa_assistant.layout import (
     CONFIG_FILE,
     EXTRA_DIR,
+    LABELS_FILE,
     RETRIEVAL_FILE,
     export_versions,
     has_trained_model,
@@ -63,17 +64,39 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
     if has_trained_model(model):
         config, task, keras_model = load_run(model)
         frame = _load(config, data)
+        _warn_unknown_classes(config, frame, model / LABELS_FILE, data)
         metrics, _ = task.evaluate(keras_model, frame)
     else:
         assistant = Assistant(model)
         config = export_config(assistant.path)
         frame = _load(config, data)
+        _warn_unknown_classes(config, frame, assistant.path / EXTRA_DIR / LABELS_FILE, data)
         if config.task.type in ("generate", "lm"):  # both generate answers (tasks/lm/generator.py)
             metrics = _evaluate_generation_export(assistant, frame)
         else:
             metrics = _evaluate_ranking_export(assistant, config, frame)
     metrics["num_examples"] = len(frame)
     return metrics
+
+
+def _warn_unknown_classes(config: Config, frame: Any, labels_file: Path, spec: str) -> None:
+    """A warning when a classifier is asked about classes it never learned (as `train --test-data` warns)."""
+    if config.task.type != "classify" or not labels_file.is_file():
+        return
+    known = set(json.loads(labels_file.read_text(encoding="utf-8")))
+    target = config.data.target
+    unseen = int((~frame[target].isin(known)).sum())
+    if unseen:
+        log.warning(
+            "%d of %d examples in '%s' have a value of '%s' the model never saw in training (it knows %d); "
+            "they cannot be predicted and count as errors%s",
+            unseen,
+            len(frame),
+            spec,
+            target,
+            len(known),
+            ": is this the model's kind of data?" if unseen == len(frame) else "",
+        )
 
 
 def _evaluate_ranking_export(assistant: Any, config: Config, frame: Any) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from qa_assistant.layout import (
     MANIFEST_FILE,
     PREPROCESSOR_DIR,
     RETRIEVAL_FILE,
+    export_versions,
     model_directory,
     split_file,
     version_numbers,
@@ -104,6 +105,31 @@ def export_run(
     version_dir = publish(model_dir, stage, "export")
     log.info("exported %s -> %s", run_dir, version_dir)
     return version_dir
+
+
+def current_export(run_dir: str | Path, name: str, saved_models: str | Path = "saved_models") -> Path | None:
+    """The newest version of `saved_models/NAME` when it was exported from `run_dir` as the run
+    is now (same directory, same run manifest), else `None`.
+
+    `train --name` on a finished run reuses it rather than publishing an identical version
+    (TF Serving would load it as new). A version `index` made from that export counts too:
+    it is the newest state of that run's model.
+    """
+    model_dir = model_directory(saved_models, name)
+    versions = export_versions(model_dir)
+    if not versions:
+        return None
+    newest = model_dir / str(versions[-1])
+    exported = newest / EXTRA_DIR / MANIFEST_FILE
+    if not exported.is_file():
+        return None
+    manifest = json.loads(exported.read_text(encoding="utf-8"))
+    run_dir = Path(run_dir)
+    run_manifest = {}
+    if (run_dir / MANIFEST_FILE).is_file():
+        run_manifest = json.loads((run_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    same = manifest.get("run_dir") == str(run_dir.resolve()) and manifest.get("run") == run_manifest
+    return newest if same else None
 
 
 def publish(model_dir: Path, stage: Callable[[Path], None], what: str) -> Path:

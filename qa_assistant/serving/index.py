@@ -93,7 +93,7 @@ def index_answers(
 
     version_dir = publish(model_dir, stage, "index")
     size = len(variables["answers"].numpy())
-    log.info(
+    log.debug(  # `qa-assistant index` prints the same
         "indexed %d answers and %d questions -> %s (%d answers)",
         len(added_answers),
         len(added_questions),

@@ -240,13 +240,16 @@ class TrainingState(keras.callbacks.Callback):
 def discard_snapshots(directory: Path) -> None:
     """Removes the training state of a finished run (it is never retrained): the resume
     snapshots, and the best-epoch checkpoint, which the saved model now holds (for a LoRA
-    language model it was a 534 MB copy of the whole model beside a 7 MB adapter)."""
+    language model it was a 534 MB copy of the whole model beside a 7 MB adapter); then
+    `directory` itself when nothing else is in it."""
     for path in Path(directory).glob("state-*"):
         remove(path)
     best = Path(directory) / BEST_WEIGHTS
     if best.is_file():
         best.unlink()
     remove_stale(directory)
+    if Path(directory).is_dir() and not any(Path(directory).iterdir()):
+        Path(directory).rmdir()  # a finished run has no training state to keep
 
 
 def _seed_states(model: keras.Model) -> list[keras.Variable]:

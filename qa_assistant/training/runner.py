@@ -282,7 +282,18 @@ FEW_VALIDATION_QUESTIONS = 50
 
 
 def _warn_small_validation(config: Config, splits: Splits) -> None:
-    """A warning when early stopping would watch a validation split too small to tell epochs apart."""
+    """A warning when no epoch is watched (a warm-up as long as training), or when early
+    stopping would watch a validation split too small to tell epochs apart."""
+    train = config.train
+    if train.monitor_from_epoch >= train.epochs:
+        log.warning(
+            "train.monitor_from_epoch %d leaves none of the %d epochs (train.epochs) to watch: the run "
+            "keeps its last epoch, with no best-epoch choice or early stopping; expected "
+            "train.monitor_from_epoch below train.epochs (--set train.monitor_from_epoch=0 watches every epoch)",
+            train.monitor_from_epoch,
+            train.epochs,
+        )
+        return
     questions = splits.validation["question"].nunique() if len(splits.validation) else 0
     if config.train.early_stopping and 0 < questions < FEW_VALIDATION_QUESTIONS:
         log.warning(

@@ -412,6 +412,20 @@ def test_early_stopping_on_a_tiny_validation_split_points_to_k_fold(
     assert "qa-assistant tune --config ... --space train.epochs=int:1:" in message
 
 
+def test_a_warm_up_as_long_as_training_is_warned_of_instead_of_early_stopping(
+    base: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from qa_assistant.training.runner import train_run
+
+    overrides = [*FAST, "train.epochs=2", "train.early_stopping=2", "train.monitor_from_epoch=2"]
+    with caplog.at_level("WARNING", logger="qa_assistant.training.runner"):
+        train_run(load_config([base], overrides), tmp_path / "run")
+    messages = [r.getMessage() for r in caplog.records]
+    (message,) = [m for m in messages if "leaves none of the 2 epochs" in m]
+    assert "--set train.monitor_from_epoch=0" in message
+    assert not [m for m in messages if "early stopping watches" in m]  # it never does here
+
+
 @pytest.mark.large  # slow (20-40 s); CI runs it after the default suite (.ci/run)
 def test_a_failed_trial_is_tried_again_on_the_next_call(base: Path, tmp_path: Path) -> None:
     from qa_assistant.analysis.tune import trial_name

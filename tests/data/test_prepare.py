@@ -69,10 +69,12 @@ def test_quality_report_counts_short_rows_and_near_duplicates(caplog: pytest.Log
     assert len(out) == 6
     assert report.suspicious_short == 2
     assert report.near_duplicate_questions == 2  # three phrasings of one key
+    assert report.questions_with_several_answers == 1  # that key has "No." and "Never."
     assert report.as_dict()["suspicious_short"] == 2
     assert "mine.csv: 2 rows have a question or answer with fewer than 2 letters/digits" in caplog.text
     assert "'o' -> 'f'" in caplog.text
     assert "data quality of mine.csv: 6 rows read" in caplog.text
+    assert "1 questions have more than one answer" in caplog.text
 
 
 def test_question_key_ignores_case_punctuation_and_spacing() -> None:

@@ -57,7 +57,7 @@ def test_empty_cells_become_empty_strings(tmp_path: Path) -> None:
         ("empty.csv", "", "is empty"),
         ("blank.csv", "\n\n  \n", "is empty"),
         ("header.csv", "question,answer\n", "has a header but no rows"),
-        ("cols.csv", "q,a\nx,y\n", "has no column 'question', 'answer'; columns found: 'q', 'a'"),
+        ("cols.csv", "q,a\nx,y\n", "has no columns 'question', 'answer'; columns found: 'q', 'a'"),
         ("semi.csv", "question;answer\nx;y\n", "is the delimiter right"),
         ("latin1.csv", b"question,answer\ncaf\xe9,x\n", "not UTF-8: undecodable byte 0xe9 on line 2"),
         ("broken.jsonl", '{"question": "a", "answer": "b"}\n{"question": \n', "line 2 is not valid JSON"),

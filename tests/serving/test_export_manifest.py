@@ -46,3 +46,27 @@ def test_export_manifest_reads_back_from_assets_extra(tiny_run: Path, tiny_expor
         assert len(run["git_commit"]) == 40
     assert manifest["name"] == "faq"
     assert Path(manifest["run_dir"]) == tiny_run.resolve()
+
+
+def test_the_current_export_of_a_run_is_found_and_a_changed_run_is_not(
+    tiny_run: Path, tiny_export: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from qa_assistant.serving.export import current_export
+
+    saved_models = tiny_export.parent.parent
+    assert current_export(tiny_run, "faq", saved_models) == tiny_export
+    assert current_export(tiny_run, "other", saved_models) is None  # no such model
+    # The same run copied elsewhere, or retrained (a new run manifest), is not what was exported.
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy)
+    assert current_export(copy, "faq", saved_models) is None
+    manifest = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    shutil.copytree(tiny_export.parent, tmp_path / "saved_models" / "faq")
+    exported = tmp_path / "saved_models" / "faq" / tiny_export.name / "assets.extra" / "manifest.json"
+    moved = {**json.loads(exported.read_text(encoding="utf-8")), "run_dir": str(copy.resolve())}
+    exported.write_text(json.dumps(moved))
+    assert current_export(copy, "faq", tmp_path / "saved_models") is not None
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "created": "later"}))
+    assert current_export(copy, "faq", tmp_path / "saved_models") is None

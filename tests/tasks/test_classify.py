@@ -171,6 +171,26 @@ def test_evaluate_run_and_export_agree_per_question(trained: Path, tmp_path: Pat
         assert top3[key] == from_run[key], key
 
 
+def test_evaluate_warns_of_classes_the_model_never_learned(
+    trained: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    frame = pd.read_json(trained / "data" / "test.jsonl", lines=True)
+    frame.loc[0, "answer"] = "An answer the model never saw."
+    frame.to_json(tmp_path / "unseen.jsonl", orient="records", lines=True)
+    export = export_run(trained, "unseen", tmp_path / "saved_models")
+    for model in (trained, export):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="qa_assistant.serving.evaluate"):
+            evaluate_path(model, str(tmp_path / "unseen.jsonl"))
+        warned = [r.getMessage() for r in caplog.records if "never saw in training" in r.getMessage()]
+        assert len(warned) == 1, model
+        assert warned[0].startswith(f"1 of {len(frame)} examples in ")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="qa_assistant.serving.evaluate"):
+        evaluate_path(trained, str(trained / "data" / "test.jsonl"))
+    assert not [r for r in caplog.records if "never saw in training" in r.getMessage()]
+
+
 def test_a_run_on_renamed_columns_evaluates_its_own_split_files(trained: Path, tmp_path: Path) -> None:
     """A run trained on `q`/`a` columns writes its splits as question/answer; both must evaluate."""
     renamed = tmp_path / "renamed"

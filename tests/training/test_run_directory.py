@@ -69,6 +69,8 @@ def test_a_crash_before_metrics_leaves_an_unfinished_run_that_resumes(
         train_run(tiny_config("train.epochs=3", train=tmp_path / "typo.csv"), run, restart=True)
     assert (run / "metrics.json").read_bytes() == finished  # a failed --restart deletes nothing
     leftover = run / "checkpoints" / "left-by-the-old-run"
+    assert not leftover.parent.exists()  # a finished run keeps no (empty) checkpoints folder
+    leftover.parent.mkdir()
     leftover.write_text("x")
     (run / "metrics.json").write_text('{"accuracy": -1}')  # a finished run whose numbers are not a training's
     again = train_run(config, run, restart=True)
