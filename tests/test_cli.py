@@ -225,3 +225,29 @@ def test_two_runs_of_one_config_started_in_the_same_second_get_two_directories(
     assert first == str(Path("runs") / "article_gru-20261203-190000")
     Path(first).mkdir(parents=True)
     assert commands._default_output(["article_gru.yaml"]) == first + "-2"
+
+
+def test_train_with_a_name_again_keeps_the_finished_runs_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    from qa_assistant.cli import main
+    from tests.helpers import faq_rows
+
+    pd.DataFrame(faq_rows()).to_csv(tmp_path / "faq.csv", index=False)
+    (tmp_path / "elsewhere").mkdir()
+    # The data by its absolute path: a finished run is matched by its config, paths as given.
+    train = ["train", "--name", "me", "--train-data", str(tmp_path / "faq.csv"), "--set", *TINY]
+    monkeypatch.chdir(tmp_path)
+    assert main([*train, "--output", "runs/me"]) == 0
+    assert f"exported:        {Path('saved_models/me/1')}\n" in capsys.readouterr().out
+    # The same finished run, named from another directory: its export stands.
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    again = [*train, "--output", "../runs/me", "--saved-models", "../saved_models"]
+    assert main(again) == 0
+    assert "(this run's export already; no new version)" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "saved_models" / "me").iterdir()) == ["1"]
+    # Trained again: a new version.
+    assert main([*again, "--restart"]) == 0
+    assert sorted(p.name for p in (tmp_path / "saved_models" / "me").iterdir()) == ["1", "2"]

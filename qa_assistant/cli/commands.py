@@ -231,7 +231,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         print(json.dumps(metrics, indent=2))
         return 0
     # Text facts (sacreBLEU's signature holds `|`) go under the table, not into its cells.
-    numbers = [k for k, v in metrics.items() if v is None or isinstance(v, int | float)]
+    numbers = [k for k, v in metrics.items() if not isinstance(v, str)]
     print(format_table({str(args.model): metrics}, numbers))
     for key, value in metrics.items():
         if key not in numbers:

@@ -89,6 +89,8 @@ def _check_consistency(config: Config) -> None:
             f"train.warmup_epochs ({config.train.warmup_epochs}) is longer than train.epochs "
             f"({config.train.epochs}); expected at most train.epochs"
         )
+    decoding = config.decoding
+    _check_lengths(decoding.min_length, decoding.max_length, "decoding.min_length", "decoding.max_length")
     augment = config.augment
     if augment.needs_vectors and not (augment.vectors or config.embedding.pretrained):
         raise UserError(
@@ -268,12 +270,16 @@ def check_decoding_options(options: dict[str, Any]) -> dict[str, Any]:
         else value
         for name, value in options.items()
     }
-    low, high = checked.get("min_length"), checked.get("max_length")
-    if low is not None and high is not None and low > high:
-        raise UserError(
-            f"decoding option min_length {low} is above max_length {high}; expected at most {high}"
-        )
+    _check_lengths(
+        checked.get("min_length"), checked.get("max_length"), "decoding option min_length", "max_length"
+    )
     return checked
+
+
+def _check_lengths(low: int | None, high: int | None, low_name: str, high_name: str) -> None:
+    """No end token may be banned past the longest answer allowed (both given)."""
+    if low is not None and high is not None and low > high:
+        raise UserError(f"{low_name} ({low}) is above {high_name} ({high}); expected at most {high}")
 
 
 def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:

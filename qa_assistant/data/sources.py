@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,16 +187,27 @@ def _as_text(value: Any) -> str:
 def columns_hint(missing: list[str], found: list[str]) -> str:
     """A guess at why a file lacks columns: a wrong delimiter, or no header row ("" if neither).
 
-    A header of numbers or of phrases (a cell with a space: "What is AI?") is
-    read as a first data row; a header of other names (`prompt`, `reply`) is
-    just other names.
+    A header of numbers, or with a sentence in it ("What is AI?", three words or
+    more), is a first data row read as the header; other names (`prompt`,
+    `Question Text`) are just other names. pandas' index column (`Unnamed: 0`)
+    is left out of the judgement.
     """
     if len(found) == 1 and any(sep in found[0] for sep in ";|\t,"):
         return " (the header is a single column: is the delimiter right for this file type?)"
-    looks_like_data = all(c.replace(".", "").isdigit() for c in found) or any(" " in c.strip() for c in found)
-    if missing and looks_like_data:
+    cells = [c.strip() for c in found if not re.fullmatch(r"Unnamed: \d+", c)]
+    numbers = bool(cells) and all(_is_number(c) for c in cells)
+    sentence = any(c.endswith(("?", ".", "!")) or len(c.split()) >= 3 for c in cells)
+    if missing and (numbers or sentence):
         return " (the first row is read as the header: does the file have one?)"
     return ""
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _missing_columns_message(spec: str, missing: list[str], found: list[str], labels: tuple[str, ...]) -> str:

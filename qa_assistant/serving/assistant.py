@@ -135,7 +135,7 @@ class Assistant:
                     raise ValueError("out of range")  # tf.constant would wrap it around
             except (TypeError, ValueError):
                 raise UserError(
-                    f"decoding option {name} expects {spec.dtype.name}, one value in its range; got {value!r}"
+                    f"decoding option '{name}' expects {spec.dtype.name}, one value in its range; got {value!r}"
                 ) from None
         return inputs
 

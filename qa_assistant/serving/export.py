@@ -123,13 +123,20 @@ def current_export(run_dir: str | Path, name: str, saved_models: str | Path = "s
     exported = newest / EXTRA_DIR / MANIFEST_FILE
     if not exported.is_file():
         return None
-    manifest = json.loads(exported.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(exported.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unreadable: not known to be this run's, so export anew
+        return None
     run_dir = Path(run_dir)
-    run_manifest = {}
-    if (run_dir / MANIFEST_FILE).is_file():
-        run_manifest = json.loads((run_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
-    same = manifest.get("run_dir") == str(run_dir.resolve()) and manifest.get("run") == run_manifest
+    same = manifest.get("run_dir") == str(run_dir.resolve()) and manifest.get("run") == _run_manifest(run_dir)
     return newest if same else None
+
+
+def _run_manifest(run_dir: Path) -> dict[str, Any]:
+    """The run's own manifest (`{}` when it has none), as its exports carry it."""
+    if not (run_dir / MANIFEST_FILE).is_file():
+        return {}
+    return json.loads((run_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
 
 
 def publish(model_dir: Path, stage: Callable[[Path], None], what: str) -> Path:
@@ -232,12 +239,9 @@ def _write_extra(staging: Path, run_dir: Path, name: str) -> None:
         shutil.copy2(run_dir / LABELS_FILE, extra / LABELS_FILE)
     if (run_dir / RETRIEVAL_FILE).is_file():  # the fallback threshold, for `evaluate` on the export
         shutil.copy2(run_dir / RETRIEVAL_FILE, extra / RETRIEVAL_FILE)
-    run_manifest = {}
-    if (run_dir / MANIFEST_FILE).is_file():
-        run_manifest = json.loads((run_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
     write_json(
         extra / MANIFEST_FILE,
-        build_manifest(name=name, run_dir=str(run_dir.resolve()), run=run_manifest),
+        build_manifest(name=name, run_dir=str(run_dir.resolve()), run=_run_manifest(run_dir)),
     )
 
 

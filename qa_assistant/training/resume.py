@@ -28,6 +28,7 @@ Arrays are read with `allow_pickle=False`: a snapshot never executes code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -248,7 +249,7 @@ def discard_snapshots(directory: Path) -> None:
     if best.is_file():
         best.unlink()
     remove_stale(directory)
-    if Path(directory).is_dir() and not any(Path(directory).iterdir()):
+    with contextlib.suppress(OSError):  # not empty (a file of the user's), or already gone
         Path(directory).rmdir()  # a finished run has no training state to keep
 
 

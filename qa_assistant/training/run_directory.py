@@ -138,8 +138,15 @@ def _check_writable(run_dir: Path) -> None:
 
 
 def discard_if_new(run_dir: Path, created: bool) -> None:
-    """Removes a run directory this call created when no epoch was saved: nothing to resume."""
-    if created and latest_snapshot(run_dir / CHECKPOINTS_DIR) is None:
+    """Removes a run directory this call created when no epoch was saved: nothing to resume.
+
+    A finished run (its `metrics.json` written, its snapshots already discarded) stays.
+    """
+    if (
+        created
+        and not (run_dir / METRICS_FILE).is_file()
+        and latest_snapshot(run_dir / CHECKPOINTS_DIR) is None
+    ):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

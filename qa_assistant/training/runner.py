@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,12 +84,17 @@ GENERATED_MONITORS = ("val_rouge_l", "val_mrr")
 
 @dataclass
 class RunResult:
-    """What a finished run reports (`chief` is false on a multi-worker run's other workers, which write nothing)."""
+    """What a finished run reports (`chief` is false on a multi-worker run's other workers, which write nothing).
+
+    `finish_seconds` is the time this call spent after training (saving, the test split's
+    evaluation, the baseline); `None` when it trained nothing.
+    """
 
     run_dir: Path
     metrics: dict[str, float]
     already_finished: bool = False
     chief: bool = True
+    finish_seconds: float | None = None
 
 
 def train_run(
@@ -239,6 +245,7 @@ def _train_and_evaluate(
     if deadline is not None:
         callbacks.insert(0, Deadline(deadline))
     fit_model(model, placement, train_ds, steps, val_ds, config, callbacks, state)
+    trained_at = time.monotonic()
     # Training ends here: what follows (saving, calibration, the test set's answers and the
     # baseline) is not training time; for a language model the test answers take minutes.
     train_seconds = state.train_seconds
@@ -274,7 +281,7 @@ def _train_and_evaluate(
     )
     write_json(run_dir / METRICS_FILE, metrics)
     discard_snapshots(run_dir / CHECKPOINTS_DIR)
-    return RunResult(run_dir, metrics)
+    return RunResult(run_dir, metrics, finish_seconds=time.monotonic() - trained_at)
 
 
 # Distinct validation questions below which early stopping follows noise (one question is 2+ points).

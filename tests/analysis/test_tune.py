@@ -279,7 +279,7 @@ def test_only_a_fold_trained_from_its_start_times_the_next(
 
     def fake_train_run(config, directory, deadline=None):
         trained.append(directory)
-        return SimpleNamespace(already_finished=False, metrics={})
+        return SimpleNamespace(already_finished=False, metrics={}, finish_seconds=1.0)
 
     monkeypatch.setattr(runner, "train_run", fake_train_run)
     saved = {fold_directory(tmp_path, config.train.seed, 0) / "checkpoints"}  # a budget stop after an epoch
@@ -289,10 +289,13 @@ def test_only_a_fold_trained_from_its_start_times_the_next(
     assert plan.fold_seconds == []  # its remaining epochs say nothing about a whole fold's time
     _train_fold(0, config, tmp_path, (1, 2), plan, seed=config.train.seed)
     assert len(plan.fold_seconds) == 1
+    assert plan.finish_seconds == [1.0]
     assert len(trained) == 2
     # A finished fold (its checkpoints cleared) is reused in no time: that is no fold's time either.
     monkeypatch.setattr(
-        runner, "train_run", lambda *a, **k: SimpleNamespace(already_finished=True, metrics={})
+        runner,
+        "train_run",
+        lambda *a, **k: SimpleNamespace(already_finished=True, metrics={}, finish_seconds=None),
     )
     _train_fold(0, config, tmp_path, (1, 2), plan, seed=config.train.seed)
     assert len(plan.fold_seconds) == 1
@@ -312,8 +315,8 @@ def test_a_fold_stops_training_early_enough_to_leave_its_evaluation_time(
 
     def fake_train_run(config, directory, deadline=None):
         left.append(deadline - time.time())
-        clock[0] += 100.0  # 70 s of training, 30 s around it
-        return SimpleNamespace(already_finished=False, metrics={"train_seconds": 70.0})
+        clock[0] += 100.0  # 30 s of it after training
+        return SimpleNamespace(already_finished=False, metrics={}, finish_seconds=30.0)
 
     monkeypatch.setattr(runner, "train_run", fake_train_run)
     monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
@@ -444,9 +447,14 @@ def test_a_failed_trial_is_tried_again_on_the_next_call(base: Path, tmp_path: Pa
 
 
 def _scored_without_training(
-    monkeypatch: pytest.MonkeyPatch, score: Callable[[float, int], float], clock: list[float] | None = None
+    monkeypatch: pytest.MonkeyPatch,
+    score: Callable[[float, int], float],
+    clock: list[float] | None = None,
+    deadlines: list[float] | None = None,
 ) -> list[Path]:
-    """`train_run` replaced by `score(learning rate, train.seed)`; each fold advances `clock` by 100 s.
+    """`train_run` replaced by `score(learning rate, train.seed)`; each fold advances `clock` by
+    100 s, of which 30 s after training; `deadlines` collects the budget left at each fold's
+    training deadline.
 
     Returns the run directories it was asked to train, in order.
     """
@@ -460,17 +468,35 @@ def _scored_without_training(
     def train_run(config: Any, directory: Path, deadline: float | None = None) -> Any:
         trained.append(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        if deadlines is not None:
+            deadlines.append(deadline - time.time())
         if clock is not None:
             clock[0] += 100.0
         accuracy = score(config.train.learning_rate, config.train.seed)
         return SimpleNamespace(
-            run_dir=directory, already_finished=False, metrics={"accuracy": accuracy, "num_questions": 60}
+            run_dir=directory,
+            already_finished=False,
+            metrics={"accuracy": accuracy, "num_questions": 60},
+            finish_seconds=30.0,
         )
 
     monkeypatch.setattr(runner, "train_run", train_run)
     if clock is not None:
         monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
     return trained
+
+
+def test_a_resumed_study_keeps_the_time_its_folds_spent_after_training(
+    base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, left = [0.0], []
+    _scored_without_training(monkeypatch, lambda rate, seed: 0.5, clock, left)
+    root = tmp_path / "resumed"
+    tune([base], root, overrides=FAST, space=SPACE, folds=2, trials=1, budget_seconds=3600, confirm=0)
+    assert left == [pytest.approx(3600.0, abs=1.0), pytest.approx(3500.0 - 30.0, abs=1.0)]
+    # A new call reads the first call's mean from the study: its first fold already keeps 30 s.
+    tune([base], root, overrides=FAST, space=SPACE, folds=2, trials=2, budget_seconds=3600, confirm=0)
+    assert left[2] == pytest.approx(3600.0 - 30.0, abs=1.0)
 
 
 def _disagreeing(rate: float, seed: int) -> float:

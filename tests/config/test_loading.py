@@ -80,6 +80,7 @@ def test_exponent_without_a_dot_is_a_number(tmp_path: Path) -> None:
         ("decoding.no_repeat_ngram=-1", "config key 'decoding.no_repeat_ngram' must be at least 0; got -1"),
         ("decoding.repetition_penalty=0", "config key 'decoding.repetition_penalty' must be greater than 0"),
         ("decoding.min_length=0", "config key 'decoding.min_length' must be at least 1; got 0"),
+        ("decoding.beam_width=65", "config key 'decoding.beam_width' must be at most 64; got 65"),
         (
             "train.monitor=val_rouge_l",
             "train.monitor val_rouge_l scores generated answers; task.type is 'classify'",
@@ -99,6 +100,12 @@ def test_bad_values_name_key_value_and_expectation(override: str, message: str) 
     assert message in str(error.value)
 
 
+def test_a_minimum_answer_length_above_the_maximum_is_refused() -> None:
+    with pytest.raises(UserError, match=r"decoding.min_length \(9\) is above decoding.max_length \(8\)"):
+        load_config([], ["decoding.min_length=9", "decoding.max_length=8"])
+    assert load_config([], ["decoding.min_length=8", "decoding.max_length=8"]).decoding.min_length == 8
+
+
 def test_unknown_key_lists_valid_keys() -> None:
     with pytest.raises(UserError, match=r"expected one of: .*bidirectional.*units"):
         load_config([], ["encoder.widht=3"])
@@ -116,7 +123,7 @@ def test_jit_compile_accepts_yaml_booleans() -> None:
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="no such file"):
+    with pytest.raises(UserError, match=r"missing\.yaml' does not exist; expected a YAML file"):
         load_config([tmp_path / "missing.yaml"])
     with pytest.raises(UserError, match="is a directory"):
         load_config([tmp_path])

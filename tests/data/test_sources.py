@@ -187,3 +187,23 @@ def test_a_quoted_tsv_field_longer_than_the_csv_modules_limit_keeps_its_quoting(
     pd.DataFrame(rows).to_csv(tmp_path / "f.tsv", index=False, sep="\t")  # 200,000+ characters, quoted
     frame, _ = load_pairs(str(tmp_path / "f.tsv"))
     assert frame[["question", "answer"]].to_dict("records") == rows
+
+
+@pytest.mark.parametrize(
+    ("found", "headerless"),
+    [
+        (["1", "2"], True),
+        (["-1", "2.5"], True),
+        (["What is AI?", "Artificial intelligence."], True),
+        (["how do I reset my password", "click reset"], True),  # a sentence of three words or more
+        (["prompt", "reply"], False),
+        (["Question Text", "Answer Text"], False),
+        (["Unnamed: 0", "q", "a"], False),  # pandas' index column beside other names
+        ([], False),
+    ],
+)
+def test_the_no_header_hint_is_given_for_data_like_headers_only(found: list[str], headerless: bool) -> None:
+    from qa_assistant.data.sources import columns_hint
+
+    hint = columns_hint(["question", "answer"], found)
+    assert ("does the file have one?" in hint) is headerless

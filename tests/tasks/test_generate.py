@@ -334,11 +334,17 @@ def test_assistant_passes_decoding_options(exported: Path) -> None:
         ({"beam_width": "wide"}, "decoding option 'beam_width' expects an integer; got 'wide'"),
         ({"beam_width": [3, 4]}, "decoding option 'beam_width' expects an integer"),  # YAML's [3, 4]
         ({"beam_width": 100_000}, "decoding option 'beam_width' must be at most 64; got 100000"),
-        ({"seed": 2**70}, "decoding option seed expects int64, one value in its range"),  # would wrap around
+        (
+            {"seed": 2**70},
+            "decoding option 'seed' expects int64, one value in its range",
+        ),  # would wrap around
         ({"top_p": 2}, "decoding option 'top_p' must be at most 1.0; got 2.0"),
         ({"temperature": -1}, "decoding option 'temperature' must be at least 0.0; got -1.0"),
         ({"repetition_penalty": 0.0}, "decoding option 'repetition_penalty' must be greater than 0; got 0.0"),
-        ({"min_length": 10, "max_length": 5}, "min_length 10 is above max_length 5"),
+        (
+            {"min_length": 10, "max_length": 5},
+            "decoding option min_length \\(10\\) is above max_length \\(5\\); expected at most 5",
+        ),
     ]
     for options, message in refused:
         with pytest.raises(UserError, match=message):

@@ -307,3 +307,17 @@ def test_a_finished_run_is_reused_only_for_the_same_config_and_data(tiny_run: Pa
     data.write_bytes(data.read_bytes().replace(b"price", b"prize"))
     with pytest.raises(UserError, match=r"finished run made from another version of '.*faq\.csv'"):
         train_run(config, run)
+
+
+def test_a_failure_after_the_metrics_are_written_keeps_the_finished_run(tmp_path: Path) -> None:
+    # Snapshots are discarded after metrics.json: a later error must not take the run for a new, empty one.
+    from qa_assistant.training.run_directory import discard_if_new
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text("{}")
+    discard_if_new(run, created=True)
+    assert (run / "metrics.json").is_file()
+    (run / "metrics.json").unlink()
+    discard_if_new(run, created=True)  # unfinished, no epoch saved: nothing to resume
+    assert not run.exists()

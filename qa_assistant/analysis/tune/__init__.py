@@ -40,7 +40,7 @@ search's scores and says so, and rerunning the command finishes it.
 **Budget and resuming.** No trial starts when the time left (`--budget`)
 is shorter than the trials so far have taken on average, no fold starts
 when it would not fit, and a fold's training stops after the batch that
-passes the budget less the mean time fresh folds spent outside training
+passes the budget less the mean time fresh folds spent after training
 (`callbacks.Deadline`; its run directory stays resumable from its last
 epoch), which leaves the evaluation that ends a fold its time. Stopped, failed and interrupted
 trials are queued again when the command is rerun with the same arguments; their

@@ -148,9 +148,10 @@ def _checked(confirm: int, trials: int, budget_seconds: float, trial_seconds: fl
 class _Plan:
     """What every fold of the call shares: the starting config, the pool, the budget, the fold times.
 
-    `finish_seconds` are the parts of fresh folds spent outside training (building the model,
-    then saving it and scoring the test split): a fold's training stops that long before the
-    budget ends, so that a fold finishing its last epoch at the deadline does not overrun it.
+    `finish_seconds` are the parts of fresh folds spent after training (saving the model,
+    scoring the test split, the baseline): a fold's training stops that long (on average)
+    before the budget ends, so that a fold finishing its last epoch at the deadline does not
+    overrun it.
     """
 
     base: Config
@@ -410,7 +411,7 @@ def _train_fold(
     number: int, config: Config, parent: Path, fold_of: tuple[int, int], plan: _Plan, *, seed: int
 ) -> Any:
     """Trains fold `fold_of[0]` of `fold_of[1]` for trial `number` in the partition of `seed` (reusing
-    a finished one); adds its time to `plan.fold_seconds`, and its time outside training to
+    a finished one); adds its time to `plan.fold_seconds`, and its time after training to
     `plan.finish_seconds`, if it started fresh. Its training stops `plan.mean_finish()` before the
     budget ends, which leaves the time its evaluation takes on average.
 
@@ -444,9 +445,9 @@ def _train_fold(
         log.warning("tune: trial %d failed: %s", number, error)
         raise _TrialStoppedError("failed", f"failed: {error}") from None
     if fresh and not result.already_finished:  # the mean fold time that decides whether another fits
-        seconds = time.monotonic() - fold_started
-        plan.fold_seconds.append(seconds)
-        plan.finish_seconds.append(max(seconds - float(result.metrics.get("train_seconds", seconds)), 0.0))
+        plan.fold_seconds.append(time.monotonic() - fold_started)
+        if result.finish_seconds is not None:
+            plan.finish_seconds.append(result.finish_seconds)
     return result
 
 
