@@ -87,6 +87,10 @@ class Assistant:
         """Another signature of the export (e.g. a generator's `score`), or `None`."""
         return self._model.signatures.get(name)
 
+    def tracked(self, name: str) -> Any | None:
+        """An object the export tracks by `name` (a retrieval export's answer `bank`), or `None`."""
+        return getattr(self._model, name, None)
+
     def raw(self, questions: list[str], **options: Any) -> dict[str, np.ndarray]:
         """The signature's outputs as NumPy arrays (strings stay bytes).
 

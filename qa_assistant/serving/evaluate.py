@@ -32,6 +32,7 @@ from qa_assistant.metrics.ranking import (
     selective_metrics,
 )
 from qa_assistant.serving.assistant import Assistant
+from qa_assistant.tasks.retrieval.bank import BANK_COLLECTION, BANK_FIELDS
 from qa_assistant.tasks.runs import load_run
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
         if config.task.type in ("generate", "lm"):  # both generate answers (tasks/lm/generator.py)
             metrics = _evaluate_generation_export(assistant, frame)
         else:
+            if config.task.type == "retrieve":
+                _warn_answers_outside_the_bank(assistant, frame, data)
             metrics = _evaluate_ranking_export(assistant, config, frame)
     metrics["num_examples"] = len(frame)
     return metrics
@@ -96,6 +99,29 @@ def _warn_unknown_classes(config: Config, frame: Any, labels_file: Path, spec: s
             target,
             len(known),
             ": is this the model's kind of data?" if unseen == len(frame) else "",
+        )
+
+
+def _warn_answers_outside_the_bank(assistant: Any, frame: Any, spec: str) -> None:
+    """A warning when a retrieval export is asked questions whose answers its bank lacks.
+
+    A run directory adds such answers to its bank before ranking; an export can only
+    return what its bank holds (`qa-assistant index` adds answers).
+    """
+    bank = assistant.tracked(BANK_COLLECTION)
+    if bank is None:
+        return
+    answers = {a.decode("utf-8") for a in bank[BANK_FIELDS.index("answers")].numpy()}
+    outside = int((~frame["answer"].isin(answers)).sum())
+    if outside:
+        log.warning(
+            "%d of %d examples in '%s' have an answer that is not in the export's bank (%d answers); "
+            "they count as misses (add them with: qa-assistant index --model %s --answers FILE --name NAME)",
+            outside,
+            len(frame),
+            spec,
+            len(answers),
+            assistant.path,
         )
 
 

@@ -319,6 +319,21 @@ def test_an_unfinished_run_with_answer_max_length_from_the_data_resumes(
     assert load_config([run / "config.yaml"]) == saved
 
 
+def test_evaluate_warns_of_answers_outside_an_exports_bank(
+    trained: Path, exported: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    frame = pd.read_json(trained / "data" / "test.jsonl", lines=True)
+    frame.loc[0, "answer"] = "An answer the bank does not hold."
+    frame.to_json(tmp_path / "new.jsonl", orient="records", lines=True)
+    with caplog.at_level("WARNING", logger="qa_assistant.serving.evaluate"):
+        evaluate_path(exported, str(tmp_path / "new.jsonl"))
+        evaluate_path(exported, str(trained / "data" / "test.jsonl"))
+    warned = [r.getMessage() for r in caplog.records if "not in the export's bank" in r.getMessage()]
+    assert len(warned) == 1  # the first file only
+    assert warned[0].startswith(f"1 of {len(frame)} examples in ")
+    assert "qa-assistant index --model" in warned[0]
+
+
 @pytest.mark.large  # 35-50 s on a quiet 2-core machine; CI runs it after the default suite (.ci/run)
 def test_evaluate_run_and_export(trained: Path, exported: Path, tmp_path: Path) -> None:
     # One test question asked twice with two answers: scored once, a hit on either counts.
