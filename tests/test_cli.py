@@ -207,6 +207,42 @@ def test_evaluate_prints_numbers_in_the_table_and_text_facts_under_it(
     assert signature == "bleu_signature: nrefs:1|case:mixed|tok:13a"
 
 
+def test_ask_says_when_the_export_returns_fewer_answers_than_top_k(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from types import SimpleNamespace
+
+    import qa_assistant.serving as serving
+    from qa_assistant.cli import commands
+
+    class TwoAnswers:  # an export whose export.top_k is 2
+        def __init__(self, path: str) -> None:
+            pass
+
+        def ask_many(self, questions, top_k=None, decoding=None):
+            pairs = [("Nine to five.", 0.9), ("Weekdays.", 0.5)]
+            return [
+                SimpleNamespace(answer=pairs[0][0], alternatives=pairs[:top_k], extra={}) for _ in questions
+            ]
+
+    monkeypatch.setattr(serving, "Assistant", TwoAnswers)
+    for top_k, warned in ((5, True), (2, False), (None, False)):
+        caplog.clear()
+        args = argparse.Namespace(model="m", top_k=top_k, decoding=[], json=False, questions=["when?"])
+        with caplog.at_level("WARNING", logger=commands.__name__):
+            assert commands.ask_command(args) == 0
+        messages = [r.getMessage() for r in caplog.records]
+        assert messages == (
+            [
+                "--top-k 5: the export returned 2 answers per question at most (its export.top_k, "
+                "or all its bank, classes or beams)"
+            ]
+            if warned
+            else []
+        )
+    assert "Nine to five." in capsys.readouterr().out
+
+
 def test_two_runs_of_one_config_started_in_the_same_second_get_two_directories(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

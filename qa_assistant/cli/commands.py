@@ -7,6 +7,7 @@ import argparse
 import datetime
 import io
 import json
+import logging
 import shlex
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 from qa_assistant.config import Config, load_config, parse_override
 from qa_assistant.errors import UserError
 from qa_assistant.layout import validate_name
+
+log = logging.getLogger(__name__)
 
 
 def parse_duration(text: str) -> float:
@@ -293,7 +296,16 @@ def ask_command(args: argparse.Namespace) -> int:
     _check_top_k(args.top_k)
     options = _decoding_options(args.decoding)
     assistant = Assistant(args.model)
-    for answer in assistant.ask_many(args.questions, top_k=args.top_k, decoding=options):
+    answers = assistant.ask_many(args.questions, top_k=args.top_k, decoding=options)
+    returned = max((len(a.alternatives) for a in answers), default=0)
+    if args.top_k and returned < args.top_k:
+        log.warning(
+            "--top-k %d: the export returned %d answers per question at most (its export.top_k, "
+            "or all its bank, classes or beams)",
+            args.top_k,
+            returned,
+        )
+    for answer in answers:
         if args.json:
             print(json.dumps(answer.as_dict(), ensure_ascii=False))
         else:
