@@ -243,6 +243,17 @@ def test_ask_says_when_the_export_returns_fewer_answers_than_top_k(
     assert "Nine to five." in capsys.readouterr().out
 
 
+def test_an_unknown_option_is_shown_with_its_subcommands_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    from qa_assistant.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["index", "--model", "m", "--answers", "a.csv", "--name", "n", "--set", "data.x=1"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: qa-assistant index ")
+    assert "qa-assistant index: error: unrecognized arguments: --set data.x=1" in err
+
+
 def test_two_runs_of_one_config_started_in_the_same_second_get_two_directories(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

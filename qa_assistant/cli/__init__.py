@@ -26,7 +26,9 @@ log = logging.getLogger("qa_assistant")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # shown with the subcommand's usage, not the top-level one
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     _setup_logging(args.verbose)
 
     def run() -> int:

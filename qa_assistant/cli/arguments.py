@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_benchmark,
     ):
         add(commands)
+    for command in commands.choices.values():  # its own usage for its own mistakes (`cli.main`)
+        command.set_defaults(command_parser=command)
     return parser
 
 
