@@ -333,6 +333,8 @@ def chat_command(args: argparse.Namespace) -> int:
             print()
             return 0
         if not question.strip():
+            if not sys.stdin.isatty():  # a terminal echoed the Enter; piped input did not
+                print()
             return 0
         _print_answer(
             assistant.ask(question, top_k=args.top_k, decoding=options), args.top_k, prefix="assistant> "
