@@ -284,14 +284,21 @@ def test_train_with_a_name_again_keeps_the_finished_runs_export(
 
     pd.DataFrame(faq_rows()).to_csv(tmp_path / "faq.csv", index=False)
     (tmp_path / "elsewhere").mkdir()
-    # The data by its absolute path: a finished run is matched by its config, paths as given.
-    train = ["train", "--name", "me", "--train-data", str(tmp_path / "faq.csv"), "--set", *TINY]
+    train = ["train", "--name", "me", "--set", *TINY]
     monkeypatch.chdir(tmp_path)
-    assert main([*train, "--output", "runs/me"]) == 0
+    assert main([*train, "--train-data", "faq.csv", "--output", "runs/me"]) == 0
     assert f"exported:        {Path('saved_models/me/1')}\n" in capsys.readouterr().out
     # The same finished run, named from another directory: its export stands.
     monkeypatch.chdir(tmp_path / "elsewhere")
-    again = [*train, "--output", "../runs/me", "--saved-models", "../saved_models"]
+    again = [
+        *train,
+        "--train-data",
+        "../faq.csv",
+        "--output",
+        "../runs/me",
+        "--saved-models",
+        "../saved_models",
+    ]
     assert main(again) == 0
     assert "(this run's export already; no new version)" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "saved_models" / "me").iterdir()) == ["1"]

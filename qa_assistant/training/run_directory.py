@@ -154,10 +154,17 @@ def check_finished_matches(run_dir: Path, config: Config) -> None:
     """Refuses a finished run made with another config or from a changed local data file.
 
     Checked before any data is read: a key the given config leaves null counts
-    as equal, since the run settled it from its data.
+    as equal, since the run settled it from its data; a data file named by another
+    path (the same command from another directory) counts as equal when its bytes
+    are the ones the run recorded.
     """
     saved, given = load_config([run_dir / CONFIG_FILE]).flat(), config.flat()
-    differ = [k for k, v in given.items() if v is not None and saved.get(k) != v]
+    sources = _manifest_sources(run_dir)
+    differ = [
+        k
+        for k, v in given.items()
+        if v is not None and saved.get(k) != v and not _same_data_file(k, saved.get(k), v, sources)
+    ]
     if differ:
         shown = ", ".join(f"{k} {saved.get(k)!r} -> {given[k]!r}" for k in differ[:3])
         more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
@@ -165,8 +172,12 @@ def check_finished_matches(run_dir: Path, config: Config) -> None:
             f"'{run_dir}' holds a finished run with a different config ({shown}{more}); "
             "use another --output, or --restart to train again"
         )
-    for source, sha256 in _manifest_sources(run_dir).items():
+    # The files under the names this command gives (one named by another path was compared above).
+    named = {given[k] if given.get(k) is not None else saved.get(k) for k in ("data.train", "data.test")}
+    for source, sha256 in sources.items():
         path = Path(source)
+        if source not in named:
+            continue
         if sha256 and path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
             raise UserError(
                 f"'{run_dir}' holds a finished run made from another version of '{path}' (it changed "
@@ -191,6 +202,14 @@ def check_resumable(run_dir: Path, config: Config, data: QAData) -> None:
             f"'{run_dir}' holds an unfinished run made from other data ({', '.join(changed)} changed "
             "since it started); use another --output, or --restart to discard it"
         )
+
+
+def _same_data_file(key: str, saved: object, given: object, sources: dict[str, str | None]) -> bool:
+    """`data.train` / `data.test` given by another path to a file with the bytes the run read."""
+    if key not in ("data.train", "data.test") or not isinstance(given, str) or not sources.get(str(saved)):
+        return False
+    path = Path(given)
+    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sources[str(saved)]
 
 
 def _manifest_sources(run_dir: Path) -> dict[str, str | None]:

@@ -286,27 +286,39 @@ def test_train_seconds_counts_training_not_the_test_evaluation(
     assert at_fit_end[0] - 0.01 <= metrics["train_seconds"] < at_fit_end[0] + 1.0
 
 
-def test_a_finished_run_is_reused_only_for_the_same_config_and_data(tiny_run: Path, tmp_path: Path) -> None:
+def test_a_finished_run_is_reused_only_for_the_same_config_and_data(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import shutil
+
+    import yaml
 
     data = tmp_path / "faq.csv"
     pd.DataFrame(faq_rows()).to_csv(data, index=False)
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
+    # The run as if trained on a copy of the data (the same bytes), which this test may change.
     manifest = json.loads((run / "manifest.json").read_text())
-    # The manifest names a copy of the data (the same bytes), which this test may change;
-    # the config keeps naming the shared run's file, as its saved config does.
     manifest["sources"][0]["source"] = str(data)
     (run / "manifest.json").write_text(json.dumps(manifest))
-    config = tiny_config("train.epochs=3", train=tiny_run.parent / "faq.csv")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["data"]["train"] = str(data)
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    config = tiny_config("train.epochs=3", train=data)
     assert train_run(config, run).already_finished  # the same config: its metrics, not a retraining
+    # The same command from another directory names the file by another path: the same run.
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tiny_config("train.epochs=3", train=Path("faq.csv"))
+    assert train_run(elsewhere, run).already_finished
     with pytest.raises(
         UserError, match=r"finished run with a different config \(encoder.type 'gru' -> 'lstm'\)"
     ):
-        train_run(tiny_config("train.epochs=3", "encoder.type=lstm", train=tiny_run.parent / "faq.csv"), run)
+        train_run(tiny_config("train.epochs=3", "encoder.type=lstm", train=data), run)
     data.write_bytes(data.read_bytes().replace(b"price", b"prize"))
     with pytest.raises(UserError, match=r"finished run made from another version of '.*faq\.csv'"):
         train_run(config, run)
+    with pytest.raises(UserError, match=r"different config \(data.train '.*faq\.csv' -> 'faq\.csv'\)"):
+        train_run(elsewhere, run)  # another path to other bytes: another data file
 
 
 def test_a_failure_after_the_metrics_are_written_keeps_the_finished_run(tmp_path: Path) -> None:
