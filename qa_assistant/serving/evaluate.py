@@ -19,9 +19,8 @@ from qa_assistant.layout import (
     EXTRA_DIR,
     LABELS_FILE,
     RETRIEVAL_FILE,
-    export_versions,
     has_trained_model,
-    is_export,
+    resolve_export,
 )
 from qa_assistant.metrics.generation import evaluate_generation
 from qa_assistant.metrics.ranking import (
@@ -57,18 +56,20 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
         UserError: not a run or export, or a bad data file.
     """
     model = Path(model)
-    if not has_trained_model(model) and not is_export(model) and not export_versions(model):
-        raise UserError(
-            f"'{model}' is neither a trained run directory nor an exported model; expected RUN_DIR "
-            "(as qa-assistant train wrote it), saved_models/NAME or saved_models/NAME/VERSION"
-        )
     if has_trained_model(model):
         config, task, keras_model = load_run(model)
         frame = _load(config, data)
         _warn_unknown_classes(config, frame, model / LABELS_FILE, data)
         metrics, _ = task.evaluate(keras_model, frame)
     else:
-        assistant = Assistant(model)
+        try:
+            export = resolve_export(model)
+        except UserError:  # its message names exports only; a run directory would do too
+            raise UserError(
+                f"'{model}' is neither a trained run directory nor an exported model; expected RUN_DIR "
+                "(as qa-assistant train wrote it), saved_models/NAME or saved_models/NAME/VERSION"
+            ) from None
+        assistant = Assistant(export)
         config = export_config(assistant.path)
         frame = _load(config, data)
         _warn_unknown_classes(config, frame, assistant.path / EXTRA_DIR / LABELS_FILE, data)

@@ -176,9 +176,7 @@ def check_finished_matches(run_dir: Path, config: Config) -> None:
     named = {given[k] if given.get(k) is not None else saved.get(k) for k in ("data.train", "data.test")}
     for source, sha256 in sources.items():
         path = Path(source)
-        if source not in named:
-            continue
-        if sha256 and path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
+        if source in named and sha256 and path.is_file() and not _holds(path, sha256):
             raise UserError(
                 f"'{run_dir}' holds a finished run made from another version of '{path}' (it changed "
                 "since); use another --output, or --restart to train again"
@@ -208,8 +206,12 @@ def _same_data_file(key: str, saved: object, given: object, sources: dict[str, s
     """`data.train` / `data.test` given by another path to a file with the bytes the run read."""
     if key not in ("data.train", "data.test") or not isinstance(given, str) or not sources.get(str(saved)):
         return False
-    path = Path(given)
-    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sources[str(saved)]
+    return _holds(Path(given), sources[str(saved)])
+
+
+def _holds(path: Path, sha256: str) -> bool:
+    """Whether `path` is a file with the bytes of this SHA-256 digest."""
+    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256
 
 
 def _manifest_sources(run_dir: Path) -> dict[str, str | None]:
