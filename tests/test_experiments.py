@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from qa_assistant.errors import UserError
 
 SCRIPTS = sorted((Path(__file__).parents[1] / "experiments").glob("*.py"))
 
@@ -96,3 +99,12 @@ def test_retrieval_comparisons_refuse_systems_split_into_other_test_questions(
     assert "no_validation.yaml's validation share" in line
     assert " 0 validation " in line
     assert not any(tmp_path.glob("seed-*"))  # refused before anything trained
+
+
+def test_score_fusion_lines_the_second_system_up_with_the_first() -> None:
+    module = _load(next(p for p in SCRIPTS if p.stem == "retrieval_fusion"))
+    scores_b = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])  # questions x, y against answers a, b, c
+    found = module.aligned(["x", "y"], ["a", "b", "c"], scores_b, ["y", "x"], ["c", "a", "b"])
+    np.testing.assert_array_equal(found, [[0.6, 0.4, 0.5], [0.3, 0.1, 0.2]])
+    with pytest.raises(UserError, match="not runs of the same split"):
+        module.aligned(["x", "y"], ["a", "b", "c"], scores_b, ["x", "z"], ["a", "b", "c"])
