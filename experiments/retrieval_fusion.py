@@ -11,8 +11,8 @@ for w on a grid (w = 0: the first system alone, w = 1: the second). Both cosines
 averaged with its pretrained weights (`--share`, as `task.weight_averaging` does after
 training; `--share 0` is the untrained encoder, 1 the run as trained). The weight that
 each split's validation recall@1 prefers is reported as a user without test labels would
-choose it, and each fixed w is compared with the first system alone over the same
-splits (corrected resampled paired t-tests, Holm over the rows). Tables go to
+choose it, and each fixed w is compared with each system alone over the same splits
+(corrected resampled paired t-tests, Holm over the rows of each table). Tables go to
 RUNS/retrieval_fusion_FIRST_SECOND.md.
 
 Usage:
@@ -141,7 +141,7 @@ def aligned(
 
 
 def share_report(share: float, runs: list[Scores], ratio: float, args: argparse.Namespace) -> str:
-    """Markdown: recall@1 per w (validation and test), then each w and the validation choice against w = 0."""
+    """Markdown: recall@1 per w (validation and test), then each w and the validation choice against either system alone."""
     lines = [
         f"**{args.second} at share {share:g} of its fine-tuned weights**",
         "",
@@ -152,24 +152,30 @@ def share_report(share: float, runs: list[Scores], ratio: float, args: argparse.
         cells = [fold_summary([run[(share, w)][s] for run in runs]).shown() for s in SPLITS]
         per_split = " / ".join(f"{run[(share, w)]['test']:.3f}" for run in runs)
         lines.append(f"| {w:g} | " + " | ".join(cells) + f" | {per_split} |")
-    alone = [run[(share, 0.0)]["test"] for run in runs]
     picks = [max(FUSION_WEIGHTS, key=lambda w, r=run: (r[(share, w)]["validation"], -w)) for run in runs]
     picked = [run[(share, w)]["test"] for run, w in zip(runs, picks, strict=True)]
-    compared = {
-        f"w = {w:g} on every split": (alone, [run[(share, w)]["test"] for run in runs])
-        for w in FUSION_WEIGHTS
-        if w != 0.0
-    }
-    compared["w chosen on validation"] = (alone, picked)
     lines += [
         "",
         f"Chosen on each split's validation questions: w = {', '.join(f'{w:g}' for w in picks)}; "
         f"test recall@1 {fold_summary(picked).shown()}.",
-        "",
-        paired_tests_table(
-            compared, ratio, row=f"against {args.first} alone", difference="difference (test recall@1)"
-        ),
     ]
+    for end, system in ((0.0, args.first), (1.0, args.second)):
+        alone = [run[(share, end)]["test"] for run in runs]
+        compared = {
+            f"w = {w:g} on every split": (alone, [run[(share, w)]["test"] for run in runs])
+            for w in FUSION_WEIGHTS
+            if w not in (0.0, 1.0)
+        }
+        compared["w chosen on validation"] = (alone, picked)
+        lines += [
+            "",
+            paired_tests_table(
+                compared,
+                ratio,
+                row=f"against {system} alone (w = {end:g})",
+                difference="difference (test recall@1)",
+            ),
+        ]
     return "\n".join(lines)
 
 
