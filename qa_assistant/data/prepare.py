@@ -165,8 +165,8 @@ def _log_report(report: CleanReport, short_rows: pd.DataFrame, source: str, empt
     log.info(
         "data quality of %s: %d rows read; dropped %d empty, %d repeated headers, %d duplicates; "
         "%d kept; %d with a question or answer under %d letters/digits; "
-        "%d questions differ from another only in case, punctuation or spacing; "
-        "%d questions have more than one answer",
+        "questions differing from another only in case, punctuation or spacing: %d; "
+        "questions with more than one answer: %d",
         source,
         report.rows_read,
         report.dropped_empty,

@@ -74,7 +74,7 @@ def test_quality_report_counts_short_rows_and_near_duplicates(caplog: pytest.Log
     assert "mine.csv: 2 rows have a question or answer with fewer than 2 letters/digits" in caplog.text
     assert "'o' -> 'f'" in caplog.text
     assert "data quality of mine.csv: 6 rows read" in caplog.text
-    assert "1 questions have more than one answer" in caplog.text
+    assert "questions with more than one answer: 1" in caplog.text
 
 
 def test_question_key_ignores_case_punctuation_and_spacing() -> None:
