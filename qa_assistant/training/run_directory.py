@@ -184,16 +184,30 @@ def check_finished_matches(run_dir: Path, config: Config) -> None:
 
 
 def check_resumable(run_dir: Path, config: Config, data: QAData) -> None:
+    """Refuses an unfinished run made with another config or from other data.
+
+    A data file named by another path (the same command from another directory)
+    counts as the same when its bytes are the ones the run recorded.
+    """
     saved = run_dir / CONFIG_FILE
-    if saved.is_file() and load_config([saved]).to_dict() != config.to_dict():
+    if not saved.is_file():
+        return
+    before = _manifest_sources(run_dir) if (run_dir / MANIFEST_FILE).is_file() else {}
+    saved_flat, given = load_config([saved]).flat(), config.flat()
+    moved = [
+        k
+        for k in ("data.train", "data.test")
+        if saved_flat.get(k) != given.get(k) and _same_data_file(k, saved_flat.get(k), given.get(k), before)
+    ]
+    if any(saved_flat.get(k) != v and k not in moved for k, v in given.items()):
         raise UserError(
             f"'{run_dir}' holds an unfinished run with a different config; "
             "use another --output, or --restart to discard it"
         )
-    if not (run_dir / MANIFEST_FILE).is_file():
+    if not before:
         return
-    before = _manifest_sources(run_dir)
-    now = {s.source: s.sha256 for s in data.sources}
+    renamed = {str(given[k]): str(saved_flat[k]) for k in moved}  # compared under the names the run recorded
+    now = {renamed.get(s.source, s.source): s.sha256 for s in data.sources}
     changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
     if changed:
         raise UserError(

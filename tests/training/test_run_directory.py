@@ -321,6 +321,43 @@ def test_a_finished_run_is_reused_only_for_the_same_config_and_data(
         train_run(elsewhere, run)  # another path to other bytes: another data file
 
 
+def test_an_unfinished_run_resumes_when_its_data_file_is_named_by_another_path(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import yaml
+
+    from qa_assistant.training import runner
+    from qa_assistant.training.runner import RunResult
+
+    data = tmp_path / "faq.csv"
+    pd.DataFrame(faq_rows()).to_csv(data, index=False)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "metrics.json").unlink()  # stopped before its end
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["sources"][0]["source"] = str(data)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["data"]["train"] = str(data)
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    # Only the checks before training, not the training.
+    monkeypatch.setattr(runner, "_train_and_evaluate", lambda task, data, run_dir, *_: RunResult(run_dir, {}))
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tiny_config("train.epochs=3", train=Path("faq.csv"))
+    assert train_run(elsewhere, run).run_dir == run  # the same bytes: resumed
+    with pytest.raises(UserError, match="unfinished run with a different config"):
+        train_run(tiny_config("train.epochs=3", "encoder.type=lstm", train=Path("faq.csv")), run)
+    # The resumed run now records the path it was given; other bytes there are other data.
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["train"] == "faq.csv"
+    data.write_bytes(data.read_bytes().replace(b"price", b"prize"))
+    with pytest.raises(UserError, match=r"unfinished run made from other data \(faq\.csv changed"):
+        train_run(elsewhere, run)
+    with pytest.raises(UserError, match="unfinished run with a different config"):
+        train_run(tiny_config("train.epochs=3", train=data), run)  # another path to other bytes
+
+
 def test_a_failure_after_the_metrics_are_written_keeps_the_finished_run(tmp_path: Path) -> None:
     # Snapshots are discarded after metrics.json: a later error must not take the run for a new, empty one.
     from qa_assistant.training.run_directory import discard_if_new
