@@ -9,8 +9,12 @@ A run directory (`qa-assistant train --output RUN_DIR`)::
       data/               the exact train/validation/test splits (JSONL)
       preprocessor/       vocab.txt + tokenizer.json
       labels.json         (classification) class id -> answer text
+      answers.json, known_questions.jsonl, retrieval.json
+                          (retrieval) the answer bank, the data's known questions, the fallback threshold
+      answer_preprocessor/  (generation) the answer tokenizer
       init.json           with --init-from: what was loaded, remapped, new, skipped
-      model.keras         trained model, best validation epoch
+      model.keras         trained model, best validation epoch (a LoRA language model:
+                          adapter.lora.h5 instead, and lm.json)
       checkpoints/        best weights and the resume state, while training (training/resume.py)
       logs/               TensorBoard: HParams session; train/, validation/, projector/
       predictions.jsonl   one line per distinct test question, with all its references
@@ -20,8 +24,8 @@ An export (`qa-assistant export --name NAME`), TF Serving's layout::
 
     saved_models/NAME/VERSION/
       saved_model.pb, variables/    the SavedModel (`serving_default` takes raw text)
-      assets.extra/                 config.yaml, preprocessor/, labels.json, manifest.json,
-                                    tf_serving_warmup_requests
+      assets.extra/                 config.yaml, preprocessor/, labels.json, retrieval.json,
+                                    manifest.json, tf_serving_warmup_requests
 
 Every module that reads or writes these paths takes the names from here.
 """
@@ -41,11 +45,14 @@ MANIFEST_FILE = "manifest.json"
 DATA_DIR = "data"
 PREPROCESSOR_DIR = "preprocessor"
 LABELS_FILE = "labels.json"
+ANSWER_PREPROCESSOR_DIR = "answer_preprocessor"  # `task.type: generate`: the answer tokenizer
+ANSWERS_FILE = "answers.json"  # `task.type: retrieve`: the answer bank, in the order of its ids
+KNOWN_QUESTIONS_FILE = "known_questions.jsonl"  # `task.type: retrieve`: every (question, answer) of the data
 RETRIEVAL_FILE = "retrieval.json"  # `task.type: retrieve`: the fallback threshold and its calibration
 INIT_REPORT = "init.json"
 MODEL_FILE = "model.keras"
 ADAPTER_FILE = "adapter.lora.h5"  # `task.type: lm` with LoRA: the adapters instead of the whole model
-LM_FILE = "lm.json"  # `task.type: lm`: the base model the run starts from
+LM_FILE = "lm.json"  # `task.type: lm`: the base model the run starts from and its quoting threshold
 CHECKPOINTS_DIR = "checkpoints"
 BEST_WEIGHTS = "best.weights.h5"
 LOGS_DIR = "logs"

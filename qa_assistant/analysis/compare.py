@@ -7,7 +7,7 @@ question, each metric is a score (1 or 0 for a right answer, the reciprocal
 rank for MRR, ...); the test resamples distinct questions, never rows (a
 file with several rows per question has them resampled together), and
 reports B - A with its 95 % interval and p-value
-(`experiments.statistics.paired_bootstrap`).
+(`analysis/statistics.py`, `paired_bootstrap`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
 
 Seeds are `train.seed`, `train.seed + 1`, ...: each seed draws another
 partition into K folds (and other initial weights). The interval is the
-corrected resampled t-interval (`experiments.statistics.fold_summary`).
+corrected resampled t-interval (`analysis/statistics.py`, `fold_summary`).
 Rerunning the command skips finished folds and resumes an unfinished one.
 """
 

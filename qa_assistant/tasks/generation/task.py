@@ -26,7 +26,7 @@ import tensorflow as tf
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.pipeline import make_dataset
 from qa_assistant.data.split import Splits
-from qa_assistant.layout import PREPROCESSOR_DIR
+from qa_assistant.layout import ANSWER_PREPROCESSOR_DIR, PREPROCESSOR_DIR
 from qa_assistant.metrics.baselines import tfidf_nearest_answers
 from qa_assistant.metrics.generation import (
     MaskedTokenAccuracy,
@@ -229,11 +229,11 @@ class GenerationTask(Task):
 
     def save(self, directory: Path) -> None:
         self.tokenizer.save_assets(directory / PREPROCESSOR_DIR)
-        self.target_tokenizer.save_assets(directory / "answer_preprocessor")
+        self.target_tokenizer.save_assets(directory / ANSWER_PREPROCESSOR_DIR)
 
     def restore(self, directory: Path) -> None:
         self.tokenizer = load_tokenizer(directory / PREPROCESSOR_DIR)
-        self.target_tokenizer = WordTokenizer.load_assets(directory / "answer_preprocessor")
+        self.target_tokenizer = WordTokenizer.load_assets(directory / ANSWER_PREPROCESSOR_DIR)
 
     def _special_ids(self) -> tuple[int, int]:
         vocabulary = self.target_tokenizer.vocabulary

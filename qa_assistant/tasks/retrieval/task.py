@@ -34,7 +34,7 @@ from qa_assistant.atomic import replacing, write_text
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.pipeline import as_targets, ids_dataset, make_dataset
 from qa_assistant.data.split import Splits
-from qa_assistant.layout import PREPROCESSOR_DIR, RETRIEVAL_FILE
+from qa_assistant.layout import ANSWERS_FILE, KNOWN_QUESTIONS_FILE, PREPROCESSOR_DIR, RETRIEVAL_FILE
 from qa_assistant.metrics.baselines import tfidf_retrieval
 from qa_assistant.metrics.ranking import (
     Scored,
@@ -354,7 +354,7 @@ class RetrievalTask(Task):
         `task.weight_averaging` below 1. The threshold is `task.threshold`, or
         calibrated on the validation split: that needs
         `task.threshold_min_questions` validation questions and must raise the
-        accuracy of the answered ones there (`serving.bank.fallback_threshold`);
+        accuracy of the answered ones there (`tasks/retrieval/bank.py`, `fallback_threshold`);
         otherwise none is applied and the log says why.
         """
         self.average_with_start(model)
@@ -442,9 +442,9 @@ class RetrievalTask(Task):
 
     def save(self, directory: Path) -> None:
         self.tokenizer.save_assets(directory / PREPROCESSOR_DIR)
-        write_text(directory / "answers.json", json.dumps(self.bank, ensure_ascii=False, indent=0))
+        write_text(directory / ANSWERS_FILE, json.dumps(self.bank, ensure_ascii=False, indent=0))
         known = pd.DataFrame(self.known, columns=["question", "answer"])
-        with replacing(directory / "known_questions.jsonl") as tmp:
+        with replacing(directory / KNOWN_QUESTIONS_FILE) as tmp:
             known.to_json(tmp, orient="records", lines=True, force_ascii=False)
         write_text(
             directory / RETRIEVAL_FILE,
@@ -454,8 +454,8 @@ class RetrievalTask(Task):
     def restore(self, directory: Path) -> None:
         self.tokenizer = load_tokenizer(directory / PREPROCESSOR_DIR)
         self.answer_tokenizer = with_max_length(self.tokenizer, self.config.text.answer_max_length)
-        self.bank = json.loads((directory / "answers.json").read_text(encoding="utf-8"))
-        known = pd.read_json(directory / "known_questions.jsonl", lines=True, dtype=False)
+        self.bank = json.loads((directory / ANSWERS_FILE).read_text(encoding="utf-8"))
+        known = pd.read_json(directory / KNOWN_QUESTIONS_FILE, lines=True, dtype=False)
         self.known = (
             list(zip(known["question"].astype(str), known["answer"].astype(str), strict=True))
             if len(known)
