@@ -286,9 +286,8 @@ def test_train_seconds_counts_training_not_the_test_evaluation(
     assert at_fit_end[0] - 0.01 <= metrics["train_seconds"] < at_fit_end[0] + 1.0
 
 
-def test_a_finished_run_is_reused_only_for_the_same_config_and_data(
-    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _run_on_own_copy_of_data(tiny_run: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of `tiny_run` as if trained on `tmp_path/faq.csv` (the same bytes), which a test may change."""
     import shutil
 
     import yaml
@@ -297,13 +296,19 @@ def test_a_finished_run_is_reused_only_for_the_same_config_and_data(
     pd.DataFrame(faq_rows()).to_csv(data, index=False)
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    # The run as if trained on a copy of the data (the same bytes), which this test may change.
     manifest = json.loads((run / "manifest.json").read_text())
     manifest["sources"][0]["source"] = str(data)
     (run / "manifest.json").write_text(json.dumps(manifest))
     saved = yaml.safe_load((run / "config.yaml").read_text())
     saved["data"]["train"] = str(data)
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    return data, run
+
+
+def test_a_finished_run_is_reused_only_for_the_same_config_and_data(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, run = _run_on_own_copy_of_data(tiny_run, tmp_path)
     config = tiny_config("train.epochs=3", train=data)
     assert train_run(config, run).already_finished  # the same config: its metrics, not a retraining
     # The same command from another directory names the file by another path: the same run.
@@ -324,24 +329,13 @@ def test_a_finished_run_is_reused_only_for_the_same_config_and_data(
 def test_an_unfinished_run_resumes_when_its_data_file_is_named_by_another_path(
     tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import shutil
-
     import yaml
 
     from qa_assistant.training import runner
     from qa_assistant.training.runner import RunResult
 
-    data = tmp_path / "faq.csv"
-    pd.DataFrame(faq_rows()).to_csv(data, index=False)
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+    data, run = _run_on_own_copy_of_data(tiny_run, tmp_path)
     (run / "metrics.json").unlink()  # stopped before its end
-    manifest = json.loads((run / "manifest.json").read_text())
-    manifest["sources"][0]["source"] = str(data)
-    (run / "manifest.json").write_text(json.dumps(manifest))
-    saved = yaml.safe_load((run / "config.yaml").read_text())
-    saved["data"]["train"] = str(data)
-    (run / "config.yaml").write_text(yaml.safe_dump(saved))
     # Only the checks before training, not the training.
     monkeypatch.setattr(runner, "_train_and_evaluate", lambda task, data, run_dir, *_: RunResult(run_dir, {}))
     monkeypatch.chdir(tmp_path)
