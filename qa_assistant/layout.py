@@ -138,13 +138,33 @@ def check_finished_run(run_dir: str | Path) -> Path:
         UserError: it is not a run directory with a trained model, or the run is unfinished.
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        what = "is a file" if run_dir.exists() else "does not exist"
+        raise UserError(
+            f"'{run_dir}' {what}; expected a finished run directory (qa-assistant train --output)"
+        )
     if not has_trained_model(run_dir):
-        raise UserError(f"'{run_dir}' is not a finished run directory (no {MODEL_FILE} / {CONFIG_FILE})")
+        raise UserError(
+            f"'{run_dir}' is not a finished run directory (expected {MODEL_FILE}, or a language model's "
+            f"{ADAPTER_FILE}, and {CONFIG_FILE})"
+        )
     if not is_finished(run_dir):
         raise UserError(
             f"'{run_dir}' is an unfinished run (no {METRICS_FILE}); rerun its train command to finish it"
         )
     return run_dir
+
+
+def check_grounding(grounding: str) -> None:
+    """`lm.grounding` is `none`, `tfidf` or a directory holding a trained run (its task is checked when it loads).
+
+    Raises:
+        UserError: anything else, e.g. a misspelled `tfidf` or a run directory that is not there.
+    """
+    if grounding in ("none", "tfidf") or has_trained_model(Path(grounding)):
+        return
+    what = "holds no trained run" if Path(grounding).is_dir() else "is not a directory"
+    raise UserError(f"lm.grounding '{grounding}' {what}; expected none, tfidf or a retrieval run directory")
 
 
 def resolve_export(path: str | Path) -> Path:

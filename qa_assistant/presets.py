@@ -89,6 +89,18 @@ def resolve_preset(spec: str) -> str:
     return spec
 
 
+def check_installed(spec: str) -> None:
+    """A `package:NAME` preset's package is installed (found, not imported, converted or unpacked).
+
+    For the checks that run before TensorFlow loads; other specs are checked when they load.
+
+    Raises:
+        UserError: no installed package has that name.
+    """
+    if spec.startswith(PACKAGE_PREFIX):
+        _package_root(spec[len(PACKAGE_PREFIX) :])
+
+
 def _converted(paths: list[Path]) -> Path:
     from qa_assistant.gguf import cached_conversion  # deferred: imports gguf (~0.2 s)
 

@@ -108,7 +108,8 @@ def test_train_export_ask_evaluate(tmp_path: Path, faq_split_files: tuple[Path, 
         timeout=300,
     )
     assert chat.returncode == 0
-    assert "assistant> " in chat.stdout
+    # Piped questions appear beside their prompt, each answer on its own line.
+    assert "you> what is your price?\nassistant> " in chat.stdout
     # A decoding option this export cannot take is refused before the chat starts.
     refused = cli("chat", "--model", "saved_models/mine", "--decoding", "strategy=beam", cwd=tmp_path)
     assert_user_error(refused, "takes no decoding options (strategy)")
@@ -143,6 +144,41 @@ def test_a_missing_file_or_column_is_reported_before_tensorflow_loads(tmp_path: 
         (
             ["train", "--train-data", "good.csv", "--set", "task.type=classify", "data.target=topic"],
             "no column 'topic'; columns found: 'question', 'answer'; set data.target to one of the columns",
+        ),
+        (
+            [
+                "train",
+                "--train-data",
+                "good.csv",
+                "--set",
+                "encoder.type=pretrained",
+                "encoder.preset=package:no_such_model",
+            ],
+            "no installed package 'no_such_model'",
+        ),
+        (
+            [
+                "train",
+                "--config",
+                str(ROOT / "experiments/configs/lm_smollm2_lora.yaml"),
+                "--train-data",
+                "good.csv",
+                "--set",
+                "lm.grounding=tfdif",
+            ],
+            "lm.grounding 'tfdif' is not a directory; expected none, tfidf or a retrieval run directory",
+        ),
+        (
+            [
+                "tune",
+                "--config",
+                str(ROOT / "experiments/configs/lm_smollm2_lora.yaml"),
+                "--train-data",
+                "good.csv",
+                "--set",
+                "lm.preset=package:llm-nothere",
+            ],
+            "no installed package 'llm-nothere'",
         ),
     ]
     for args, fragment in cases:
@@ -179,7 +215,11 @@ def test_user_errors_are_one_line_and_write_nothing(tmp_path: Path) -> None:
             ["index", "--model", str(tmp_path), "--answers", "onecol.csv", "--name", "x"],
             ["is not an exported model"],
         ),
-        (["export", "--run", str(tmp_path), "--name", "x"], ["is not a finished run directory"]),
+        (
+            ["export", "--run", str(tmp_path), "--name", "x"],
+            ["is not a finished run directory", "model.keras, or a language model's adapter.lora.h5"],
+        ),
+        (["export", "--run", str(tmp_path / "nothere"), "--name", "x"], ["nothere' does not exist"]),
         (
             ["evaluate", "--model", str(tmp_path / "nothere"), "--data", "onecol.csv"],
             ["is neither a trained run directory nor an exported model", "expected RUN_DIR"],

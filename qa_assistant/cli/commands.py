@@ -14,7 +14,8 @@ from pathlib import Path
 
 from qa_assistant.config import Config, load_config, parse_override
 from qa_assistant.errors import UserError
-from qa_assistant.layout import validate_name
+from qa_assistant.layout import check_grounding, validate_name
+from qa_assistant.presets import check_installed
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,18 @@ def precheck_train(args: argparse.Namespace) -> None:
             f"--repeats {args.repeats} repeats k-fold cross-validation; expected it with --folds K"
         )
     if not args.init_from:  # a base run or export changes the config first
-        check_files(load_config(args.config, _train_overrides(args)).data)
+        config = load_config(args.config, _train_overrides(args))
+        check_files(config.data)
+        _check_model_sources(config)
+
+
+def _check_model_sources(config: Config) -> None:
+    """The model packages a config names are installed and its grounding run is there."""
+    if config.encoder.type == "pretrained" and config.encoder.preset:
+        check_installed(config.encoder.preset)
+    if config.task.type == "lm":
+        check_installed(config.lm.preset)
+        check_grounding(config.lm.grounding)
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -148,6 +160,7 @@ def precheck_tune(args: argparse.Namespace) -> None:
     parse_duration(args.budget)
     config = load_config(args.config, _train_overrides(args))
     check_files(config.data)
+    _check_model_sources(config)
     space = parse_space(args.space) if args.space else default_space(config)
     check_space(config, space, args.folds)
 
@@ -329,12 +342,12 @@ def chat_command(args: argparse.Namespace) -> int:
     while True:
         try:
             question = input("you> ")
+            if not sys.stdin.isatty():  # piped questions: the transcript shows each beside its prompt
+                print(question)
         except EOFError:
             print()
             return 0
         if not question.strip():
-            if not sys.stdin.isatty():  # a terminal echoed the Enter; piped input did not
-                print()
             return 0
         _print_answer(
             assistant.ask(question, top_k=args.top_k, decoding=options), args.top_k, prefix="assistant> "
