@@ -45,6 +45,9 @@ from qa_assistant.errors import UserError
 log = logging.getLogger(__name__)
 
 MIN_PER_CLASS_FOR_STRATIFIED = 5
+# Distinct validation questions below which a choice made on them (the best epoch, a quote
+# threshold) follows noise: one question moves an accuracy or a mean score by 2+ points.
+FEW_VALIDATION_QUESTIONS = 50
 
 
 @dataclass(frozen=True)

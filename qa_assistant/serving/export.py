@@ -185,11 +185,14 @@ def _stage(
     task: Any, model: keras.Model, staging: Path, run_dir: Path, name: str, top_k: int, count: int
 ) -> None:
     """Writes and checks a complete version in `staging`."""
+    # Each step can take minutes for a language model: the log says which one is running.
+    log.info("writing the SavedModel")
     bundle = write_savedmodel(task, model, staging, top_k=top_k)
     _write_extra(staging, run_dir, name)
     questions = _sample_questions(run_dir, count)
     write_warmup(staging / EXTRA_DIR / WARMUP_FILE, name, warmup_batches(questions))
     checked = [*questions, *HOSTILE_QUESTIONS]
+    log.info("checking that the export answers %d questions as the run does", len(checked))
     serve = load_signature(staging)
     check_parity(serve, task.export_reference(model, bundle, checked, top_k), checked)
     replay_warmup(serve, staging / EXTRA_DIR / WARMUP_FILE)

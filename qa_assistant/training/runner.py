@@ -23,7 +23,7 @@ import tensorflow as tf
 from qa_assistant.atomic import remove_stale, replacing, write_text
 from qa_assistant.config import Config
 from qa_assistant.data.dataset import QAData, load_qa_data
-from qa_assistant.data.split import Splits
+from qa_assistant.data.split import FEW_VALIDATION_QUESTIONS, Splits
 from qa_assistant.errors import UserError
 from qa_assistant.layout import (
     BEST_WEIGHTS,
@@ -263,6 +263,12 @@ def _train_and_evaluate(
     task.save(run_dir)
     write_extras(task, model, run_dir / LOGS_DIR)  # projector, augmented examples
     task.save_model(model, run_dir)
+    # Answering the test questions can take minutes (a language model decodes each): the log says so.
+    log.info(
+        "trained in %.0f s; answering the %d test questions",
+        train_seconds,
+        splits.test["question"].nunique() if len(splits.test) else 0,
+    )
     metrics, predictions = task.evaluate(model, splits.test)
     baseline = task.baseline(splits)
     with replacing(run_dir / PREDICTIONS_FILE) as tmp:
@@ -282,10 +288,6 @@ def _train_and_evaluate(
     write_json(run_dir / METRICS_FILE, metrics)
     discard_snapshots(run_dir / CHECKPOINTS_DIR)
     return RunResult(run_dir, metrics, finish_seconds=time.monotonic() - trained_at)
-
-
-# Distinct validation questions below which early stopping follows noise (one question is 2+ points).
-FEW_VALIDATION_QUESTIONS = 50
 
 
 def _warn_small_validation(config: Config, splits: Splits) -> None:

@@ -282,6 +282,31 @@ def test_quoting_needs_grounding():
         get_task(tiny_config("task.type=lm", "lm.quote_above=auto"))
 
 
+def test_a_quote_threshold_chosen_on_few_validation_questions_is_warned_about(monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    from qa_assistant.tasks import get_task
+    from qa_assistant.tasks.lm import task as lm_task
+    from qa_assistant.tasks.lm.quoting import QuoteChoice
+
+    task = get_task(tiny_config("task.type=lm", "lm.grounding=tfidf", "lm.quote_above=auto"))
+    monkeypatch.setattr(task, "generator", lambda model: None)  # what calibrate would answer with
+    splits = SimpleNamespace(validation=pd.DataFrame({"question": [], "answer": []}))
+    for questions, warned in ((6, True), (50, False), (0, False)):
+        choice = QuoteChoice(0.75 if questions else None, questions, 0.5, 0.3, 0.2, 0.1)
+        monkeypatch.setattr(lm_task, "calibrate", lambda generator, frame, choice=choice: choice)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="qa_assistant.tasks.lm.task"):
+            task.finalize(None, splits)
+        assert task.quote_above == choice.threshold
+        messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert bool(messages) == warned, messages
+        if warned:
+            assert "chose on 6 validation questions" in messages[0]
+            assert "by up to 17 points" in messages[0]
+            assert "set lm.quote_above to a number" in messages[0]
+
+
 def test_prompts_of_hostile_questions_are_bounded_and_valid(prompt, tiny_lm):
     questions = ["", "x" * 100_000, "bell\x07 and\x1b[31m escape", b"\xff\xfe invalid"]
     ids = prompt.prompt_ids(tf.constant(questions)).to_list()

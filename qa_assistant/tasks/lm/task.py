@@ -42,9 +42,9 @@ import tensorflow as tf
 from qa_assistant.atomic import replacing
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.pipeline import make_dataset
-from qa_assistant.data.split import Splits
+from qa_assistant.data.split import FEW_VALIDATION_QUESTIONS, Splits
 from qa_assistant.errors import UserError
-from qa_assistant.layout import ADAPTER_FILE, LM_FILE, split_file
+from qa_assistant.layout import ADAPTER_FILE, LM_FILE, check_grounding, split_file
 from qa_assistant.manifest import write_json
 from qa_assistant.personalization.sources import InitSource
 from qa_assistant.personalization.transfer import TransferReport
@@ -286,6 +286,10 @@ class LanguageModelTask(GenerationTask):
         if self.config.lm.quote_above != "auto":
             return
         self.quote_above, self._generator = None, None  # the model's own answers first
+        log.info(
+            "lm.quote_above auto: answering the %d validation questions to choose the threshold",
+            splits.validation["question"].nunique() if len(splits.validation) else 0,
+        )
         choice = calibrate(self.generator(model), splits.validation)
         self.quote_above, self._generator = choice.threshold, None
         self.quoting = choice.as_dict()
@@ -306,6 +310,15 @@ class LanguageModelTask(GenerationTask):
                 choice.routed_rouge_l,
                 choice.generated_rouge_l,
                 choice.quoted_rouge_l,
+            )
+        if 0 < choice.questions < FEW_VALIDATION_QUESTIONS:
+            log.warning(
+                "lm.quote_above auto chose on %d validation questions (one question moves their mean ROUGE-L "
+                "by up to %.0f points); expected at least %d: another split or seed may choose another threshold. "
+                "Raise data.validation_fraction, or set lm.quote_above to a number",
+                choice.questions,
+                100 / choice.questions,
+                FEW_VALIDATION_QUESTIONS,
             )
 
     def projector_embeddings(self, model: keras.Model) -> dict[str, Any]:
@@ -371,6 +384,7 @@ def _run_retriever(run_dir: str) -> Any:
     # Imported here: the task catalogue (which `tasks.runs` reads) imports this module.
     from qa_assistant.tasks.runs import load_run
 
+    check_grounding(run_dir)
     config, task, model = load_run(run_dir)
     if config.task.type != "retrieve":
         raise UserError(
