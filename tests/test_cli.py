@@ -116,9 +116,15 @@ def test_train_export_ask_evaluate(tmp_path: Path, faq_split_files: tuple[Path, 
     assert "you>" not in refused.stdout
 
 
-def test_a_missing_file_or_column_is_reported_before_tensorflow_loads(tmp_path: Path) -> None:
+def test_user_mistakes_are_reported_before_tensorflow_loads(tmp_path: Path) -> None:
     (tmp_path / "qa.csv").write_text("q,a\nx,y\n")
     (tmp_path / "good.csv").write_text("question,answer\nx,y\n")
+    # Exports as far as the checks before loading read them: a SavedModel file and the run's config.
+    for name, task in (("gen", "generate"), ("cls", "classify")):
+        version = tmp_path / "saved_models" / name / "1"
+        (version / "assets.extra").mkdir(parents=True)
+        (version / "saved_model.pb").write_bytes(b"")
+        (version / "assets.extra" / "config.yaml").write_text(f"task:\n  type: {task}\n")
     probe = (
         "import sys; from qa_assistant.cli import main; code = main(sys.argv[1:]); "
         "print('tensorflow loaded' if 'tensorflow' in sys.modules else 'no tensorflow'); sys.exit(code)"
@@ -180,10 +186,26 @@ def test_a_missing_file_or_column_is_reported_before_tensorflow_loads(tmp_path: 
             ],
             "no installed package 'llm-nothere'",
         ),
+        (
+            ["ask", "--model", "saved_models/gen", "--decoding", "temprature=0.5", "hi"],
+            "unknown decoding option(s) temprature; did you mean 'temperature'?",
+        ),
+        (["ask", "--model", "saved_models/gen", "--decoding", "beam_width=0", "hi"], "beam_width"),
+        (
+            ["chat", "--model", "saved_models/cls", "--decoding", "strategy=beam"],
+            "takes no decoding options (strategy); only a generation export does",
+        ),
+        (["chat", "--model", "saved_models/gen", "--top-k", "0"], "--top-k must be at least 1"),
     ]
     for args, fragment in cases:
         done = subprocess.run(
-            [sys.executable, "-c", probe, *args, "--output", "out"],
+            [
+                sys.executable,
+                "-c",
+                probe,
+                *args,
+                *(["--output", "out"] if args[0] in ("train", "tune") else []),
+            ],
             cwd=tmp_path,
             capture_output=True,
             text=True,

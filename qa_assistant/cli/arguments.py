@@ -15,6 +15,7 @@ from qa_assistant.cli.commands import (
     export_command,
     index_command,
     neighbours_command,
+    precheck_ask,
     precheck_train,
     precheck_tune,
     tensorboard_command,
@@ -209,7 +210,7 @@ def _add_neighbours(commands: argparse._SubParsersAction) -> None:
 
 def _add_ask(commands: argparse._SubParsersAction) -> None:
     ask = commands.add_parser("ask", help="answer questions from an export")
-    ask.set_defaults(handler=ask_command, precheck=lambda args: resolve_export(args.model))
+    ask.set_defaults(handler=ask_command, precheck=precheck_ask)
     ask.add_argument(
         "--model", required=True, metavar="PATH", help="saved_models/NAME or a version directory"
     )
@@ -232,7 +233,7 @@ def _add_tensorboard(commands: argparse._SubParsersAction) -> None:
 
 def _add_chat(commands: argparse._SubParsersAction) -> None:
     chat = commands.add_parser("chat", help="interactive questions and answers from an export")
-    chat.set_defaults(handler=chat_command)
+    chat.set_defaults(handler=chat_command, precheck=precheck_ask)
     chat.add_argument(
         "--model", required=True, metavar="PATH", help="saved_models/NAME or a version directory"
     )

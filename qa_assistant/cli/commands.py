@@ -4,6 +4,7 @@ and prints what they return. A `precheck_*` runs before TensorFlow loads, so a u
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import io
 import json
@@ -12,9 +13,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from qa_assistant.config import Config, load_config, parse_override
-from qa_assistant.errors import UserError
-from qa_assistant.layout import check_grounding, validate_name
+from qa_assistant.config import Config, DecodingConfig, check_decoding_options, load_config, parse_override
+from qa_assistant.errors import UserError, closest
+from qa_assistant.layout import CONFIG_FILE, EXTRA_DIR, check_grounding, resolve_export, validate_name
 from qa_assistant.presets import check_installed
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,33 @@ def parse_duration(text: str) -> float:
 
 def _decoding_options(items: list[str]) -> dict[str, object]:
     return dict(parse_override(item, what="decoding option", form="key=value") for item in items)
+
+
+def precheck_ask(args: argparse.Namespace) -> None:
+    """`ask` / `chat`: the export, `--top-k` and the decoding options, before the export loads.
+
+    The export's signature stays the judge (`Assistant.check_options`); this catches
+    what its `config.yaml` already tells: an export that takes no options, a name that
+    is no `decoding` key, a value that key refuses.
+    """
+    export = resolve_export(args.model)
+    _check_top_k(args.top_k)
+    options = _decoding_options(args.decoding)
+    if not options:
+        return
+    saved = export / EXTRA_DIR / CONFIG_FILE
+    if saved.is_file() and load_config([saved]).task.type not in ("generate", "lm"):
+        raise UserError(
+            f"'{export}' takes no decoding options ({', '.join(sorted(options))}); only a generation export does"
+        )
+    names = [f.name for f in dataclasses.fields(DecodingConfig)]
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise UserError(
+            f"unknown decoding option(s) {', '.join(unknown)}{closest(unknown[0], names)}; "
+            f"expected any of: {', '.join(sorted(names))}"
+        )
+    check_decoding_options(options)
 
 
 WORD2VEC_OPTIONS = (
