@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from qa_assistant.config import Config, from_dict
+from qa_assistant.config import Config, from_dict, load_config
 from qa_assistant.data.prepare import clean_pairs
 from qa_assistant.data.sources import MissingColumnsError, columns_hint, load_pairs
 from qa_assistant.errors import UserError
@@ -19,6 +19,7 @@ from qa_assistant.layout import (
     EXTRA_DIR,
     LABELS_FILE,
     RETRIEVAL_FILE,
+    check_finished_run,
     has_trained_model,
     resolve_export,
 )
@@ -56,9 +57,11 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
         UserError: not a run or export, or a bad data file.
     """
     model = Path(model)
+    # The data are read before the model loads (a language model's takes tens of seconds): a bad
+    # file is reported at once.
     if has_trained_model(model):
+        frame = _load(load_config([check_finished_run(model) / CONFIG_FILE]), data)
         config, task, keras_model = load_run(model)
-        frame = _load(config, data)
         _warn_unknown_classes(config, frame, model / LABELS_FILE, data)
         metrics, _ = task.evaluate(keras_model, frame)
     else:
@@ -69,9 +72,9 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
                 f"'{model}' is neither a trained run directory nor an exported model; expected RUN_DIR "
                 "(as qa-assistant train wrote it), saved_models/NAME or saved_models/NAME/VERSION"
             ) from None
-        assistant = Assistant(export)
-        config = export_config(assistant.path)
+        config = export_config(export)
         frame = _load(config, data)
+        assistant = Assistant(export)
         _warn_unknown_classes(config, frame, assistant.path / EXTRA_DIR / LABELS_FILE, data)
         if config.task.type in ("generate", "lm"):  # both generate answers (tasks/lm/generator.py)
             metrics = _evaluate_generation_export(assistant, frame)
