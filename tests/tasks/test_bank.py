@@ -67,11 +67,34 @@ def test_a_fallback_answer_reports_no_matched_question() -> None:
     embeddings = tf.constant([[1.0, 0.0], [0.0, 1.0]])
     known = tf.constant(["when is lunch?", "when do you close?"])
     bank = (answers, embeddings, known, embeddings, tf.constant([0, 1]))
-    near, far = [1.0, 0.0], [0.6, 0.8]  # cosine 1.0 with lunch; 0.8 at best, below the threshold
+    near, far = [0.96, 0.28], [0.6, 0.8]  # cosine 0.96 with lunch; 0.8 at best, below the threshold
     out = search(tf.constant([near, far]), bank, top_k=2, threshold=0.9, fallback="I don't know.")
     assert [a.decode() for a in out["answer"].numpy()] == ["Lunch is at noon.", "I don't know."]
     assert [q.decode() for q in out["matched_question"].numpy()] == ["when is lunch?", ""]
-    np.testing.assert_allclose(out["matched_question_score"].numpy(), [1.0, 0.0])
+    np.testing.assert_allclose(out["matched_question_score"].numpy(), [0.96, 0.0], rtol=1e-6)
     assert out["top_k_answers"].numpy()[1, 0] == b"We close at five."  # the ranking itself is kept
     unguarded = search(tf.constant([far]), bank, top_k=1, threshold=None, fallback=None)
     assert unguarded["matched_question"].numpy()[0] == b"when do you close?"
+
+
+def test_an_answer_that_repeats_the_request_is_never_returned() -> None:
+    import tensorflow as tf
+
+    from qa_assistant.tasks.retrieval.bank import BELOW_ANY_COSINE, mask_echoes, search
+
+    # "how are you doing?" is in the bank as the answer to "hi", and embeds exactly as the request.
+    answers = tf.constant(["How are you doing?", "I am doing well.", "Hello."])
+    unit = np.array([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.0, 0.0, 1.0]], np.float32)
+    bank = (answers, tf.constant(unit), tf.constant(["hi"]), tf.constant(unit[2:]), tf.constant([0]))
+    request = np.array([[1.0, 0.0, 0.0], [0.0, 0.6, 0.8]], np.float32)  # the echo; an ordinary question
+    out = search(tf.constant(request), bank, top_k=3, threshold=None, fallback=None)
+    assert [a.decode() for a in out["answer"].numpy()] == ["I am doing well.", "Hello."]
+    np.testing.assert_allclose(out["score"].numpy(), [0.8, 0.8], rtol=1e-6)
+    assert out["top_k_answers"].numpy()[0, -1] == b"How are you doing?"  # last, below any cosine
+    # Evaluation masks the same answers as the export's graph.
+    scores = request @ unit.T
+    masked = mask_echoes(scores)
+    np.testing.assert_allclose(masked, mask_echoes(tf.constant(scores)).numpy())
+    assert masked[0, 0] == BELOW_ANY_COSINE
+    np.testing.assert_array_equal(masked[:, 1:], scores[:, 1:])  # a near paraphrase (0.8) is kept
+    assert masked.dtype == scores.dtype

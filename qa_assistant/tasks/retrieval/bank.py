@@ -6,6 +6,13 @@ the reloaded SavedModel as the variable collection `bank` (in the order of
 with new answers embedded by the export's own `embed_answers` signature, and
 saves it again as a new version: no retraining, no project code inside.
 
+A bank answer that the encoder cannot tell from the request (cosine at least
+`ECHO_COSINE`: the same text, up to what the tokenizer ignores) is never
+returned. In conversational data a turn is both one question's answer and the
+next question ("how are you doing?"), and with shared towers that answer
+scores 1.0 against itself: repeating the request is never its answer
+(`mask_echoes`; measured in BENCHMARKS.md, "The recommended assistant").
+
 Known questions (the questions of the data, with the bank index of their
 answer) let the export say which known question best matches a request
 among those of the chosen answer, so a user can see why it was chosen. Row 0
@@ -31,6 +38,22 @@ OUTPUTS = (
     "matched_question",
     "matched_question_score",
 )
+
+
+# Cosine from which a bank answer is the request itself: the same tokens give 1.0 up to float
+# rounding; different texts, even near-paraphrases, stay well below it.
+ECHO_COSINE = 0.9999
+BELOW_ANY_COSINE = -2.0
+
+
+def mask_echoes(scores: Any) -> Any:
+    """Cosines `[questions, answers]` with the answers that repeat their question pushed below any cosine.
+
+    NumPy arrays in, NumPy out (evaluation); tensors in, tensors out (the export's graph).
+    """
+    if isinstance(scores, np.ndarray):
+        return np.where(scores >= ECHO_COSINE, np.float32(BELOW_ANY_COSINE), scores).astype(scores.dtype)
+    return tf.where(scores >= ECHO_COSINE, tf.constant(BELOW_ANY_COSINE, scores.dtype), scores)
 
 
 class AnswerBank(tf.Module):
@@ -104,7 +127,7 @@ def search(
     answers, embeddings, known_questions, known_embeddings, known_ids = (
         bank.collection() if isinstance(bank, AnswerBank) else bank
     )
-    scores = tf.matmul(question_vectors, embeddings, transpose_b=True)
+    scores = mask_echoes(tf.matmul(question_vectors, embeddings, transpose_b=True))
     k = tf.minimum(top_k, tf.shape(answers)[0])
     top = tf.math.top_k(scores, k=k)
     best_score, best_id = top.values[:, 0], top.indices[:, 0]
@@ -116,7 +139,7 @@ def search(
         has_known = answered  # the fallback answer has no known question
     known_scores = tf.matmul(question_vectors, known_embeddings, transpose_b=True)
     same_answer = tf.equal(known_ids[None, :], best_id[:, None])
-    masked = tf.where(same_answer, known_scores, tf.constant(-2.0))  # below any cosine
+    masked = tf.where(same_answer, known_scores, tf.constant(BELOW_ANY_COSINE))
     has_known = has_known & tf.reduce_any(same_answer, axis=1)
     matched = tf.gather(known_questions, tf.argmax(masked, axis=1, output_type=tf.int32))
     return {

@@ -45,7 +45,13 @@ from qa_assistant.metrics.ranking import (
     selective_metrics,
 )
 from qa_assistant.tasks.base import ServingBundle, Task
-from qa_assistant.tasks.retrieval.bank import BANK_COLLECTION, AnswerBank, fallback_threshold, search
+from qa_assistant.tasks.retrieval.bank import (
+    BANK_COLLECTION,
+    AnswerBank,
+    fallback_threshold,
+    mask_echoes,
+    search,
+)
 from qa_assistant.tasks.retrieval.head import ScaledSimilarity, in_batch_accuracy, retrieval_loss
 from qa_assistant.tasks.retrieval.mining import Scorer, mine_hard_negatives, tfidf_scorer
 from qa_assistant.text.tokenizer_factory import load_tokenizer, with_max_length
@@ -291,11 +297,13 @@ class RetrievalTask(Task):
         """`(questions, references, bank, scores)`: the cosine `[question, answer]` of each distinct question.
 
         Answers of `frame` missing from the bank join it, so every reference can be found.
+        An answer that repeats its question scores below any cosine, as in the export
+        (`bank.mask_echoes`).
         """
         questions, references = group_references(frame["question"].tolist(), frame["answer"].tolist())
         bank = self.bank + sorted(set(frame["answer"]) - set(self.bank))
         scores = self.embed_questions(model, questions) @ self.embed_answers(model, bank).T
-        return questions, references, bank, scores
+        return questions, references, bank, mask_echoes(scores)
 
     def rank(self, model: keras.Model, frame: pd.DataFrame) -> tuple[list[str], list[list[str]], Scored]:
         """`(questions, references, scored)` per distinct question of `frame`, ranked against the bank."""
