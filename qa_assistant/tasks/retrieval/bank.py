@@ -174,7 +174,8 @@ def calibrate_threshold(scores: np.ndarray, correct: np.ndarray, keep: float = 0
 
 # A threshold withholds answers; it must separate right from wrong ones on validation beyond
 # chance. Measured: on builtin:chatterbot a threshold that raised the validation accuracy of
-# the answered from 24.5 % to 25.8 % (one question) lowered it on the test split (28.2 % to 27.8 %).
+# the answered from 24.5 % to 25.8 % (one question) lowered it on the test split (28.2 % to 27.8 %;
+# measured before `mask_echoes`).
 FALLBACK_MAX_P_VALUE = 0.05
 
 
