@@ -22,6 +22,7 @@ from qa_assistant.serving import Assistant, export_run
 from qa_assistant.serving.evaluate import evaluate_path
 from qa_assistant.serving.index import index_answers
 from qa_assistant.serving.warmup import WARMUP_FILE, read_warmup
+from qa_assistant.tasks.retrieval.bank import BANK_COLLECTION, BANK_FIELDS
 from qa_assistant.tasks.runs import load_run
 from qa_assistant.training import runner
 from qa_assistant.training.runner import RunResult, train_run
@@ -242,9 +243,13 @@ def test_export_and_index_answer_in_a_fresh_tensorflow_only_process(exported: Pa
     assert set(before["top"]) <= set(TOPICS)
     assert (before["bank"], after["bank"]) == (len(TOPICS), len(TOPICS) + 2)
     bot = Assistant(tmp_path / "grown")
+    bank = dict(zip(BANK_FIELDS, bot.tracked(BANK_COLLECTION), strict=True))
+    answers = [a.decode() for a in bank["answers"].numpy()]
     for text in ("Lunch is at noon.", "Parking is free."):
-        # Embedded by the export's own tower: exactly as the same request, so ranked last (an echo).
-        assert bot.ask(text, top_k=len(TOPICS) + 2).alternatives[-1] == (text, -2.0)
+        # Embedded by the export's own (shared) tower: as the same text asked as a question.
+        asked = bot.signature("embed_questions")(text=tf.constant([text]))["embedding"].numpy()[0]
+        np.testing.assert_allclose(bank["embeddings"].numpy()[answers.index(text)], asked, atol=1e-5)
+        assert text not in [a for a, _ in bot.ask(text, top_k=3).alternatives]  # never answered with itself
     assert _known_questions_of(bot, "Lunch is at noon.") == ["when is lunch?"]
     with pytest.raises(UserError, match="adds nothing"):
         index_answers(tmp_path / "grown", str(new), "grown", tmp_path)
@@ -279,8 +284,6 @@ def test_index_from_the_command_line(exported: Path, tmp_path: Path) -> None:
 
 def _known_questions_of(bot: Assistant, answer: str) -> list[str]:
     """The known questions that a retrieval export's bank holds for `answer`."""
-    from qa_assistant.tasks.retrieval.bank import BANK_COLLECTION, BANK_FIELDS
-
     bank = dict(zip(BANK_FIELDS, bot.tracked(BANK_COLLECTION), strict=True))
     index = [a.decode() for a in bank["answers"].numpy()].index(answer)
     known = zip(bank["known_questions"].numpy(), bank["known_answer_ids"].numpy(), strict=True)
