@@ -80,6 +80,15 @@ TINY = [
 ]
 
 
+def export_shell(version: Path, config_yaml: str) -> Path:
+    """An export as far as the checks before loading read it: an (empty) SavedModel file and its
+    run's `config.yaml`; loading it would fail."""
+    (version / "assets.extra").mkdir(parents=True)
+    (version / "saved_model.pb").write_bytes(b"")
+    (version / "assets.extra" / "config.yaml").write_text(config_yaml)
+    return version
+
+
 def tiny_config(*overrides: str, train: str | Path | None = None, test: str | Path | None = None) -> Config:
     """A config that trains in seconds."""
     extra = list(overrides)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import export_shell
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["text.max_length=8", "embedding.dim=8", "encoder.units=8", "train.epochs=3", "train.batch_size=8"]
 
@@ -119,12 +121,8 @@ def test_train_export_ask_evaluate(tmp_path: Path, faq_split_files: tuple[Path, 
 def test_user_mistakes_are_reported_before_tensorflow_loads(tmp_path: Path) -> None:
     (tmp_path / "qa.csv").write_text("q,a\nx,y\n")
     (tmp_path / "good.csv").write_text("question,answer\nx,y\n")
-    # Exports as far as the checks before loading read them: a SavedModel file and the run's config.
     for name, task in (("gen", "generate"), ("cls", "classify")):
-        version = tmp_path / "saved_models" / name / "1"
-        (version / "assets.extra").mkdir(parents=True)
-        (version / "saved_model.pb").write_bytes(b"")
-        (version / "assets.extra" / "config.yaml").write_text(f"task:\n  type: {task}\n")
+        export_shell(tmp_path / "saved_models" / name / "1", f"task:\n  type: {task}\n")
     probe = (
         "import sys; from qa_assistant.cli import main; code = main(sys.argv[1:]); "
         "print('tensorflow loaded' if 'tensorflow' in sys.modules else 'no tensorflow'); sys.exit(code)"

@@ -334,8 +334,7 @@ def neighbours_command(args: argparse.Namespace) -> int:
 def ask_command(args: argparse.Namespace) -> int:
     from qa_assistant.serving import Assistant
 
-    _check_top_k(args.top_k)
-    options = _decoding_options(args.decoding)
+    options = _decoding_options(args.decoding)  # checked with --top-k by `precheck_ask`
     assistant = Assistant(args.model)
     answers = assistant.ask_many(args.questions, top_k=args.top_k, decoding=options)
     returned = max((len(a.alternatives) for a in answers), default=0)
@@ -359,8 +358,7 @@ def ask_command(args: argparse.Namespace) -> int:
 def chat_command(args: argparse.Namespace) -> int:
     from qa_assistant.serving import Assistant
 
-    _check_top_k(args.top_k)
-    options = _decoding_options(args.decoding)
+    options = _decoding_options(args.decoding)  # checked with --top-k by `precheck_ask`
     assistant = Assistant(args.model)
     if options:
         assistant.check_options(options)  # a bad option is refused before the first prompt

@@ -50,6 +50,11 @@ MIN_PER_CLASS_FOR_STRATIFIED = 5
 FEW_VALIDATION_QUESTIONS = 50
 
 
+def distinct_questions(frame: pd.DataFrame) -> int:
+    """How many distinct questions a split holds (0 for an empty one, which may lack the column)."""
+    return int(frame["question"].nunique()) if len(frame) else 0
+
+
 @dataclass(frozen=True)
 class SplitPlan:
     """How to split the data.

@@ -23,7 +23,7 @@ import tensorflow as tf
 from qa_assistant.atomic import remove_stale, replacing, write_text
 from qa_assistant.config import Config
 from qa_assistant.data.dataset import QAData, load_qa_data
-from qa_assistant.data.split import FEW_VALIDATION_QUESTIONS, Splits
+from qa_assistant.data.split import FEW_VALIDATION_QUESTIONS, Splits, distinct_questions
 from qa_assistant.errors import UserError
 from qa_assistant.layout import (
     BEST_WEIGHTS,
@@ -267,7 +267,7 @@ def _train_and_evaluate(
     log.info(
         "trained in %.0f s; answering the %d test questions",
         train_seconds,
-        splits.test["question"].nunique() if len(splits.test) else 0,
+        distinct_questions(splits.test),
     )
     metrics, predictions = task.evaluate(model, splits.test)
     baseline = task.baseline(splits)
@@ -303,7 +303,7 @@ def _warn_small_validation(config: Config, splits: Splits) -> None:
             train.epochs,
         )
         return
-    questions = splits.validation["question"].nunique() if len(splits.validation) else 0
+    questions = distinct_questions(splits.validation)
     if config.train.early_stopping and 0 < questions < FEW_VALIDATION_QUESTIONS:
         log.warning(
             "early stopping watches %s on %d validation questions (one question moves it by %.0f points); "

@@ -8,15 +8,14 @@ import pytest
 
 from qa_assistant.errors import UserError
 from qa_assistant.serving import evaluate
+from tests.helpers import export_shell
 
 
 def test_a_bad_data_file_is_reported_before_the_export_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    version = tmp_path / "saved_models" / "mine" / "1"
-    (version / "assets.extra").mkdir(parents=True)
-    (version / "saved_model.pb").write_bytes(b"")  # never loaded: the data are read first
-    (version / "assets.extra" / "config.yaml").write_text("task:\n  type: lm\ndata:\n  question_column: q\n")
+    # Never loaded: the data are read first.
+    export_shell(tmp_path / "saved_models" / "mine" / "1", "task:\n  type: lm\ndata:\n  question_column: q\n")
     (tmp_path / "bad.csv").write_text("query,reply\nx,y\n")
 
     def no_loading(*args: object, **kwargs: object) -> None:

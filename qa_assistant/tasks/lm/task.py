@@ -42,7 +42,7 @@ import tensorflow as tf
 from qa_assistant.atomic import replacing
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.pipeline import make_dataset
-from qa_assistant.data.split import FEW_VALIDATION_QUESTIONS, Splits
+from qa_assistant.data.split import FEW_VALIDATION_QUESTIONS, Splits, distinct_questions
 from qa_assistant.errors import UserError
 from qa_assistant.layout import ADAPTER_FILE, LM_FILE, check_grounding, split_file
 from qa_assistant.manifest import write_json
@@ -288,7 +288,7 @@ class LanguageModelTask(GenerationTask):
         self.quote_above, self._generator = None, None  # the model's own answers first
         log.info(
             "lm.quote_above auto: answering the %d validation questions to choose the threshold",
-            splits.validation["question"].nunique() if len(splits.validation) else 0,
+            distinct_questions(splits.validation),
         )
         choice = calibrate(self.generator(model), splits.validation)
         self.quote_above, self._generator = choice.threshold, None
