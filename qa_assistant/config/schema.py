@@ -290,7 +290,8 @@ class TaskConfig:
             training pairs ranks highest; `model`, the one the model as it
             starts training ranks highest (the pretrained or `--init-from`
             encoder); `none` (`false`). Mined once, before the first epoch
-            (`tasks/retrieval/mining.py`).
+            (`tasks/retrieval/mining.py`); never an answer of the question, nor
+            (shared towers) one with the question's own tokens.
         hard_negative_ceiling: `retrieve` with hard negatives: a candidate
             that scores above this share of the score of the question's own
             answer is skipped as a likely false negative (an answer the data

@@ -544,6 +544,42 @@ def test_model_mined_negatives_are_the_starting_models_nearest_wrong_answers(tmp
     assert tfidf.hard_negatives(frame) != mined
 
 
+# Conversational turns: each answer is also the next question, as in builtin:chatterbot.
+TURNS = [
+    {"question": "How are you doing?", "answer": "I am doing well."},
+    {"question": "I am doing well.", "answer": "Glad to hear it."},
+    {"question": "Glad to hear it.", "answer": "Thank you, what is your price?"},
+]
+
+
+@pytest.mark.parametrize("miner", ["tfidf", "model"])
+def test_a_mined_negative_never_repeats_its_question(tmp_path: Path, miner: str) -> None:
+    from qa_assistant.data import load_qa_data
+    from qa_assistant.tasks import get_task
+    from qa_assistant.tasks.retrieval.bank import ECHO_COSINE
+    from qa_assistant.training.fitting import build_training
+    from qa_assistant.training.strategy import make_placement
+
+    data = tmp_path / "turns.csv"
+    pd.DataFrame(faq_rows(per_answer=4) + TURNS * 2).to_csv(data, index=False)
+    config = tiny_config(
+        "task.type=retrieve", f"task.hard_negatives={miner}", "train.jit_compile=false", train=data
+    )
+    qa, task = load_qa_data(config), get_task(config)
+    model = build_training(task, qa, make_placement("default"))[0]
+    frame = qa.all_frames()
+    questions = frame["question"].tolist()
+    mined = task.hard_negatives(frame)
+    cosine = task.embed_questions(model, questions) @ task.embed_answers(model, task.bank).T
+    echo_rows = [row for row in range(len(questions)) if cosine[row].max() >= ECHO_COSINE]
+    # The shared tower gives a question and the answer with its text one vector ...
+    assert {questions[row] for row in echo_rows} >= {"i am doing well.", "glad to hear it."}
+    for row, negative in enumerate(mined):
+        # ... so that answer is never the negative training would push away.
+        assert cosine[row, task.bank.index(negative)] < ECHO_COSINE, (questions[row], negative)
+    assert len(set(mined)) > 1
+
+
 def test_hard_negatives_are_for_retrieval_only() -> None:
     with pytest.raises(
         UserError, match=r"task\.hard_negatives is for task\.type retrieve; got task\.type classify"

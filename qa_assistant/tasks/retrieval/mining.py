@@ -19,7 +19,9 @@ Either is mined once, before the first epoch, for the training and the
 validation questions alike, so the run is deterministic and resumes
 exactly. Every answer the same question has anywhere in the data is
 excluded, so an answer that is right for it in another row is never its
-negative.
+negative; so is, with shared towers, an answer with the question's own
+tokens ("how are you doing?" as the answer of another turn), which has the
+question's own vector and could not be pushed away (`RetrievalTask._echoes`).
 
 An answer the data does not pair with the question can still answer it: an
 FAQ's answers overlap, and the nearest wrong answer is often such a false
@@ -56,10 +58,10 @@ def mine_hard_negatives(
     own_answers: list[str],
     scorer: Scorer,
     bank: list[str],
-    right_answers: Mapping[str, set[str]],
+    excluded: Mapping[str, set[str]],
     ceiling: float | None = None,
 ) -> list[str]:
-    """One hard negative per question: its best-scoring bank answer that is not right for it.
+    """One hard negative per question: its best-scoring bank answer that is not excluded for it.
 
     Args:
         questions: the questions to mine for (training or validation rows).
@@ -67,14 +69,15 @@ def mine_hard_negatives(
         scorer: `[questions, bank]` scores of a list of questions
             (`tfidf_scorer`, or the model's cosine similarities).
         bank: every candidate answer.
-        right_answers: question -> every answer it has in the data (also never a negative).
+        excluded: question -> answers that are never its negative (every answer it
+            has in the data; the task adds the answers that repeat it).
         ceiling: skip candidates scoring above `ceiling` times the score of
             the row's own answer (likely false negatives); `None` skips none.
             No cap applies where the own answer scores 0 or less (the ranker
             sees nothing of the right answer).
 
     Returns:
-        One bank answer per question (the first bank answer not right for it
+        One bank answer per question (the first bank answer not excluded for it
         when every candidate scores the same; the lowest-scoring wrong one
         when every wrong one is above the ceiling).
 
@@ -91,13 +94,13 @@ def mine_hard_negatives(
         chunk = questions[start : start + _CHUNK]
         scores = np.asarray(scorer(chunk))
         for question, own, row in zip(chunk, own_answers[start : start + _CHUNK], scores, strict=True):
-            right = {own, *right_answers.get(question, ())}
+            never = {own, *excluded.get(question, ())}
             own_score = row[position[own]] if own in position else 0.0
             cap = ceiling * own_score if ceiling is not None and own_score > 0 else np.inf
             # Stable: equal scores keep bank order, so mining is deterministic.
             order = np.argsort(-row, kind="stable")
-            chosen = next((i for i in order if row[i] <= cap and bank[i] not in right), None)
-            if chosen is None:  # every wrong answer is above the cap (or the whole bank is right)
-                chosen = next((i for i in order[::-1] if bank[i] not in right), order[0])
+            chosen = next((i for i in order if row[i] <= cap and bank[i] not in never), None)
+            if chosen is None:  # every candidate is above the cap (or the whole bank is excluded)
+                chosen = next((i for i in order[::-1] if bank[i] not in never), order[0])
             negatives.append(bank[chosen])
     return negatives

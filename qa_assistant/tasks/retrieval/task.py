@@ -78,7 +78,8 @@ class RetrievalTask(Task):
         self.bank: list[str] = []
         self.known: list[tuple[str, str]] = []  # (question, answer) pairs of all the data
         self._negative_scorer: Scorer | None = None  # ranks the bank for hard negatives
-        self._right_answers: dict[str, set[str]] = {}  # question -> its answers in all the data
+        # question -> its answers in all the data, and (hard negatives, shared towers) its echoes
+        self._never_negative: dict[str, set[str]] = {}
         self.threshold: float | None = None
         self.calibration: dict[str, Any] = {}
         self._start_weights: dict[str, np.ndarray] | None = None  # by path, for `task.weight_averaging` < 1
@@ -136,10 +137,32 @@ class RetrievalTask(Task):
             self._negative_scorer = tfidf_scorer(
                 zip(train["question"], train["answer"], strict=True), self.bank
             )
-        self._right_answers = {}
+        self._never_negative = {}
         for question, answer in self.known:
-            self._right_answers.setdefault(question, set()).add(answer)
+            self._never_negative.setdefault(question, set()).add(answer)
+        if self.config.task.hard_negatives != "none" and self.config.task.shared_towers:
+            for question, echoes in self._echoes(sorted(self._never_negative)).items():
+                self._never_negative[question] |= echoes
         log.info("answer bank: %d answers, %d known questions", len(self.bank), len(self.known))
+
+    def _echoes(self, questions: list[str]) -> dict[str, set[str]]:
+        """Question -> the bank answers with its very tokens (as the towers read them).
+
+        With shared towers such an answer has the question's own vector: ranking
+        never returns it (`bank.mask_echoes`), and as a hard negative it could
+        not be pushed away, so mining skips it too.
+        """
+        text = self.config.text
+
+        def token_keys(ids: tf.RaggedTensor, length: int | None) -> list[tuple[int, ...]]:
+            return [tuple(row[:length]) for row in ids.to_list()]
+
+        by_tokens: dict[tuple[int, ...], set[str]] = {}
+        answer_keys = token_keys(self._answer_ids(self.bank), text.answer_max_length)
+        for answer, key in zip(self.bank, answer_keys, strict=True):
+            by_tokens.setdefault(key, set()).add(answer)
+        question_keys = token_keys(self._question_ids(questions), text.max_length)
+        return {q: by_tokens[k] for q, k in zip(questions, question_keys, strict=True) if k in by_tokens}
 
     @property
     def data_needs_model(self) -> bool:
@@ -173,7 +196,7 @@ class RetrievalTask(Task):
             answers,
             self._negative_scorer,
             self.bank,
-            self._right_answers,
+            self._never_negative,
             ceiling=self.config.task.hard_negative_ceiling,
         )
 
