@@ -54,7 +54,7 @@ def per_question_scores(predictions: pd.DataFrame) -> dict[str, np.ndarray]:
         if column in predictions:
             scores[metric] = predictions[column].astype(bool).to_numpy(dtype=np.float64)
     if "rank" in predictions:
-        rank = pd.to_numeric(predictions["rank"], errors="coerce").to_numpy(dtype=np.float64)
+        rank = pd.to_numeric(predictions["rank"], errors="coerce").astype(np.float64).to_numpy()
         ranked = np.isfinite(rank)
         for k in RANK_KS:
             scores[f"recall_at_{k}"] = (ranked & (np.nan_to_num(rank, nan=np.inf) <= k)).astype(np.float64)

@@ -277,10 +277,16 @@ def predictions_frame(
             "reference": counted_references(references, scored.predicted),
             "predicted": scored.predicted,
             "score": scored.score,
-            "rank": scored.rank,
+            "rank": _whole_ranks(scored.rank),
             "correct": scored.correct,
         }
     )
+
+
+def _whole_ranks(ranks: np.ndarray) -> pd.arrays.IntegerArray:
+    """Ranks as integers, missing (null in JSON) where no reference is ranked."""
+    ranked = np.isfinite(ranks)
+    return pd.arrays.IntegerArray(np.where(ranked, ranks, 0).astype(np.int64), ~ranked)
 
 
 def format_table(rows: Mapping[str, Mapping[str, float | str]], keys: Sequence[str] | None = None) -> str:
@@ -313,6 +319,6 @@ def _fmt(value: float | str | None) -> str:
         return ""
     if isinstance(value, str):
         return value
-    if isinstance(value, int) or (float(value).is_integer() and abs(value) >= 1):
+    if isinstance(value, (int, np.integer)) or (float(value).is_integer() and abs(value) > 1):
         return str(int(value))
     return f"{value:.3f}"

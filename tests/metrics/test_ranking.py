@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -153,6 +154,17 @@ def test_format_table() -> None:
         "| gru | 0.500 | 40 |",
         "| baseline | 0.250 |  |",
     ]
+    # A fraction of 1 keeps its decimals beside the others; a count never has any.
+    row = format_table({"m": {"coverage": 1.0, "recall_at_1": 0.0, "epochs": 12.0, "depth": np.int64(1)}})
+    assert row.splitlines()[-1] == "| m | 1.000 | 0.000 | 12 | 1 |"
+
+
+def test_predictions_write_whole_ranks_and_null_where_no_reference_is_ranked() -> None:
+    scored = rank_lists([["a", "b"], ["c", "d"]], [[0.9, 0.1], [0.8, 0.2]], [["b"], ["z"]])
+    frame = predictions_frame(["q1", "q2"], [["b"], ["z"]], scored)
+    lines = frame.to_json(orient="records", lines=True).splitlines()
+    assert [json.loads(line)["rank"] for line in lines] == [2, None]
+    assert '"rank":2,' in lines[0]
 
 
 def test_selective_metrics_by_hand() -> None:
