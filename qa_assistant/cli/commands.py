@@ -393,6 +393,12 @@ def _check_top_k(top_k: int | None) -> None:
 
 def _print_answer(answer: object, top_k: int | None, prefix: str = "") -> None:
     print(f"{prefix}{answer.answer}")
+    if answer.extra.get("finished") is False:  # generation; on stderr, so stdout stays the answer
+        print(
+            f"  (unfinished: cut at {answer.extra.get('length', '?')} tokens, the decoding max_length "
+            "or the model's limit)",
+            file=sys.stderr,
+        )
     if top_k:
         for rank, (text, score) in enumerate(answer.alternatives, start=1):
             print(f"  {rank}. [{score:.3f}] {text}")

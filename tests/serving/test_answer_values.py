@@ -36,3 +36,19 @@ def test_a_quoted_reply_says_so_in_json_and_with_top_k(capsys):
     assert "quoted: the retriever's first note" in capsys.readouterr().out
     _print_answer(answer, top_k=None)  # the plain reply stays one line
     assert capsys.readouterr().out == "The office opens at 9.\n"
+
+
+def test_an_answer_cut_at_the_length_limit_says_so_on_stderr(capsys):
+    from qa_assistant.cli.commands import _print_answer
+
+    cut = Answer(
+        "q", "we deliver on", -2.0, extra={"length": _value(np.int32(3)), "finished": _value(np.bool_(False))}
+    )
+    assert json.loads(json.dumps(cut.as_dict()))["finished"] is False
+    _print_answer(cut, top_k=None)
+    printed = capsys.readouterr()
+    assert printed.out == "we deliver on\n"  # stdout stays the answer alone
+    assert "unfinished: cut at 3 tokens" in printed.err
+    whole = Answer("q", "We deliver daily.", -1.0, extra={"length": 5, "finished": True})
+    _print_answer(whole, top_k=1)
+    assert capsys.readouterr().err == ""

@@ -323,6 +323,9 @@ def test_assistant_passes_decoding_options(exported: Path) -> None:
     short = bot.ask("what is your delivery?", max_length=2)
     assert short.extra["length"] <= 2
     assert len(short.answer.split()) <= 2
+    # The whole answer ends with the end token; two tokens cut it, and the export says so.
+    assert default.extra["finished"] is True
+    assert short.extra["finished"] is False
     # Requests cannot go past the trained answer length or hold unbounded beams: the export
     # clamps what a TF Serving client sends, and the Python API refuses it first.
     assert bot.ask("what is your delivery?", max_length=10_000).extra["length"] <= 16

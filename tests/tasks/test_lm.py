@@ -218,6 +218,8 @@ def test_a_confident_note_is_quoted_and_the_others_are_generated(grounded, route
     scored = grounded.score(questions[:1], tf.constant(["Close the lid slowly"]))
     assert out["score"].numpy()[0] == pytest.approx(scored["log_probability"].numpy()[0], abs=1e-4)
     assert out["length"].numpy()[0] == scored["tokens"].numpy()[0]
+    assert out["finished"].numpy()[0]  # a whole note
+    assert out["finished"].numpy()[1] == alone["finished"].numpy()[1]
     assert out["top_k_answers"].numpy()[0, 0].decode() == "Close the lid slowly"
     # A batch of quotes only is not decoded: one column, the quote.
     both = routed.answer(tf.constant(["how do I open the door", "how do I close the box"]))

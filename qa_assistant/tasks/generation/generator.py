@@ -126,7 +126,7 @@ class Generator:
             row_keys=cleaned,
         )
         texts = self.target.detokenize(tf.where(result.tokens == self.end_id, 0, result.tokens))
-        return search_outputs(result, texts)
+        return search_outputs(result, texts, self.end_id)
 
     def _score(self, question: tf.Tensor, answer: tf.Tensor) -> dict[str, tf.Tensor]:
         question_ids = self.source(question)
@@ -138,12 +138,17 @@ class Generator:
         return teacher_forced_scores(logits, targets.to_tensor(), self.unknown_id)
 
 
-def search_outputs(result: SearchResult, texts: tf.Tensor) -> dict[str, tf.Tensor]:
-    """The outputs every generator serves from a `search` result and its `[batch, width]` texts."""
+def search_outputs(result: SearchResult, texts: tf.Tensor, end_id: int) -> dict[str, tf.Tensor]:
+    """The outputs every generator serves from a `search` result and its `[batch, width]` texts.
+
+    `finished` is false where the answer has no end token: it was cut at the
+    decoding `max_length` (or the model's limit).
+    """
     return {
         "answer": texts[:, 0],
         "score": result.scores[:, 0],
         "length": tf.math.count_nonzero(result.tokens[:, 0], axis=-1, dtype=tf.int32),
+        "finished": tf.reduce_any(tf.equal(result.tokens[:, 0], end_id), axis=-1),
         "top_k_answers": texts,
         "top_k_scores": result.scores,
     }

@@ -128,7 +128,7 @@ class LanguageModelGenerator:
             end_id=self.prompt.end_id,
             row_keys=clean_text(question),
         )
-        return search_outputs(result, self._detokenize(result.tokens))
+        return search_outputs(result, self._detokenize(result.tokens), self.prompt.end_id)
 
     def _routed(
         self,
@@ -150,6 +150,7 @@ class LanguageModelGenerator:
             "answer": note,
             "score": scored["log_probability"],
             "length": tf.cast(scored["tokens"], tf.int32),
+            "finished": tf.ones_like(quoted),  # a whole note
         }
 
         first = tf.range(hypothesis_count(options))[None, :] == 0
