@@ -394,6 +394,7 @@ def _check_top_k(top_k: int | None) -> None:
 def _print_answer(answer: object, top_k: int | None, prefix: str = "") -> None:
     print(f"{prefix}{answer.answer}")
     if answer.extra.get("finished") is False:  # generation; on stderr, so stdout stays the answer
+        sys.stdout.flush()  # the note follows its answer when both streams reach one terminal
         print(
             f"  (unfinished: cut at {answer.extra.get('length', '?')} tokens, the decoding max_length "
             "or the model's limit)",

@@ -376,7 +376,7 @@ def _ranks(run: Path, data: str) -> list[float]:
     """Each distinct question's best rank, from the run's own evaluation of `data` (cleaned JSONL)."""
     _, task, model = load_run(run)
     _, predictions = task.evaluate(model, pd.read_json(data, lines=True, dtype=False))
-    return predictions["rank"].tolist()
+    return predictions["rank"].astype(float).fillna(np.inf).tolist()  # null: not ranked
 
 
 @pytest.mark.large  # 35-50 s on a quiet 2-core machine; CI runs it after the default suite (.ci/run)

@@ -6,7 +6,8 @@ comparison script and the SavedModel all call these same functions:
 
 * `answer(question)` — decoding options fixed from the config
   (`serving_default`): `answer`, its log-probability `score`, its `length`
-  in tokens (end token included), and all hypotheses with their scores as
+  in tokens (end token included), whether it `finished` (false when cut
+  at the length limit), and all hypotheses with their scores as
   `top_k_answers` / `top_k_scores` (one unless beam search);
 * `generate(question, strategy, beam_width, top_k, top_p, temperature,
   seed, max_length, length_penalty, no_repeat_ngram, repetition_penalty,

@@ -19,6 +19,7 @@ null` is set from the training answers' lengths (`settings_from_data`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -152,16 +153,16 @@ class RetrievalTask(Task):
         never returns it (`bank.mask_echoes`), and as a hard negative it could
         not be pushed away, so mining skips it too.
         """
-        text = self.config.text
 
-        def token_keys(ids: tf.RaggedTensor, length: int | None) -> list[tuple[int, ...]]:
-            return [tuple(row[:length]) for row in ids.to_list()]
+        def token_keys(ids: tf.RaggedTensor) -> list[bytes]:
+            # Each tokenizer cuts at its own max_length: the rows are what the towers read.
+            flat, splits = ids.flat_values.numpy(), ids.row_splits.numpy()
+            return [flat[start:end].tobytes() for start, end in itertools.pairwise(splits)]
 
-        by_tokens: dict[tuple[int, ...], set[str]] = {}
-        answer_keys = token_keys(self._answer_ids(self.bank), text.answer_max_length)
-        for answer, key in zip(self.bank, answer_keys, strict=True):
+        by_tokens: dict[bytes, set[str]] = {}
+        for answer, key in zip(self.bank, token_keys(self._answer_ids(self.bank)), strict=True):
             by_tokens.setdefault(key, set()).add(answer)
-        question_keys = token_keys(self._question_ids(questions), text.max_length)
+        question_keys = token_keys(self._question_ids(questions))
         return {q: by_tokens[k] for q, k in zip(questions, question_keys, strict=True) if k in by_tokens}
 
     @property
