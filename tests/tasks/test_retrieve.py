@@ -578,6 +578,9 @@ def test_a_mined_negative_never_repeats_its_question(tmp_path: Path, miner: str)
         # ... so that answer is never the negative training would push away.
         assert cosine[row, task.bank.index(negative)] < ECHO_COSINE, (questions[row], negative)
     assert len(set(mined)) > 1
+    # A question the data does not hold (an augmented copy, say) is no exception.
+    copy = pd.DataFrame({"question": ["thank you, what is your price?"], "answer": [TURNS[0]["answer"]]})
+    assert task.hard_negatives(copy) != ["Thank you, what is your price?"]
 
 
 def test_hard_negatives_are_for_retrieval_only() -> None:

@@ -79,8 +79,7 @@ class RetrievalTask(Task):
         self.bank: list[str] = []
         self.known: list[tuple[str, str]] = []  # (question, answer) pairs of all the data
         self._negative_scorer: Scorer | None = None  # ranks the bank for hard negatives
-        # question -> its answers in all the data, and (hard negatives, shared towers) its echoes
-        self._never_negative: dict[str, set[str]] = {}
+        self._right_answers: dict[str, set[str]] = {}  # question -> its answers in all the data
         self.threshold: float | None = None
         self.calibration: dict[str, Any] = {}
         self._start_weights: dict[str, np.ndarray] | None = None  # by path, for `task.weight_averaging` < 1
@@ -138,12 +137,9 @@ class RetrievalTask(Task):
             self._negative_scorer = tfidf_scorer(
                 zip(train["question"], train["answer"], strict=True), self.bank
             )
-        self._never_negative = {}
+        self._right_answers = {}
         for question, answer in self.known:
-            self._never_negative.setdefault(question, set()).add(answer)
-        if self.config.task.hard_negatives != "none" and self.config.task.shared_towers:
-            for question, echoes in self._echoes(sorted(self._never_negative)).items():
-                self._never_negative[question] |= echoes
+            self._right_answers.setdefault(question, set()).add(answer)
         log.info("answer bank: %d answers, %d known questions", len(self.bank), len(self.known))
 
     def _echoes(self, questions: list[str]) -> dict[str, set[str]]:
@@ -192,12 +188,16 @@ class RetrievalTask(Task):
                 "(prepare, and prepare_with_model for 'model', come first)"
             )
         questions, answers = frame["question"].tolist(), frame["answer"].tolist()
+        excluded = self._right_answers
+        if self.config.task.shared_towers:  # augmented copies of questions included
+            echoes = self._echoes(sorted(set(questions)))
+            excluded = {q: self._right_answers.get(q, set()) | echoes.get(q, set()) for q in set(questions)}
         return mine_hard_negatives(
             questions,
             answers,
             self._negative_scorer,
             self.bank,
-            self._never_negative,
+            excluded,
             ceiling=self.config.task.hard_negative_ceiling,
         )
 
