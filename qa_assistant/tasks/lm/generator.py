@@ -8,9 +8,10 @@ signatures as the encoder-decoder's (`tasks/generation/generator.py`), so
 
 * `answer(question)`: the configured decoding options; outputs `answer`,
   its log-probability `score`, `length` (tokens, end token included),
-  `finished` (false when cut at the length limit), `top_k_answers` / `top_k_scores` (beam hypotheses; one otherwise) and,
-  when grounded, `grounding_answers` / `grounding_scores` (the notes the
-  prompt held, best first) and `quoted` (whether the answer is the first
+  `finished` (false when cut at the length limit), `top_k_answers` /
+  `top_k_scores` (beam hypotheses; one otherwise) and, when grounded,
+  `grounding_answers` / `grounding_scores` (the notes the prompt held, best
+  first) and `quoted` (whether the answer is the first
   note word for word, `lm.quote_above`; see `tasks/lm/quoting.py`);
 * `generate(question, strategy, ...)`: the same with per-request options;
 * `score(question, answer)`: teacher-forced log-probability of a given

@@ -190,8 +190,9 @@ class RetrievalTask(Task):
         questions, answers = frame["question"].tolist(), frame["answer"].tolist()
         excluded = self._right_answers
         if self.config.task.shared_towers:  # augmented copies of questions included
-            echoes = self._echoes(sorted(set(questions)))
-            excluded = {q: self._right_answers.get(q, set()) | echoes.get(q, set()) for q in set(questions)}
+            distinct = sorted(set(questions))
+            echoes = self._echoes(distinct)
+            excluded = {q: self._right_answers.get(q, set()) | echoes.get(q, set()) for q in distinct}
         return mine_hard_negatives(
             questions,
             answers,
