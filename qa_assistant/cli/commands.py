@@ -407,6 +407,8 @@ def _print_answer(answer: object, top_k: int | None, prefix: str = "") -> None:
             print(f"  closest known question: {answer.extra['matched_question']}")
         if answer.extra.get("quoted"):  # a grounded LM: why this answer is word for word a note
             print("  quoted: the retriever's first note, scored at or above lm.quote_above")
+        if answer.extra.get("declined"):  # a grounded LM: why it did not answer
+            print("  declined: the retriever's first note scored below lm.decline_below (off-topic)")
 
 
 def benchmark_command(args: argparse.Namespace) -> int:

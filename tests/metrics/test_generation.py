@@ -117,6 +117,31 @@ def test_evaluate_generation_asks_each_question_once_with_all_its_answers() -> N
     assert predictions["exact"].tolist() == [True, False, True]
 
 
+def test_a_model_that_declines_reports_its_coverage_and_which_rows_it_declined() -> None:
+    frame = pd.DataFrame(
+        {"question": ["hi", "who wrote hamlet", "bye", "hi"], "answer": ["Hi!", "?", "Bye.", "Hey"]}
+    )
+
+    def answer(questions: list[str]) -> dict:
+        off = np.array(["hamlet" in q for q in questions])
+        return {
+            "answer": np.array(
+                [b"I don't know." if o else q.encode() for q, o in zip(questions, off, strict=True)]
+            ),
+            "score": np.zeros(len(questions)),
+            "declined": off,
+        }
+
+    metrics, predictions = evaluate_generation(frame, answer, None, batch_size=2)
+    assert metrics["coverage"] == pytest.approx(2 / 3)  # per distinct question
+    assert predictions["declined"].tolist() == [False, True, False]
+    plain, rows = evaluate_generation(
+        frame, lambda q: {k: v for k, v in answer(q).items() if k != "declined"}, None
+    )
+    assert "coverage" not in plain  # a model without the rule says nothing about it
+    assert "declined" not in rows
+
+
 def test_bleu_follows_sacrebleus_definition_with_a_variable_number_of_references() -> None:
     """Values worked out by hand from SacreBLEU's definition of corpus BLEU-4."""
     ref = "the cat sat on the mat"

@@ -52,3 +52,17 @@ def test_an_answer_cut_at_the_length_limit_says_so_on_stderr(capsys):
     whole = Answer("q", "We deliver daily.", -1.0, extra={"length": 5, "finished": True})
     _print_answer(whole, top_k=1)
     assert capsys.readouterr().err == ""
+
+
+def test_a_declined_request_says_so_in_json_and_with_top_k(capsys):
+    from qa_assistant.cli.commands import _print_answer
+
+    answer = Answer("who wrote Hamlet?", "I don't know.", -4.0, extra={"declined": _value(np.bool_(True))})
+    assert json.loads(json.dumps(answer.as_dict()))["declined"] is True
+    _print_answer(answer, top_k=1)
+    assert "declined: the retriever's first note scored below lm.decline_below" in capsys.readouterr().out
+    _print_answer(answer, top_k=None)
+    assert capsys.readouterr().out == "I don't know.\n"
+    answered = Answer("q", "We open at 9.", -1.0, extra={"declined": False, "quoted": False})
+    _print_answer(answered, top_k=1)
+    assert "declined" not in capsys.readouterr().out

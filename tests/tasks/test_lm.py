@@ -163,7 +163,7 @@ def test_cached_decoding_equals_full_recomputation(tiny_lm):
         assert result.scores[row, 0].numpy() == pytest.approx(total, abs=1e-4)
 
 
-def _tfidf_generator(tiny_lm, prompt, quote_above=None):
+def _tfidf_generator(tiny_lm, prompt, quote_above=None, decline_below=None):
     from qa_assistant.tasks.lm.grounding import TfidfRetriever
 
     retriever = TfidfRetriever(PAIRS["question"].tolist(), PAIRS["answer"].tolist())
@@ -175,6 +175,8 @@ def _tfidf_generator(tiny_lm, prompt, quote_above=None):
         retriever=retriever,
         grounding_k=2,
         quote_above=quote_above,
+        decline_below=decline_below,
+        decline_answer="Ask me about the box.",
     )
 
 
@@ -240,6 +242,34 @@ def test_a_quoted_row_holds_the_quote_alone_among_the_beams(routed):
     assert [a.decode() for a in quotes["top_k_answers"].numpy()[0]] == ["Close the lid slowly", "", ""]
 
 
+@pytest.fixture(scope="module")
+def declining(tiny_lm, prompt):
+    return _tfidf_generator(tiny_lm, prompt, decline_below=0.3)
+
+
+@pytest.mark.large
+def test_an_off_topic_request_is_declined_and_the_others_answered_as_before(grounded, declining):
+    # A training question (its first note scores 1.0), one without a known word (no note),
+    # and one that shares a single common word with the training questions (a low score).
+    questions = tf.constant(["how do I close the lid", "zzz qqq", "the weather in paris"])
+    out, alone = declining.answer(questions), grounded.answer(questions)
+    note_scores = out["grounding_scores"].numpy()[:, 0]
+    assert note_scores[2] < 0.3
+    assert note_scores[1] < 0.3 <= note_scores[0]
+    assert out["declined"].numpy().tolist() == [False, True, True]
+    assert not out["quoted"].numpy().any()  # no quote rule
+    assert out["answer"].numpy()[0] == alone["answer"].numpy()[0]  # generated as without the rule
+    assert out["score"].numpy()[0] == pytest.approx(alone["score"].numpy()[0], abs=1e-5)
+    assert [a.decode() for a in out["answer"].numpy()[1:]] == ["Ask me about the box."] * 2
+    scored = grounded.score(questions[1:], tf.constant(["Ask me about the box."] * 2))
+    np.testing.assert_allclose(out["score"].numpy()[1:], scored["log_probability"].numpy(), atol=1e-4)
+    assert out["finished"].numpy()[1:].all()
+    # A batch of declined requests only is not decoded, but is as wide as the beams asked for.
+    off = declining.generate(questions[1:], tf.constant("beam"), *_default_numbers(beam_width=3))
+    assert [a.decode() for a in off["top_k_answers"].numpy()[0]] == ["Ask me about the box.", "", ""]
+    assert np.isneginf(off["top_k_scores"].numpy()[:, 1:]).all()
+
+
 def _default_numbers(**chosen):
     """`generate`'s numeric options in signature order: `chosen` values, -1 (the default) elsewhere."""
     from qa_assistant.tasks.generation.generator import OPTIONS
@@ -272,6 +302,68 @@ def test_calibration_quotes_the_notes_that_are_the_answers(grounded):
     assert choice.threshold == pytest.approx(1.0)
     assert choice.routed_rouge_l == pytest.approx(1.0)
     assert choice.quoted_share == 1.0
+
+
+def test_the_decline_threshold_answers_the_share_of_in_domain_requests_asked_for():
+    from qa_assistant.tasks.lm.declining import conformal_threshold
+
+    rng = np.random.default_rng(0)
+    for count, keep in ((50, 0.95), (20, 0.9), (200, 0.99)):
+        answered = []
+        for _ in range(2000):  # calibration sets and new requests drawn alike
+            choice = conformal_threshold(rng.normal(size=count), keep)
+            answered.append(np.mean(rng.normal(size=50) >= choice.threshold))
+        # On average over calibration sets at least `keep`, and no more than one rank above it.
+        assert keep <= np.mean(answered) <= keep + 1 / (count + 1) + 0.005, (count, keep)
+        assert choice.guaranteed_keep >= keep
+    # Too few calibration questions to promise 95 %: no threshold.
+    assert conformal_threshold(rng.normal(size=18), 0.95).threshold is None
+    assert conformal_threshold(rng.normal(size=19), 0.95).threshold is not None
+    # A question without a note (-inf) is the lowest score.
+    assert conformal_threshold(np.array([-np.inf, *np.linspace(0, 1, 19)]), 0.95).threshold == -np.inf
+
+
+def test_declining_needs_grounding():
+    from qa_assistant.errors import UserError
+    from qa_assistant.tasks import get_task
+
+    with pytest.raises(UserError, match=r"lm\.decline_below 'auto' reads the score of a grounding note"):
+        get_task(tiny_config("task.type=lm", "lm.decline_below=auto"))
+
+
+def test_decline_auto_is_set_on_the_validation_questions_and_kept_in_the_run(tmp_path, caplog):
+    import json
+    from types import SimpleNamespace
+
+    from qa_assistant.tasks import get_task
+    from qa_assistant.tasks.lm.declining import conformal_threshold, first_note_scores
+    from qa_assistant.tasks.lm.grounding import TfidfRetriever
+
+    preset = f"lm.preset={tmp_path}"  # a directory: resolved without a model package
+    task = get_task(
+        tiny_config(
+            "task.type=lm", preset, "lm.grounding=tfidf", "lm.decline_below=auto", "lm.decline_keep=0.8"
+        )
+    )
+    rows = pd.DataFrame(faq_rows(per_answer=8))
+    train, validation = rows.iloc[:36], rows.iloc[36:]
+    task.retriever = TfidfRetriever(train["question"].tolist(), train["answer"].tolist())
+    task.finalize(None, SimpleNamespace(validation=validation))
+    scores = first_note_scores(task.retriever, validation["question"].drop_duplicates().tolist())
+    assert task.decline_below == conformal_threshold(scores, 0.8).threshold
+    assert task.declining["questions"] == 12
+    assert task.declining["rank"] == 2
+    task.save(tmp_path)
+    state = json.loads((tmp_path / "lm.json").read_text())
+    assert state["decline_below"] == task.decline_below
+    assert state["declining"]["guaranteed_keep"] == pytest.approx(1 - 2 / 13)
+    # Too few validation questions for the share asked: nothing declined, and the log says what to change.
+    with caplog.at_level("WARNING", logger="qa_assistant.tasks.lm.task"):
+        task.finalize(None, SimpleNamespace(validation=validation.iloc[:3]))
+    assert task.decline_below is None
+    message = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "3 validation questions cannot promise that 80% of in-domain requests are answered" in message
+    assert "it needs at least 4" in message
 
 
 def test_quoting_needs_grounding():
@@ -339,7 +431,7 @@ def test_generator_answers_hostile_questions(tiny_lm, prompt):
 @pytest.fixture(scope="module")
 def lm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One epoch of LoRA fine-tuning of the tiny checkpoint on the generated FAQ, TF-IDF grounding on,
-    quoting where the validation questions say so."""
+    quoting and declining where the validation questions say so."""
     from qa_assistant.training.runner import train_run
 
     root = tmp_path_factory.mktemp("lm")
@@ -354,6 +446,8 @@ def lm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "lm.grounding=tfidf",
         "lm.grounding_k=2",
         "lm.quote_above=auto",
+        "lm.decline_below=auto",
+        "lm.decline_keep=0.75",
         "decoder.max_length=6",
         "train.epochs=1",
         "train.batch_size=8",
@@ -401,6 +495,12 @@ def test_a_reloaded_run_answers_as_the_trained_one(lm_run):
     assert quoted.any()
     assert (again["answer"][quoted] == again["grounding_answers"][quoted, 0]).all()
     assert (again["grounding_scores"][quoted, 0] >= state["quote_above"]).all()
+    # `lm.decline_below: auto` set a threshold on the validation questions too; an off-topic request is declined.
+    assert state["decline_below"] == task.decline_below is not None
+    off = task.predict(model, ["zzz qqq xxx"], top_k=1)
+    assert off["declined"].tolist() == [True]
+    assert off["answer"][0].decode() == "I don't know."
+    assert (again["grounding_scores"][again["declined"], 0] < state["decline_below"]).all()
 
 
 @pytest.mark.large
@@ -551,6 +651,8 @@ def test_the_export_answers_as_the_run_with_grounding_and_hostile_requests(lm_ru
     np.testing.assert_allclose(out["score"].numpy(), expected["score"], rtol=1e-4, atol=1e-4)
     assert out["grounding_answers"].shape == (len(questions), 2)  # grounding is not dropped by the export
     assert out["quoted"].numpy().tolist() == expected["quoted"].tolist()  # nor is quoting
+    assert out["declined"].numpy().tolist() == expected["declined"].tolist()  # nor declining
+    assert out["declined"].numpy()[1]  # the empty request has no note
     invalid = serve(question=tf.constant([b"\xff\xfe\xfd bytes"]))["answer"].numpy()[0]
     invalid.decode("utf-8")
     beams = loaded.signatures["generate"](

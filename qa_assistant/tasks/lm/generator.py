@@ -11,8 +11,10 @@ signatures as the encoder-decoder's (`tasks/generation/generator.py`), so
   `finished` (false when cut at the length limit), `top_k_answers` /
   `top_k_scores` (beam hypotheses; one otherwise) and, when grounded,
   `grounding_answers` / `grounding_scores` (the notes the prompt held, best
-  first) and `quoted` (whether the answer is the first
-  note word for word, `lm.quote_above`; see `tasks/lm/quoting.py`);
+  first) and, with a routing rule, `quoted` (whether the answer is the
+  first note word for word, `lm.quote_above`; see `tasks/lm/quoting.py`) and
+  `declined` (whether the request was declined as off-topic,
+  `lm.decline_below`; see `tasks/lm/declining.py`);
 * `generate(question, strategy, ...)`: the same with per-request options;
 * `score(question, answer)`: teacher-forced log-probability of a given
   answer (perplexity from an export).
@@ -60,6 +62,11 @@ class LanguageModelGenerator:
             `score` is the note's log-probability under the model, as
             `score` computes it); `None`: the model always writes the answer.
             When every request of a batch is quoted, nothing is generated.
+        decline_below: with a retriever, a request whose first note scores
+            below this (or that has no note) is answered `decline_answer`
+            (its `score` is that answer's log-probability under the model);
+            it takes precedence over quoting. `None`: never declined.
+        decline_answer: the reply to a declined request.
     """
 
     def __init__(
@@ -72,6 +79,8 @@ class LanguageModelGenerator:
         grounding_k: int = 0,
         answer_max_tokens: int = 256,
         quote_above: float | None = None,
+        decline_below: float | None = None,
+        decline_answer: str = "I don't know.",
     ) -> None:
         self.model = model
         self.prompt = prompt
@@ -80,6 +89,8 @@ class LanguageModelGenerator:
         self.max_new_tokens = max_new_tokens
         self.answer_max_tokens = answer_max_tokens
         self.quote_above = quote_above if retriever is not None else None
+        self.decline_below = decline_below if retriever is not None else None
+        self.decline_answer = decline_answer
         self.defaults = SearchOptions.from_config(decoding, max_new_tokens)
         self.decoder = CachedCausalLM(model, last_prompt_id=prompt.last_prompt_id)
         self.answer = tf.function(self._answer, input_signature=[QUESTION], autograph=False)
@@ -108,7 +119,7 @@ class LanguageModelGenerator:
         options = options._replace(max_length=tf.minimum(options.max_length, self.max_new_tokens))
         notes, note_scores = self._notes(question)
         prompt = self.prompt.prompt_ids(question, notes)
-        if self.quote_above is None:
+        if self.quote_above is None and self.decline_below is None:
             outputs = self._search(question, prompt, options)
         else:
             outputs = self._routed(question, prompt, options, notes[:, 0], note_scores[:, 0])
@@ -139,39 +150,47 @@ class LanguageModelGenerator:
         note: tf.Tensor,
         note_score: tf.Tensor,
     ) -> dict[str, tf.Tensor]:
-        """`_search`'s outputs, with the first note as the answer of each row whose note scores >= `quote_above`.
+        """`_search`'s outputs, with a fixed answer on the rows that a routing rule takes.
 
-        A quoted row's `top_k_answers` / `top_k_scores` hold the quote alone
-        (`""` and -inf after it, as wide as the search's hypotheses). A batch
-        of quoted rows only is not decoded.
+        A row whose first note scores below `decline_below` (or that has no
+        note) is answered `decline_answer`; one whose first note scores at
+        least `quote_above` is answered that note. A fixed row's
+        `top_k_answers` / `top_k_scores` hold its answer alone (`""` and -inf
+        after it, as wide as the search's hypotheses). A batch of fixed rows
+        only is not decoded.
         """
-        quoted = note_score >= self.quote_above  # a missing note (-inf) is never quoted
-        scored = self._teacher_forced(prompt, self.prompt.answer_ids(note, self.answer_max_tokens))
-        quote = {
-            "answer": note,
+        never = tf.zeros_like(note_score, dtype=tf.bool)
+        declined = never if self.decline_below is None else ~(note_score >= self.decline_below)
+        # A missing note (-inf) is never quoted.
+        quoted = never if self.quote_above is None else (note_score >= self.quote_above) & ~declined
+        fixed_rows = quoted | declined
+        text = tf.where(declined, tf.constant(self.decline_answer), note)
+        scored = self._teacher_forced(prompt, self.prompt.answer_ids(text, self.answer_max_tokens))
+        fixed = {
+            "answer": text,
             "score": scored["log_probability"],
             "length": tf.cast(scored["tokens"], tf.int32),
-            "finished": tf.ones_like(quoted),  # a whole note
+            "finished": tf.ones_like(fixed_rows),  # a whole note or the decline answer
         }
 
         first = tf.range(hypothesis_count(options))[None, :] == 0
-        quote_rows = {
-            "top_k_answers": tf.where(first, note[:, None], ""),
-            "top_k_scores": tf.where(first, quote["score"][:, None], float("-inf")),
+        fixed_top = {
+            "top_k_answers": tf.where(first, text[:, None], ""),
+            "top_k_scores": tf.where(first, fixed["score"][:, None], float("-inf")),
         }
 
-        def quote_only() -> dict[str, tf.Tensor]:
-            return {**quote, **quote_rows}
+        def fixed_only() -> dict[str, tf.Tensor]:
+            return {**fixed, **fixed_top}
 
         def mixed() -> dict[str, tf.Tensor]:
             generated = self._search(question, prompt, options)
             return {
-                **{k: tf.where(quoted, v, generated[k]) for k, v in quote.items()},
-                **{k: tf.where(quoted[:, None], v, generated[k]) for k, v in quote_rows.items()},
+                **{k: tf.where(fixed_rows, v, generated[k]) for k, v in fixed.items()},
+                **{k: tf.where(fixed_rows[:, None], v, generated[k]) for k, v in fixed_top.items()},
             }
 
-        outputs = tf.cond(tf.reduce_all(quoted), quote_only, mixed)
-        return {**outputs, "quoted": quoted}
+        outputs = tf.cond(tf.reduce_all(fixed_rows), fixed_only, mixed)
+        return {**outputs, "quoted": quoted, "declined": declined}
 
     def _detokenize(self, tokens: tf.Tensor) -> tf.Tensor:
         """`[batch, width]` strings of `[batch, width, length]` ids (end token and padding dropped)."""

@@ -24,13 +24,17 @@ samples, the baseline and the export are the generation task's: only the
 generator differs. With `lm.quote_above`, a grounded run answers with its
 first note word for word where the retriever is sure of it
 (`tasks/lm/quoting.py`); `auto` chooses where on the validation questions
-after training (`finalize`).
+after training (`finalize`). With `lm.decline_below`, it declines a request
+whose first note scores too low to be about the user's data
+(`tasks/lm/declining.py`); `auto` sets the threshold on the validation
+questions so that a chosen share of in-domain requests is answered.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,7 @@ from qa_assistant.personalization.sources import InitSource
 from qa_assistant.personalization.transfer import TransferReport
 from qa_assistant.presets import load_preset_tokenizer, resolve_preset
 from qa_assistant.tasks.generation.task import GenerationTask
+from qa_assistant.tasks.lm.declining import calibrate as calibrate_decline
 from qa_assistant.tasks.lm.generator import LanguageModelGenerator, shifted_pair
 from qa_assistant.tasks.lm.grounding import DualEncoderRetriever, TfidfRetriever
 from qa_assistant.tasks.lm.lora import enable_lora
@@ -94,12 +99,19 @@ class LanguageModelTask(GenerationTask):
                 f"lm.quote_above '{lm.quote_above}' quotes a grounding note; expected lm.grounding "
                 "tfidf or a retrieval run (got none), or lm.quote_above none"
             )
+        if lm.decline_below != "none" and lm.grounding == "none":
+            raise UserError(
+                f"lm.decline_below '{lm.decline_below}' reads the score of a grounding note; expected "
+                "lm.grounding tfidf or a retrieval run (got none), or lm.decline_below none"
+            )
         self.prompt: ChatPrompt | None = None
         self.retriever: Any | None = None
         self.lm_tokenizer: Any | None = None
         # The threshold in use; `auto` is settled by `finalize` (or read back by `restore`).
         self.quote_above = None if lm.quote_above in ("none", "auto") else float(lm.quote_above)
         self.quoting: dict[str, Any] = {}
+        self.decline_below = None if lm.decline_below in ("none", "auto") else float(lm.decline_below)
+        self.declining: dict[str, Any] = {}
 
     def _targets(self) -> list[str]:
         return [t.strip() for t in self.config.lm.lora_targets.split(",") if t.strip()]
@@ -270,11 +282,54 @@ class LanguageModelTask(GenerationTask):
                 grounding_k=lm.grounding_k,
                 answer_max_tokens=lm.max_length,
                 quote_above=self.quote_above,
+                decline_below=self.decline_below,
+                decline_answer=lm.decline_answer,
             )
             self._generator = (model, generator)
         return self._generator[1]
 
     def finalize(self, model: keras.Model, splits: Splits) -> None:
+        """Sets the `auto` thresholds of `lm.decline_below` and `lm.quote_above` on the validation questions.
+
+        The decline threshold comes from the retriever alone
+        (`_choose_decline`); the quote threshold from the model's answers,
+        never declined while it is chosen (`_choose_quote`).
+        """
+        if self.config.lm.decline_below == "auto":
+            self._choose_decline(splits.validation)
+        if self.config.lm.quote_above == "auto":
+            chosen, self.decline_below = self.decline_below, None
+            try:
+                self._choose_quote(model, splits.validation)
+            finally:
+                self.decline_below, self._generator = chosen, None
+
+    def _choose_decline(self, validation: pd.DataFrame) -> None:
+        """`lm.decline_below: auto`: the conformal threshold of the validation questions' first-note scores."""
+        keep = self.config.lm.decline_keep
+        choice = calibrate_decline(self.retriever, validation, keep)
+        self.decline_below, self._generator = choice.threshold, None
+        self.declining = choice.as_dict()
+        if choice.threshold is None:
+            log.warning(
+                "lm.decline_below auto: declining nothing: %d validation questions cannot promise that %.0f%% "
+                "of in-domain requests are answered (it needs at least %d); raise data.validation_fraction, "
+                "lower lm.decline_keep, or set lm.decline_below to a number",
+                choice.questions,
+                100 * keep,
+                math.ceil(1 / (1 - keep) - 1 - 1e-9) if keep < 1 else 0,
+            )
+        else:
+            log.info(
+                "lm.decline_below auto: declining requests whose first note scores below %.4f (the %d. lowest "
+                "of %d validation questions: at least %.1f%% of in-domain requests answered on average)",
+                choice.threshold,
+                choice.rank,
+                choice.questions,
+                100 * choice.guaranteed_keep,
+            )
+
+    def _choose_quote(self, model: keras.Model, validation: pd.DataFrame) -> None:
         """`lm.quote_above: auto`: chooses the quote threshold on the validation questions (`quoting.calibrate`).
 
         Each validation question is answered by the model from its notes,
@@ -283,14 +338,12 @@ class LanguageModelTask(GenerationTask):
         never helps, nothing is quoted. The log and `lm.json` say what was
         chosen and what it gave.
         """
-        if self.config.lm.quote_above != "auto":
-            return
         self.quote_above, self._generator = None, None  # the model's own answers first
         log.info(
             "lm.quote_above auto: answering the %d validation questions to choose the threshold",
-            distinct_questions(splits.validation),
+            distinct_questions(validation),
         )
-        choice = calibrate(self.generator(model), splits.validation)
+        choice = calibrate(self.generator(model), validation)
         self.quote_above, self._generator = choice.threshold, None
         self.quoting = choice.as_dict()
         if choice.threshold is None:
@@ -351,6 +404,8 @@ class LanguageModelTask(GenerationTask):
                 "resolved": resolve_preset(self.config.lm.preset),
                 "quote_above": self.quote_above,
                 "quoting": self.quoting,
+                "decline_below": self.decline_below,
+                "declining": self.declining,
             },
         )
 
@@ -359,6 +414,9 @@ class LanguageModelTask(GenerationTask):
         # Runs saved before `lm.quote_above` existed hold no threshold: they never quote.
         self.quote_above = state.get("quote_above")
         self.quoting = state.get("quoting", {})
+        # Nor, before `lm.decline_below`, a decline threshold: they answer every request.
+        self.decline_below = state.get("decline_below")
+        self.declining = state.get("declining", {})
         self._load_tokenizer()
         train = pd.read_json(split_file(directory, "train"), lines=True, dtype=False)
         self.retriever = self._retriever(train)
