@@ -20,7 +20,7 @@ per-split numbers to RUNS/off_topic_SYSTEM.csv.
 
 Usage:
     python experiments/compare_retrieval.py --data F ... --systems pretrained --seeds 1 2 3 4 5 --output RUNS
-    python experiments/off_topic.py RUNS --off-topic trec=trec6_test.csv faq=other_faq.csv [--keep 0.9 0.95 0.99]
+    python experiments/off_topic.py RUNS --off-topic trec=trec6_test.csv faq=other_faq.csv@q [--keep 0.9 0.95 0.99]
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def main() -> int:
         nargs="+",
         required=True,
         metavar="NAME=FILE",
-        help="questions of other domains: a CSV/TSV/JSONL file with a 'question' column, named for the tables",
+        help="questions of other domains: a CSV/TSV/JSONL file and its question column (default 'question')",
     )
     parser.add_argument(
         "--keep",
@@ -95,19 +95,23 @@ def main() -> int:
 
 def _named_file(spec: str) -> tuple[str, list[str]]:
     name, sep, path = spec.partition("=")
-    if not sep or not name or not path:
-        raise UserError(f"--off-topic takes NAME=FILE; got '{spec}'")
+    path, at, column = path.partition("@")
+    column = column if at else "question"
+    if not sep or not name or not path or not column:
+        raise UserError(f"--off-topic takes NAME=FILE or NAME=FILE@COLUMN; got '{spec}'")
+    if not Path(path).is_file():
+        raise UserError(f"--off-topic '{path}' is not a file; expected a CSV, TSV or JSONL file of questions")
     if path.endswith(".jsonl"):
         frame = pd.read_json(path, lines=True, dtype=False)
     else:
         frame = pd.read_csv(
             path, sep="\t" if path.endswith(".tsv") else ",", dtype=str, keep_default_na=False
         )
-    if "question" not in frame:
+    if column not in frame:
         raise UserError(
-            f"--off-topic '{path}' has no 'question' column; got {', '.join(map(str, frame.columns))}"
+            f"--off-topic '{path}' has no '{column}' column; got {', '.join(map(str, frame.columns))}"
         )
-    questions = frame["question"].astype(str).str.strip().drop_duplicates().tolist()
+    questions = frame[column].astype(str).str.strip().drop_duplicates().tolist()
     return name, questions
 
 

@@ -348,7 +348,10 @@ def test_decline_auto_is_set_on_the_validation_questions_and_kept_in_the_run(tmp
     rows = pd.DataFrame(faq_rows(per_answer=8))
     train, validation = rows.iloc[:36], rows.iloc[36:]
     task.retriever = TfidfRetriever(train["question"].tolist(), train["answer"].tolist())
-    task.finalize(None, SimpleNamespace(validation=validation))
+    with caplog.at_level("WARNING", logger="qa_assistant.tasks.lm.task"):
+        task.finalize(None, SimpleNamespace(validation=validation))
+    assert "word overlap tells off-topic requests from in-domain ones poorly" in caplog.text
+    caplog.clear()
     scores = first_note_scores(task.retriever, validation["question"].drop_duplicates().tolist())
     assert task.decline_below == conformal_threshold(scores, 0.8).threshold
     assert task.declining["questions"] == 12
@@ -364,6 +367,42 @@ def test_decline_auto_is_set_on_the_validation_questions_and_kept_in_the_run(tmp
     message = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "3 validation questions cannot promise that 80% of in-domain requests are answered" in message
     assert "it needs at least 4" in message
+
+
+def test_declining_warns_when_the_grounding_run_trained_on_the_validation_questions(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from qa_assistant.tasks import get_task
+    from qa_assistant.tasks.lm.grounding import TfidfRetriever
+
+    rows = pd.DataFrame(faq_rows(per_answer=8))
+    train, validation = rows.iloc[:36], rows.iloc[36:]
+    run = tmp_path / "retrieval-run"
+    (run / "data").mkdir(parents=True)
+    for name, trained in (("same-split", train), ("other-split", rows.iloc[4:40])):
+        # A retrieval run keeps its cleaned (lower-cased) training split.
+        trained.assign(question=trained["question"].str.lower()).to_json(
+            run / "data" / "train.jsonl", orient="records", lines=True
+        )
+        config = tiny_config(
+            "task.type=lm",
+            f"lm.preset={tmp_path}",
+            f"lm.grounding={run}",
+            "lm.decline_below=auto",
+            "lm.decline_keep=0.8",
+        )
+        task = get_task(config)
+        task.retriever = TfidfRetriever(train["question"].tolist(), train["answer"].tolist())  # any retriever
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="qa_assistant.tasks.lm.task"):
+            task.finalize(None, SimpleNamespace(validation=validation))
+        assert task.decline_below is not None
+        if name == "same-split":
+            assert caplog.text == ""
+        else:
+            assert (
+                "4 of the 12 validation questions are training questions of the grounding run" in caplog.text
+            )
 
 
 def test_quoting_needs_grounding():

@@ -310,14 +310,16 @@ class LanguageModelTask(GenerationTask):
         choice = calibrate_decline(self.retriever, validation, keep)
         self.decline_below, self._generator = choice.threshold, None
         self.declining = choice.as_dict()
-        if choice.threshold is None:
+        if keep >= 1:
+            log.info("lm.decline_below auto: lm.decline_keep 1 answers every request; declining nothing")
+        elif choice.threshold is None:
             log.warning(
                 "lm.decline_below auto: declining nothing: %d validation questions cannot promise that %.0f%% "
                 "of in-domain requests are answered (it needs at least %d); raise data.validation_fraction, "
                 "lower lm.decline_keep, or set lm.decline_below to a number",
                 choice.questions,
                 100 * keep,
-                math.ceil(1 / (1 - keep) - 1 - 1e-9) if keep < 1 else 0,
+                math.ceil(1 / (1 - keep) - 1 - 1e-9),
             )
         else:
             log.info(
@@ -327,6 +329,32 @@ class LanguageModelTask(GenerationTask):
                 choice.rank,
                 choice.questions,
                 100 * choice.guaranteed_keep,
+            )
+            self._warn_about_decline_scores(validation)
+
+    def _warn_about_decline_scores(self, validation: pd.DataFrame) -> None:
+        """Says when the validation questions' scores cannot stand for a new request's."""
+        grounding = self.config.lm.grounding
+        if grounding == "tfidf":
+            log.warning(
+                "lm.decline_below auto with lm.grounding tfidf: word overlap tells off-topic requests from "
+                'in-domain ones poorly, so few off-topic requests are declined (BENCHMARKS.md, "Declining '
+                'off-topic requests"); a retrieval run as lm.grounding separates them far better'
+            )
+            return
+        trained = pd.read_json(split_file(Path(grounding), "train"), lines=True, dtype=False)
+        known = {_question_key(q) for q in trained["question"]}
+        questions = validation["question"].drop_duplicates()
+        seen = int(sum(_question_key(q) in known for q in questions))
+        if seen:
+            log.warning(
+                "lm.decline_below auto: %d of the %d validation questions are training questions of the "
+                "grounding run '%s': they score higher than a new request would, so the threshold declines "
+                "more in-domain requests than promised; train the retrieval run on the same data, split and "
+                "seed as this run",
+                seen,
+                len(questions),
+                grounding,
             )
 
     def _choose_quote(self, model: keras.Model, validation: pd.DataFrame) -> None:
@@ -420,6 +448,11 @@ class LanguageModelTask(GenerationTask):
         self._load_tokenizer()
         train = pd.read_json(split_file(directory, "train"), lines=True, dtype=False)
         self.retriever = self._retriever(train)
+
+
+def _question_key(question: str) -> str:
+    """A question as a retrieval run may have cleaned it (lower-cased, spacing collapsed)."""
+    return " ".join(str(question).lower().split())
 
 
 def _load_adapter(model: keras.Model, adapter: Path, spec: str) -> None:
