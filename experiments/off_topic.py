@@ -39,9 +39,10 @@ from qa_assistant.analysis.report import mean_std_cells
 from qa_assistant.atomic import write_text
 from qa_assistant.errors import UserError, run_script
 from qa_assistant.layout import split_file
-from qa_assistant.tasks.lm.declining import conformal_threshold, first_note_scores
+from qa_assistant.tasks.lm.declining import first_note_scores
 from qa_assistant.tasks.lm.grounding import TfidfRetriever
 from qa_assistant.tasks.lm.task import _run_retriever
+from qa_assistant.tasks.retrieval.bank import conformal_threshold
 
 GROUNDINGS = ("run", "tfidf")
 

@@ -326,6 +326,13 @@ class TaskConfig:
             question is answered) and the log says so.
         fallback_answer: `retrieve`: what the export says below the
             threshold; null never falls back.
+        decline_keep: `retrieve` with a calibrated threshold: also fall back
+            on off-topic requests, below the score that at least this share
+            of in-domain requests reach (split conformal on the validation
+            questions' best scores; needs no off-topic examples nor 100
+            validation questions; `tasks/retrieval/bank.py`,
+            `conformal_threshold`). The higher of the two thresholds is
+            used. null: the right-or-wrong calibration alone.
     """
 
     # The task catalogue's names (see EncoderConfig.type).
@@ -346,6 +353,7 @@ class TaskConfig:
     threshold_keep: float = field(default=0.95, metadata=_fraction())
     threshold_min_questions: int = field(default=100, metadata=_at_least(1))
     fallback_answer: str | None = "I don't know."
+    decline_keep: float | None = field(default=None, metadata={"positive": True, "max": 1.0})
 
 
 @dataclass

@@ -305,7 +305,7 @@ def test_calibration_quotes_the_notes_that_are_the_answers(grounded):
 
 
 def test_the_decline_threshold_answers_the_share_of_in_domain_requests_asked_for():
-    from qa_assistant.tasks.lm.declining import conformal_threshold
+    from qa_assistant.tasks.retrieval.bank import conformal_threshold
 
     rng = np.random.default_rng(0)
     for count, keep in ((50, 0.95), (20, 0.9), (200, 0.99)):
@@ -336,8 +336,9 @@ def test_decline_auto_is_set_on_the_validation_questions_and_kept_in_the_run(tmp
     from types import SimpleNamespace
 
     from qa_assistant.tasks import get_task
-    from qa_assistant.tasks.lm.declining import conformal_threshold, first_note_scores
+    from qa_assistant.tasks.lm.declining import first_note_scores
     from qa_assistant.tasks.lm.grounding import TfidfRetriever
+    from qa_assistant.tasks.retrieval.bank import conformal_threshold
 
     preset = f"lm.preset={tmp_path}"  # a directory: resolved without a model package
     task = get_task(

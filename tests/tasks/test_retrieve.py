@@ -162,6 +162,40 @@ def test_a_calibrated_threshold_keeps_the_answered_at_least_as_accurate(trained:
         assert metrics["coverage"] == task.calibration["validation_answered_fraction"]
 
 
+def test_decline_keep_falls_back_on_requests_below_the_in_domain_threshold(trained: Path) -> None:
+    from qa_assistant.tasks.retrieval.bank import conformal_threshold
+
+    _, task, model = load_run(trained)
+    splits = run_splits(trained)
+    splits = dataclasses.replace(splits, validation=splits.train)  # enough questions for keep 0.8
+    task.config = dataclasses.replace(
+        task.config, task=dataclasses.replace(task.config.task, decline_keep=0.8)
+    )
+    task.finalize(model, splits)
+    _, _, scored = task.rank(model, splits.train)
+    choice = conformal_threshold(scored.score, 0.8)
+    # Too few questions for the right-or-wrong calibration (100): the off-topic threshold alone.
+    assert task.threshold == choice.threshold is not None
+    assert "falls back on off-topic requests" in task.calibration["reason"]
+    assert "task.threshold_min_questions" in task.calibration["reason"]
+    questions = sorted(set(splits.train["question"]))
+    answers = task.predict(model, [*questions, "zzz qqq", "who wrote hamlet"], top_k=1)
+    below = answers["score"] < task.threshold
+    assert (
+        int(below[: len(questions)].sum()) == choice.rank - 1
+    )  # the calibration questions under the k-th lowest
+    assert (answers["answer"][below] == b"I don't know.").all()
+    assert (answers["answer"][~below] != b"I don't know.").all()
+    # Too few questions for the share asked: the calibration stands alone, and says why.
+    task.config = dataclasses.replace(
+        task.config, task=dataclasses.replace(task.config.task, decline_keep=0.999)
+    )
+    task.finalize(model, splits)
+    assert task.threshold is None
+    assert "task.decline_keep 0.999" in task.calibration["reason"]
+    assert "cannot promise that share (at least 999 needed)" in task.calibration["reason"]
+
+
 def test_answer_max_length_comes_from_the_data_into_the_config_and_the_export(
     trained: Path, exported: Path
 ) -> None:

@@ -22,7 +22,9 @@ empty set.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -247,3 +249,59 @@ def fallback_threshold(
         f"keeps {keep:.0%} of the {int(correct.sum())} right answers among {count} calibration questions: "
         f"answers {answered.mean():.0%} of them, {selective:.1%} right ({base:.1%} without a fallback)"
     )
+
+
+@dataclass(frozen=True)
+class DeclineChoice:
+    """The threshold `conformal_threshold` set and what it rests on.
+
+    Attributes:
+        threshold: decline below this retriever score; `None`: never decline.
+        questions: in-domain questions it was set on.
+        keep: the share of in-domain requests it is meant to answer.
+        rank: the threshold is the `rank`-th smallest of their scores (0: none).
+        guaranteed_keep: `1 - rank / (questions + 1)`, the share of in-domain
+            requests answered on average (at least `keep`; 1 when none).
+    """
+
+    threshold: float | None
+    questions: int
+    keep: float
+    rank: int
+    guaranteed_keep: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def conformal_threshold(scores: np.ndarray, keep: float) -> DeclineChoice:
+    """The score below which a request is declined, so that at least `keep` of in-domain requests are answered.
+
+    Split conformal prediction (Vovk et al. 2005): with `n` scores of
+    in-domain questions the retriever did not train on (the validation
+    split), the threshold is their `k`-th smallest, `k = floor((n + 1) *
+    (1 - keep))`; a new request drawn like them scores below it with
+    probability at most `k / (n + 1) <= 1 - keep`, whatever the retriever.
+    No off-topic examples are needed; how many off-topic requests fall below
+    depends on how well the score separates them (BENCHMARKS.md, "Declining
+    off-topic requests"). A question without an answer (score -inf) counts
+    as the lowest score. With too few questions for the asked `keep` (fewer
+    than `1 / (1 - keep) - 1`), no threshold can promise it: `None`.
+
+    >>> choice = conformal_threshold(np.array([0.9, 0.3, 0.8, 0.5, 0.7, 0.6, 0.4, 0.2, 0.85]), keep=0.85)
+    >>> choice.threshold, choice.rank, choice.guaranteed_keep
+    (0.2, 1, 0.9)
+    >>> conformal_threshold(np.array([0.9, 0.3]), keep=0.8).threshold is None
+    True
+
+    Args:
+        scores: `[n]` the retriever's score of each question's first note.
+        keep: share of in-domain requests to answer, in (0, 1].
+    """
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))
+    count = len(ordered)
+    # The small epsilon keeps (n + 1) * (1 - keep) from landing just below a whole number.
+    rank = math.floor((count + 1) * (1.0 - keep) + 1e-9)
+    if rank < 1:
+        return DeclineChoice(None, count, keep, 0, 1.0)
+    return DeclineChoice(float(ordered[rank - 1]), count, keep, rank, 1.0 - rank / (count + 1))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from qa_assistant.tasks.base import ServingBundle, Task
 from qa_assistant.tasks.retrieval.bank import (
     BANK_COLLECTION,
     AnswerBank,
+    conformal_threshold,
     fallback_threshold,
     mask_echoes,
     search,
@@ -388,7 +390,9 @@ class RetrievalTask(Task):
         calibrated on the validation split: that needs
         `task.threshold_min_questions` validation questions and must raise the
         accuracy of the answered ones there (`tasks/retrieval/bank.py`, `fallback_threshold`);
-        otherwise none is applied and the log says why.
+        otherwise none is applied and the log says why. With
+        `task.decline_keep`, the off-topic threshold of the same validation
+        scores (`conformal_threshold`) is used where it is higher.
         """
         self.average_with_start(model)
         task = self.config.task
@@ -403,6 +407,10 @@ class RetrievalTask(Task):
             self.threshold, reason = fallback_threshold(
                 top, correct, keep=task.threshold_keep, min_questions=task.threshold_min_questions
             )
+            if task.decline_keep is not None:
+                self.threshold, reason = _with_off_topic_threshold(
+                    self.threshold, reason, top, task.decline_keep
+                )
             self.calibration = {
                 "validation_questions": len(top),
                 "validation_recall_at_1": float(correct.mean()) if len(top) else 0.0,
@@ -516,3 +524,25 @@ def _answers(bundle: ServingBundle, questions: list[str]) -> dict[str, np.ndarra
     # last bit and flip near-tied answers (e.g. of an untrained model).
     outputs = tf.function(bundle.serve)(tf.constant(questions, dtype=tf.string))
     return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _with_off_topic_threshold(
+    threshold: float | None, reason: str, scores: np.ndarray, keep: float
+) -> tuple[float | None, str]:
+    """The higher of `threshold` and the off-topic threshold that answers `keep` of in-domain requests."""
+    choice = conformal_threshold(scores, keep)
+    if choice.threshold is None:
+        return threshold, (
+            f"{reason}; task.decline_keep {keep}: {choice.questions} validation questions cannot promise that "
+            f"share (at least {math.ceil(1 / (1 - keep) - 1 - 1e-9) if keep < 1 else 'infinitely many'} needed)"
+        )
+    if threshold is not None and threshold >= choice.threshold:
+        return (
+            threshold,
+            f"{reason}; above the off-topic threshold {choice.threshold:.4f} (task.decline_keep)",
+        )
+    return choice.threshold, (
+        f"falls back on off-topic requests: below the {choice.rank}. lowest of the {choice.questions} validation "
+        f"questions' scores, at least {choice.guaranteed_keep:.1%} of in-domain requests answered "
+        f"(task.decline_keep {keep}); the right-or-wrong calibration: {reason}"
+    )
