@@ -141,7 +141,8 @@ def train_command(args: argparse.Namespace) -> int:
     model_row = {k: v for k, v in metrics.items() if not k.startswith("baseline_")}
     baseline_row = {k[len("baseline_") :]: v for k, v in metrics.items() if k.startswith("baseline_")}
     keys = [k for k in model_row if k in baseline_row and not isinstance(model_row[k], str)]
-    if "coverage" in model_row and "coverage" not in keys:  # a model that declines; the baseline never does
+    # Retrieval's fallback and an LM's declining rule withhold answers; the baseline never does.
+    if "coverage" in model_row and "coverage" not in keys:
         keys.append("coverage")
     print(
         f"\nTest metrics ({metrics.get('num_questions', '?')} distinct held-out questions, "

@@ -326,13 +326,15 @@ class TaskConfig:
             question is answered) and the log says so.
         fallback_answer: `retrieve`: what the export says below the
             threshold; null never falls back.
-        decline_keep: `retrieve` with a calibrated threshold: also fall back
-            on off-topic requests, below the score that at least this share
-            of in-domain requests reach (split conformal on the validation
-            questions' best scores; needs no off-topic examples nor 100
-            validation questions; `tasks/retrieval/bank.py`,
-            `conformal_threshold`). The higher of the two thresholds is
-            used. null: the right-or-wrong calibration alone.
+        decline_keep: `retrieve` with a calibrated threshold (`threshold`
+            null, `fallback_answer` set): also fall back on off-topic
+            requests, below the score that at least this share of in-domain
+            requests reach (split conformal on the validation questions' best
+            scores; needs no off-topic examples, and 1 / (1 - decline_keep) - 1
+            validation questions rather than 100: 19 for 0.95;
+            `tasks/retrieval/bank.py`, `conformal_threshold`). The higher of
+            the two thresholds is used. null: the right-or-wrong calibration
+            alone.
     """
 
     # The task catalogue's names (see EncoderConfig.type).

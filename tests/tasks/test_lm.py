@@ -248,9 +248,21 @@ def declining(tiny_lm, prompt):
 
 
 @pytest.mark.large
+def test_declining_takes_precedence_over_quoting(tiny_lm, prompt):
+    both = _tfidf_generator(tiny_lm, prompt, quote_above=0.0, decline_below=0.3)  # every note quotable
+    out = both.answer(tf.constant(["how do I close the lid", "the weather in paris", "zzz qqq"]))
+    assert out["quoted"].numpy().tolist() == [True, False, False]
+    assert out["declined"].numpy().tolist() == [False, True, True]
+    assert [a.decode() for a in out["answer"].numpy()] == [
+        "Close the lid slowly",
+        *["Ask me about the box."] * 2,
+    ]
+
+
+@pytest.mark.large
 def test_an_off_topic_request_is_declined_and_the_others_answered_as_before(grounded, declining):
-    # A training question (its first note scores 1.0), one without a known word (no note),
-    # and one that shares a single common word with the training questions (a low score).
+    # A training question (its first note scores 1.0), one without a known word (TF-IDF scores
+    # every note 0), and one that shares a single common word with the training questions (low).
     questions = tf.constant(["how do I close the lid", "zzz qqq", "the weather in paris"])
     out, alone = declining.answer(questions), grounded.answer(questions)
     note_scores = out["grounding_scores"].numpy()[:, 0]
@@ -313,9 +325,9 @@ def test_the_decline_threshold_answers_the_share_of_in_domain_requests_asked_for
         for _ in range(2000):  # calibration sets and new requests drawn alike
             choice = conformal_threshold(rng.normal(size=count), keep)
             answered.append(np.mean(rng.normal(size=50) >= choice.threshold))
-        # On average over calibration sets at least `keep`, and no more than one rank above it.
-        assert keep <= np.mean(answered) <= keep + 1 / (count + 1) + 0.005, (count, keep)
+        # On average over calibration sets, the promised share exactly (k / (n + 1) declined), never below `keep`.
         assert choice.guaranteed_keep >= keep
+        assert np.mean(answered) == pytest.approx(choice.guaranteed_keep, abs=0.006), (count, keep)
     # Too few calibration questions to promise 95 %: no threshold.
     assert conformal_threshold(rng.normal(size=18), 0.95).threshold is None
     assert conformal_threshold(rng.normal(size=19), 0.95).threshold is not None
@@ -692,7 +704,7 @@ def test_the_export_answers_as_the_run_with_grounding_and_hostile_requests(lm_ru
     assert out["grounding_answers"].shape == (len(questions), 2)  # grounding is not dropped by the export
     assert out["quoted"].numpy().tolist() == expected["quoted"].tolist()  # nor is quoting
     assert out["declined"].numpy().tolist() == expected["declined"].tolist()  # nor declining
-    assert out["declined"].numpy()[1]  # the empty request has no note
+    assert out["declined"].numpy()[1]  # the empty request shares no word with the training questions
     invalid = serve(question=tf.constant([b"\xff\xfe\xfd bytes"]))["answer"].numpy()[0]
     invalid.decode("utf-8")
     beams = loaded.signatures["generate"](

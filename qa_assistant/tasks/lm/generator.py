@@ -160,16 +160,24 @@ class LanguageModelGenerator:
         only is not decoded.
         """
         never = tf.zeros_like(note_score, dtype=tf.bool)
-        declined = never if self.decline_below is None else ~(note_score >= self.decline_below)
-        # A missing note (-inf) is never quoted.
+        missing = tf.equal(note_score, float("-inf"))  # no note: never quoted, always declined
+        declined = never if self.decline_below is None else ~(note_score >= self.decline_below) | missing
         quoted = never if self.quote_above is None else (note_score >= self.quote_above) & ~declined
         fixed_rows = quoted | declined
         text = tf.where(declined, tf.constant(self.decline_answer), note)
-        scored = self._teacher_forced(prompt, self.prompt.answer_ids(text, self.answer_max_tokens))
+
+        def scored() -> tuple[tf.Tensor, tf.Tensor]:
+            found = self._teacher_forced(prompt, self.prompt.answer_ids(text, self.answer_max_tokens))
+            return found["log_probability"], tf.cast(found["tokens"], tf.int32)
+
+        def unscored() -> tuple[tf.Tensor, tf.Tensor]:  # no fixed row: the prompts need no extra pass
+            return tf.zeros_like(note_score), tf.zeros_like(note_score, dtype=tf.int32)
+
+        log_probability, tokens = tf.cond(tf.reduce_any(fixed_rows), scored, unscored)
         fixed = {
             "answer": text,
-            "score": scored["log_probability"],
-            "length": tf.cast(scored["tokens"], tf.int32),
+            "score": log_probability,
+            "length": tokens,
             "finished": tf.ones_like(fixed_rows),  # a whole note or the decline answer
         }
 

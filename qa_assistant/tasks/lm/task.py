@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ import tensorflow as tf
 from qa_assistant.atomic import replacing
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.pipeline import make_dataset
+from qa_assistant.data.prepare import question_key
 from qa_assistant.data.split import FEW_VALIDATION_QUESTIONS, Splits, distinct_questions
 from qa_assistant.errors import UserError
 from qa_assistant.layout import ADAPTER_FILE, LM_FILE, check_grounding, split_file
@@ -61,6 +61,7 @@ from qa_assistant.tasks.lm.lora import enable_lora
 from qa_assistant.tasks.lm.memory import check_memory
 from qa_assistant.tasks.lm.prompt import ChatPrompt
 from qa_assistant.tasks.lm.quoting import calibrate
+from qa_assistant.tasks.retrieval.bank import questions_needed
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +320,7 @@ class LanguageModelTask(GenerationTask):
                 "lower lm.decline_keep, or set lm.decline_below to a number",
                 choice.questions,
                 100 * keep,
-                math.ceil(1 / (1 - keep) - 1 - 1e-9),
+                questions_needed(keep),
             )
         else:
             log.info(
@@ -343,9 +344,8 @@ class LanguageModelTask(GenerationTask):
             )
             return
         trained = pd.read_json(split_file(Path(grounding), "train"), lines=True, dtype=False)
-        known = {_question_key(q) for q in trained["question"]}
         questions = validation["question"].drop_duplicates()
-        seen = int(sum(_question_key(q) in known for q in questions))
+        seen = int(question_key(questions).isin(set(question_key(trained["question"]))).sum())
         if seen:
             log.warning(
                 "lm.decline_below auto: %d of the %d validation questions are training questions of the "
@@ -448,11 +448,6 @@ class LanguageModelTask(GenerationTask):
         self._load_tokenizer()
         train = pd.read_json(split_file(directory, "train"), lines=True, dtype=False)
         self.retriever = self._retriever(train)
-
-
-def _question_key(question: str) -> str:
-    """A question as a retrieval run may have cleaned it (lower-cased, spacing collapsed)."""
-    return " ".join(str(question).lower().split())
 
 
 def _load_adapter(model: keras.Model, adapter: Path, spec: str) -> None:

@@ -274,6 +274,17 @@ class DeclineChoice:
         return dict(self.__dict__)
 
 
+def questions_needed(keep: float) -> int | None:
+    """Fewest in-domain questions from which `conformal_threshold` can promise `keep`; `None` for keep 1 (never).
+
+    >>> questions_needed(0.95), questions_needed(0.8), questions_needed(1.0)
+    (19, 4, None)
+    """
+    if keep >= 1:
+        return None
+    return math.ceil(1 / (1 - keep) - 1 - 1e-9)
+
+
 def conformal_threshold(scores: np.ndarray, keep: float) -> DeclineChoice:
     """The score below which a request is declined, so that at least `keep` of in-domain requests are answered.
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,7 @@ from qa_assistant.tasks.retrieval.bank import (
     conformal_threshold,
     fallback_threshold,
     mask_echoes,
+    questions_needed,
     search,
 )
 from qa_assistant.tasks.retrieval.head import ScaledSimilarity, in_batch_accuracy, retrieval_loss
@@ -396,10 +396,13 @@ class RetrievalTask(Task):
         """
         self.average_with_start(model)
         task = self.config.task
+        ignored = (
+            "" if task.decline_keep is None else " (task.decline_keep applies to a calibrated threshold only)"
+        )
         if task.fallback_answer is None:
-            self.threshold, reason = None, "task.fallback_answer is null"
+            self.threshold, reason = None, "task.fallback_answer is null" + ignored
         elif task.threshold is not None:
-            self.threshold, reason = float(task.threshold), "set by task.threshold"
+            self.threshold, reason = float(task.threshold), "set by task.threshold" + ignored
         else:
             # Per distinct question, as the test metrics are.
             _, _, scored = self.rank(model, splits.validation)
@@ -532,10 +535,13 @@ def _with_off_topic_threshold(
     """The higher of `threshold` and the off-topic threshold that answers `keep` of in-domain requests."""
     choice = conformal_threshold(scores, keep)
     if choice.threshold is None:
-        return threshold, (
-            f"{reason}; task.decline_keep {keep}: {choice.questions} validation questions cannot promise that "
-            f"share (at least {math.ceil(1 / (1 - keep) - 1 - 1e-9) if keep < 1 else 'infinitely many'} needed)"
+        needed = questions_needed(keep)
+        why = (
+            "answers every request"
+            if needed is None
+            else f"{choice.questions} validation questions cannot promise that share (at least {needed} needed)"
         )
+        return threshold, f"{reason}; task.decline_keep {keep}: {why}"
     if threshold is not None and threshold >= choice.threshold:
         return (
             threshold,
