@@ -41,7 +41,7 @@ from qa_assistant.errors import UserError, run_script
 from qa_assistant.layout import split_file
 from qa_assistant.tasks.lm.declining import first_note_scores
 from qa_assistant.tasks.lm.grounding import TfidfRetriever
-from qa_assistant.tasks.lm.task import _run_retriever
+from qa_assistant.tasks.lm.task import run_retriever
 from qa_assistant.tasks.retrieval.bank import conformal_threshold
 
 GROUNDINGS = ("run", "tfidf")
@@ -123,7 +123,7 @@ def score_run(run: Path, off_topic: dict[str, list[str]], keeps: list[float]) ->
         for name in ("train", "validation", "test")
     }
     retrievers = {
-        "run": _run_retriever(str(run)),
+        "run": run_retriever(str(run)),
         "tfidf": TfidfRetriever(frames["train"]["question"].tolist(), frames["train"]["answer"].tolist()),
     }
     rows = []

@@ -34,6 +34,11 @@ def _fraction() -> dict[str, Any]:
     return {"fraction": True}  # in [0, 1)
 
 
+def _none_auto_or_number() -> dict[str, Any]:
+    """A threshold key: `none`, `auto` (set after training) or a number."""
+    return {"pattern": r"none|auto|-?[0-9]+(\.[0-9]+)?", "expected": "none, auto or a number"}
+
+
 @dataclass
 class DataConfig:
     """Where the question/answer pairs come from and how they are split.
@@ -434,11 +439,11 @@ class LanguageModelConfig:
     gold_note_rate: float = field(default=0.8, metadata={"min": 0.0, "max": 1.0})
     quote_above: str = field(
         default="none",
-        metadata={"pattern": r"none|auto|-?[0-9]+(\.[0-9]+)?", "expected": "none, auto or a number"},
+        metadata=_none_auto_or_number(),
     )
     decline_below: str = field(
         default="none",
-        metadata={"pattern": r"none|auto|-?[0-9]+(\.[0-9]+)?", "expected": "none, auto or a number"},
+        metadata=_none_auto_or_number(),
     )
     decline_keep: float = field(default=0.95, metadata={"positive": True, "max": 1.0})
     decline_answer: str = "I don't know."

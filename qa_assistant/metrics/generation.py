@@ -189,15 +189,7 @@ def evaluate_generation(
 
     grouped = frame.groupby("question", sort=False)["answer"].agg(list)
     questions, references = grouped.index.tolist(), grouped.tolist()
-    predicted: list[str] = []
-    scores: list[float] = []
-    declined: list[bool] = []
-    for start in range(0, len(questions), batch_size):
-        out = answer(questions[start : start + batch_size])
-        predicted += [a.decode("utf-8") for a in np.asarray(out["answer"]).reshape(-1)]
-        scores += np.asarray(out["score"], dtype=np.float64).reshape(-1).tolist()
-        if "declined" in out:
-            declined += np.asarray(out["declined"], dtype=bool).reshape(-1).tolist()
+    predicted, scores, declined = _answers(questions, answer, batch_size)
     metrics = {**text_metrics(references, predicted, with_signature=True), "num_questions": len(questions)}
     declines = len(declined) == len(questions) and bool(questions)
     if declines:
@@ -216,6 +208,20 @@ def evaluate_generation(
     if declines:
         predictions["declined"] = declined
     return metrics, predictions
+
+
+def _answers(questions: list[str], answer: Any, batch_size: int) -> tuple[list[str], list[float], list[bool]]:
+    """`(answers, scores, declined)` of `answer` over `questions` in batches (`declined` empty if never output)."""
+    predicted: list[str] = []
+    scores: list[float] = []
+    declined: list[bool] = []
+    for start in range(0, len(questions), batch_size):
+        out = answer(questions[start : start + batch_size])
+        predicted += [a.decode("utf-8") for a in np.asarray(out["answer"]).reshape(-1)]
+        scores += np.asarray(out["score"], dtype=np.float64).reshape(-1).tolist()
+        if "declined" in out:
+            declined += np.asarray(out["declined"], dtype=bool).reshape(-1).tolist()
+    return predicted, scores, declined
 
 
 def _likelihood(frame: Any, score: Any, batch_size: int) -> dict[str, float]:

@@ -109,9 +109,9 @@ class LanguageModelTask(GenerationTask):
         self.retriever: Any | None = None
         self.lm_tokenizer: Any | None = None
         # The threshold in use; `auto` is settled by `finalize` (or read back by `restore`).
-        self.quote_above = None if lm.quote_above in ("none", "auto") else float(lm.quote_above)
+        self.quote_above = _fixed_threshold(lm.quote_above)
         self.quoting: dict[str, Any] = {}
-        self.decline_below = None if lm.decline_below in ("none", "auto") else float(lm.decline_below)
+        self.decline_below = _fixed_threshold(lm.decline_below)
         self.declining: dict[str, Any] = {}
 
     def _targets(self) -> list[str]:
@@ -151,7 +151,7 @@ class LanguageModelTask(GenerationTask):
             return None
         if grounding == "tfidf":
             return TfidfRetriever(train["question"].tolist(), train["answer"].tolist())
-        return _run_retriever(grounding)
+        return run_retriever(grounding)
 
     # -- training ------------------------------------------------------------
 
@@ -450,6 +450,11 @@ class LanguageModelTask(GenerationTask):
         self.retriever = self._retriever(train)
 
 
+def _fixed_threshold(value: str) -> float | None:
+    """A threshold key's number; `None` for `none` and for `auto` (which `finalize` settles)."""
+    return None if value in ("none", "auto") else float(value)
+
+
 def _load_adapter(model: keras.Model, adapter: Path, spec: str) -> None:
     """Loads keras-hub LoRA weights into `model`'s backbone; a rank or layout mismatch is a `UserError`."""
     try:
@@ -460,7 +465,7 @@ def _load_adapter(model: keras.Model, adapter: Path, spec: str) -> None:
         ) from None
 
 
-def _run_retriever(run_dir: str) -> Any:
+def run_retriever(run_dir: str) -> Any:
     """A dual-encoder retriever from a finished retrieval run (`lm.grounding: RUN_DIR`).
 
     It searches the run's own answer bank (every answer of the run's data),
