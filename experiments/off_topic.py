@@ -15,7 +15,9 @@ set the threshold on the split's validation questions, exactly as
 (in-domain: their answers are in the data) that are answered, and the
 questions of each --off-topic file (another domain) that are declined.
 AUROC is the threshold-free view: the chance that an in-domain test question
-scores above an off-topic one. Tables go to RUNS/off_topic_SYSTEM.md, the
+scores above an off-topic one. What declining costs in-domain: the first
+note's recall@1 over all test questions and over the answered ones, and the
+shares of right and of wrong first notes that fall below the threshold. Tables go to RUNS/off_topic_SYSTEM.md, the
 per-split numbers to RUNS/off_topic_SYSTEM.csv.
 
 Usage:
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
 from qa_assistant.analysis.report import mean_std_cells
@@ -86,7 +89,7 @@ def main() -> int:
     report = _report(rows, off_topic, args.keep, runs)
     write_text(root / f"off_topic_{args.system}.md", report + "\n")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
     writer.writeheader()
     writer.writerows(rows)
     write_text(root / f"off_topic_{args.system}.csv", buffer.getvalue())
@@ -129,7 +132,7 @@ def score_run(run: Path, off_topic: dict[str, list[str]], keeps: list[float]) ->
     rows = []
     for grounding, retriever in retrievers.items():
         validation = first_note_scores(retriever, frames["validation"]["question"].drop_duplicates().tolist())
-        test = first_note_scores(retriever, frames["test"]["question"].drop_duplicates().tolist())
+        test, right = _first_notes(retriever, frames["test"])
         others = {name: first_note_scores(retriever, questions) for name, questions in off_topic.items()}
         for keep in keeps:
             choice = conformal_threshold(validation, keep)
@@ -140,6 +143,7 @@ def score_run(run: Path, off_topic: dict[str, list[str]], keeps: list[float]) ->
                 "validation_questions": len(validation),
                 "threshold": choice.threshold if choice.threshold is not None else "none",
                 "test_answered": float(np.mean(test >= threshold)),
+                **_what_declining_costs(right, test >= threshold),
             }
             for name, scores in others.items():
                 row[f"{name}_declined"] = float(np.mean(scores < threshold))
@@ -147,6 +151,36 @@ def score_run(run: Path, off_topic: dict[str, list[str]], keeps: list[float]) ->
                 row[f"{name}_auroc"] = float(roc_auc_score(labels, np.r_[_finite(test), _finite(scores)]))
             rows.append(row)
     return rows
+
+
+def _first_notes(retriever: object, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """`(scores, right)` per distinct question of `frame`: its first note's score, and whether that note is one of its answers."""
+    references = frame.groupby("question", sort=False)["answer"].apply(set)
+    questions = references.index.tolist()
+    notes, scores = [], []
+    for start in range(0, len(questions), 64):  # as first_note_scores, keeping the notes too
+        found, found_scores = retriever.retrieve(tf.constant(questions[start : start + 64]), 1)
+        notes += [note.decode() for note in found.numpy()[:, 0]]
+        scores += found_scores.numpy()[:, 0].astype(np.float64).tolist()
+    right = np.array([note in references[q] for q, note in zip(questions, notes, strict=True)])
+    return np.asarray(scores, dtype=np.float64), right
+
+
+def _what_declining_costs(right: np.ndarray, answered: np.ndarray) -> dict[str, float]:
+    """The in-domain side of declining: recall@1 before and among the answered, and which first notes it drops.
+
+    `right_declined` is the share of right first notes that the threshold
+    declines (what declining costs), `wrong_declined` the share of wrong ones
+    (what it spares the user). A share without any such note is left out.
+    """
+    costs = {"test_recall_at_1": float(np.mean(right))}
+    if answered.any():
+        costs["answered_recall_at_1"] = float(np.mean(right[answered]))
+    if right.any():  # a TF-IDF note is a training answer: never a held-out question's
+        costs["right_declined"] = float(np.mean(~answered[right]))
+    if (~right).any():
+        costs["wrong_declined"] = float(np.mean(~answered[~right]))
+    return costs
 
 
 def _finite(scores: np.ndarray) -> np.ndarray:
@@ -189,6 +223,21 @@ def _report(
                 + " | ".join(cells[f"{n}_auroc"] for n in names)
                 + " |"
             )
+    lines += [
+        "",
+        "In-domain test questions: recall@1 of the first note over all of them and over the answered "
+        "ones; the share of right and of wrong first notes that are declined.",
+        "",
+        "| grounding | keep | recall@1 | recall@1 of the answered | right ones declined | wrong ones declined |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    costs = ["test_recall_at_1", "answered_recall_at_1", "right_declined", "wrong_declined"]
+    for grounding in GROUNDINGS:
+        for keep in keeps:
+            cells = mean_std_cells(
+                [r for r in rows if r["grounding"] == grounding and r["keep"] == keep], costs
+            )
+            lines.append(f"| {grounding} | {keep} | " + " | ".join(cells.get(k, "") for k in costs) + " |")
     return "\n".join(lines)
 
 

@@ -108,3 +108,18 @@ def test_score_fusion_lines_the_second_system_up_with_the_first() -> None:
     np.testing.assert_array_equal(found, [[0.6, 0.4, 0.5], [0.3, 0.1, 0.2]])
     with pytest.raises(UserError, match="not runs of the same split"):
         module.aligned(["x", "y"], ["a", "b", "c"], scores_b, ["x", "z"], ["a", "b", "c"])
+
+
+def test_the_off_topic_study_counts_the_right_and_wrong_first_notes_that_declining_drops() -> None:
+    module = _load(next(p for p in SCRIPTS if p.stem == "off_topic"))
+    right = np.array([True, True, True, False, False])
+    answered = np.array([True, True, False, True, False])
+    costs = module._what_declining_costs(right, answered)
+    assert costs["test_recall_at_1"] == pytest.approx(0.6)
+    assert costs["answered_recall_at_1"] == pytest.approx(2 / 3)
+    assert costs["right_declined"] == pytest.approx(1 / 3)
+    assert costs["wrong_declined"] == pytest.approx(0.5)
+    # TF-IDF's notes are training answers, never a held-out question's: no right note to lose.
+    none_right = module._what_declining_costs(np.zeros(3, bool), np.array([True, False, True]))
+    assert "right_declined" not in none_right
+    assert none_right["wrong_declined"] == pytest.approx(1 / 3)
