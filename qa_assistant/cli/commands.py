@@ -408,10 +408,25 @@ def _print_answer(answer: object, top_k: int | None, prefix: str = "") -> None:
             print(f"  {rank}. [{score:.3f}] {text}")
         if answer.extra.get("matched_question"):  # retrieval: why this answer was chosen
             print(f"  closest known question: {answer.extra['matched_question']}")
+        elif _fell_back(answer):
+            print(
+                f"  fell back: the best answer scored {answer.alternatives[0][1]:.3f}, below the export's "
+                "fallback threshold (set by task.threshold or task.decline_keep)"
+            )
         if answer.extra.get("quoted"):  # a grounded LM: why this answer is word for word a note
             print("  quoted: the retriever's first note, scored at or above lm.quote_above")
         if answer.extra.get("declined"):  # a grounded LM: why it did not answer
             print("  declined: the retriever's first note scored below lm.decline_below (off-topic)")
+
+
+def _fell_back(answer: object) -> bool:
+    """A retrieval export's fallback answer: no known question, and not its best-ranked answer.
+
+    (An answered request keeps its best-ranked answer; the export gives a fallback
+    no known question, as `tasks/retrieval/bank.py`'s `search` does.)
+    """
+    ranked = answer.alternatives
+    return "matched_question" in answer.extra and bool(ranked) and answer.answer != ranked[0][0]
 
 
 def benchmark_command(args: argparse.Namespace) -> int:

@@ -66,3 +66,25 @@ def test_a_declined_request_says_so_in_json_and_with_top_k(capsys):
     answered = Answer("q", "We open at 9.", -1.0, extra={"declined": False, "quoted": False})
     _print_answer(answered, top_k=1)
     assert "declined" not in capsys.readouterr().out
+
+
+def test_a_retrieval_fallback_says_why_with_top_k(capsys):
+    from qa_assistant.cli.commands import _print_answer
+
+    ranked = [("Budget a 15-20 % margin.", 0.215), ("Ask for references.", 0.181)]
+    extra = {"matched_question": "", "matched_question_score": 0.0}
+    fallback = Answer("who wrote Hamlet?", "I don't know.", 0.215, alternatives=ranked, extra=extra)
+    _print_answer(fallback, top_k=2)
+    assert (
+        "fell back: the best answer scored 0.215, below the export's fallback threshold"
+        in capsys.readouterr().out
+    )
+    # An answered request: its best-ranked answer, with or without a known question (an indexed answer has none).
+    for matched in ("how much over the quote?", ""):
+        answered = Answer(
+            "q", ranked[0][0], 0.215, alternatives=ranked, extra={**extra, "matched_question": matched}
+        )
+        _print_answer(answered, top_k=2)
+        assert "fell back" not in capsys.readouterr().out
+    _print_answer(fallback, top_k=None)
+    assert capsys.readouterr().out == "I don't know.\n"
