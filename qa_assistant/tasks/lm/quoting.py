@@ -51,9 +51,6 @@ class QuoteChoice:
     generated_rouge_l: float
     quoted_rouge_l: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 def choose_threshold(scores: np.ndarray, quote_rouge: np.ndarray, generated_rouge: np.ndarray) -> QuoteChoice:
     """The retriever-score threshold whose routed replies have the best mean ROUGE-L.

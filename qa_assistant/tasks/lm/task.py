@@ -32,6 +32,7 @@ questions so that a chosen share of in-domain requests is answered.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -310,7 +311,7 @@ class LanguageModelTask(GenerationTask):
         keep = self.config.lm.decline_keep
         choice = calibrate_decline(self.retriever, validation, keep)
         self.decline_below, self._generator = choice.threshold, None
-        self.declining = choice.as_dict()
+        self.declining = dataclasses.asdict(choice)
         if keep >= 1:
             log.info("lm.decline_below auto: lm.decline_keep 1 answers every request; declining nothing")
         elif choice.threshold is None:
@@ -373,7 +374,7 @@ class LanguageModelTask(GenerationTask):
         )
         choice = calibrate(self.generator(model), validation)
         self.quote_above, self._generator = choice.threshold, None
-        self.quoting = choice.as_dict()
+        self.quoting = dataclasses.asdict(choice)
         if choice.threshold is None:
             log.info(
                 "lm.quote_above auto: never quoting (on %d validation questions quoting did not raise "

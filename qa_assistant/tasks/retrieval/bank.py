@@ -270,9 +270,6 @@ class DeclineChoice:
     rank: int
     guaranteed_keep: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 def questions_needed(keep: float) -> int | None:
     """Fewest in-domain questions from which `conformal_threshold` can promise `keep`; `None` for keep 1 (never).
