@@ -150,8 +150,10 @@ def split_classification(
                 raise UserError(_too_few_message(frame["question"].nunique(), test_fraction))
             raise UserError(
                 f"no question can be held out for testing: every '{target}' value has a single "
-                "phrasing; give a test file with --test-data, add phrasings, or classify a column "
-                "with repeated labels (e.g. data.target=category)"
+                "phrasing; to answer new questions from such data, rank the answers instead of "
+                "classifying them (task.type: retrieve, e.g. experiments/configs/retrieval_pretrained.yaml); "
+                "or give a test file with --test-data, add phrasings, or classify a column with repeated "
+                "labels (e.g. data.target=category)"
             )
     train = frame.iloc[parts[0]].reset_index(drop=True)
     if test_frame is not None:

@@ -167,6 +167,17 @@ def test_a_grouped_split_too_small_to_hold_out_a_question_is_an_error_not_an_emp
         split_grouped(faq([1] * 3), SplitPlan(validation_fraction=0.5, test_fraction=0.4, seed=0))
 
 
+def test_a_classifier_of_single_phrasings_is_pointed_to_ranking_the_answers() -> None:
+    # A typical FAQ: one question per answer. Nothing can be held out for a classifier,
+    # while a retrieval config ranks such answers (the README's own-data case).
+    rows = [(f"question {i}?", f"answer {i}") for i in range(10)]
+    data = pd.DataFrame(rows, columns=["question", "answer"])
+    with pytest.raises(
+        UserError, match=r"single phrasing; .*task\.type: retrieve, e\.g\. experiments/configs/"
+    ):
+        split_classification(data, "answer", SplitPlan(validation_fraction=0.1, test_fraction=0.2, seed=0))
+
+
 def test_a_known_answer_split_that_rounds_to_no_test_question_says_so() -> None:
     # 5 questions, every answer with a spare phrasing: 0.1 x 5 rounds to 0, which is
     # the reason, not "a single phrasing"; 0.2 holds one out.
