@@ -420,12 +420,14 @@ def _print_answer(answer: object, top_k: int | None, prefix: str = "") -> None:
 
 
 def _fell_back(answer: object) -> bool:
-    """A retrieval export's fallback answer: no known question, and not its best-ranked answer.
+    """A retrieval export's fallback answer (its `answered` output is false).
 
-    (An answered request keeps its best-ranked answer; the export gives a fallback
-    no known question, as `tasks/retrieval/bank.py`'s `search` does.)
+    Exports made before that output: no known question, and not the best-ranked
+    answer (an answered request keeps it; `tasks/retrieval/bank.py`, `search`).
     """
     ranked = answer.alternatives
+    if "answered" in answer.extra:
+        return not answer.extra["answered"] and bool(ranked)
     return "matched_question" in answer.extra and bool(ranked) and answer.answer != ranked[0][0]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -150,21 +151,27 @@ def _evaluate_ranking_export(assistant: Any, config: Config, frame: Any) -> dict
         score = np.asarray(out["score"])
         metrics.update(
             selective_metrics(
-                score, scored.correct, _answered(assistant.path, config, score, predicted, scored)
+                score, scored.correct, _answered(assistant.path, config, out, predicted, scored)
             )
         )
     metrics["num_questions"] = len(questions)
     return metrics
 
 
-def _answered(path: Path, config: Config, score: np.ndarray, predicted: list[str], scored: Any) -> np.ndarray:
+def _answered(
+    path: Path, config: Config, out: Mapping[str, Any], predicted: list[str], scored: Any
+) -> np.ndarray:
     """Which questions a retrieval export answered rather than gave its fallback answer.
 
-    By the threshold the export was built with (`assets.extra/retrieval.json`),
-    as the run decides: a fallback text that is also a bank answer cannot
-    tell the two apart. An export without that file (made by an earlier
-    version) is judged by whether it replaced its best-ranked answer.
+    Its own `answered` output says so. Exports made before it: by the
+    threshold the export was built with (`assets.extra/retrieval.json`), as
+    the run decides (a fallback text that is also a bank answer cannot tell
+    the two apart); without that file either, by whether it replaced its
+    best-ranked answer.
     """
+    if "answered" in out:
+        return np.asarray(out["answered"], bool)
+    score = np.asarray(out["score"])
     state = path / EXTRA_DIR / RETRIEVAL_FILE
     if state.is_file():
         threshold = json.loads(state.read_text(encoding="utf-8")).get("threshold")

@@ -88,3 +88,11 @@ def test_a_retrieval_fallback_says_why_with_top_k(capsys):
         assert "fell back" not in capsys.readouterr().out
     _print_answer(fallback, top_k=None)
     assert capsys.readouterr().out == "I don't know.\n"
+    # An export with the `answered` output is taken at its word: a fallback text that is also
+    # the best answer still says it fell back.
+    said = Answer("q", ranked[0][0], 0.215, alternatives=ranked, extra={**extra, "answered": False})
+    _print_answer(said, top_k=2)
+    assert "fell back" in capsys.readouterr().out
+    said.extra["answered"] = True
+    _print_answer(said, top_k=2)
+    assert "fell back" not in capsys.readouterr().out

@@ -38,7 +38,15 @@ from tests.helpers import (
     tiny_preset,
 )
 
-OUTPUTS = {"answer", "score", "top_k_answers", "top_k_scores", "matched_question", "matched_question_score"}
+OUTPUTS = {
+    "answer",
+    "score",
+    "top_k_answers",
+    "top_k_scores",
+    "matched_question",
+    "matched_question_score",
+    "answered",
+}
 
 # Loads each export given on the command line with TensorFlow (+ tensorflow-text) only.
 RELOAD = (
@@ -186,6 +194,8 @@ def test_decline_keep_falls_back_on_requests_below_the_in_domain_threshold(train
     assert choice.rank - 1 <= int(below.sum()) <= choice.rank
     assert (answers["answer"][below] == b"I don't know.").all()
     assert (answers["answer"][~below] != b"I don't know.").all()
+    np.testing.assert_array_equal(answers["answered"], ~below)  # the export says which it withheld
+    assert (answers["matched_question"][below] == b"").all()
     # Too few questions for the share asked: the calibration stands alone, and says why.
     task.config = dataclasses.replace(
         task.config, task=dataclasses.replace(task.config.task, decline_keep=0.999)
@@ -445,8 +455,8 @@ def test_evaluate_run_and_export_agree_on_the_fallback(trained: Path, exported: 
     for key in ("coverage", "selective_accuracy", "aurc", "recall_at_1"):
         assert withheld_run[key] == pytest.approx(withheld_export[key], abs=1e-6), key
     assert withheld_run["aurc"] == pytest.approx(from_run["aurc"])  # the ranking did not change
-    # A fallback text that is also the best answer of a withheld question: the export's output
-    # cannot show it was withheld, its threshold still does.
+    # A fallback text that is also the best answer of a withheld question: the answer text
+    # cannot show it was withheld, the export's `answered` output does.
     predictions = pd.read_json(run / "predictions.jsonl", lines=True)
     fallback = predictions.loc[predictions["score"] < threshold, "predicted"].iloc[0]
     config = yaml.safe_load((run / "config.yaml").read_text())

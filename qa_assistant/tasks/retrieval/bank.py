@@ -124,7 +124,8 @@ def search(
         `answer`, `score` (cosine similarity), `top_k_answers`,
         `top_k_scores`, `matched_question` (the chosen answer's known
         question closest to the request, `""` if it has none or the
-        fallback was chosen) and `matched_question_score` (0 then).
+        fallback was chosen), `matched_question_score` (0 then) and
+        `answered` (false where the fallback was chosen).
     """
     answers, embeddings, known_questions, known_embeddings, known_ids = (
         bank.collection() if isinstance(bank, AnswerBank) else bank
@@ -134,11 +135,11 @@ def search(
     top = tf.math.top_k(scores, k=k)
     best_score, best_id = top.values[:, 0], top.indices[:, 0]
     answer = tf.gather(answers, best_id)
-    has_known = tf.ones_like(best_score, dtype=tf.bool)
+    answered = tf.ones_like(best_score, dtype=tf.bool)
     if threshold is not None and fallback is not None:
         answered = best_score >= threshold
         answer = tf.where(answered, answer, tf.constant(fallback))
-        has_known = answered  # the fallback answer has no known question
+    has_known = answered  # the fallback answer has no known question
     known_scores = tf.matmul(question_vectors, known_embeddings, transpose_b=True)
     same_answer = tf.equal(known_ids[None, :], best_id[:, None])
     masked = tf.where(same_answer, known_scores, tf.constant(BELOW_ANY_COSINE))
@@ -151,6 +152,7 @@ def search(
         "top_k_scores": top.values,
         "matched_question": tf.where(has_known, matched, tf.constant("")),
         "matched_question_score": tf.where(has_known, tf.reduce_max(masked, axis=1), 0.0),
+        "answered": answered,
     }
 
 
