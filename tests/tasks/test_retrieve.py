@@ -23,6 +23,7 @@ from qa_assistant.serving.evaluate import evaluate_path
 from qa_assistant.serving.index import index_answers
 from qa_assistant.serving.warmup import WARMUP_FILE, read_warmup
 from qa_assistant.tasks.retrieval.bank import BANK_COLLECTION, BANK_FIELDS
+from qa_assistant.tasks.retrieval.bank import OUTPUTS as SEARCH_OUTPUTS
 from qa_assistant.tasks.runs import load_run
 from qa_assistant.training import runner
 from qa_assistant.training.runner import RunResult, train_run
@@ -38,15 +39,7 @@ from tests.helpers import (
     tiny_preset,
 )
 
-OUTPUTS = {
-    "answer",
-    "score",
-    "top_k_answers",
-    "top_k_scores",
-    "matched_question",
-    "matched_question_score",
-    "answered",
-}
+OUTPUTS = set(SEARCH_OUTPUTS)  # every export test checks the outputs it serves against them
 
 # Loads each export given on the command line with TensorFlow (+ tensorflow-text) only.
 RELOAD = (

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 BANK_COLLECTION = "bank"
 BANK_FIELDS = ("answers", "embeddings", "known_questions", "known_embeddings", "known_answer_ids")
+# What `search` returns: the retrieval export's `serving_default` outputs.
 OUTPUTS = (
     "answer",
     "score",
@@ -39,6 +40,7 @@ OUTPUTS = (
     "top_k_scores",
     "matched_question",
     "matched_question_score",
+    "answered",
 )
 
 
