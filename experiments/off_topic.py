@@ -35,14 +35,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
 from qa_assistant.analysis.report import mean_std_cells
 from qa_assistant.atomic import write_text
 from qa_assistant.errors import UserError, run_script
 from qa_assistant.layout import split_file
-from qa_assistant.tasks.lm.declining import first_note_scores
+from qa_assistant.tasks.lm.declining import first_note_scores, first_notes
 from qa_assistant.tasks.lm.grounding import TfidfRetriever
 from qa_assistant.tasks.lm.task import run_retriever
 from qa_assistant.tasks.retrieval.bank import conformal_threshold
@@ -132,7 +131,7 @@ def score_run(run: Path, off_topic: dict[str, list[str]], keeps: list[float]) ->
     rows = []
     for grounding, retriever in retrievers.items():
         validation = first_note_scores(retriever, frames["validation"]["question"].drop_duplicates().tolist())
-        test, right = _first_notes(retriever, frames["test"])
+        test, right = _scored_first_notes(retriever, frames["test"])
         others = {name: first_note_scores(retriever, questions) for name, questions in off_topic.items()}
         for keep in keeps:
             choice = conformal_threshold(validation, keep)
@@ -153,17 +152,13 @@ def score_run(run: Path, off_topic: dict[str, list[str]], keeps: list[float]) ->
     return rows
 
 
-def _first_notes(retriever: object, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _scored_first_notes(retriever: object, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """`(scores, right)` per distinct question of `frame`: its first note's score, and whether that note is one of its answers."""
     references = frame.groupby("question", sort=False)["answer"].apply(set)
     questions = references.index.tolist()
-    notes, scores = [], []
-    for start in range(0, len(questions), 64):  # as first_note_scores, keeping the notes too
-        found, found_scores = retriever.retrieve(tf.constant(questions[start : start + 64]), 1)
-        notes += [note.decode() for note in found.numpy()[:, 0]]
-        scores += found_scores.numpy()[:, 0].astype(np.float64).tolist()
+    notes, scores = first_notes(retriever, questions)
     right = np.array([note in references[q] for q, note in zip(questions, notes, strict=True)])
-    return np.asarray(scores, dtype=np.float64), right
+    return scores, right
 
 
 def _what_declining_costs(right: np.ndarray, answered: np.ndarray) -> dict[str, float]:

@@ -31,13 +31,19 @@ from qa_assistant.tasks.retrieval.bank import DeclineChoice, conformal_threshold
 BATCH = 64  # validation questions retrieved for per call
 
 
+def first_notes(retriever: Any, questions: list[str]) -> tuple[list[str], np.ndarray]:
+    """Each question's best answer under `retriever` (`""` where it has none) and its `[n]` score (`-inf` then)."""
+    notes, scores = [], []
+    for start in range(0, len(questions), BATCH):
+        found, found_scores = retriever.retrieve(tf.constant(questions[start : start + BATCH]), 1)
+        notes += [note.decode("utf-8") for note in found.numpy()[:, 0]]
+        scores += found_scores.numpy()[:, 0].astype(np.float64).tolist()
+    return notes, np.asarray(scores, dtype=np.float64)
+
+
 def first_note_scores(retriever: Any, questions: list[str]) -> np.ndarray:
     """`[n]` the retriever's score of each question's best answer (`-inf` where it has none)."""
-    scores = []
-    for start in range(0, len(questions), BATCH):
-        _, found = retriever.retrieve(tf.constant(questions[start : start + BATCH]), 1)
-        scores += found.numpy()[:, 0].astype(np.float64).tolist()
-    return np.asarray(scores, dtype=np.float64)
+    return first_notes(retriever, questions)[1]
 
 
 def calibrate(retriever: Any, frame: pd.DataFrame, keep: float) -> DeclineChoice:
