@@ -230,7 +230,6 @@ _TOKENS = (
 _INCOMPARABLE = {
     ("classify", "val_loss"): ("task.label_smoothing",),
     ("retrieve", "val_loss"): ("task.loss", "task.temperature", "task.learn_temperature", *_IN_BATCH),
-    ("retrieve", "val_accuracy"): _IN_BATCH,  # in-batch accuracy
     ("generate", "val_loss"): _TOKENS,
     ("generate", "val_accuracy"): _TOKENS,
     ("lm", "val_loss"): _TOKENS,

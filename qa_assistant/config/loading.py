@@ -70,6 +70,12 @@ _TASK_MONITORS = {
 
 
 def _check_monitor(config: Config) -> None:
+    if config.task.type == "retrieve" and config.train.monitor == "val_accuracy":
+        raise UserError(
+            "train.monitor val_accuracy: a dual encoder's per-epoch accuracy is within each batch "
+            "(val_in_batch_accuracy), not against the answer bank; expected val_mrr (ranks the whole "
+            "bank) or val_loss"
+        )
     task, what = _TASK_MONITORS.get(config.train.monitor, (config.task.type, ""))
     if config.task.type != task:
         raise UserError(

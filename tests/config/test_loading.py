@@ -105,6 +105,15 @@ def test_bad_values_name_key_value_and_expectation(override: str, message: str) 
     assert message in str(error.value)
 
 
+def test_a_dual_encoder_cannot_choose_epochs_by_its_in_batch_accuracy() -> None:
+    with pytest.raises(UserError) as error:
+        load_config([], ["task.type=retrieve", "train.monitor=val_accuracy"])
+    message = str(error.value)
+    assert "within each batch (val_in_batch_accuracy)" in message
+    assert "expected val_mrr" in message
+    assert load_config([], ["task.type=retrieve", "train.monitor=val_mrr"]).train.monitor == "val_mrr"
+
+
 def test_a_minimum_answer_length_above_the_maximum_is_refused() -> None:
     with pytest.raises(UserError, match=r"decoding.min_length \(9\) is above decoding.max_length \(8\)"):
         load_config([], ["decoding.min_length=9", "decoding.max_length=8"])

@@ -285,7 +285,7 @@ class RetrievalTask(Task):
         model.compile(
             optimizer=self.optimizer(model),
             loss=retrieval_loss(self.config.task.loss),
-            metrics=[keras.metrics.MeanMetricWrapper(in_batch_accuracy, name="accuracy")],
+            metrics=[keras.metrics.MeanMetricWrapper(in_batch_accuracy, name="in_batch_accuracy")],
             jit_compile=jit_compile,
         )
 
