@@ -231,9 +231,7 @@ _INCOMPARABLE = {
     ("classify", "val_loss"): ("task.label_smoothing",),
     ("retrieve", "val_loss"): ("task.loss", "task.temperature", "task.learn_temperature", *_IN_BATCH),
     ("generate", "val_loss"): _TOKENS,
-    ("generate", "val_accuracy"): _TOKENS,
     ("lm", "val_loss"): _TOKENS,
-    ("lm", "val_accuracy"): _TOKENS,
 }
 # Keys that act on the finished model, after the per-epoch validation that ranks the points:
 # points that differ only in them have the same validation history.

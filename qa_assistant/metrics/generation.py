@@ -50,7 +50,7 @@ class MaskedTokenAccuracy(keras.metrics.Metric):
     0.5
     """
 
-    def __init__(self, name: str = "accuracy", **kwargs: Any) -> None:
+    def __init__(self, name: str = "token_accuracy", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         self.correct = self.add_variable((), initializer="zeros", name="correct")
         self.total = self.add_variable((), initializer="zeros", name="total")

@@ -123,10 +123,9 @@ def train_run(
     placement = make_placement(config.train.strategy)  # the first TensorFlow work: multi_worker needs that
     if placement.multi_worker and config.train.monitor in GENERATED_MONITORS:
         # Decoding on the chief alone would stall the workers' collectives (as the sample tables would).
-        instead = "val_loss" if config.task.type == "retrieve" else "val_loss or val_accuracy"
         raise UserError(
             f"train.monitor {config.train.monitor} scores the validation questions on one machine; "
-            f"a multi_worker run cannot, expected {instead}"
+            "a multi_worker run cannot, expected val_loss"
         )
     task = get_task(_with_global_batch(config, placement.replicas))
     with distributed.peer_failures(placement.multi_worker):

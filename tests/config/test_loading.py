@@ -105,13 +105,22 @@ def test_bad_values_name_key_value_and_expectation(override: str, message: str) 
     assert message in str(error.value)
 
 
-def test_a_dual_encoder_cannot_choose_epochs_by_its_in_batch_accuracy() -> None:
+@pytest.mark.parametrize(
+    ("task", "named", "instead"),
+    [
+        ("retrieve", "val_in_batch_accuracy, within each batch of answers", "expected val_mrr"),
+        ("generate", "val_token_accuracy, next tokens under teacher forcing", "expected val_rouge_l"),
+        ("lm", "val_token_accuracy", "expected val_loss"),
+    ],
+)
+def test_val_accuracy_is_a_classifiers_and_other_tasks_are_told_what_theirs_is(
+    task: str, named: str, instead: str
+) -> None:
     with pytest.raises(UserError) as error:
-        load_config([], ["task.type=retrieve", "train.monitor=val_accuracy"])
-    message = str(error.value)
-    assert "within each batch (val_in_batch_accuracy)" in message
-    assert "expected val_mrr" in message
-    assert load_config([], ["task.type=retrieve", "train.monitor=val_mrr"]).train.monitor == "val_mrr"
+        load_config([], [f"task.type={task}", "train.monitor=val_accuracy"])
+    assert named in str(error.value)
+    assert instead in str(error.value)
+    assert load_config([], [f"task.type={task}", "train.monitor=val_loss"]).train.monitor == "val_loss"
 
 
 def test_a_minimum_answer_length_above_the_maximum_is_refused() -> None:

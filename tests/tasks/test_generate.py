@@ -223,6 +223,9 @@ def test_tensorboard_has_a_sample_table_every_epoch(trained: Path) -> None:
     events.Reload()
     tables = events.Tensors("sample_predictions")
     assert [e.step for e in tables] == list(range(EPOCHS))
+    # Teacher-forced next-token accuracy is named so, apart from the tests' exact_match.
+    assert "epoch_token_accuracy" in events.Tags()["tensors"]
+    assert "epoch_accuracy" not in events.Tags()["tensors"]
     table = tf.make_ndarray(tables[-1].tensor_proto)
     assert table[0].tolist() == [b"question", b"reference", b"predicted", b"score", b"correct"]
     assert table.shape[0] > 1

@@ -130,7 +130,7 @@ class GenerationTask(Task):
             optimizer=self.optimizer(model),  # the train section's schedule and warm-up, as every task
             loss=masked_loss(),
             metrics=[
-                MaskedTokenAccuracy(name="accuracy"),
+                MaskedTokenAccuracy(),
                 keras_hub.metrics.Perplexity(from_logits=True, mask_token_id=0, name="perplexity"),
             ],
             weighted_metrics=None,  # a keras-hub CausalLM would otherwise add its own token accuracy
