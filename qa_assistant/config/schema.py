@@ -143,7 +143,7 @@ class EncoderConfig:
         recurrent_dropout: dropout on recurrent state (disables the fused
             cuDNN kernel on GPU).
         pooling: how a text vector is made from the token vectors: `auto`
-            (`last` for recurrent encoders, `mean` otherwise), `last` (final
+            (`last` for recurrent encoders, `max` for the CNN, `mean` otherwise), `last` (final
             recurrent state), `mean` or `max` over real tokens, or `first`
             (the first token, e.g. `[CLS]`; transformer and pretrained).
         heads: attention heads per transformer block (`units` must divide).
@@ -470,11 +470,11 @@ class TrainConfig:
             `epochs` along a `cosine` or `linear` curve.
         early_stopping: patience in epochs; `0` or `false` disables it.
         monitor: the validation metric that early stopping and the best
-            checkpoint watch (`val_loss` or `val_accuracy`; generation also
-            `val_rouge_l`: the validation answers the model itself decodes
-            each epoch, compared with their references; retrieval also
-            `val_mrr`: each validation question ranked against the whole
-            answer bank, not only the batch, after every epoch).
+            checkpoint watch (`val_loss`; classification also `val_accuracy`;
+            generation also `val_rouge_l`: the validation answers the model
+            itself decodes each epoch, compared with their references;
+            retrieval also `val_mrr`: each validation question ranked against
+            the whole answer bank, not only the batch, after every epoch).
         monitor_from_epoch: a warm-up of this many epochs that early
             stopping and the best checkpoint do not consider (Keras'
             `start_from_epoch`): a held-out metric that peaks while the

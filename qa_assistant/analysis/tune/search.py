@@ -90,6 +90,7 @@ def tune(
     >>> result.best.values  # doctest: +SKIP
     {'train.learning_rate': 0.0023, 'encoder.dropout': 0.31, ...}
     """
+    # deferred: TensorFlow loads after the arguments are checked
     from qa_assistant.training.callbacks import lower_is_better
 
     started = time.monotonic()
@@ -182,7 +183,7 @@ def _starting_point(
     Raises:
         UserError: fewer than 2 folds or 1 trial, a negative `confirm`, or a space the config refuses.
     """
-    from qa_assistant.tasks import get_task
+    from qa_assistant.tasks import get_task  # deferred: TensorFlow loads after the checks
 
     folds, trials, confirm = counts
     if folds < 2:
@@ -361,6 +362,7 @@ def _run_trial(trial: Any, plan: _Plan) -> str:
     """Trains the trial's folds; tells the study the outcome. Returns complete, pruned, failed or budget."""
     import optuna
 
+    # deferred: TensorFlow loads after the arguments are checked
     from qa_assistant.analysis.kfold import summarize, write_summary
 
     states = optuna.trial.TrialState
@@ -419,6 +421,7 @@ def _train_fold(
         _TrialStoppedError: no time for another fold, the budget ran out inside it
             (it resumes there), or training failed with a user error.
     """
+    # deferred: TensorFlow loads after the arguments are checked
     from qa_assistant.analysis.kfold import fold_config, fold_directory
     from qa_assistant.layout import CHECKPOINTS_DIR
     from qa_assistant.training.callbacks import DeadlineError
