@@ -426,6 +426,8 @@ def _fell_back(answer: object) -> bool:
     answer (an answered request keeps it; `tasks/retrieval/bank.py`, `search`).
     """
     ranked = answer.alternatives
+    if "declined" in answer.extra:  # a grounded LM, which says `answered` too: its own line says why
+        return False
     if "answered" in answer.extra:
         return not answer.extra["answered"] and bool(ranked)
     return "matched_question" in answer.extra and bool(ranked) and answer.answer != ranked[0][0]

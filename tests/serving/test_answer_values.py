@@ -57,10 +57,15 @@ def test_an_answer_cut_at_the_length_limit_says_so_on_stderr(capsys):
 def test_a_declined_request_says_so_in_json_and_with_top_k(capsys):
     from qa_assistant.cli.commands import _print_answer
 
-    answer = Answer("who wrote Hamlet?", "I don't know.", -4.0, extra={"declined": _value(np.bool_(True))})
+    extra = {"declined": _value(np.bool_(True)), "answered": _value(np.bool_(False))}
+    answer = Answer(
+        "who wrote Hamlet?", "I don't know.", -4.0, alternatives=[("I don't know.", -4.0)], extra=extra
+    )
     assert json.loads(json.dumps(answer.as_dict()))["declined"] is True
     _print_answer(answer, top_k=1)
-    assert "declined: the retriever's first note scored below lm.decline_below" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "declined: the retriever's first note scored below lm.decline_below" in printed
+    assert "fell back" not in printed  # a retrieval export's line, not a language model's
     _print_answer(answer, top_k=None)
     assert capsys.readouterr().out == "I don't know.\n"
     answered = Answer("q", "We open at 9.", -1.0, extra={"declined": False, "quoted": False})

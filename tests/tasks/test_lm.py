@@ -269,6 +269,7 @@ def test_an_off_topic_request_is_declined_and_the_others_answered_as_before(grou
     assert note_scores[2] < 0.3
     assert note_scores[1] < 0.3 <= note_scores[0]
     assert out["declined"].numpy().tolist() == [False, True, True]
+    assert out["answered"].numpy().tolist() == [True, False, False]  # a retrieval export's name for it
     assert not out["quoted"].numpy().any()  # no quote rule
     assert out["answer"].numpy()[0] == alone["answer"].numpy()[0]  # generated as without the rule
     assert out["score"].numpy()[0] == pytest.approx(alone["score"].numpy()[0], abs=1e-5)

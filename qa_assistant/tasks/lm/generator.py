@@ -14,7 +14,8 @@ signatures as the encoder-decoder's (`tasks/generation/generator.py`), so
   first) and, with a routing rule, `quoted` (whether the answer is the
   first note word for word, `lm.quote_above`; see `tasks/lm/quoting.py`) and
   `declined` (whether the request was declined as off-topic,
-  `lm.decline_below`; see `tasks/lm/declining.py`);
+  `lm.decline_below`; see `tasks/lm/declining.py`) with its negation
+  `answered`, as a retrieval export names it;
 * `generate(question, strategy, ...)`: the same with per-request options;
 * `score(question, answer)`: teacher-forced log-probability of a given
   answer (perplexity from an export).
@@ -198,7 +199,8 @@ class LanguageModelGenerator:
             }
 
         outputs = tf.cond(tf.reduce_all(fixed_rows), fixed_only, mixed)
-        return {**outputs, "quoted": quoted, "declined": declined}
+        # `answered` is a retrieval export's name for the same fact: one check serves both exports.
+        return {**outputs, "quoted": quoted, "declined": declined, "answered": ~declined}
 
     def _detokenize(self, tokens: tf.Tensor) -> tf.Tensor:
         """`[batch, width]` strings of `[batch, width, length]` ids (end token and padding dropped)."""
