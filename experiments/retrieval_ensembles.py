@@ -39,7 +39,7 @@ from qa_assistant.errors import UserError, run_script
 from qa_assistant.layout import split_file
 from qa_assistant.metrics.baselines import tfidf_answer_scores
 from qa_assistant.metrics.ranking import rank_candidates, ranking_metrics
-from qa_assistant.tasks.retrieval.task import average_weights
+from qa_assistant.tasks.retrieval.task import average_weights, check_not_averaged
 from qa_assistant.tasks.runs import load_run
 
 FUSION_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)  # 0: the run as trained
@@ -85,7 +85,8 @@ def main() -> int:
 
 def score_run(run: Path) -> tuple[Scores, float]:
     """Recall@1 of every grid point of both methods on one run's validation and test questions."""
-    _, task, model = load_run(run)
+    config, task, model = load_run(run)
+    check_not_averaged(config, run)  # its weights are averaged here, at each grid share
     frames = {name: pd.read_json(split_file(run, name), lines=True) for name in ("train", *SPLITS)}
     train = frames["train"]
 

@@ -35,7 +35,7 @@ from qa_assistant.atomic import write_text
 from qa_assistant.errors import UserError, run_script
 from qa_assistant.layout import split_file
 from qa_assistant.metrics.ranking import rank_candidates, ranking_metrics
-from qa_assistant.tasks.retrieval.task import average_weights
+from qa_assistant.tasks.retrieval.task import average_weights, check_not_averaged
 from qa_assistant.tasks.runs import load_run
 
 FUSION_WEIGHTS = (0.0, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0)  # share of the second system's cosine
@@ -101,7 +101,8 @@ def main() -> int:
 def score_pair(first: Path, second: Path, shares: list[float]) -> tuple[Scores, float]:
     """Recall@1 of every (share, w) on one split's validation and test questions."""
     _, task_a, model_a = load_run(first)
-    _, task_b, model_b = load_run(second)
+    config_b, task_b, model_b = load_run(second)
+    check_not_averaged(config_b, second)  # its weights are averaged here, at each --share
     frames = {name: pd.read_json(split_file(first, name), lines=True) for name in ("train", *SPLITS)}
     test_b = pd.read_json(split_file(second, "test"), lines=True)
     if sorted(test_b["question"]) != sorted(frames["test"]["question"]):

@@ -739,3 +739,14 @@ def test_weight_averaging_needs_a_dual_encoder_that_started_from_trained_weights
     with pytest.raises(UserError, match=r"task\.weight_averaging"):
         tiny_config("task.type=retrieve", "task.weight_averaging=0")
     assert tiny_config("task.type=retrieve", "task.weight_averaging=0.5", "init.source=runs/base")
+
+
+def test_a_run_already_averaged_is_refused_by_the_scripts_that_average_it() -> None:
+    from qa_assistant.tasks.retrieval.task import check_not_averaged
+
+    check_not_averaged(
+        tiny_config("task.type=retrieve"), "runs/as-trained"
+    )  # share 1: the weights as trained
+    averaged = tiny_config("task.type=retrieve", "task.weight_averaging=0.75", "init.source=runs/base")
+    with pytest.raises(UserError, match=r"'runs/x' was trained with task\.weight_averaging 0\.75.*=1$"):
+        check_not_averaged(averaged, "runs/x")

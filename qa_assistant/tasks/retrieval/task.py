@@ -32,9 +32,11 @@ import pandas as pd
 import tensorflow as tf
 
 from qa_assistant.atomic import replacing, write_text
+from qa_assistant.config import Config
 from qa_assistant.data.dataset import QAData
 from qa_assistant.data.pipeline import as_targets, ids_dataset, make_dataset
 from qa_assistant.data.split import Splits
+from qa_assistant.errors import UserError
 from qa_assistant.layout import ANSWERS_FILE, KNOWN_QUESTIONS_FILE, PREPROCESSOR_DIR, RETRIEVAL_FILE
 from qa_assistant.metrics.baselines import tfidf_retrieval
 from qa_assistant.metrics.ranking import (
@@ -520,6 +522,20 @@ def average_weights(model: keras.Model, start: dict[str, np.ndarray], share: flo
         trained, first = variable.numpy(), start[variable.path]
         if np.issubdtype(trained.dtype, np.floating) and not np.array_equal(trained, first):
             variable.assign(share * trained + (1 - share) * first)
+
+
+def check_not_averaged(config: Config, run: str | Path) -> None:
+    """Refuses a run whose saved weights `finalize` already averaged (`task.weight_averaging` below 1).
+
+    For scripts that average a finished run's weights themselves: on such a run
+    they would average twice and measure another share than they report.
+    """
+    share = config.task.weight_averaging
+    if share < 1:
+        raise UserError(
+            f"'{run}' was trained with task.weight_averaging {share}, so its saved weights are already "
+            "averaged with the preset's; expected a run trained with --set task.weight_averaging=1"
+        )
 
 
 def _answers(bundle: ServingBundle, questions: list[str]) -> dict[str, np.ndarray]:
