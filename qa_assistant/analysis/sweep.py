@@ -42,7 +42,7 @@ import yaml
 from qa_assistant.analysis.kfold import BASELINE, run_folds, summarize, test_train_ratio
 from qa_assistant.analysis.statistics import FoldSummary, corrected_paired_ttest, holm
 from qa_assistant.atomic import write_text
-from qa_assistant.config import Config, load_config
+from qa_assistant.config import Config, check_monitor_trains, load_config
 from qa_assistant.errors import UserError
 from qa_assistant.manifest import write_json
 from qa_assistant.tasks import get_task
@@ -253,6 +253,7 @@ def check_comparable(config: Config, grid: Mapping[str, Sequence[Any]]) -> None:
     Raises:
         UserError: naming the varied keys (and a monitor that compares them, where one does).
     """
+    check_monitor_trains(config)  # every point would refuse it
     monitor, task = config.train.monitor, config.task.type
     varied = [key for key, values in grid.items() if len(values) > 1]
     split = [k for k in varied if k.startswith(_SAME_QUESTIONS)]

@@ -1,6 +1,12 @@
 """Typed run configuration: the schema (`schema.py`) and building it from YAML and overrides (`loading.py`)."""
 
-from qa_assistant.config.loading import check_decoding_options, from_dict, load_config, parse_override
+from qa_assistant.config.loading import (
+    check_decoding_options,
+    check_monitor_trains,
+    from_dict,
+    load_config,
+    parse_override,
+)
 from qa_assistant.config.schema import (
     AugmentConfig,
     Config,
@@ -34,6 +40,7 @@ __all__ = [
     "TextConfig",
     "TrainConfig",
     "check_decoding_options",
+    "check_monitor_trains",
     "from_dict",
     "load_config",
     "parse_override",

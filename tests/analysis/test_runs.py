@@ -263,6 +263,11 @@ def test_a_diverged_point_is_never_chosen() -> None:
         (["task.type=retrieve"], "task.temperature=0.02,0.1", "expected train.monitor=val_mrr"),
         (["task.type=retrieve"], "train.batch_size=16,64", "train.batch_size"),
         (
+            ["task.type=retrieve", "train.monitor=val_accuracy"],
+            "train.batch_size=16,64",
+            "val_in_batch_accuracy",
+        ),
+        (
             ["train.monitor=val_accuracy"],
             "data.validation_fraction=0.1,0.2",
             "changes the validation questions",

@@ -352,6 +352,14 @@ def test_another_space_in_the_same_directory_is_refused(base: Path, study: Path,
         tune([base], copy, overrides=FAST, space=other, folds=2, trials=4)
 
 
+def test_a_monitor_the_model_does_not_report_is_refused_before_any_fold(base: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="val_token_accuracy"):
+        tune(
+            [base], tmp_path / "study", overrides=[*FAST, "task.type=generate", "train.monitor=val_accuracy"]
+        )
+    assert not (tmp_path / "study").exists()
+
+
 def test_durations() -> None:
     assert parse_duration("30m") == 1800
     assert parse_duration("2h") == 7200

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from qa_assistant.config import Config, from_dict, load_config
+from qa_assistant.config import Config, check_monitor_trains, from_dict, load_config
 from qa_assistant.errors import UserError
 
 
@@ -116,11 +116,16 @@ def test_bad_values_name_key_value_and_expectation(override: str, message: str) 
 def test_val_accuracy_is_a_classifiers_and_other_tasks_are_told_what_theirs_is(
     task: str, named: str, instead: str
 ) -> None:
+    # A config saved before the per-epoch metrics were renamed still loads (to evaluate, export, index) ...
+    saved = load_config([], [f"task.type={task}", "train.monitor=val_accuracy"])
+    assert from_dict(yaml.safe_load(yaml.safe_dump(saved.to_dict()))).train.monitor == "val_accuracy"
+    # ... but does not train.
     with pytest.raises(UserError) as error:
-        load_config([], [f"task.type={task}", "train.monitor=val_accuracy"])
+        check_monitor_trains(saved)
     assert named in str(error.value)
     assert instead in str(error.value)
-    assert load_config([], [f"task.type={task}", "train.monitor=val_loss"]).train.monitor == "val_loss"
+    check_monitor_trains(load_config([], [f"task.type={task}", "train.monitor=val_loss"]))
+    check_monitor_trains(load_config([], ["task.type=classify", "train.monitor=val_accuracy"]))
 
 
 def test_a_minimum_answer_length_above_the_maximum_is_refused() -> None:

@@ -98,6 +98,13 @@ def test_restart_and_output_refuse_directories_that_are_not_runs(tmp_path: Path)
         train_run(tiny_config(train=data), data / "run")
 
 
+def test_a_monitor_the_model_does_not_report_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    config = tiny_config("task.type=retrieve", "train.monitor=val_accuracy")
+    with pytest.raises(UserError, match=r"val_in_batch_accuracy.*expected val_mrr"):
+        train_run(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_ctrl_c_before_the_first_epoch_leaves_no_run_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
