@@ -8,7 +8,9 @@ them side by side::
                                best/<metric> (the best epoch's validation metrics, by
                                train.monitor) after every epoch; test/<metric> at the end;
                                the test split's confusion matrix (classification)
-    RUN_DIR/logs/train/        Keras: epoch_loss, epoch_accuracy, ..., epoch_learning_rate
+    RUN_DIR/logs/train/        Keras: epoch_loss, the task's accuracy (epoch_accuracy; retrieval
+                               epoch_in_batch_accuracy; generation epoch_token_accuracy),
+                               ..., epoch_learning_rate
     RUN_DIR/logs/validation/   Keras: the same on validation; sample_predictions (text table
                                of fixed validation questions, every epoch); confusion_matrix
                                (classification, every epoch)
@@ -113,7 +115,7 @@ class BestMetrics(keras.callbacks.Callback):
     Args:
         log_dir: the session directory (`RUN_DIR/logs`).
         hparams: `hparams_of(config)`.
-        monitor: the watched metric (`val_loss`, `val_accuracy`, `val_rouge_l` or `loss`).
+        monitor: the watched metric (`train.monitor`, e.g. `val_loss`, or `loss` without validation).
         start_from_epoch: epochs (0-based) before this one are never the best
             (`train.monitor_from_epoch`, as early stopping counts them).
 
