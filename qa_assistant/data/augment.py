@@ -118,11 +118,15 @@ class Augmentation:
         frame: the original rows, then the augmented copies.
         counts: copies added per operation.
         samples: `(operation, original, augmented)` examples to show.
+        originals: each copy's question -> the question it was made from (a
+            retrieval task's hard-negative mining gives a copy its original's
+            right answers as well as its own row's).
     """
 
     frame: pd.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
     samples: list[tuple[str, str, str]] = field(default_factory=list)
+    originals: dict[str, str] = field(default_factory=dict)
 
 
 def augment_questions(
@@ -170,6 +174,7 @@ def augment_questions(
         frame=pd.concat([frame, copies], ignore_index=True),
         counts={name: sum(1 for _, op, _ in made if op == name) for name, _, _ in plan},
         samples=[(op, questions[row], text) for row, op, text in drawn],
+        originals={text: questions[row] for row, _, text in made},
     )
     log.info(
         "augmentation: %d training questions + %d copies (%s); %d left out that would read as "

@@ -93,6 +93,11 @@ def test_copies_are_new_seeded_and_keep_the_other_columns(synonyms: NeighbourSyn
     assert set(copies.loc[copies["answer"] == "Hello", "question"]) <= {"hi"}  # one word: nothing to change
     assert len(result.samples) == 3
     assert {name for name, _, _ in result.samples} <= {"synonym", "swap", "delete"}
+    # Each copy names the question it was made from (it keeps that row's answer).
+    assert set(result.originals) == set(copies["question"])
+    answer_of = dict(zip(frame["question"], frame["answer"], strict=True))
+    for copy, answer in zip(copies["question"], copies["answer"], strict=True):
+        assert answer_of[result.originals[copy]] == answer
     with pytest.raises(ValueError, match="need a synonyms function"):
         augment_questions(frame, AugmentConfig(insert_count=1), seed=0)
 

@@ -635,6 +635,34 @@ def test_a_mined_negative_never_repeats_its_question(tmp_path: Path, miner: str)
     assert task.hard_negatives(copy) != ["Thank you, what is your price?"]
 
 
+@pytest.mark.parametrize("shared_towers", [True, False])
+def test_an_augmented_copy_is_not_pushed_away_from_another_right_answer_of_its_original(
+    tmp_path: Path, shared_towers: bool
+) -> None:
+    from qa_assistant.data import load_qa_data
+    from qa_assistant.data.augment import Augmentation
+    from qa_assistant.tasks import get_task
+    from qa_assistant.training.fitting import build_training
+    from qa_assistant.training.strategy import make_placement
+
+    data = tmp_path / "faq.csv"
+    price = "what is your price?"
+    second = "Prices start at 10 euros, with a discount for students."
+    rows = faq_rows(per_answer=4) + [{"question": price, "answer": a} for a in (TURNS[2]["answer"], second)]
+    pd.DataFrame(rows * 3).to_csv(data, index=False)
+    config = tiny_config(
+        "task.type=retrieve", "task.hard_negatives=tfidf", f"task.shared_towers={shared_towers}", train=data
+    )
+    qa, task = load_qa_data(config), get_task(config)
+    build_training(task, qa, make_placement("default"))  # prepares the task: bank, right answers, miner
+    copy = pd.DataFrame({"question": ["what is your price please?"], "answer": [TURNS[2]["answer"]]})
+    # Taken for a new question, the copy's nearest wrong answer is its original's other answer ...
+    assert task.hard_negatives(copy) == [second]
+    # ... which is right for it: a copy made from that question is given another negative.
+    task.augmentation = Augmentation(copy, originals={"what is your price please?": price})
+    assert task.hard_negatives(copy) not in ([second], [TURNS[2]["answer"]])
+
+
 def test_hard_negatives_are_for_retrieval_only() -> None:
     with pytest.raises(
         UserError, match=r"task\.hard_negatives is for task\.type retrieve; got task\.type classify"

@@ -192,11 +192,15 @@ class RetrievalTask(Task):
                 "(prepare, and prepare_with_model for 'model', come first)"
             )
         questions, answers = frame["question"].tolist(), frame["answer"].tolist()
-        excluded = self._right_answers
-        if self.config.task.shared_towers:  # augmented copies of questions included
-            distinct = sorted(set(questions))
-            echoes = self._echoes(distinct)
-            excluded = {q: self._right_answers.get(q, set()) | echoes.get(q, set()) for q in distinct}
+        # An augmented copy is never pushed away from an answer that is right for its original.
+        originals = self.augmentation.originals if self.augmentation is not None else {}
+        right = self._right_answers
+        distinct = sorted(set(questions))
+        echoes = self._echoes(distinct) if self.config.task.shared_towers else {}  # copies included
+        excluded = {
+            q: right.get(q, set()) | right.get(originals.get(q, q), set()) | echoes.get(q, set())
+            for q in distinct
+        }
         return mine_hard_negatives(
             questions,
             answers,
