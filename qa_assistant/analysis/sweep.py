@@ -197,7 +197,9 @@ def _point_config(
 ) -> Config:
     settings = [f"{key}={json.dumps(value)}" for key, value in values.items()]
     try:  # every value is checked here, encoder and task types included: before anything trains
-        return load_config(list(config_files), [*overrides, *settings])
+        config = load_config(list(config_files), [*overrides, *settings])
+        check_monitor_trains(config)
+        return config
     except UserError as error:
         raise UserError(f"sweep point {point_name(values)}: {error}") from None
 
@@ -253,7 +255,6 @@ def check_comparable(config: Config, grid: Mapping[str, Sequence[Any]]) -> None:
     Raises:
         UserError: naming the varied keys (and a monitor that compares them, where one does).
     """
-    check_monitor_trains(config)  # every point would refuse it
     monitor, task = config.train.monitor, config.task.type
     varied = [key for key, values in grid.items() if len(values) > 1]
     split = [k for k in varied if k.startswith(_SAME_QUESTIONS)]
