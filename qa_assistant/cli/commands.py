@@ -422,15 +422,17 @@ def _print_answer(answer: object, top_k: int | None, prefix: str = "") -> None:
 def _fell_back(answer: object) -> bool:
     """A retrieval export's fallback answer (its `answered` output is false).
 
-    Exports made before that output: no known question, and not the best-ranked
-    answer (an answered request keeps it; `tasks/retrieval/bank.py`, `search`).
+    Only retrieval exports match known questions (a grounded LM also says
+    `answered`, but its own "declined" line says why). Exports made before
+    `answered`: not the best-ranked answer (an answered request keeps it;
+    `tasks/retrieval/bank.py`, `search`).
     """
     ranked = answer.alternatives
-    if "declined" in answer.extra:  # a grounded LM, which says `answered` too: its own line says why
+    if "matched_question" not in answer.extra or not ranked:
         return False
     if "answered" in answer.extra:
-        return not answer.extra["answered"] and bool(ranked)
-    return "matched_question" in answer.extra and bool(ranked) and answer.answer != ranked[0][0]
+        return not answer.extra["answered"]
+    return answer.answer != ranked[0][0]
 
 
 def benchmark_command(args: argparse.Namespace) -> int:
