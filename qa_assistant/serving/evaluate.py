@@ -151,7 +151,7 @@ def _evaluate_ranking_export(assistant: Any, config: Config, frame: Any) -> dict
         score = np.asarray(out["score"])
         metrics.update(
             selective_metrics(
-                score, scored.correct, _answered(assistant.path, config, out, predicted, scored)
+                score, scored.correct, _answered(assistant.path, config, out, score, predicted, scored)
             )
         )
     metrics["num_questions"] = len(questions)
@@ -159,7 +159,7 @@ def _evaluate_ranking_export(assistant: Any, config: Config, frame: Any) -> dict
 
 
 def _answered(
-    path: Path, config: Config, out: Mapping[str, Any], predicted: list[str], scored: Any
+    path: Path, config: Config, out: Mapping[str, Any], score: np.ndarray, predicted: list[str], scored: Any
 ) -> np.ndarray:
     """Which questions a retrieval export answered rather than gave its fallback answer.
 
@@ -171,7 +171,6 @@ def _answered(
     """
     if "answered" in out:
         return np.asarray(out["answered"], bool)
-    score = np.asarray(out["score"])
     state = path / EXTRA_DIR / RETRIEVAL_FILE
     if state.is_file():
         threshold = json.loads(state.read_text(encoding="utf-8")).get("threshold")

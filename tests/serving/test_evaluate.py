@@ -43,20 +43,24 @@ def test_the_answered_questions_of_an_export_come_from_its_output_or_else_its_th
     config = from_dict({"task": {"type": "retrieve"}})
     best = SimpleNamespace(predicted=["a", "b", "c"])  # each question's best-ranked answer
     out = {"score": np.array([0.3, 0.6, 0.7], np.float32), "answered": np.array([False, True, True])}
-    found = evaluate._answered(tmp_path, config, out, ["I don't know.", "b", "c"], best)
+    found = evaluate._answered(tmp_path, config, out, out["score"], ["I don't know.", "b", "c"], best)
     assert found.tolist() == [False, True, True]
     # Exports made before the `answered` output: the threshold they were built with decides...
     del out["answered"]
     (tmp_path / "assets.extra").mkdir()
     (tmp_path / "assets.extra" / "retrieval.json").write_text(json.dumps({"threshold": 0.65}))
-    assert evaluate._answered(tmp_path, config, out, ["I don't know."] * 2 + ["c"], best).tolist() == [
+    assert evaluate._answered(
+        tmp_path, config, out, out["score"], ["I don't know."] * 2 + ["c"], best
+    ).tolist() == [
         False,
         False,
         True,
     ]
     # ...and without that file, whether the best-ranked answer was replaced.
     (tmp_path / "assets.extra" / "retrieval.json").unlink()
-    assert evaluate._answered(tmp_path, config, out, ["I don't know.", "b", "c"], best).tolist() == [
+    assert evaluate._answered(
+        tmp_path, config, out, out["score"], ["I don't know.", "b", "c"], best
+    ).tolist() == [
         False,
         True,
         True,
