@@ -243,7 +243,10 @@ def write_inputs(run_dir: Path, config: Config, data: QAData) -> None:
         ("test", data.splits.test),
     ):
         with replacing(split_file(run_dir, name)) as tmp:
-            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+            if frame.empty:  # pandas would write one blank line, which reads back as no columns
+                tmp.write_text("", encoding="utf-8")
+            else:
+                frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
     write_json(
         run_dir / MANIFEST_FILE,
         build_manifest(

@@ -323,3 +323,31 @@ def test_a_symlinked_model_directory_is_refused(tiny_run: Path, tmp_path: Path) 
     with pytest.raises(UserError, match="leads outside"):
         export_run(tiny_run, "evil", root)
     assert not list(outside.iterdir())
+
+
+def test_a_run_without_validation_questions_exports(tmp_path: Path) -> None:
+    """The README's three-row example splits into 2 train / 0 validation / 1 test; its run exports."""
+    from qa_assistant.training.runner import train_run
+    from tests.helpers import tiny_config
+
+    readme_rows = [
+        ("When are you open?", "Our opening hours are 9 to 5, Monday to Friday."),
+        ("What are your hours?", "Our opening hours are 9 to 5, Monday to Friday."),
+        ("How much is the basic plan?", "A basic plan costs 10 euros per month."),
+    ]
+    data = tmp_path / "mine.csv"
+    pd.DataFrame(readme_rows, columns=["question", "answer"]).to_csv(data, index=False)
+    run = train_run(tiny_config("task.type=retrieve", train=data), tmp_path / "run").run_dir
+    assert (run / "data" / "validation.jsonl").read_text(encoding="utf-8") == ""
+
+    version = export_run(run, "me", tmp_path / "saved_models")
+    answers = load_signature(version)(question=tf.constant(["when do you open?"]))["answer"].numpy()
+    assert answers[0].decode() in {answer for _, answer in readme_rows}
+
+
+def test_parity_questions_skip_a_split_written_as_one_blank_line(tmp_path: Path) -> None:
+    """Runs made before empty splits were written as empty files hold "\\n" there; they still export."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "validation.jsonl").write_text("\n", encoding="utf-8")
+    (tmp_path / "data" / "test.jsonl").write_text('{"question": "q1", "answer": "a"}\n', encoding="utf-8")
+    assert export_module._sample_questions(tmp_path, 5) == ["q1"]
