@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import io
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -64,7 +65,8 @@ def confusion_image(labels: Sequence[str], counts: np.ndarray, title: str) -> np
     import matplotlib.pyplot as plt  # deferred: start-up time
 
     n = len(labels)
-    shown = [label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1] + "…" for label in labels]
+    flat = [" ".join(label.split()) for label in labels]  # an answer's lines, one tick label
+    shown = [label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1] + "…" for label in flat]
     # Fixed margins instead of tight_layout(), which doubles the drawing time.
     cells = max(0.3 * n, 2.5)
     width, height = _MARGIN + cells + 1.2, _MARGIN + cells + 0.4
@@ -88,7 +90,11 @@ def confusion_image(labels: Sequence[str], counts: np.ndarray, title: str) -> np
                 colour = "white" if share[i, j] > 0.5 else "black"
                 axes.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7, color=colour)
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
+        with warnings.catch_warnings():
+            # Labels in scripts the default font lacks (CJK, ...) draw as boxes; Matplotlib would
+            # also warn once per missing character, in the middle of the training log.
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
+            figure.savefig(buffer, format="png")
     finally:
         plt.close(figure)
     return _decode_png(buffer.getvalue())

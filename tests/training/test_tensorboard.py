@@ -124,3 +124,14 @@ def test_logdir_is_the_run_directory_not_its_logs(tmp_path: Path) -> None:
     assert logdir_for(tmp_path) == tmp_path
     with pytest.raises(UserError, match="is not a directory"):
         logdir_for(tmp_path / "missing")
+
+
+def test_a_confusion_image_of_labels_the_font_lacks_draws_without_warnings() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = confusion_image(
+            ["月曜日に開いています。", "Open\non Sundays."], np.array([[1, 0], [0, 1]]), "test"
+        )
+    assert image.shape[2] == 4
