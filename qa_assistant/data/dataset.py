@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from qa_assistant.config import Config
-from qa_assistant.data.prepare import CleanReport, clean_pairs, either
+from qa_assistant.data.prepare import CleanReport, clean_pairs, either, settle_forms
 from qa_assistant.data.sources import SourceInfo, label_columns, load_configured
 from qa_assistant.data.split import SplitPlan, Splits, split_classification, split_grouped
 from qa_assistant.errors import UserError
@@ -65,6 +65,11 @@ def load_qa_data(config: Config) -> QAData:
             raise UserError(
                 f"'{spec}' has no usable rows: every row had an empty {either(checked)} after cleaning"
             )
+        if role == "test":  # an answer written with other spacing than in training is the same answer
+            for column in dict.fromkeys(["answer", *labels]):
+                clean[column] = settle_forms(
+                    clean[column].tolist(), config.text, frames["train"][column].tolist()
+                )
         frames[role], reports[spec] = clean, report
         sources.append(info)
     test_frame = frames.get("test")

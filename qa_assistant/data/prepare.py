@@ -2,14 +2,18 @@
 
 Questions are cleaned exactly as the exported model will clean a request
 (`TextConfig`), so that training and serving see the same text. Answers and
-labels are cleaned for display: the same steps but never lower-cased, since
-they are what the assistant says back.
+labels are cleaned for display, since they are what the assistant says back:
+never lower-cased, never cut, and with their lines, indentation and
+characters as written (`clean_text(lines=True)`: NFC, not NFKC, so `10³`
+stays `10³`). Two answers that differ only in spacing or in what NFKC
+folds are one answer, written as it first appears (`settle_forms`).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,15 +76,44 @@ def _short(values: pd.Series) -> pd.Series:
 
 def clean_strings(values: list[str], text: TextConfig, *, for_display: bool = False) -> list[str]:
     """Runs `clean_text` over a Python list in chunks; returns Python strings."""
+    return _clean_in_chunks(
+        values,
+        lowercase=text.lowercase and not for_display,
+        normalize=text.normalize,
+        strip_html=text.strip_html,
+        max_chars=None if for_display else text.max_chars,
+        lines=for_display,
+    )
+
+
+def settle_forms(values: list[str], text: TextConfig, known: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Each display text as the first one, from `known` then `values`, with the same one-line form.
+
+    The one-line form is the text cleaned as a model reads it, but not
+    lower-cased: whitespace collapsed, NFKC-normalised (`text.normalize`). So
+    answers that differ only in spacing, line breaks or compatibility
+    characters count as one answer, shown as it was first written; `known`
+    (a model's answers) wins, so an export made before answers kept their
+    lines still finds its own answers in a file.
+
+    Example:
+
+    >>> from qa_assistant.config import TextConfig
+    >>> settle_forms(["A  b", "A b", "c"], TextConfig(), known=["A\\nb"])
+    ['A\\nb', 'A\\nb', 'c']
+    """
+    every = [*known, *values]
+    keys = _clean_in_chunks(every, lowercase=False, normalize=text.normalize, strip_html=False)
+    first: dict[str, str] = {}
+    for key, value in zip(keys, every, strict=True):
+        first.setdefault(key, value)
+    return [first[key] for key in keys[len(known) :]]
+
+
+def _clean_in_chunks(values: list[str], **options: Any) -> list[str]:
     out: list[str] = []
     for start in range(0, len(values), _CHUNK):
-        cleaned = clean_text(
-            values[start : start + _CHUNK],
-            lowercase=text.lowercase and not for_display,
-            normalize=text.normalize,
-            strip_html=text.strip_html,
-            max_chars=None if for_display else text.max_chars,
-        )
+        cleaned = clean_text(values[start : start + _CHUNK], **options)
         out.extend(v.decode("utf-8") for v in np.asarray(cleaned.numpy()).reshape(-1))
     return out
 
@@ -114,11 +147,11 @@ def clean_pairs(
     is_header = (cells["question"] == header[0].strip()) & (cells["answer"] == header[1].strip())
     frame = frame.loc[~is_header].copy()
     frame["question"] = clean_strings(frame["question"].tolist(), text)
-    frame["answer"] = clean_strings(frame["answer"].tolist(), text, for_display=True)
+    frame["answer"] = settle_forms(clean_strings(frame["answer"].tolist(), text, for_display=True), text)
     columns = ["question", "answer"]
     for column in label_columns:
         if column not in columns:
-            frame[column] = clean_strings(frame[column].tolist(), text, for_display=True)
+            frame[column] = settle_forms(clean_strings(frame[column].tolist(), text, for_display=True), text)
             columns.append(column)
     blank = frame[columns] == ""
     empty = blank.any(axis=1)

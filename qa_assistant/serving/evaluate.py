@@ -12,10 +12,11 @@ import numpy as np
 import yaml
 
 from qa_assistant.config import Config, from_dict, load_config
-from qa_assistant.data.prepare import clean_pairs
+from qa_assistant.data.prepare import clean_pairs, settle_forms
 from qa_assistant.data.sources import MissingColumnsError, columns_hint, load_pairs
 from qa_assistant.errors import UserError
 from qa_assistant.layout import (
+    ANSWERS_FILE,
     CONFIG_FILE,
     EXTRA_DIR,
     LABELS_FILE,
@@ -63,6 +64,7 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
     if has_trained_model(model):
         frame = _load(load_config([check_finished_run(model) / CONFIG_FILE]), data)
         config, task, keras_model = load_run(model)
+        _settle(frame, config, _json_list(model / LABELS_FILE) or _json_list(model / ANSWERS_FILE))
         _warn_unknown_classes(config, frame, model / LABELS_FILE, data)
         metrics, _ = task.evaluate(keras_model, frame)
     else:
@@ -76,6 +78,13 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
         config = export_config(export)
         frame = _load(config, data)
         assistant = Assistant(export)
+        bank = assistant.tracked(BANK_COLLECTION)
+        _settle(
+            frame,
+            config,
+            _json_list(assistant.path / EXTRA_DIR / LABELS_FILE)
+            or ([] if bank is None else _texts(bank[BANK_FIELDS.index("answers")])),
+        )
         _warn_unknown_classes(config, frame, assistant.path / EXTRA_DIR / LABELS_FILE, data)
         if config.task.type in ("generate", "lm"):  # both generate answers (tasks/lm/generator.py)
             metrics = _evaluate_generation_export(assistant, frame)
@@ -85,6 +94,22 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
             metrics = _evaluate_ranking_export(assistant, config, frame)
     metrics["num_examples"] = len(frame)
     return metrics
+
+
+def _settle(frame: Any, config: Config, known: list[str]) -> None:
+    """The file's answers (a classifier's labels) written as the model writes them where they
+    differ only in spacing or NFKC-folded characters (`settle_forms`); in place."""
+    column = config.data.target if config.task.type == "classify" else "answer"
+    if known and column != "question":
+        frame[column] = settle_forms(frame[column].tolist(), config.text, known)
+
+
+def _json_list(path: Path) -> list[str]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+
+
+def _texts(variable: Any) -> list[str]:
+    return [v.decode("utf-8") for v in variable.numpy()]
 
 
 def _warn_unknown_classes(config: Config, frame: Any, labels_file: Path, spec: str) -> None:
@@ -116,7 +141,7 @@ def _warn_answers_outside_the_bank(assistant: Any, frame: Any, spec: str) -> Non
     bank = assistant.tracked(BANK_COLLECTION)
     if bank is None:
         return
-    answers = {a.decode("utf-8") for a in bank[BANK_FIELDS.index("answers")].numpy()}
+    answers = set(_texts(bank[BANK_FIELDS.index("answers")]))
     outside = int((~frame["answer"].isin(answers)).sum())
     if outside:
         log.warning(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from qa_assistant.data.prepare import clean_strings
+from qa_assistant.data.prepare import clean_strings, settle_forms
 from qa_assistant.errors import UserError
 from qa_assistant.layout import EXTRA_DIR, model_directory, resolve_export
 from qa_assistant.serving.evaluate import export_config, read_model_pairs
@@ -75,7 +75,7 @@ def index_answers(
             f"'{source}' is not a retrieval export (no answer bank); expected one from task.type retrieve"
         )
     variables = dict(zip(BANK_FIELDS, bank, strict=True))
-    questions, answers = _read_pairs(source, answers_file)
+    questions, answers = _read_pairs(source, answers_file, _texts(variables["answers"]))
     added_answers, added_questions = _grow(loaded, variables, questions, answers)
     if not added_answers and not added_questions:
         raise UserError(f"'{answers_file}' adds nothing: every answer and question is already in '{source}'")
@@ -103,11 +103,13 @@ def index_answers(
     return IndexResult(version_dir, len(added_answers), len(added_questions), size)
 
 
-def _read_pairs(source: Path, spec: str) -> tuple[list[str], list[str]]:
-    """Questions (cleaned as requests are) and answers (cleaned for display) of `spec`."""
+def _read_pairs(source: Path, spec: str, bank: list[str]) -> tuple[list[str], list[str]]:
+    """Questions (cleaned as requests are) and answers (cleaned for display, written as the bank
+    writes them where it holds them already) of `spec`."""
     config = export_config(source)
     raw = read_model_pairs(config, spec)
     answers = clean_strings(raw["answer"].astype(str).tolist(), config.text, for_display=True)
+    answers = settle_forms(answers, config.text, bank)
     questions = clean_strings(raw["question"].astype(str).tolist(), config.text)
     keep = [i for i, a in enumerate(answers) if a]
     if not keep:

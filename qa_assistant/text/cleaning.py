@@ -6,11 +6,20 @@ steps, in order:
 
 1. invalid UTF-8 byte sequences become U+FFFD; input is cut at `max_chars`;
 2. HTML tags are removed and character entities decoded (named entities from
-   a fixed table, decimal and hexadecimal numeric entities in general);
+   a fixed table, decimal and hexadecimal numeric entities in general). A tag
+   is an HTML element's (`<p>`, `</a>`, `<br/>`, `<img src=...>`), a comment or
+   a doctype: `x < 5 and y > 3`, `List<T>` and `<MyComponent />` are text;
 3. Unicode NFKC normalisation (`normalize="nfkc"`, via tensorflow-text);
 4. control and format characters become spaces;
 5. optional lower-casing (Unicode-aware);
 6. runs of whitespace collapse to one space; leading/trailing space goes.
+
+With `lines=True` (answers as they are shown: `data/prepare.py`) the text keeps
+what a reader sees: NFC instead of NFKC (`10³ m²` stays, where NFKC gives
+`103 m2`), line breaks (any kind becomes `\n`; at most one blank line in a
+row) and the spaces and tabs inside lines, so that a code answer keeps its
+indentation; runs of spaces after a line's first word become one space, and
+spaces that end a line or the text go.
 """
 
 from __future__ import annotations
@@ -27,6 +36,18 @@ _ENTITY_TEXTS: tuple[str, ...] = tuple(html.entities.html5[f"{name};"] for name 
 # A private marker that cannot survive step 1 in real text: a NUL byte.
 _MARK = "\x00"
 
+# HTML's element names (current and the common obsolete ones): a tag must name one.
+_ELEMENTS = (
+    "a|abbr|acronym|address|area|article|aside|audio|b|base|basefont|bdi|bdo|big|blockquote|body|br|"
+    "button|canvas|caption|center|cite|code|col|colgroup|data|datalist|dd|del|details|dfn|dialog|dir|"
+    "div|dl|dt|em|embed|fieldset|figcaption|figure|font|footer|form|frame|frameset|h[1-6]|head|header|"
+    "hgroup|hr|html|i|iframe|img|input|ins|kbd|label|legend|li|link|main|map|mark|menu|meta|meter|nav|"
+    "nobr|noscript|object|ol|optgroup|option|output|p|param|picture|pre|progress|q|rp|rt|ruby|s|samp|"
+    "script|section|select|small|source|span|strike|strong|style|sub|summary|sup|svg|table|tbody|td|"
+    "template|textarea|tfoot|th|thead|time|title|tr|track|tt|u|ul|var|video|wbr"
+)
+_TAG = rf"(?is)<!--.*?-->|<!doctype[^<>]*>|</?(?:{_ELEMENTS})(?:[\s/][^<>]*)?>"
+
 
 def clean_text(
     texts: tf.Tensor | list[str] | str,
@@ -35,6 +56,7 @@ def clean_text(
     normalize: str = "nfkc",
     strip_html: bool = True,
     max_chars: int | None = None,
+    lines: bool = False,
 ) -> tf.Tensor:
     """Cleans a string tensor of any shape element-wise.
 
@@ -45,6 +67,8 @@ def clean_text(
         strip_html: drop tags and decode entities.
         max_chars: keep at most this many characters of each input, so that
             a hostile 1 MB request costs no more than a long question.
+        lines: keep line breaks and spaces inside lines, and normalise to NFC
+            rather than NFKC: text to show, not to tokenise (see above).
 
     Returns:
         A `tf.string` tensor of the same shape.
@@ -64,18 +88,29 @@ def clean_text(
     # it first changes nothing in the output.
     x = tf.strings.regex_replace(x, _MARK, " ")
     if strip_html:
-        x = tf.strings.regex_replace(x, r"<[^<>]{0,1000}>", " ")
+        x = tf.strings.regex_replace(x, _TAG, " ")
         x = _decode_entities(x)
     if normalize == "nfkc":
         import tensorflow_text as tf_text  # deferred: start-up time
 
-        x = tf_text.normalize_utf8(x, "NFKC")
+        x = tf_text.normalize_utf8(x, "NFC" if lines else "NFKC")
     elif normalize != "none":
         raise ValueError(f"normalize must be 'nfkc' or 'none'; got {normalize!r}")
-    x = tf.strings.regex_replace(x, r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Co}]", " ")
+    if lines:
+        x = tf.strings.regex_replace(x, r"\r\n?|[\x{b}\x{c}\x{85}\p{Zl}\p{Zp}]", "\n")
+        x = tf.strings.regex_replace(
+            x, r"[\x{0}-\x{8}\x{e}-\x{1f}\x{7f}-\x{9f}\p{Cf}\p{Cs}\p{Co}\p{Zs}]", " "
+        )
+    else:
+        x = tf.strings.regex_replace(x, r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Co}]", " ")
     if lowercase:
         x = tf.strings.lower(x, encoding="utf-8")
-    x = tf.strings.regex_replace(x, r"[\s\p{Z}]+", " ")
+    if lines:
+        x = tf.strings.regex_replace(x, r"([^\s])[ \t]{2,}", r"\1 ")  # not the indentation
+        x = tf.strings.regex_replace(x, r"[ \t]+(\n|$)", r"\1")
+        x = tf.strings.regex_replace(x, r"\n{3,}", "\n\n")
+    else:
+        x = tf.strings.regex_replace(x, r"[\s\p{Z}]+", " ")
     return tf.strings.strip(x)
 
 

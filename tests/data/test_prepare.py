@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from qa_assistant.config import TextConfig
-from qa_assistant.data.prepare import clean_pairs, question_key
+from qa_assistant.data.prepare import clean_pairs, question_key, settle_forms
 
 
 def frame(rows: list[tuple[str, str]]) -> pd.DataFrame:
@@ -97,3 +97,51 @@ def test_the_empty_rows_warning_names_the_column_that_was_empty(caplog: pytest.L
         out, report = clean_pairs(data, TextConfig(), label_columns=("category",))
     assert (report.dropped_empty, len(out)) == (2, 1)
     assert "dropped 2 of 3 rows with an empty 'category' after cleaning" in caplog.text
+
+
+def test_answers_keep_their_lines_characters_and_comparison_signs() -> None:
+    code = "Here's a generic function:\n\n```\nfunction identity<T>(arg: T): T {\n    return arg;\n}\n```"
+    rows = [
+        ("q1", code),
+        ("q2", "Allowed if pressure < 5 bar and temperature > 3 degrees."),
+        ("q3", "The tank holds 10³ litres, <b>½</b> of it\r\nfull.  "),
+    ]
+    out, _ = clean_pairs(frame(rows), TextConfig())
+    assert out["answer"].tolist() == [
+        code,
+        "Allowed if pressure < 5 bar and temperature > 3 degrees.",
+        "The tank holds 10³ litres, ½ of it\nfull.",
+    ]
+
+
+def test_answers_differing_only_in_spacing_are_one_answer_written_as_first_seen() -> None:
+    rows = [
+        ("q1", "Open 9 to 5.\nClosed on Sundays."),
+        ("q2", "Open 9  to 5. Closed on Sundays. "),
+        ("q3", "x"),
+    ]
+    out, _ = clean_pairs(frame(rows), TextConfig())
+    assert out["answer"].tolist() == ["Open 9 to 5.\nClosed on Sundays."] * 2 + ["x"]
+    assert settle_forms(
+        ["Open 9 to 5. Closed on Sundays.", "y"], TextConfig(), known=out["answer"].tolist()
+    ) == [
+        "Open 9 to 5.\nClosed on Sundays.",
+        "y",
+    ]
+
+
+def test_a_test_file_answer_written_with_other_spacing_is_the_training_answer(tmp_path) -> None:
+    from qa_assistant.data import load_qa_data
+    from tests.helpers import faq_rows, tiny_config
+
+    rows = faq_rows()
+    pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
+    answer = rows[0]["answer"]
+    respaced = answer.replace(" ", "  ", 1).replace(" ", "\n", 2)
+    pd.DataFrame([{"question": "a new phrasing?", "answer": respaced}]).to_csv(
+        tmp_path / "test.csv", index=False
+    )
+    data = load_qa_data(
+        tiny_config("task.type=retrieve", train=tmp_path / "train.csv", test=tmp_path / "test.csv")
+    )
+    assert data.splits.test["answer"].tolist() == [answer]

@@ -778,3 +778,28 @@ def test_a_run_already_averaged_is_refused_by_the_scripts_that_average_it() -> N
     averaged = tiny_config("task.type=retrieve", "task.weight_averaging=0.75", "init.source=runs/base")
     with pytest.raises(UserError, match=r"'runs/x' was trained with task\.weight_averaging 0\.75.*=1$"):
         check_not_averaged(averaged, "runs/x")
+
+
+def test_index_finds_a_bank_answer_written_with_other_spacing(exported: Path, tmp_path: Path) -> None:
+    """An answer that differs from a bank answer only in spacing and line breaks is that answer."""
+    (tmp_path / "new.csv").write_text(
+        'question,answer\nwhen is lunch?,"A basic plan costs  10 euros\nper month."\n'
+    )
+    result = index_answers(exported.parent, str(tmp_path / "new.csv"), "respaced", tmp_path)
+    assert (result.added_answers, result.added_questions) == (0, 1)
+    bot = Assistant(result.version_dir)
+    assert "when is lunch?" in _known_questions_of(bot, "A basic plan costs 10 euros per month.")
+
+
+def test_evaluate_counts_answers_written_with_other_spacing_as_the_models(
+    trained: Path, exported: Path, tmp_path: Path
+) -> None:
+    """An export made before answers kept their lines holds one-line answers; a file's multi-line
+    (or double-spaced) copies of them are still its answers."""
+    test = pd.read_json(trained / "data" / "test.jsonl", lines=True)
+    respaced = test.assign(answer=test["answer"].str.replace(" ", "\n  ", n=1))
+    assert (respaced["answer"] != test["answer"]).all()
+    respaced.to_json(tmp_path / "respaced.jsonl", orient="records", lines=True)
+    for model in (trained, exported):
+        expected = evaluate_path(model, str(trained / "data" / "test.jsonl"))
+        assert evaluate_path(model, str(tmp_path / "respaced.jsonl")) == expected

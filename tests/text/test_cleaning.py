@@ -90,3 +90,34 @@ def test_max_chars_reads_only_the_first_characters(raw: str, limit: int) -> None
 def test_any_bytes_give_valid_utf8(raw: bytes) -> None:
     out = clean_text([raw]).numpy()[0]
     assert out.decode("utf-8") == out.decode("utf-8").strip()
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("x < 5 and y > 3", "x < 5 and y > 3"),
+        ("List<T> and <MyComponent />", "List<T> and <MyComponent />"),
+        ("<P CLASS='a'>A</P><br/>b<!-- note\n -->c<!DOCTYPE html>", "A b c"),
+    ],
+)
+def test_only_html_elements_comments_and_doctypes_are_tags(raw: str, expected: str) -> None:
+    assert clean(raw, lowercase=False) == expected
+    assert clean(raw, lowercase=False, lines=True) == expected
+
+
+def test_lines_keep_breaks_indentation_and_characters() -> None:
+    raw = "  def f():\r\n      return 1   \n\n\n\n10³ m²\u00a0x\u2028end\x07"
+    assert clean(raw, lowercase=False, lines=True) == "def f():\n      return 1\n\n10³ m² x\nend"
+    assert clean(raw, lowercase=False) == "def f(): return 1 103 m2 x end"
+
+
+@settings(max_examples=60, deadline=None)
+@given(text)
+def test_lines_output_is_shown_text_without_stray_whitespace(raw: str) -> None:
+    out = clean(raw, lowercase=False, lines=True)
+    assert out == out.strip()
+    assert "\n\n\n" not in out
+    assert "\r" not in out
+    assert not any(line != line.rstrip() for line in out.split("\n"))
+    assert not any(unicodedata.category(c) in ("Cc", "Cf", "Cs") and c not in "\n\t" for c in out)
+    assert out == unicodedata.normalize("NFC", out)
