@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qa_assistant.serving import Assistant
+from qa_assistant.serving.export import export_run
+from qa_assistant.serving.savedmodel import load_signature
 
 HOSTILE = {
     "empty": "",
@@ -104,3 +106,19 @@ def test_long_requests_cost_no_more_than_max_chars(serve, tiny_run: Path) -> Non
 )
 def test_any_batch_of_text_or_bytes_gets_valid_answers(serve, labels: set[bytes], questions: list) -> None:
     assert_valid(call(serve, questions), len(questions), labels)
+
+
+@pytest.mark.parametrize("encoder", ["cnn", "lstm", "transformer"])
+def test_every_classifier_encoder_answers_an_empty_batch_and_an_empty_request(
+    encoder: str, faq_csv: Path, tmp_path: Path
+) -> None:
+    from qa_assistant.training.runner import train_run
+    from tests.helpers import tiny_config
+
+    # Widths unlike the word vectors': a convolution given no rows returned its input's shape.
+    config = tiny_config(f"encoder.type={encoder}", "encoder.units=12", train=faq_csv)
+    run = train_run(config, tmp_path / "run").run_dir
+    serve = load_signature(export_run(run, "faq", tmp_path / "saved_models"))
+    out = call(serve, [])
+    assert {k: v.shape[0] for k, v in out.items()} == dict.fromkeys(out, 0)
+    assert call(serve, ["", "when do you open?"])["answer"].shape == (2,)
