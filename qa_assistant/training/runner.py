@@ -292,29 +292,32 @@ def _train_and_evaluate(
 
 
 def _warn_small_validation(config: Config, splits: Splits) -> None:
-    """A warning when no epoch is watched (a warm-up as long as training), or when early
-    stopping would watch a validation split too small to tell epochs apart."""
+    """Says when no epoch is watched (a warm-up as long as training: the last epoch is kept),
+    and warns when the epoch a run keeps would be chosen on a validation split too small to
+    tell epochs apart (with or without early stopping: the best epoch is always kept)."""
     train = config.train
     if train.monitor_from_epoch >= train.epochs:
-        log.warning(
-            "train.monitor_from_epoch %d leaves none of the %d epochs (train.epochs) to watch: the run "
-            "keeps its last epoch, with no best-epoch choice or early stopping; expected "
-            "train.monitor_from_epoch below train.epochs (--set train.monitor_from_epoch=0 watches every epoch)",
+        log.info(
+            "train.monitor_from_epoch %d is not below train.epochs %d: the run keeps its last epoch, "
+            "with no best-epoch choice or early stopping (--set train.monitor_from_epoch=0 watches every epoch)",
             train.monitor_from_epoch,
             train.epochs,
         )
         return
     questions = distinct_questions(splits.validation)
-    if config.train.early_stopping and 0 < questions < FEW_VALIDATION_QUESTIONS:
+    if train.epochs - train.monitor_from_epoch > 1 and 0 < questions < FEW_VALIDATION_QUESTIONS:
         log.warning(
-            "early stopping watches %s on %d validation questions (one question moves it by %.0f points); "
-            "expected at least %d. Choose train.epochs by k-fold validation of the training pairs instead: "
-            "qa-assistant tune --config ... --space train.epochs=int:1:%d --set train.early_stopping=0",
-            config.train.monitor,
+            "the epoch this run keeps%s is chosen by %s on %d validation questions (one question moves it "
+            "by %.0f points); expected at least %d. Choose train.epochs by k-fold validation of the training "
+            "pairs instead (qa-assistant tune --config ... --space train.epochs=int:1:%d "
+            "--set train.early_stopping=0), then keep the last of them: --set train.epochs=E "
+            "train.monitor_from_epoch=E",
+            ", and when it stops early," if train.early_stopping else "",
+            train.monitor,
             questions,
             100 / questions,
             FEW_VALIDATION_QUESTIONS,
-            min(max(2, config.train.epochs), 30),
+            min(max(2, train.epochs), 30),
         )
 
 

@@ -415,26 +415,31 @@ def test_early_stopping_on_a_tiny_validation_split_points_to_k_fold(
 ) -> None:
     from qa_assistant.training.runner import train_run
 
-    config = load_config([base], [*FAST, "train.early_stopping=2", "train.monitor=val_accuracy"])
+    config = load_config(
+        [base], [*FAST, "train.epochs=3", "train.early_stopping=2", "train.monitor=val_accuracy"]
+    )
     with caplog.at_level("WARNING", logger="qa_assistant.training.runner"):
         train_run(config, tmp_path / "run")
-    (message,) = [r.getMessage() for r in caplog.records if "early stopping watches" in r.getMessage()]
+    (message,) = [r.getMessage() for r in caplog.records if "the epoch this run keeps" in r.getMessage()]
+    assert "when it stops early" in message
     assert "expected at least 50" in message
     assert "qa-assistant tune --config ... --space train.epochs=int:1:" in message
+    assert "--set train.epochs=E train.monitor_from_epoch=E" in message
 
 
-def test_a_warm_up_as_long_as_training_is_warned_of_instead_of_early_stopping(
+def test_a_warm_up_as_long_as_training_is_said_to_keep_the_last_epoch(
     base: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from qa_assistant.training.runner import train_run
 
     overrides = [*FAST, "train.epochs=2", "train.early_stopping=2", "train.monitor_from_epoch=2"]
-    with caplog.at_level("WARNING", logger="qa_assistant.training.runner"):
-        train_run(load_config([base], overrides), tmp_path / "run")
+    with caplog.at_level("INFO", logger="qa_assistant.training.runner"):
+        result = train_run(load_config([base], overrides), tmp_path / "run")
     messages = [r.getMessage() for r in caplog.records]
-    (message,) = [m for m in messages if "leaves none of the 2 epochs" in m]
+    (message,) = [m for m in messages if "is not below train.epochs 2: the run keeps its last epoch" in m]
     assert "--set train.monitor_from_epoch=0" in message
-    assert not [m for m in messages if "early stopping watches" in m]  # it never does here
+    assert not [m for m in messages if "the epoch this run keeps" in m]  # nothing is chosen here
+    assert result.metrics["best_epoch"] == 0
 
 
 @pytest.mark.large  # slow (20-40 s); CI runs it after the default suite (.ci/run)
@@ -666,3 +671,19 @@ def test_the_command_suggests_training_a_tuned_classifier_as_an_ensemble(
     assert line.split(":", 1)[1].strip() == (
         f"qa-assistant train --config {output / BEST_YAML}" + (" --set task.ensemble=3" if suggested else "")
     )
+
+
+def test_a_kept_epoch_chosen_on_a_tiny_validation_split_is_warned_of_without_early_stopping(
+    faq_csv: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Early stopping off still keeps the best epoch: on a handful of validation questions the
+    user is told, and how to keep the last epoch instead."""
+    from qa_assistant.training.runner import train_run
+    from tests.helpers import tiny_config
+
+    config = tiny_config("train.epochs=3", "train.early_stopping=0", train=faq_csv)
+    with caplog.at_level("WARNING", logger="qa_assistant.training.runner"):
+        train_run(config, tmp_path / "run")
+    (message,) = [r.getMessage() for r in caplog.records if "the epoch this run keeps" in r.getMessage()]
+    assert "when it stops early" not in message
+    assert "train.monitor_from_epoch=E" in message
