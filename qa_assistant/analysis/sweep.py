@@ -42,7 +42,7 @@ import yaml
 from qa_assistant.analysis.kfold import BASELINE, run_folds, summarize, test_train_ratio
 from qa_assistant.analysis.statistics import FoldSummary, corrected_paired_ttest, holm
 from qa_assistant.atomic import write_text
-from qa_assistant.config import Config, check_monitor_trains, load_config
+from qa_assistant.config import Config, check_trains, load_config
 from qa_assistant.errors import UserError
 from qa_assistant.manifest import write_json
 from qa_assistant.tasks import get_task
@@ -198,7 +198,7 @@ def _point_config(
     settings = [f"{key}={json.dumps(value)}" for key, value in values.items()]
     try:  # every value is checked here, encoder and task types included: before anything trains
         config = load_config(list(config_files), [*overrides, *settings])
-        check_monitor_trains(config)
+        check_trains(config)
         return config
     except UserError as error:
         raise UserError(f"sweep point {point_name(values)}: {error}") from None

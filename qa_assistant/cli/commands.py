@@ -13,7 +13,14 @@ import shlex
 import sys
 from pathlib import Path
 
-from qa_assistant.config import Config, DecodingConfig, check_decoding_options, load_config, parse_override
+from qa_assistant.config import (
+    Config,
+    DecodingConfig,
+    answer_limit,
+    check_decoding_options,
+    load_config,
+    parse_override,
+)
 from qa_assistant.errors import UserError, closest
 from qa_assistant.layout import CONFIG_FILE, EXTRA_DIR, check_grounding, resolve_export, validate_name
 from qa_assistant.presets import check_installed
@@ -56,7 +63,8 @@ def precheck_ask(args: argparse.Namespace) -> None:
     if not options:
         return
     saved = export / EXTRA_DIR / CONFIG_FILE
-    if saved.is_file() and load_config([saved]).task.type not in ("generate", "lm"):
+    config = load_config([saved]) if saved.is_file() else None
+    if config is not None and config.task.type not in ("generate", "lm"):
         raise UserError(
             f"'{export}' takes no decoding options ({', '.join(sorted(options))}); only a generation export does"
         )
@@ -67,7 +75,7 @@ def precheck_ask(args: argparse.Namespace) -> None:
             f"unknown decoding option(s) {', '.join(unknown)}{closest(unknown[0], names)}; "
             f"expected any of: {', '.join(sorted(names))}"
         )
-    check_decoding_options(options)
+    check_decoding_options(options, None if config is None else answer_limit(config))
 
 
 WORD2VEC_OPTIONS = (

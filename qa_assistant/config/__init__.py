@@ -1,8 +1,9 @@
 """Typed run configuration: the schema (`schema.py`) and building it from YAML and overrides (`loading.py`)."""
 
 from qa_assistant.config.loading import (
+    answer_limit,
     check_decoding_options,
-    check_monitor_trains,
+    check_trains,
     from_dict,
     load_config,
     parse_override,
@@ -39,8 +40,9 @@ __all__ = [
     "TensorBoardConfig",
     "TextConfig",
     "TrainConfig",
+    "answer_limit",
     "check_decoding_options",
-    "check_monitor_trains",
+    "check_trains",
     "from_dict",
     "load_config",
     "parse_override",

@@ -90,16 +90,19 @@ def _check_monitor(config: Config) -> None:
         )
 
 
-def check_monitor_trains(config: Config) -> None:
-    """Refuses `train.monitor: val_accuracy` for a model that reports no such metric, before it trains.
+def check_trains(config: Config) -> None:
+    """Rules a config must meet before it trains, which a saved one need not meet to load.
 
-    Only classifiers report `accuracy` per epoch (`_OWN_ACCURACY` says what the
-    others report instead). Not a loading rule: runs and exports saved before
-    those metrics were renamed hold `val_accuracy` in their `config.yaml`, and
-    must still load to be evaluated, exported or indexed.
+    `train.monitor: val_accuracy` is refused for a model that reports no such
+    metric: only classifiers report `accuracy` per epoch (`_OWN_ACCURACY` says
+    what the others report instead). Decoding lengths may not pass the
+    decoder's `max_length`. Neither is a loading rule: runs and exports saved
+    before them hold such values in their `config.yaml` (the export clamps the
+    lengths), and must still load to be evaluated, exported or indexed.
 
     Raises:
-        UserError: naming what the task reports and the monitors that fit it.
+        UserError: naming what the task reports and the monitors that fit it,
+            or the decoder's limit.
     """
     kind = config.task.type
     if config.train.monitor == "val_accuracy" and kind != "classify":
@@ -107,6 +110,10 @@ def check_monitor_trains(config: Config) -> None:
             f"train.monitor val_accuracy: task.type {kind!r} reports its per-epoch accuracy as "
             f"{_OWN_ACCURACY[kind]}; expected {_MONITORS_OF[kind]}"
         )
+    longest = answer_limit(config)
+    if longest is not None:
+        _check_lengths(config.decoding.max_length, longest, "decoding.max_length", "decoder.max_length")
+        _check_lengths(config.decoding.min_length, longest, "decoding.min_length", "decoder.max_length")
 
 
 def _check_consistency(config: Config) -> None:
@@ -283,9 +290,16 @@ def parse_override(item: str, *, what: str = "override", form: str = "section.ke
     return key, value
 
 
-def check_decoding_options(options: dict[str, Any]) -> dict[str, Any]:
+def answer_limit(config: Config) -> int | None:
+    """The most tokens an encoder-decoder's answer may have (`decoder.max_length`), which no
+    decoding length may pass; `None` for other tasks."""
+    return config.decoder.max_length if config.task.type == "generate" else None
+
+
+def check_decoding_options(options: dict[str, Any], longest: int | None = None) -> dict[str, Any]:
     """Per-request decoding options (`qa-assistant ask --decoding`) checked as the config's
-    `decoding` section is: types, ranges and choices, and `min_length` not above `max_length`.
+    `decoding` section is: types, ranges and choices, `min_length` not above `max_length`,
+    and neither above `longest` (the export's `answer_limit`) when given.
 
     Names that are not `DecodingConfig` fields are passed through for the export's signature
     to judge (it names the options it takes).
@@ -304,6 +318,11 @@ def check_decoding_options(options: dict[str, Any]) -> dict[str, Any]:
     _check_lengths(
         checked.get("min_length"), checked.get("max_length"), "decoding option min_length", "max_length"
     )
+    if longest is not None:
+        for name in ("max_length", "min_length"):
+            _check_lengths(
+                checked.get(name), longest, f"decoding option {name}", "the model's decoder.max_length"
+            )
     return checked
 
 

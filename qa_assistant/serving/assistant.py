@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from qa_assistant.config import check_decoding_options
+from qa_assistant.config import answer_limit, check_decoding_options, load_config
 from qa_assistant.errors import UserError
-from qa_assistant.layout import resolve_export
+from qa_assistant.layout import CONFIG_FILE, EXTRA_DIR, resolve_export
 from qa_assistant.serving.savedmodel import INPUT_NAME, SIGNATURE, load_saved_model
 
 # The signature of a generation export that takes decoding options per request.
@@ -126,7 +126,10 @@ class Assistant:
             raise UserError(
                 f"unknown decoding option(s) {', '.join(unknown)}; expected any of: {', '.join(sorted(specs))}"
             )
-        options = check_decoding_options(options)
+        saved = self.path / EXTRA_DIR / CONFIG_FILE
+        options = check_decoding_options(
+            options, answer_limit(load_config([saved])) if saved.is_file() else None
+        )
         inputs = {}
         for name, spec in specs.items():
             # Left out: "" or -1, which the export reads as "keep the exported setting".

@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from qa_assistant.atomic import remove_stale, replacing, write_text
-from qa_assistant.config import Config, check_monitor_trains
+from qa_assistant.config import Config, check_trains
 from qa_assistant.data.dataset import QAData, load_qa_data
 from qa_assistant.data.split import FEW_VALIDATION_QUESTIONS, Splits, distinct_questions
 from qa_assistant.errors import UserError
@@ -118,7 +118,7 @@ def train_run(
             the first epoch has been saved.
     """
     run_dir = Path(output)
-    check_monitor_trains(config)
+    check_trains(config)
     get_encoder_builder(config.encoder.type)  # bad names fail before TensorFlow starts or data is read
     get_task(config)
     placement = make_placement(config.train.strategy)  # the first TensorFlow work: multi_worker needs that

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from qa_assistant.config import Config, check_monitor_trains, from_dict, load_config
+from qa_assistant.config import Config, check_decoding_options, check_trains, from_dict, load_config
 from qa_assistant.errors import UserError
 
 
@@ -121,11 +121,11 @@ def test_val_accuracy_is_a_classifiers_and_other_tasks_are_told_what_theirs_is(
     assert from_dict(yaml.safe_load(yaml.safe_dump(saved.to_dict()))).train.monitor == "val_accuracy"
     # ... but does not train.
     with pytest.raises(UserError) as error:
-        check_monitor_trains(saved)
+        check_trains(saved)
     assert named in str(error.value)
     assert instead in str(error.value)
-    check_monitor_trains(load_config([], [f"task.type={task}", "train.monitor=val_loss"]))
-    check_monitor_trains(load_config([], ["task.type=classify", "train.monitor=val_accuracy"]))
+    check_trains(load_config([], [f"task.type={task}", "train.monitor=val_loss"]))
+    check_trains(load_config([], ["task.type=classify", "train.monitor=val_accuracy"]))
 
 
 def test_a_minimum_answer_length_above_the_maximum_is_refused() -> None:
@@ -245,3 +245,30 @@ def test_a_language_model_has_no_head_learning_rate() -> None:
         load_config([], ["task.type=generate", "train.head_learning_rate=0.001"]).train.head_learning_rate
         == 0.001
     )
+
+
+@pytest.mark.parametrize("key", ["max_length", "min_length"])
+def test_decoding_lengths_past_the_decoders_are_refused_before_training(key: str) -> None:
+    saved = load_config([], ["task.type=generate", "decoder.max_length=48", f"decoding.{key}=49"])
+    assert (
+        getattr(from_dict(yaml.safe_load(yaml.safe_dump(saved.to_dict()))).decoding, key) == 49
+    )  # still loads
+    with pytest.raises(UserError, match=rf"decoding.{key} \(49\) is above decoder.max_length \(48\)"):
+        check_trains(saved)
+    check_trains(load_config([], ["task.type=generate", "decoder.max_length=48", f"decoding.{key}=48"]))
+
+
+def test_per_request_lengths_past_the_models_are_refused() -> None:
+    with pytest.raises(
+        UserError, match=r"decoding option min_length \(70\) is above the model's decoder.max_length"
+    ):
+        check_decoding_options({"min_length": 70}, longest=64)
+    with pytest.raises(UserError, match=r"decoding option max_length \(100\) is above"):
+        check_decoding_options({"max_length": 100}, longest=64)
+    assert check_decoding_options({"max_length": 64, "min_length": 3}, longest=64) == {
+        "max_length": 64,
+        "min_length": 3,
+    }
+    assert check_decoding_options({"max_length": 100}) == {
+        "max_length": 100
+    }  # no limit known: the export clamps

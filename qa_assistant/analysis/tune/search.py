@@ -38,7 +38,7 @@ from qa_assistant.analysis.tune.space import (
     trial_config,
     write_pool,
 )
-from qa_assistant.config import Config, check_monitor_trains, load_config
+from qa_assistant.config import Config, check_trains, load_config
 from qa_assistant.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def _starting_point(
     if confirm < 0:
         raise UserError(f"--confirm must be 0 or more; got {confirm}")
     base = load_config(list(config_files), list(overrides))
-    check_monitor_trains(base)  # every fold would refuse it
+    check_trains(base)  # every fold would refuse it
     space = dict(space) if space is not None else default_space(base)
     check_space(base, space, folds)
     identity = {
