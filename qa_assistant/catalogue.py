@@ -22,7 +22,7 @@ class Catalogue(Generic[T]):
     (['gru'], True)
     >>> encoders.get("gur")
     Traceback (most recent call last):
-    qa_assistant.errors.UserError: unknown encoder 'gur'; did you mean 'gru'?; expected one of: gru
+    qa_assistant.errors.UserError: unknown encoder 'gur' (did you mean 'gru'?); expected one of: gru
     """
 
     def __init__(self, what: str) -> None:

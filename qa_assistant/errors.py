@@ -16,11 +16,11 @@ class UserError(Exception):
 
 
 def closest(name: str, choices: list[str] | tuple[str, ...]) -> str:
-    """Returns a `; did you mean 'x'?` hint for a misspelled name, or ''."""
+    """Returns a ` (did you mean 'x'?)` hint for a misspelled name, or ''."""
     import difflib
 
     match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{match[0]}'?" if match else ""
+    return f" (did you mean '{match[0]}'?)" if match else ""
 
 
 EXIT_USER_ERROR = 2

@@ -186,7 +186,7 @@ def test_user_mistakes_are_reported_before_tensorflow_loads(tmp_path: Path) -> N
         ),
         (
             ["ask", "--model", "saved_models/gen", "--decoding", "temprature=0.5", "hi"],
-            "unknown decoding option(s) temprature; did you mean 'temperature'?",
+            "unknown decoding option(s) temprature (did you mean 'temperature'?)",
         ),
         (["ask", "--model", "saved_models/gen", "--decoding", "beam_width=0", "hi"], "beam_width"),
         (

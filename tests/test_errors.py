@@ -28,5 +28,5 @@ def test_run_script_lets_bugs_raise() -> None:
 
 
 def test_closest_suggests_only_near_names() -> None:
-    assert closest("gur", ["gru", "lstm"]) == "; did you mean 'gru'?"
+    assert closest("gur", ["gru", "lstm"]) == " (did you mean 'gru'?)"
     assert closest("xyz", ["gru", "lstm"]) == ""

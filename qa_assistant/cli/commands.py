@@ -152,9 +152,10 @@ def train_command(args: argparse.Namespace) -> int:
     # Retrieval's fallback and an LM's declining rule withhold answers; the baseline never does.
     if "coverage" in model_row and "coverage" not in keys:
         keys.append("coverage")
+    questions, rows = metrics.get("num_questions", "?"), metrics.get("num_test", "?")
     print(
-        f"\nTest metrics ({metrics.get('num_questions', '?')} distinct held-out questions, "
-        f"{metrics.get('num_test', '?')} rows):"
+        f"\nTest metrics ({questions} distinct held-out question{'' if questions == 1 else 's'}, "
+        f"{rows} row{'' if rows == 1 else 's'}):"
     )
     print(format_table({_model_label(config): model_row, "TF-IDF baseline": baseline_row}, keys))
     print(f"\nrun directory:   {result.run_dir}")

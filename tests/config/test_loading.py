@@ -38,7 +38,7 @@ def test_exponent_without_a_dot_is_a_number(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("encoder.unit=3", "unknown config key 'encoder.unit' in section 'encoder'; did you mean 'units'?"),
+        ("encoder.unit=3", "unknown config key 'encoder.unit' in section 'encoder' (did you mean 'units'?)"),
         ("nosuch.key=1", "unknown config key 'nosuch'"),
         ("encoder.units=-3", "config key 'encoder.units' must be at least 1; got -3"),
         ("train.batch_size=0", "config key 'train.batch_size' must be at least 1; got 0"),
@@ -65,11 +65,11 @@ def test_exponent_without_a_dot_is_a_number(tmp_path: Path) -> None:
         ("text.tokenizer=bpe", "expected one of: word, wordpiece"),
         (
             "encoder.type=gur",
-            "config key 'encoder.type' got 'gur'; did you mean 'gru'?; "
+            "config key 'encoder.type' got 'gur' (did you mean 'gru'?); "
             "expected one of: gru, lstm, cnn, transformer, pretrained",
         ),
         ("decoder.type=cnn", "config key 'decoder.type' got 'cnn'; expected one of: gru, lstm, transformer"),
-        ("task.type=retrieval", "config key 'task.type' got 'retrieval'; did you mean 'retrieve'?"),
+        ("task.type=retrieval", "config key 'task.type' got 'retrieval' (did you mean 'retrieve'?)"),
         ("task.loss=hinge", "expected one of: softmax, symmetric, sigmoid"),
         ("task.temperature=0", "must be greater than 0"),
         ("decoder.attention=dot", "expected one of: bahdanau, luong, none"),

@@ -216,7 +216,7 @@ def test_200k_rows_load_clean_and_split(tmp_path: Path) -> None:
         (
             {},
             ["train.epoch=3"],
-            "unknown config key 'train.epoch' in section 'train'; did you mean 'epochs'?",
+            "unknown config key 'train.epoch' in section 'train' (did you mean 'epochs'?)",
         ),
         ({}, ["data.test_fraction=0.5", "data.validation_fraction=0.5"], "must be below 1"),
     ],

@@ -146,7 +146,7 @@ def test_attention_ignores_padding_and_round_trips(layer_class: type) -> None:
 def test_unknown_decoder_and_bad_widths_are_user_errors() -> None:
     embedding = EmbeddingConfig(dim=4)
     with pytest.raises(
-        UserError, match="unknown decoder 'gur'; did you mean 'gru'\\?; expected one of: gru, lstm"
+        UserError, match="unknown decoder 'gur' \\(did you mean 'gru'\\?\\); expected one of: gru, lstm"
     ):
         build_decoder(DecoderConfig(type="gur"), EncoderConfig(), 10, embedding)
     assert set(decoder_names()) == {"gru", "lstm", "transformer"}

@@ -42,7 +42,7 @@ def test_embedding_initialisation_and_freezing() -> None:
 def test_unknown_encoder_lists_known_ones() -> None:
     with pytest.raises(
         UserError,
-        match="unknown encoder 'gur'; did you mean 'gru'\\?; expected one of: cnn, gru, lstm, pretrained, transformer",
+        match="unknown encoder 'gur' \\(did you mean 'gru'\\?\\); expected one of: cnn, gru, lstm, pretrained, transformer",
     ):
         build_encoder(EncoderConfig(type="gur"), 20, EmbeddingConfig(dim=4))
     assert {"gru", "lstm"} <= set(encoder_names())

@@ -803,3 +803,21 @@ def test_evaluate_counts_answers_written_with_other_spacing_as_the_models(
     for model in (trained, exported):
         expected = evaluate_path(model, str(trained / "data" / "test.jsonl"))
         assert evaluate_path(model, str(tmp_path / "respaced.jsonl")) == expected
+
+
+def test_the_fallback_reason_names_the_rank_as_an_ordinal() -> None:
+    from qa_assistant.tasks.retrieval.task import _ordinal
+
+    assert [_ordinal(rank) for rank in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
+        "",
+        "2nd ",
+        "3rd ",
+        "4th ",
+        "11th ",
+        "12th ",
+        "13th ",
+        "21st ",
+        "22nd ",
+        "101st ",
+        "111th ",
+    ]

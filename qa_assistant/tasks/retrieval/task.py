@@ -568,7 +568,19 @@ def _with_off_topic_threshold(
             f"{reason}; above the off-topic threshold {choice.threshold:.4f} (task.decline_keep)",
         )
     return choice.threshold, (
-        f"falls back on off-topic requests: below the {choice.rank}. lowest of the {choice.questions} validation "
+        f"falls back on off-topic requests: below the {_ordinal(choice.rank)}lowest of the {choice.questions} validation "
         f"questions' scores, at least {choice.guaranteed_keep:.1%} of in-domain requests answered "
         f"(task.decline_keep {keep}); the right-or-wrong calibration: {reason}"
     )
+
+
+def _ordinal(rank: int) -> str:
+    """The rank before "lowest" in the fallback's reason: nothing for the lowest itself.
+
+    >>> [_ordinal(rank) for rank in (1, 2, 3, 5, 11, 22)]
+    ['', '2nd ', '3rd ', '5th ', '11th ', '22nd ']
+    """
+    if rank == 1:
+        return ""
+    suffix = "th" if 10 <= rank % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(rank % 10, "th")
+    return f"{rank}{suffix} "
