@@ -687,3 +687,15 @@ def test_a_kept_epoch_chosen_on_a_tiny_validation_split_is_warned_of_without_ear
     (message,) = [r.getMessage() for r in caplog.records if "the epoch this run keeps" in r.getMessage()]
     assert "when it stops early" not in message
     assert "train.monitor_from_epoch=E" in message
+
+
+def test_best_yaml_says_the_check_was_skipped_when_the_start_is_best_too() -> None:
+    from qa_assistant.analysis.tune.outputs import TrialRecord, _choice_lines
+
+    start = TrialRecord(0, "trial-0", {}, "complete", [0.8, 0.8], 10.0)
+    other = TrialRecord(1, "trial-1", {}, "complete", [0.7, 0.7], 10.0)
+    (best_line, skipped) = _choice_lines(start, start, [], False, (0, 3), 43)
+    assert best_line.startswith("# Best: trial 0")
+    assert "scoring the search's best trials again would take over a third of the budget" in skipped
+    assert "the best trial and the starting config" in _choice_lines(other, start, [], False, (0, 3), 43)[1]
+    assert _choice_lines(start, start, [], False, (0, 0), 43) == [best_line]  # --confirm 0 asked for no check

@@ -282,10 +282,11 @@ def _choice_lines(
             "# Chosen on the search's scores alone: the second partition did not finish "
             "(rerun the same command to finish it)."
         )
-    elif requested > 0 and scored == 0 and len(candidates) == 0 and best is not starting:
+    elif requested > 0 and scored == 0 and len(candidates) == 0:
+        which = "the search's best trials" if best is starting else "the best trial and the starting config"
         lines.append(
-            "# Chosen on the search's scores alone: scoring the best trial and the starting config "
-            "again would take over a third of the budget (a larger --budget checks them)."
+            f"# Chosen on the search's scores alone: scoring {which} again would take over a third "
+            "of the budget (a larger --budget checks them)."
         )
     return lines
 
