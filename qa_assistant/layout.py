@@ -64,6 +64,9 @@ CACHE_ENV = "QA_ASSISTANT_CACHE"
 # The export.
 SAVED_MODEL_FILE = "saved_model.pb"
 EXTRA_DIR = "assets.extra"
+INDEX_FILE = (
+    "index.json"  # in EXTRA_DIR of a version `qa-assistant index` made: what it added, from which files
+)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 

@@ -43,6 +43,7 @@ from qa_assistant.errors import UserError
 from qa_assistant.layout import (
     CONFIG_FILE,
     EXTRA_DIR,
+    INDEX_FILE,
     LABELS_FILE,
     MANIFEST_FILE,
     PREPROCESSOR_DIR,
@@ -102,9 +103,39 @@ def export_run(
     def stage(staging: Path) -> None:
         _stage(task, model, staging, run_dir, name, config.export.top_k, parity_questions)
 
+    indexed = _indexed_newest(model_dir, run_dir)
     version_dir = publish(model_dir, stage, "export")
     log.info("exported %s -> %s", run_dir, version_dir)
+    if indexed is not None:
+        newest, records = indexed
+        log.warning(
+            "%s also held %d answer(s) that qa-assistant index added from %s; %s has the run's own bank "
+            "and TF Serving now serves it: add them again with qa-assistant index --model %s --answers FILE "
+            "--name %s",
+            newest,
+            sum(int(r.get("added_answers", 0)) for r in records),
+            ", ".join(sorted({str(r.get("file")) for r in records})),
+            version_dir,
+            version_dir,
+            name,
+        )
     return version_dir
+
+
+def _indexed_newest(model_dir: Path, run_dir: Path) -> tuple[Path, list[dict[str, Any]]] | None:
+    """The newest version of `model_dir` and its `index` records when `qa-assistant index` grew
+    it from an export of `run_dir` (a new export of the run leaves those answers out), else `None`."""
+    versions = export_versions(model_dir)
+    if not versions:
+        return None
+    newest = model_dir / str(versions[-1])
+    try:
+        records = json.loads((newest / EXTRA_DIR / INDEX_FILE).read_text(encoding="utf-8"))
+        manifest = json.loads((newest / EXTRA_DIR / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # not an index, or unreadable: nothing to say
+        return None
+    same_run = manifest.get("run_dir") == str(run_dir.resolve())
+    return (newest, records) if same_run and isinstance(records, list) and records else None
 
 
 def current_export(run_dir: str | Path, name: str, saved_models: str | Path = "saved_models") -> Path | None:

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from qa_assistant.data.prepare import clean_strings, settle_forms
 from qa_assistant.errors import UserError
-from qa_assistant.layout import EXTRA_DIR, model_directory, resolve_export
+from qa_assistant.layout import EXTRA_DIR, INDEX_FILE, model_directory, resolve_export
 from qa_assistant.serving.evaluate import export_config, read_model_pairs
 from qa_assistant.serving.export import HOSTILE_QUESTIONS, check_parity, publish, replay_warmup
 from qa_assistant.serving.savedmodel import INPUT_NAME, SIGNATURE, load_signature
@@ -161,7 +161,7 @@ def _copy_extra(
     if (extra / WARMUP_FILE).is_file():
         rename_warmup(extra / WARMUP_FILE, name)  # `--name` may serve the copy under another name
     extra.mkdir(parents=True, exist_ok=True)
-    history = extra / "index.json"
+    history = extra / INDEX_FILE
     records = json.loads(history.read_text(encoding="utf-8")) if history.is_file() else []
     records.append(
         {
