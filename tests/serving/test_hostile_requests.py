@@ -108,15 +108,16 @@ def test_any_batch_of_text_or_bytes_gets_valid_answers(serve, labels: set[bytes]
     assert_valid(call(serve, questions), len(questions), labels)
 
 
-@pytest.mark.parametrize("encoder", ["cnn", "lstm", "transformer"])
-def test_every_classifier_encoder_answers_an_empty_batch_and_an_empty_request(
-    encoder: str, faq_csv: Path, tmp_path: Path
+def test_a_cnn_classifier_export_answers_an_empty_batch_and_an_empty_request(
+    faq_csv: Path, tmp_path: Path
 ) -> None:
+    """TensorFlow's convolution given no rows returned its input's shape, which the class head
+    could not take (every classifier's serving function pads the batch for it)."""
     from qa_assistant.training.runner import train_run
     from tests.helpers import tiny_config
 
-    # Widths unlike the word vectors': a convolution given no rows returned its input's shape.
-    config = tiny_config(f"encoder.type={encoder}", "encoder.units=12", train=faq_csv)
+    # Filters unlike the word vectors in number, or the wrong shape would pass unseen.
+    config = tiny_config("encoder.type=cnn", "encoder.units=12", train=faq_csv)
     run = train_run(config, tmp_path / "run").run_dir
     serve = load_signature(export_run(run, "faq", tmp_path / "saved_models"))
     out = call(serve, [])

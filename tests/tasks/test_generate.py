@@ -331,9 +331,13 @@ def test_assistant_passes_decoding_options(exported: Path) -> None:
     assert short.extra["finished"] is False
     # Requests cannot go past the trained answer length or hold unbounded beams: the export
     # clamps what a TF Serving client sends, and the Python API refuses it first.
-    assert bot.ask("what is your delivery?", max_length=10_000).extra["length"] <= 16
     inputs = {**bot.check_options({"strategy": "beam"}), "beam_width": tf.constant(100_000)}
     assert bot.signature("generate")(question=tf.constant(["hi"]), **inputs)["top_k_answers"].shape[1] == 64
+    inputs = {**bot.check_options({}), "max_length": tf.constant(10_000)}
+    assert (
+        bot.signature("generate")(question=tf.constant(["what is your delivery?"]), **inputs)["length"][0]
+        <= 16
+    )
     refused = [
         ({"beams": 3}, "unknown decoding option\\(s\\) beams; expected any of: beam_width"),
         ({"strategy": "nucleus"}, "decoding option 'strategy' got 'nucleus'; expected one of: greedy, beam"),
@@ -350,6 +354,10 @@ def test_assistant_passes_decoding_options(exported: Path) -> None:
         (
             {"min_length": 10, "max_length": 5},
             "decoding option min_length \\(10\\) is above max_length \\(5\\); expected at most 5",
+        ),
+        (
+            {"max_length": 10_000},
+            "decoding option max_length \\(10000\\) is above the model's decoder.max_length \\(16\\)",
         ),
     ]
     for options, message in refused:

@@ -823,11 +823,14 @@ def test_the_fallback_reason_names_the_rank_as_an_ordinal() -> None:
     ]
 
 
+@pytest.mark.large  # two exports and an index (60-80 s); CI runs it after the default suite (.ci/run)
 def test_exporting_a_run_again_after_index_says_which_answers_it_leaves_out(
     trained: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     root = tmp_path / "saved_models"
-    first = export_run(trained, "faq", root)
+    with caplog.at_level("WARNING", logger="qa_assistant.serving.export"):
+        first = export_run(trained, "faq", root)
+    assert not [r for r in caplog.records if "qa-assistant index added" in r.getMessage()]
     (tmp_path / "new.csv").write_text("question,answer\nwhen is lunch?,Lunch is at noon.\n")
     index_answers(first, str(tmp_path / "new.csv"), "faq", root)
     with caplog.at_level("WARNING", logger="qa_assistant.serving.export"):
@@ -836,7 +839,3 @@ def test_exporting_a_run_again_after_index_says_which_answers_it_leaves_out(
     (message,) = [r.getMessage() for r in caplog.records if "qa-assistant index added" in r.getMessage()]
     assert f"{root / 'faq' / '2'} also held 1 answer(s)" in message
     assert "new.csv" in message
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="qa_assistant.serving.export"):
-        export_run(trained, "faq", root)  # the newest is now a plain export: nothing to say
-    assert not [r for r in caplog.records if "qa-assistant index added" in r.getMessage()]
