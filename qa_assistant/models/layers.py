@@ -45,7 +45,9 @@ class MaskedPooling(keras.layers.Layer):
             total = ops.sum(inputs * mask, axis=1)
             return total / ops.maximum(ops.sum(mask, axis=1), 1.0)
         lowest = ops.cast(-1e9, inputs.dtype)
-        return ops.max(ops.where(mask > 0, inputs, lowest), axis=1)
+        pooled = ops.max(ops.where(mask > 0, inputs, lowest), axis=1, initial=lowest)  # initial: a batch of 0
+        # A row with no real token (an empty request) pools to zeros, as its mean does.
+        return ops.where(ops.sum(mask, axis=1) > 0, pooled, ops.zeros_like(pooled))
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> None:
         return None
@@ -55,6 +57,23 @@ class MaskedPooling(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="qa_assistant")
+class CutSpare(keras.layers.Layer):
+    """`inputs[:-1, :-1]`: removes the spare last row and position that were padded onto a
+    `[batch, length, ...]` tensor (`encoders/cnn.py`).
+
+    >>> import numpy as np
+    >>> CutSpare()(np.zeros((3, 5, 2))).shape
+    TensorShape([2, 4, 2])
+    """
+
+    def call(self, inputs: Any) -> Any:
+        return inputs[:-1, :-1]
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (None, None, *input_shape[2:])
 
 
 class AnswerDecoder(keras.layers.Layer):

@@ -74,3 +74,14 @@ def test_the_shipped_cnn_classifier_learns_topics_that_a_bag_of_words_gets(tmp_p
     config = load_config([shipped], [*sizes, f"data.train={data}", "tensorboard.confusion_classes=0"])
     metrics = train_run(config, tmp_path / "run").metrics
     assert metrics["accuracy"] >= 0.9, metrics  # one keyword decides; chance is 0.25
+
+
+def test_a_batch_of_no_rows_or_no_tokens_encodes() -> None:
+    """TensorFlow's convolution returns its input's shape for such batches; the encoder pads a
+    spare row and position around it. An empty text pools to zeros."""
+    encoder = cnn(kernel_sizes="2,3")
+    for shape in [(0, 0), (0, 6), (2, 0)]:
+        out = encoder(np.zeros(shape, dtype="int32"))
+        assert out["sequence_output"].shape == (*shape, 10)
+        assert out["pooled_output"].shape == (shape[0], 10)
+    assert not np.asarray(encoder(np.zeros((2, 4), dtype="int32"))["pooled_output"]).any()

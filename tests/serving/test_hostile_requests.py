@@ -112,7 +112,7 @@ def test_a_cnn_classifier_export_answers_an_empty_batch_and_an_empty_request(
     faq_csv: Path, tmp_path: Path
 ) -> None:
     """TensorFlow's convolution given no rows returned its input's shape, which the class head
-    could not take (every classifier's serving function pads the batch for it)."""
+    could not take (the CNN encoder pads the batch with a spare row and position for it)."""
     from qa_assistant.training.runner import train_run
     from tests.helpers import tiny_config
 
@@ -123,3 +123,4 @@ def test_a_cnn_classifier_export_answers_an_empty_batch_and_an_empty_request(
     out = call(serve, [])
     assert {k: v.shape[0] for k, v in out.items()} == dict.fromkeys(out, 0)
     assert call(serve, ["", "when do you open?"])["answer"].shape == (2,)
+    assert call(serve, [""])["answer"].shape == (1,)  # a batch with no tokens at all

@@ -24,7 +24,7 @@ from qa_assistant.models.encoders.registry import (
     resolve_pooling,
     token_embedding,
 )
-from qa_assistant.models.layers import MaskedPooling
+from qa_assistant.models.layers import CutSpare, MaskedPooling
 
 
 @register_encoder("cnn")
@@ -47,11 +47,16 @@ def build_cnn(
     x = keras.layers.Multiply(name="zero_padding")(
         [x, keras.ops.expand_dims(keras.ops.cast(mask, x.dtype), -1)]
     )
+    # One spare zero row and position, cut off again: TensorFlow's convolution given a batch of
+    # no rows or no tokens returns its input's shape (a request batch may be empty, and a batch
+    # of empty requests has no tokens). A zero position is what "same" padding adds anyway.
+    x = keras.ops.pad(x, [[0, 1], [0, 1], [0, 0]])
     maps = [
         keras.layers.Conv1D(config.units, width, padding="same", activation="relu", name=f"conv_{width}")(x)
         for width in widths
     ]
     sequence = maps[0] if len(maps) == 1 else keras.layers.Concatenate(name="feature_maps")(maps)
+    sequence = CutSpare(name="cut_spare")(sequence)
     pooled = MaskedPooling(pooling, name="pooled")(sequence, padding_mask=mask)
     outputs = {"sequence_output": sequence, "pooled_output": pooled, "padding_mask": mask}
     return finish_encoder(token_ids, outputs, config)
