@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from qa_assistant.config import TextConfig
-from qa_assistant.text.cleaning import clean_text
+from qa_assistant.text.cleaning import clean_text, one_line
 
 log = logging.getLogger(__name__)
 
@@ -76,22 +75,26 @@ def _short(values: pd.Series) -> pd.Series:
 
 def clean_strings(values: list[str], text: TextConfig, *, for_display: bool = False) -> list[str]:
     """Runs `clean_text` over a Python list in chunks; returns Python strings."""
-    return _clean_in_chunks(
-        values,
-        lowercase=text.lowercase and not for_display,
-        normalize=text.normalize,
-        strip_html=text.strip_html,
-        max_chars=None if for_display else text.max_chars,
-        lines=for_display,
-    )
+    out: list[str] = []
+    for start in range(0, len(values), _CHUNK):
+        cleaned = clean_text(
+            values[start : start + _CHUNK],
+            lowercase=text.lowercase and not for_display,
+            normalize=text.normalize,
+            strip_html=text.strip_html,
+            max_chars=None if for_display else text.max_chars,
+            lines=for_display,
+        )
+        out.extend(v.decode("utf-8") for v in np.asarray(cleaned.numpy()).reshape(-1))
+    return out
 
 
 def settle_forms(values: list[str], text: TextConfig, known: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Each display text as the first one, from `known` then `values`, with the same one-line form.
 
-    The one-line form is the text cleaned as a model reads it, but not
-    lower-cased: whitespace collapsed, NFKC-normalised (`text.normalize`). So
-    answers that differ only in spacing, line breaks or compatibility
+    The one-line form is `text.cleaning.one_line` (NFKC as `text.normalize`
+    says, whitespace collapsed, case kept), the form metrics compare answers
+    in. So answers that differ only in spacing, line breaks or compatibility
     characters count as one answer, shown as it was first written; `known`
     (a model's answers) wins, so an export made before answers kept their
     lines still finds its own answers in a file.
@@ -103,19 +106,11 @@ def settle_forms(values: list[str], text: TextConfig, known: list[str] | tuple[s
     ['A\\nb', 'A\\nb', 'c']
     """
     every = [*known, *values]
-    keys = _clean_in_chunks(every, lowercase=False, normalize=text.normalize, strip_html=False)
+    keys = [one_line(value, text.normalize) for value in every]
     first: dict[str, str] = {}
     for key, value in zip(keys, every, strict=True):
         first.setdefault(key, value)
     return [first[key] for key in keys[len(known) :]]
-
-
-def _clean_in_chunks(values: list[str], **options: Any) -> list[str]:
-    out: list[str] = []
-    for start in range(0, len(values), _CHUNK):
-        cleaned = clean_text(values[start : start + _CHUNK], **options)
-        out.extend(v.decode("utf-8") for v in np.asarray(cleaned.numpy()).reshape(-1))
-    return out
 
 
 def clean_pairs(

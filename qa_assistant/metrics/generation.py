@@ -30,6 +30,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from qa_assistant.text.cleaning import one_line
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -130,7 +132,13 @@ def rouge_l_scores(references: Sequence[Sequence[str]], predictions: Sequence[st
 def text_metrics(
     references: Sequence[Sequence[str]], predictions: Sequence[str], *, with_signature: bool = False
 ) -> dict[str, Any]:
-    """`bleu`, `rouge_l` and `exact_match` of one prediction per question (and `bleu_signature`)."""
+    """`bleu`, `rouge_l` and `exact_match` of one prediction per question (and `bleu_signature`).
+
+    Both sides are compared as `one_line` texts: a generator writes one line, and an answer
+    that keeps its lines or its `10³` is still the answer it generated.
+    """
+    references = [[one_line(r) for r in refs] for refs in references]
+    predictions = [one_line(p) for p in predictions]
     bleu, signature = _bleu(references, predictions)
     metrics: dict[str, Any] = {
         "bleu": bleu,

@@ -33,6 +33,7 @@ from qa_assistant.metrics.ranking import (
 )
 from qa_assistant.personalization.transfer import Remap, index_map
 from qa_assistant.tasks.base import Task
+from qa_assistant.text.cleaning import one_line
 from qa_assistant.text.tokenizer_factory import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,11 @@ class ClassificationTask(Task):
         remaps = super().weight_remaps(model)
         base_labels = self.init_source.labels if self.init_source is not None else None
         if base_labels is not None:
-            index = index_map(self.labels, base_labels)
+            # A base trained before answers kept their lines holds their one-line forms.
+            normalize = self.config.text.normalize
+            index = index_map(
+                [one_line(a, normalize) for a in self.labels], [one_line(a, normalize) for a in base_labels]
+            )
             log.info(
                 "class head: %d of %d answers kept from the base model, %d new",
                 int((index >= 0).sum()),

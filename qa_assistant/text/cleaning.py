@@ -7,8 +7,9 @@ steps, in order:
 1. invalid UTF-8 byte sequences become U+FFFD; input is cut at `max_chars`;
 2. HTML tags are removed and character entities decoded (named entities from
    a fixed table, decimal and hexadecimal numeric entities in general). A tag
-   is an HTML element's (`<p>`, `</a>`, `<br/>`, `<img src=...>`), a comment or
-   a doctype: `x < 5 and y > 3`, `List<T>` and `<MyComponent />` are text;
+   is an HTML element's (`<p>`, `</a>`, `<BR>`, `<img src=...>`, Word's `<o:p>`,
+   a custom `<my-widget>`), a comment, a doctype or `<?xml ...?>`: `x < 5 and
+   y > 3`, `List<T>` and `<MyComponent />` are text (see `_ELEMENTS`);
 3. Unicode NFKC normalisation (`normalize="nfkc"`, via tensorflow-text);
 4. control and format characters become spaces;
 5. optional lower-casing (Unicode-aware);
@@ -19,12 +20,13 @@ what a reader sees: NFC instead of NFKC (`10³ m²` stays, where NFKC gives
 `103 m2`), line breaks (any kind becomes `\n`; at most one blank line in a
 row) and the spaces and tabs inside lines, so that a code answer keeps its
 indentation; runs of spaces after a line's first word become one space, and
-spaces that end a line or the text go.
+spaces that end a line or the text go, as do the tags that start or end a line.
 """
 
 from __future__ import annotations
 
 import html.entities
+import unicodedata
 
 import tensorflow as tf
 
@@ -33,10 +35,15 @@ import tensorflow as tf
 _ENTITY_NAMES: tuple[str, ...] = tuple(name[:-1] for name in html.entities.html5 if name.endswith(";"))
 _ENTITY_TEXTS: tuple[str, ...] = tuple(html.entities.html5[f"{name};"] for name in _ENTITY_NAMES)
 
+# Unicode categories `one_line` reads as spaces: control, format, surrogate, private use, separators.
+_BLANKS = frozenset({"Cc", "Cf", "Cs", "Co", "Zs", "Zl", "Zp"})
+
 # A private marker that cannot survive step 1 in real text: a NUL byte.
 _MARK = "\x00"
 
-# HTML's element names (current and the common obsolete ones): a tag must name one.
+# HTML's element names (current and the common obsolete ones): a tag must name one, written
+# in lower case or, as old pages do, in capitals (a single capital only for B and P, and
+# A with attributes): `List<T>`, `impl<S>`, `sum<I>`, `<Button onClick=...>` and `List<Map>` stay text.
 _ELEMENTS = (
     "a|abbr|acronym|address|area|article|aside|audio|b|base|basefont|bdi|bdo|big|blockquote|body|br|"
     "button|canvas|caption|center|cite|code|col|colgroup|data|datalist|dd|del|details|dfn|dialog|dir|"
@@ -46,7 +53,15 @@ _ELEMENTS = (
     "script|section|select|small|source|span|strike|strong|style|sub|summary|sup|svg|table|tbody|td|"
     "template|textarea|tfoot|th|thead|time|title|tr|track|tt|u|ul|var|video|wbr"
 )
-_TAG = rf"(?is)<!--.*?-->|<!doctype[^<>]*>|</?(?:{_ELEMENTS})(?:[\s/][^<>]*)?>"
+_CAPITALS = "|".join(name.upper() for name in _ELEMENTS.split("|") if len(name) > 1) + "|[BP]"
+# Namespaced (Word's `<o:p>`) and custom (`<my-widget>`) elements count too.
+_NAMES = rf"{_ELEMENTS}|{_CAPITALS}|[a-z][a-z0-9]*[:-][a-z0-9:.-]*"
+_TAG = (
+    rf"<!--(?s:.*?)-->|<!(?i:doctype)[^<>]*>|<\?[^<>]*\?>"
+    rf"|</?(?:{_NAMES})(?:[\s/][^<>]*)?>|<A\s[^<>]*>|</A>"
+)
+# Where a tag was, until step 6: a control character, which no text keeps past step 1.
+_TAG_MARK = "\x01"
 
 
 def clean_text(
@@ -84,11 +99,15 @@ def clean_text(
     )
     if max_chars is not None:
         x = tf.strings.substr(x, 0, max_chars, unit="UTF8_CHAR")
-    # NUL is our entity marker below; it is a control character, so dropping
-    # it first changes nothing in the output.
-    x = tf.strings.regex_replace(x, _MARK, " ")
+    # NUL and U+0001 are our entity and tag markers below; they are control characters, so
+    # dropping them first changes nothing in the output.
+    x = tf.strings.regex_replace(x, f"[{_MARK}{_TAG_MARK}]", " ")
     if strip_html:
-        x = tf.strings.regex_replace(x, _TAG, " ")
+        x = tf.strings.regex_replace(x, _TAG, _TAG_MARK)
+        if lines:  # a tag that starts or ends a line leaves no space (nor the source's indentation)
+            x = tf.strings.regex_replace(x, rf"(^|\n)[ \t]*{_TAG_MARK}[{_TAG_MARK} \t]*", r"\1")
+            x = tf.strings.regex_replace(x, rf"[ \t]*{_TAG_MARK}[{_TAG_MARK} \t]*(\n|$)", r"\1")
+        x = tf.strings.regex_replace(x, f"{_TAG_MARK}+", " ")
         x = _decode_entities(x)
     if normalize == "nfkc":
         import tensorflow_text as tf_text  # deferred: start-up time
@@ -112,6 +131,20 @@ def clean_text(
     else:
         x = tf.strings.regex_replace(x, r"[\s\p{Z}]+", " ")
     return tf.strings.strip(x)
+
+
+def one_line(text: str, normalize: str = "nfkc") -> str:
+    """`text` as answers are compared: NFKC (`normalize`), control and format characters as
+    spaces, whitespace collapsed; case kept. Two answers with the same `one_line` are one
+    answer written two ways (spacing, line breaks, `10³` / `103`).
+
+    >>> one_line("10³  m²\\n  per\\u200byear ")
+    '103 m2 per year'
+    """
+    if normalize == "nfkc":
+        text = unicodedata.normalize("NFKC", text)
+    text = "".join(" " if unicodedata.category(c) in _BLANKS else c for c in text)
+    return " ".join(text.split())
 
 
 def _decode_entities(x: tf.Tensor) -> tf.Tensor:

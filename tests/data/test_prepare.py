@@ -145,3 +145,10 @@ def test_a_test_file_answer_written_with_other_spacing_is_the_training_answer(tm
         tiny_config("task.type=retrieve", train=tmp_path / "train.csv", test=tmp_path / "test.csv")
     )
     assert data.splits.test["answer"].tolist() == [answer]
+
+
+def test_an_older_models_one_line_answer_is_the_answer_written_with_lines_and_superscripts() -> None:
+    # Exports made before answers kept their lines hold NFKC, one-line forms.
+    assert settle_forms(
+        ["The tank holds 10³ m²,\nfull."], TextConfig(), known=["The tank holds 103 m2, full."]
+    ) == ["The tank holds 103 m2, full."]

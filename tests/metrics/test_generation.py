@@ -15,6 +15,7 @@ from qa_assistant.metrics.generation import (
     likelihood_metrics,
     masked_loss,
     rouge_l,
+    text_metrics,
 )
 
 TARGETS = np.array([[3, 2, 0, 0]])
@@ -204,3 +205,13 @@ def test_the_generation_tasks_headline_metrics_are_what_their_evaluation_reports
         assert set(task.headline_metrics) <= set(metrics), task.__name__
         assert not lower_is_better(task.headline_metrics[0])  # the objective tune maximises
     assert lower_is_better("perplexity")
+
+
+def test_a_one_line_answer_matches_a_reference_that_keeps_its_lines_and_characters() -> None:
+    """A generator writes one line; the data keep answers as written (lines, `10³`)."""
+    references = [["Open 9 to 5.\nClosed on Sundays."], ["The tank holds 10³ litres."]]
+    predictions = ["Open 9 to 5. Closed on Sundays.", "The tank holds 103 litres."]
+    metrics = text_metrics(references, predictions)
+    assert metrics["exact_match"] == 1.0
+    assert metrics["rouge_l"] == pytest.approx(1.0)
+    assert metrics["bleu"] == pytest.approx(1.0)

@@ -236,3 +236,23 @@ def test_an_unfinished_base_run_is_refused(tiny_run: Path, tmp_path: Path) -> No
     (base / "metrics.json").unlink()
     with pytest.raises(UserError, match="is an unfinished run"):
         open_init_source(str(base))
+
+
+def test_an_answer_the_base_wrote_on_one_line_keeps_its_column(tiny_run: Path, tmp_path: Path) -> None:
+    """Runs made before answers kept their lines hold one-line labels; the user's file may
+    write the same answer over two lines."""
+    base_labels = json.loads((tiny_run / "labels.json").read_text())
+    known = base_labels[0]
+    assert " " in known
+    rows = [{"question": q, "answer": known.replace(" ", "\n", 1)} for q in MINE]
+    rows += [{"question": q, "answer": GYM} for q in MINE]
+    path = tmp_path / "mine.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    base = {v.path: v.numpy() for v in load_keras_model(tiny_run / "model.keras").weights}
+    task, model = prepared([], tiny_run, path)
+    initialize(task, model, tmp_path)
+    column = next(i for i, label in enumerate(task.labels) if label != GYM)
+    assert task.labels[column] != known  # written as the user's file writes it ...
+    np.testing.assert_array_equal(  # ... and still the base's answer
+        model.get_layer("answer_logits").kernel.numpy()[:, column], base["answer_logits/kernel"][:, 0]
+    )

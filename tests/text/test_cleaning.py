@@ -121,3 +121,24 @@ def test_lines_output_is_shown_text_without_stray_whitespace(raw: str) -> None:
     assert not any(line != line.rstrip() for line in out.split("\n"))
     assert not any(unicodedata.category(c) in ("Cc", "Cf", "Cs") and c not in "\n\t" for c in out)
     assert out == unicodedata.normalize("NFC", out)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("impl<S> Foo for Bar<S>, fn sum<I>(x: I)", "impl<S> Foo for Bar<S>, fn sum<I>(x: I)"),
+        (
+            "List<Map> <Button onClick={f}>Go</Button> <Input/>",
+            "List<Map> <Button onClick={f}>Go</Button> <Input/>",
+        ),
+        ("<P>Old</P><BR><B>bold</B> <A HREF='x'>link</A>", "Old bold link"),
+        ("<o:p></o:p>Text<?xml version='1.0'?> <my-widget a=1>w</my-widget>", "Text w"),
+    ],
+)
+def test_code_keeps_its_angle_brackets_and_old_or_namespaced_html_goes(raw: str, expected: str) -> None:
+    assert clean(raw, lowercase=False) == expected
+
+
+def test_tags_that_start_or_end_a_line_leave_no_indentation() -> None:
+    html = "<ul>\n  <li>Open 9 to 5</li>\n  <li>Closed on Sundays</li>\n</ul>\n<p>One</p>\n<p>Two</p>"
+    assert clean(html, lowercase=False, lines=True) == "Open 9 to 5\nClosed on Sundays\n\nOne\nTwo"

@@ -63,6 +63,7 @@ from qa_assistant.tasks.lm.memory import check_memory
 from qa_assistant.tasks.lm.prompt import ChatPrompt
 from qa_assistant.tasks.lm.quoting import calibrate
 from qa_assistant.tasks.retrieval.bank import questions_needed
+from qa_assistant.text.cleaning import one_line
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +231,10 @@ class LanguageModelTask(GenerationTask):
         for start in range(0, len(questions), _PROMPT_BATCH):
             found, _ = self.retriever.retrieve(tf.constant(questions[start : start + _PROMPT_BATCH]), k + 1)
             for texts, gold in zip(found.numpy(), answers[start : start + _PROMPT_BATCH], strict=True):
-                # A retrieval run may lower-case its bank: the pair's own answer in any case is gold.
-                others = [t for t in (t.decode("utf-8") for t in texts) if t and t.lower() != gold.lower()]
+                # A retrieval run may lower-case its bank, or hold the one-line form of an answer
+                # (trained before answers kept their lines): the pair's own answer in any form is gold.
+                key = one_line(gold).lower()
+                others = [t for t in (t.decode("utf-8") for t in texts) if t and one_line(t).lower() != key]
                 notes = ([gold, *others[: k - 1]]) if random.random() < lm.gold_note_rate else others[:k]
                 random.shuffle(notes)
                 rows.append(notes + [""] * (k - len(notes)))
