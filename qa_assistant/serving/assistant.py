@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -79,6 +80,12 @@ class Assistant:
                 f"'{INPUT_NAME}' and the outputs 'answer' and 'score' ({expected})"
             )
 
+    @functools.cached_property
+    def _answer_limit(self) -> int | None:
+        """The longest answer a generation export may give (`answer_limit` of its config), read once."""
+        saved = self.path / EXTRA_DIR / CONFIG_FILE
+        return answer_limit(load_config([saved])) if saved.is_file() else None
+
     @property
     def output_names(self) -> list[str]:
         return sorted(self._serve.structured_outputs)
@@ -126,10 +133,7 @@ class Assistant:
             raise UserError(
                 f"unknown decoding option(s) {', '.join(unknown)}; expected any of: {', '.join(sorted(specs))}"
             )
-        saved = self.path / EXTRA_DIR / CONFIG_FILE
-        options = check_decoding_options(
-            options, answer_limit(load_config([saved])) if saved.is_file() else None
-        )
+        options = check_decoding_options(options, self._answer_limit)
         inputs = {}
         for name, spec in specs.items():
             # Left out: "" or -1, which the export reads as "keep the exported setting".

@@ -93,7 +93,7 @@ def confusion_image(labels: Sequence[str], counts: np.ndarray, title: str) -> np
         with warnings.catch_warnings():
             # Labels in scripts the default font lacks (CJK, ...) draw as boxes; Matplotlib would
             # also warn once per missing character, in the middle of the training log.
-            warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
+            warnings.filterwarnings("ignore", message=r"Glyph \d+.*missing from")
             figure.savefig(buffer, format="png")
     finally:
         plt.close(figure)

@@ -118,7 +118,8 @@ def train_run(
             the first epoch has been saved.
     """
     run_dir = Path(output)
-    check_trains(config)
+    if restart or not is_finished(run_dir):  # a finished run is reported (and exported) as it is
+        check_trains(config)
     get_encoder_builder(config.encoder.type)  # bad names fail before TensorFlow starts or data is read
     get_task(config)
     placement = make_placement(config.train.strategy)  # the first TensorFlow work: multi_worker needs that
