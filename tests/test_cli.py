@@ -365,3 +365,24 @@ def test_train_with_a_name_again_keeps_the_finished_runs_export(
     # Trained again: a new version.
     assert main([*again, "--restart"]) == 0
     assert sorted(p.name for p in (tmp_path / "saved_models" / "me").iterdir()) == ["1", "2"]
+
+
+def test_a_multi_line_alternative_keeps_its_lines_under_its_rank(capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from qa_assistant.cli.commands import _print_answer
+
+    code = "Here's quicksort:\n```\ndef quicksort(arr):\n    return arr\n```"
+    answer = SimpleNamespace(
+        answer=code, extra={"matched_question": "quicksort?"}, alternatives=[(code, 0.9)]
+    )
+    _print_answer(answer, top_k=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[5:] == [
+        "  1. [0.900] Here's quicksort:",
+        "             ```",
+        "             def quicksort(arr):",
+        "                 return arr",
+        "             ```",
+        "  closest known question: quicksort?",
+    ]

@@ -414,7 +414,9 @@ def _print_answer(answer: object, top_k: int | None, prefix: str = "") -> None:
         )
     if top_k:
         for rank, (text, score) in enumerate(answer.alternatives, start=1):
-            print(f"  {rank}. [{score:.3f}] {text}")
+            head = f"  {rank}. [{score:.3f}] "
+            # An answer's further lines under its first, so that the ranked list stays readable.
+            print(head + text.replace("\n", "\n" + " " * len(head)))
         if answer.extra.get("matched_question"):  # retrieval: why this answer was chosen
             print(f"  closest known question: {answer.extra['matched_question']}")
         elif _fell_back(answer):
