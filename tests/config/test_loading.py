@@ -272,22 +272,3 @@ def test_per_request_lengths_past_the_models_are_refused() -> None:
     assert check_decoding_options({"max_length": 100}) == {
         "max_length": 100
     }  # no limit known: the export clamps
-
-
-def test_a_finished_run_is_reported_without_the_rules_for_training(
-    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A run saved before a rule existed may break it; `train --name` on it still reports and exports."""
-    import shutil
-
-    from qa_assistant.training import runner
-
-    def refuse(config: Config) -> None:
-        raise UserError("a rule this config breaks")
-
-    monkeypatch.setattr(runner, "check_trains", refuse)
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
-    assert runner.train_run(load_config([run / "config.yaml"]), run).already_finished
-    with pytest.raises(UserError, match="a rule this config breaks"):
-        runner.train_run(load_config([run / "config.yaml"]), tmp_path / "new")

@@ -325,6 +325,7 @@ def test_a_symlinked_model_directory_is_refused(tiny_run: Path, tmp_path: Path) 
     assert not list(outside.iterdir())
 
 
+@pytest.mark.large  # a training and an export (about 25 s); CI runs it after the default suite (.ci/run)
 def test_a_run_without_validation_questions_exports(tmp_path: Path) -> None:
     """The README's three-row example splits into 2 train / 0 validation / 1 test; its run exports."""
     from qa_assistant.training.runner import train_run

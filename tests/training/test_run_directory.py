@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from qa_assistant.config import load_config
 from qa_assistant.errors import UserError
 from qa_assistant.layout import RUN_MARKER, is_finished
 from qa_assistant.serving import export_run
@@ -371,3 +372,22 @@ def test_a_failure_after_the_metrics_are_written_keeps_the_finished_run(tmp_path
     (run / "metrics.json").unlink()
     discard_if_new(run, created=True)  # unfinished, no epoch saved: nothing to resume
     assert not run.exists()
+
+
+def test_a_finished_run_is_reported_without_the_rules_for_training(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run saved before a rule existed may break it; `train --name` on it still reports and exports."""
+    import shutil
+
+    from qa_assistant.training import runner
+
+    def refuse(config: object) -> None:
+        raise UserError("a rule this config breaks")
+
+    monkeypatch.setattr(runner, "check_trains", refuse)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert runner.train_run(load_config([run / "config.yaml"]), run).already_finished
+    with pytest.raises(UserError, match="a rule this config breaks"):
+        runner.train_run(load_config([run / "config.yaml"]), tmp_path / "new")
