@@ -7,9 +7,9 @@ steps, in order:
 1. invalid UTF-8 byte sequences become U+FFFD; input is cut at `max_chars`;
 2. HTML tags are removed and character entities decoded (named entities from
    a fixed table, decimal and hexadecimal numeric entities in general). A tag
-   is an HTML element's (`<p>`, `</a>`, `<BR>`, `<img src=...>`, Word's `<o:p>`,
-   a custom `<my-widget>`), a comment, a doctype or `<?xml ...?>`: `x < 5 and
-   y > 3`, `List<T>` and `<MyComponent />` are text (see `_ELEMENTS`);
+   is a text element's (`<p>`, `</a>`, `<BR>`, `<img src=...>`, Word's `<o:p>`),
+   a comment, a doctype or `<?xml ...?>`: `x < 5 and y > 3`, `List<T>`,
+   `<MyComponent />` and `<package-name>` are text (see `_ELEMENTS`);
 3. Unicode NFKC normalisation (`normalize="nfkc"`, via tensorflow-text);
 4. control and format characters become spaces;
 5. optional lower-casing (Unicode-aware);
@@ -41,21 +41,21 @@ _BLANKS = frozenset({"Cc", "Cf", "Cs", "Co", "Zs", "Zl", "Zp"})
 # A private marker that cannot survive step 1 in real text: a NUL byte.
 _MARK = "\x00"
 
-# HTML's element names (current and the common obsolete ones): a tag must name one, written
-# in lower case or, as old pages do, in capitals (a single capital only for B and P, and
-# A with attributes): `List<T>`, `impl<S>`, `sum<I>`, `<Button onClick=...>` and `List<Map>` stay text.
+# HTML's element names that mark up text (current and the common obsolete ones; not the
+# form, media and data elements, whose names double as placeholders: `<title>`, `<time>`,
+# `<input>`): a tag must name one, in lower case or, as old pages do, in capitals (a single
+# capital only for B and P, and A with attributes). So `List<T>`, `impl<S>`, `sum<I>`,
+# `<Button onClick=...>`, `List<Map>`, `<package-name>` and Flask's `<int:id>` stay text.
 _ELEMENTS = (
-    "a|abbr|acronym|address|area|article|aside|audio|b|base|basefont|bdi|bdo|big|blockquote|body|br|"
-    "button|canvas|caption|center|cite|code|col|colgroup|data|datalist|dd|del|details|dfn|dialog|dir|"
-    "div|dl|dt|em|embed|fieldset|figcaption|figure|font|footer|form|frame|frameset|h[1-6]|head|header|"
-    "hgroup|hr|html|i|iframe|img|input|ins|kbd|label|legend|li|link|main|map|mark|menu|meta|meter|nav|"
-    "nobr|noscript|object|ol|optgroup|option|output|p|param|picture|pre|progress|q|rp|rt|ruby|s|samp|"
-    "script|section|select|small|source|span|strike|strong|style|sub|summary|sup|svg|table|tbody|td|"
-    "template|textarea|tfoot|th|thead|time|title|tr|track|tt|u|ul|var|video|wbr"
+    "a|abbr|acronym|address|article|aside|b|basefont|bdi|bdo|big|blockquote|body|br|caption|center|"
+    "cite|code|col|colgroup|dd|del|dfn|div|dl|dt|em|fieldset|figcaption|figure|font|footer|h[1-6]|head|"
+    "header|hgroup|hr|html|i|iframe|img|ins|kbd|legend|li|main|mark|meta|nav|nobr|noscript|ol|p|pre|q|"
+    "rp|rt|ruby|s|samp|script|section|small|span|strike|strong|style|sub|sup|table|tbody|td|tfoot|th|"
+    "thead|tr|tt|u|ul|wbr"
 )
 _CAPITALS = "|".join(name.upper() for name in _ELEMENTS.split("|") if len(name) > 1) + "|[BP]"
-# Namespaced (Word's `<o:p>`) and custom (`<my-widget>`) elements count too.
-_NAMES = rf"{_ELEMENTS}|{_CAPITALS}|[a-z][a-z0-9]*[:-][a-z0-9:.-]*"
+# Word's and Excel's namespaced tags (`<o:p>`, `<w:WordDocument>`, `<st1:place>`) count too.
+_NAMES = rf"{_ELEMENTS}|{_CAPITALS}|(?:o|v|w|x|m|st1):[A-Za-z][\w.-]*"
 _TAG = (
     rf"<!--(?s:.*?)-->|<!(?i:doctype)[^<>]*>|<\?[^<>]*\?>"
     rf"|</?(?:{_NAMES})(?:[\s/][^<>]*)?>|<A\s[^<>]*>|</A>"

@@ -132,7 +132,11 @@ def test_lines_output_is_shown_text_without_stray_whitespace(raw: str) -> None:
             "List<Map> <Button onClick={f}>Go</Button> <Input/>",
         ),
         ("<P>Old</P><BR><B>bold</B> <A HREF='x'>link</A>", "Old bold link"),
-        ("<o:p></o:p>Text<?xml version='1.0'?> <my-widget a=1>w</my-widget>", "Text w"),
+        ("<o:p></o:p>Text<?xml version='1.0'?> <w:WordDocument>w</w:WordDocument>", "Text w"),
+        (
+            "@app.route('/items/<int:index>') and pip install <package-name> <title>",
+            "@app.route('/items/<int:index>') and pip install <package-name> <title>",
+        ),
     ],
 )
 def test_code_keeps_its_angle_brackets_and_old_or_namespaced_html_goes(raw: str, expected: str) -> None:
