@@ -34,6 +34,7 @@ from qa_assistant.metrics.ranking import (
     selective_metrics,
 )
 from qa_assistant.serving.assistant import Assistant
+from qa_assistant.serving.savedmodel import variable_texts
 from qa_assistant.tasks.retrieval.bank import BANK_COLLECTION, BANK_FIELDS
 from qa_assistant.tasks.runs import load_run
 
@@ -64,8 +65,9 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
     if has_trained_model(model):
         frame = _load(load_config([check_finished_run(model) / CONFIG_FILE]), data)
         config, task, keras_model = load_run(model)
-        _settle(frame, config, _json_list(model / LABELS_FILE) or _json_list(model / ANSWERS_FILE))
-        _warn_unknown_classes(config, frame, model / LABELS_FILE, data)
+        labels = _json_list(model / LABELS_FILE)
+        _settle(frame, config, labels or _json_list(model / ANSWERS_FILE))
+        _warn_unknown_classes(config, frame, labels, data)
         metrics, _ = task.evaluate(keras_model, frame)
     else:
         try:
@@ -78,19 +80,16 @@ def evaluate_path(model: str | Path, data: str) -> dict[str, float]:
         config = export_config(export)
         frame = _load(config, data)
         assistant = Assistant(export)
+        labels = _json_list(assistant.path / EXTRA_DIR / LABELS_FILE)
         bank = assistant.tracked(BANK_COLLECTION)
-        _settle(
-            frame,
-            config,
-            _json_list(assistant.path / EXTRA_DIR / LABELS_FILE)
-            or ([] if bank is None else _texts(bank[BANK_FIELDS.index("answers")])),
-        )
-        _warn_unknown_classes(config, frame, assistant.path / EXTRA_DIR / LABELS_FILE, data)
+        answers = None if bank is None else variable_texts(bank[BANK_FIELDS.index("answers")])
+        _settle(frame, config, labels or answers or [])
+        _warn_unknown_classes(config, frame, labels, data)
         if config.task.type in ("generate", "lm"):  # both generate answers (tasks/lm/generator.py)
             metrics = _evaluate_generation_export(assistant, frame)
         else:
-            if config.task.type == "retrieve":
-                _warn_answers_outside_the_bank(assistant, frame, data)
+            if config.task.type == "retrieve" and answers is not None:
+                _warn_answers_outside_the_bank(answers, assistant.path, frame, data)
             metrics = _evaluate_ranking_export(assistant, config, frame)
     metrics["num_examples"] = len(frame)
     return metrics
@@ -108,15 +107,11 @@ def _json_list(path: Path) -> list[str]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
 
 
-def _texts(variable: Any) -> list[str]:
-    return [v.decode("utf-8") for v in variable.numpy()]
-
-
-def _warn_unknown_classes(config: Config, frame: Any, labels_file: Path, spec: str) -> None:
+def _warn_unknown_classes(config: Config, frame: Any, labels: list[str], spec: str) -> None:
     """A warning when a classifier is asked about classes it never learned (as `train --test-data` warns)."""
-    if config.task.type != "classify" or not labels_file.is_file():
+    if config.task.type != "classify" or not labels:
         return
-    known = set(json.loads(labels_file.read_text(encoding="utf-8")))
+    known = set(labels)
     target = config.data.target
     unseen = int((~frame[target].isin(known)).sum())
     if unseen:
@@ -132,16 +127,14 @@ def _warn_unknown_classes(config: Config, frame: Any, labels_file: Path, spec: s
         )
 
 
-def _warn_answers_outside_the_bank(assistant: Any, frame: Any, spec: str) -> None:
-    """A warning when a retrieval export is asked questions whose answers its bank lacks.
+def _warn_answers_outside_the_bank(bank: list[str], export: Path, frame: Any, spec: str) -> None:
+    """A warning when a retrieval export (`bank`: its answers) is asked questions whose answers
+    its bank lacks.
 
     A run directory adds such answers to its bank before ranking; an export can only
     return what its bank holds (`qa-assistant index` adds answers).
     """
-    bank = assistant.tracked(BANK_COLLECTION)
-    if bank is None:
-        return
-    answers = set(_texts(bank[BANK_FIELDS.index("answers")]))
+    answers = set(bank)
     outside = int((~frame["answer"].isin(answers)).sum())
     if outside:
         log.warning(
@@ -151,7 +144,7 @@ def _warn_answers_outside_the_bank(assistant: Any, frame: Any, spec: str) -> Non
             len(frame),
             spec,
             len(answers),
-            assistant.path,
+            export,
         )
 
 

@@ -283,10 +283,9 @@ def _sample_questions(run_dir: Path, count: int) -> list[str]:
     questions: list[str] = []
     for split in ("validation", "test", "train"):
         path = split_file(run_dir, split)
-        if (
-            path.is_file() and path.read_text(encoding="utf-8").strip()
-        ):  # older runs wrote an empty split as "\n"
-            questions += pd.read_json(path, lines=True, dtype=False)["question"].astype(str).tolist()
+        rows = pd.read_json(path, lines=True, dtype=False) if path.is_file() and path.stat().st_size else None
+        if rows is not None and "question" in rows:  # older runs wrote an empty split as "\n": no columns
+            questions += rows["question"].astype(str).tolist()
         if len(questions) >= count:
             break
     return questions[:count]

@@ -23,7 +23,7 @@ from qa_assistant.errors import UserError
 from qa_assistant.layout import EXTRA_DIR, INDEX_FILE, model_directory, resolve_export
 from qa_assistant.serving.evaluate import export_config, read_model_pairs
 from qa_assistant.serving.export import HOSTILE_QUESTIONS, check_parity, publish, replay_warmup
-from qa_assistant.serving.savedmodel import INPUT_NAME, SIGNATURE, load_signature
+from qa_assistant.serving.savedmodel import INPUT_NAME, SIGNATURE, load_signature, variable_texts
 from qa_assistant.serving.warmup import WARMUP_FILE, rename_warmup
 from qa_assistant.tasks.retrieval.bank import BANK_COLLECTION, BANK_FIELDS
 
@@ -75,7 +75,7 @@ def index_answers(
             f"'{source}' is not a retrieval export (no answer bank); expected one from task.type retrieve"
         )
     variables = dict(zip(BANK_FIELDS, bank, strict=True))
-    questions, answers = _read_pairs(source, answers_file, _texts(variables["answers"]))
+    questions, answers = _read_pairs(source, answers_file, variable_texts(variables["answers"]))
     added_answers, added_questions = _grow(loaded, variables, questions, answers)
     if not added_answers and not added_questions:
         raise UserError(f"'{answers_file}' adds nothing: every answer and question is already in '{source}'")
@@ -117,10 +117,6 @@ def _read_pairs(source: Path, spec: str, bank: list[str]) -> tuple[list[str], li
     return [questions[i] for i in keep], [answers[i] for i in keep]
 
 
-def _texts(variable: tf.Variable) -> list[str]:
-    return [v.decode("utf-8") for v in variable.numpy()]
-
-
 def _embed(loaded: object, signature: str, texts: list[str]) -> tf.Tensor:
     fn = loaded.signatures[signature]
     parts = [fn(text=tf.constant(texts[i : i + _BATCH]))["embedding"] for i in range(0, len(texts), _BATCH)]
@@ -130,7 +126,7 @@ def _embed(loaded: object, signature: str, texts: list[str]) -> tf.Tensor:
 def _grow(
     loaded: object, variables: dict[str, tf.Variable], questions: list[str], answers: list[str]
 ) -> tuple[list[str], list[str]]:
-    bank = _texts(variables["answers"])
+    bank = variable_texts(variables["answers"])
     present = set(bank)
     new_answers = [a for a in dict.fromkeys(answers) if a not in present]
     if new_answers:
@@ -139,7 +135,7 @@ def _grow(
         variables["embeddings"].assign(tf.concat([variables["embeddings"], vectors], 0))
     index = {a: i for i, a in enumerate(bank + new_answers)}
     ids = variables["known_answer_ids"].numpy()
-    known = set(zip(_texts(variables["known_questions"]), ids.tolist(), strict=True))
+    known = set(zip(variable_texts(variables["known_questions"]), ids.tolist(), strict=True))
     pairs = [(q, index[a]) for q, a in dict.fromkeys(zip(questions, answers, strict=True)) if q]
     pairs = [p for p in pairs if p not in known]
     if pairs:

@@ -27,3 +27,8 @@ def load_saved_model(export_dir: str | Path) -> Any:
 def load_signature(export_dir: str | Path) -> Any:
     """The `serving_default` function of a SavedModel, with tensorflow-text ops registered."""
     return load_saved_model(export_dir).signatures[SIGNATURE]
+
+
+def variable_texts(variable: Any) -> list[str]:
+    """A SavedModel's string variable (a retrieval bank's answers or known questions) as Python strings."""
+    return [v.decode("utf-8") for v in variable.numpy()]
