@@ -103,34 +103,46 @@ def clean_text(
     # dropping them first changes nothing in the output.
     x = tf.strings.regex_replace(x, f"[{_MARK}{_TAG_MARK}]", " ")
     if strip_html:
-        x = tf.strings.regex_replace(x, _TAG, _TAG_MARK)
-        if lines:  # a tag that starts or ends a line leaves no space (nor the source's indentation)
-            x = tf.strings.regex_replace(x, rf"(^|\n)[ \t]*{_TAG_MARK}[{_TAG_MARK} \t]*", r"\1")
-            x = tf.strings.regex_replace(x, rf"[ \t]*{_TAG_MARK}[{_TAG_MARK} \t]*(\n|$)", r"\1")
-        x = tf.strings.regex_replace(x, f"{_TAG_MARK}+", " ")
-        x = _decode_entities(x)
+        x = _decode_entities(_strip_tags(x, lines))
     if normalize == "nfkc":
         import tensorflow_text as tf_text  # deferred: start-up time
 
         x = tf_text.normalize_utf8(x, "NFC" if lines else "NFKC")
     elif normalize != "none":
         raise ValueError(f"normalize must be 'nfkc' or 'none'; got {normalize!r}")
-    if lines:
-        x = tf.strings.regex_replace(x, r"\r\n?|[\x{b}\x{c}\x{85}\p{Zl}\p{Zp}]", "\n")
-        x = tf.strings.regex_replace(
-            x, r"[\x{0}-\x{8}\x{e}-\x{1f}\x{7f}-\x{9f}\p{Cf}\p{Cs}\p{Co}\p{Zs}]", " "
-        )
-    else:
-        x = tf.strings.regex_replace(x, r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Co}]", " ")
+    x = _blank_controls(x, lines)
     if lowercase:
         x = tf.strings.lower(x, encoding="utf-8")
+    return tf.strings.strip(_collapse_spaces(x, lines))
+
+
+def _strip_tags(x: tf.Tensor, lines: bool) -> tf.Tensor:
+    """Step 2's tags as spaces; with `lines`, a tag that starts or ends a line leaves no space
+    (nor the source's indentation)."""
+    x = tf.strings.regex_replace(x, _TAG, _TAG_MARK)
     if lines:
-        x = tf.strings.regex_replace(x, r"([^\s])[ \t]{2,}", r"\1 ")  # not the indentation
-        x = tf.strings.regex_replace(x, r"[ \t]+(\n|$)", r"\1")
-        x = tf.strings.regex_replace(x, r"\n{3,}", "\n\n")
-    else:
-        x = tf.strings.regex_replace(x, r"[\s\p{Z}]+", " ")
-    return tf.strings.strip(x)
+        x = tf.strings.regex_replace(x, rf"(^|\n)[ \t]*{_TAG_MARK}[{_TAG_MARK} \t]*", r"\1")
+        x = tf.strings.regex_replace(x, rf"[ \t]*{_TAG_MARK}[{_TAG_MARK} \t]*(\n|$)", r"\1")
+    return tf.strings.regex_replace(x, f"{_TAG_MARK}+", " ")
+
+
+def _blank_controls(x: tf.Tensor, lines: bool) -> tf.Tensor:
+    """Step 4: control and format characters as spaces; with `lines`, line breaks of any kind
+    as `\\n` and tabs kept."""
+    if not lines:
+        return tf.strings.regex_replace(x, r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Co}]", " ")
+    x = tf.strings.regex_replace(x, r"\r\n?|[\x{b}\x{c}\x{85}\p{Zl}\p{Zp}]", "\n")
+    return tf.strings.regex_replace(x, r"[\x{0}-\x{8}\x{e}-\x{1f}\x{7f}-\x{9f}\p{Cf}\p{Cs}\p{Co}\p{Zs}]", " ")
+
+
+def _collapse_spaces(x: tf.Tensor, lines: bool) -> tf.Tensor:
+    """Step 6: whitespace runs as one space; with `lines`, only the runs after a line's first
+    word (not its indentation), no space at a line's end and at most one blank line."""
+    if not lines:
+        return tf.strings.regex_replace(x, r"[\s\p{Z}]+", " ")
+    x = tf.strings.regex_replace(x, r"([^\s])[ \t]{2,}", r"\1 ")
+    x = tf.strings.regex_replace(x, r"[ \t]+(\n|$)", r"\1")
+    return tf.strings.regex_replace(x, r"\n{3,}", "\n\n")
 
 
 def one_line(text: str, normalize: str = "nfkc") -> str:
